@@ -1,0 +1,262 @@
+//! The [`EventBus`] trait every backend implements, [`Subscription`], and [`connect`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+
+use crate::config::{Backend, Config};
+use crate::envelope::{Message, MessageBuilder};
+use crate::error::{Error, Result};
+
+/// A bus client. Object-safe: services hold an `Arc<dyn EventBus>` and switch
+/// backends by configuration alone.
+#[async_trait::async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Publishes `data` to `subject` as a new event (at-most-once, fan-out).
+    async fn publish(&self, subject: &str, data: Bytes) -> Result<()> {
+        self.publish_message(self.message(subject).data(data).build()?)
+            .await
+    }
+
+    /// Publishes a fully built message (headers, attributes, reply subject).
+    async fn publish_message(&self, message: Message) -> Result<()>;
+
+    /// Receives every message whose subject matches `pattern`.
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription>;
+
+    /// Receives matching messages as one member of `group`: each message goes to one member.
+    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription>;
+
+    /// Sends a request and waits up to `timeout` for one reply. Fails at once with
+    /// `no_responders` when nothing listens on `subject`.
+    async fn request(&self, subject: &str, data: Bytes, timeout: Duration) -> Result<Message> {
+        self.request_message(self.message(subject).data(data).build()?, timeout)
+            .await
+    }
+
+    /// [`EventBus::request`] with a fully built message. Its `reply_to` is replaced by a
+    /// fresh inbox; its `correlationid` is set to its `id` unless already set.
+    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message>;
+
+    /// Returns once everything published before the call has been handed to the backend.
+    async fn flush(&self) -> Result<()>;
+
+    /// Closes the bus: subscriptions end after yielding what they hold, pending requests
+    /// fail with `closed`, later calls fail with `closed`.
+    async fn close(&self) -> Result<()>;
+
+    /// A message builder to `subject` with this bus's configured `source`.
+    fn message(&self, subject: &str) -> MessageBuilder;
+
+    /// Counters of this bus.
+    fn stats(&self) -> BusStats;
+
+    /// `"memory"` or `"nats"`.
+    fn backend(&self) -> Backend;
+}
+
+/// Counters of a bus since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Messages accepted by `publish*` (requests and replies included).
+    pub published: u64,
+    /// Message copies queued to subscriptions.
+    pub delivered: u64,
+    /// Copies not queued because a subscription in `lag` mode was full.
+    pub missed: u64,
+    /// Replies that arrived after their request had timed out (dropped).
+    pub late_replies: u64,
+    /// Live subscriptions.
+    pub subscriptions: u64,
+}
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// Messages queued to this subscription.
+    pub delivered: u64,
+    /// Messages it missed because its buffer was full (`lag` mode).
+    pub missed: u64,
+    /// Messages waiting in its buffer now.
+    pub pending: u64,
+    /// Whether it has missed a message since it last caught up.
+    pub lagging: bool,
+}
+
+/// The backend's side of a subscription: what [`Subscription`] needs besides its stream.
+#[async_trait::async_trait]
+pub trait SubscriptionControl: Send + Sync {
+    /// Stops delivery at once; buffered messages are discarded and the stream ends.
+    async fn unsubscribe(&self) -> Result<()>;
+    /// Stops new deliveries; the stream yields what it holds, then ends.
+    async fn drain(&self) -> Result<()>;
+    /// Counters of this subscription.
+    fn stats(&self) -> SubscriptionStats;
+}
+
+/// The stream a backend hands to [`Subscription::new`].
+pub type MessageStream = Pin<Box<dyn Stream<Item = Result<Message>> + Send>>;
+
+/// Messages matching a pattern, as a [`Stream`]. Items are `Ok(message)`, or
+/// `Err(Error::Lagged)` as a notice that messages were missed (the stream goes on).
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    stream: MessageStream,
+    control: Arc<dyn SubscriptionControl>,
+    pattern: String,
+    queue_group: Option<String>,
+}
+
+impl Subscription {
+    /// Assembles a subscription; used by backends.
+    pub fn new(
+        stream: MessageStream,
+        control: Arc<dyn SubscriptionControl>,
+        pattern: impl Into<String>,
+        queue_group: Option<String>,
+    ) -> Self {
+        Subscription {
+            stream,
+            control,
+            pattern: pattern.into(),
+            queue_group,
+        }
+    }
+
+    /// The pattern this subscription matches.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The queue group, for queue subscriptions.
+    pub fn queue_group(&self) -> Option<&str> {
+        self.queue_group.as_deref()
+    }
+
+    /// The next item, or `None` once the subscription has ended.
+    pub async fn next(&mut self) -> Option<Result<Message>> {
+        std::future::poll_fn(|cx| self.stream.as_mut().poll_next(cx)).await
+    }
+
+    /// A handle that can unsubscribe or drain this subscription from another task,
+    /// while this one waits in [`Subscription::next`].
+    pub fn handle(&self) -> SubscriptionHandle {
+        SubscriptionHandle(self.control.clone())
+    }
+
+    /// Stops delivery at once; buffered messages are discarded.
+    pub async fn unsubscribe(&self) -> Result<()> {
+        self.control.unsubscribe().await
+    }
+
+    /// Stops new deliveries; [`Subscription::next`] yields what is buffered, then `None`.
+    pub async fn drain(&self) -> Result<()> {
+        self.control.drain().await
+    }
+
+    /// Counters of this subscription.
+    pub fn stats(&self) -> SubscriptionStats {
+        self.control.stats()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Message>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("pattern", &self.pattern)
+            .field("queue_group", &self.queue_group)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Cloneable control of a [`Subscription`] (see [`Subscription::handle`]).
+#[derive(Clone)]
+pub struct SubscriptionHandle(Arc<dyn SubscriptionControl>);
+
+impl SubscriptionHandle {
+    /// See [`Subscription::unsubscribe`].
+    pub async fn unsubscribe(&self) -> Result<()> {
+        self.0.unsubscribe().await
+    }
+    /// See [`Subscription::drain`].
+    pub async fn drain(&self) -> Result<()> {
+        self.0.drain().await
+    }
+    /// See [`Subscription::stats`].
+    pub fn stats(&self) -> SubscriptionStats {
+        self.0.stats()
+    }
+}
+
+/// Builds the bus that `config` describes.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let bus = busbar::connect(busbar::Config::default()).await?;
+/// let mut sub = bus.subscribe("greetings.*").await?;
+/// bus.publish("greetings.en", "hello".into()).await?;
+/// let msg = sub.next().await.unwrap()?;
+/// assert_eq!(&msg.data()[..], b"hello");
+/// # Ok::<(), busbar::Error>(()) }).unwrap();
+/// ```
+pub async fn connect(config: Config) -> Result<Arc<dyn EventBus>> {
+    config.check()?;
+    match config.backend {
+        Backend::Memory => Ok(Arc::new(crate::memory::InMemoryBus::new(config)?)),
+        Backend::Nats => Err(Error::Backend {
+            message: format!(
+                "backend \"nats\" (nats_url {}) is not available in this version of busbar; use backend \"memory\"",
+                config.nats_url
+            ),
+            source: None,
+        }),
+    }
+}
+
+/// [`connect`] with [`Config::from_env`].
+pub async fn connect_from_env() -> Result<Arc<dyn EventBus>> {
+    connect(Config::from_env()?).await
+}
+
+/// Answers every request arriving on `subscription` with `handler`'s output, until the
+/// subscription ends. Messages without `reply_to` are passed to the handler and the
+/// output discarded. Returns how many requests were answered.
+///
+/// A reply that cannot be sent (the bus closed) ends the loop with that error.
+pub async fn serve<F, Fut>(mut subscription: Subscription, mut handler: F) -> Result<u64>
+where
+    F: FnMut(Message) -> Fut + Send,
+    Fut: Future<Output = Bytes> + Send,
+{
+    let mut answered = 0;
+    while let Some(item) = subscription.next().await {
+        let request = match item {
+            Ok(m) => m,
+            Err(Error::Lagged { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let has_reply = request.reply_to().is_some();
+        let reply = handler(request.clone()).await;
+        if has_reply {
+            request.respond(reply).await?;
+            answered += 1;
+        }
+    }
+    Ok(answered)
+}

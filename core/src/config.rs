@@ -1,0 +1,269 @@
+//! One configuration shape for every language (DESIGN.md §8), built in code or read
+//! from `BUSBAR_*` environment variables. Every binding funnels its options through
+//! [`Config::set`], so a key means the same thing everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Which backend [`crate::connect`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The embedded in-memory bus: no server, deterministic.
+    #[default]
+    Memory,
+    /// A NATS server (with JetStream for durable streams).
+    Nats,
+}
+
+/// What a publisher does when a subscription's buffer is full (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// The publisher waits until the subscriber makes room: nothing is lost.
+    #[default]
+    Block,
+    /// The message is not queued for that subscriber; it is marked lagging, the
+    /// loss is counted, and its stream yields [`Error::Lagged`] with the count.
+    Lag,
+}
+
+/// Settings of a bus. Build with [`Config::default`] and the `with_*` methods,
+/// from key/value pairs with [`Config::set`], or from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `backend` / `BUSBAR_BACKEND`: `memory` (default) or `nats`.
+    pub backend: Backend,
+    /// `nats_url` / `BUSBAR_NATS_URL`: where the NATS backend connects.
+    pub nats_url: String,
+    /// `max_payload` / `BUSBAR_MAX_PAYLOAD`: largest payload accepted, in bytes.
+    pub max_payload: usize,
+    /// `subscription_capacity` / `BUSBAR_SUBSCRIPTION_CAPACITY`: messages buffered per subscription.
+    pub subscription_capacity: usize,
+    /// `backpressure` / `BUSBAR_BACKPRESSURE`: `block` (default) or `lag`.
+    pub backpressure: Backpressure,
+    /// `source` / `BUSBAR_SOURCE`: CloudEvents `source` of the events this bus publishes.
+    pub source: String,
+}
+
+/// Default `max_payload`: 1 MiB, as a NATS server's default.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Default `subscription_capacity`.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
+/// Default `nats_url`.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// The keys [`Config::set`] accepts; the environment variable is `BUSBAR_` + the key in capitals.
+pub const KEYS: &[&str] = &[
+    "backend",
+    "nats_url",
+    "max_payload",
+    "subscription_capacity",
+    "backpressure",
+    "source",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: Backend::Memory,
+            nats_url: DEFAULT_NATS_URL.to_owned(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            backpressure: Backpressure::Block,
+            source: crate::envelope::DEFAULT_SOURCE.to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults overlaid with every `BUSBAR_*` variable of the process environment.
+    /// An unknown `BUSBAR_*` variable is an error, so a typo does not go unnoticed.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// Like [`Config::from_env`], from the given variables (those without the `BUSBAR_` prefix are ignored).
+    pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self> {
+        let mut config = Config::default();
+        for (name, value) in vars {
+            let Some(key) = name.as_ref().strip_prefix("BUSBAR_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if !KEYS.contains(&key.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown environment variable {}; busbar reads {}",
+                    name.as_ref(),
+                    KEYS.iter()
+                        .map(|k| format!("BUSBAR_{}", k.to_ascii_uppercase()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            config.set(&key, value.as_ref())?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one key (see [`KEYS`]) from its text form; the error names the key and value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "backend" => self.backend = parse(key, value)?,
+            "nats_url" => {
+                if value.trim().is_empty() {
+                    return Err(Error::InvalidArgument("nats_url must not be empty".into()));
+                }
+                self.nats_url = value.to_owned();
+            }
+            "max_payload" => self.max_payload = positive(key, value)?,
+            "subscription_capacity" => self.subscription_capacity = positive(key, value)?,
+            "backpressure" => self.backpressure = parse(key, value)?,
+            "source" => {
+                if value.is_empty() || value.contains(['\r', '\n', '\0']) {
+                    return Err(Error::InvalidArgument(format!(
+                        "source {value:?} must be non-empty and hold no line break"
+                    )));
+                }
+                self.source = value.to_owned();
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown config key {other:?}; known keys: {}",
+                    KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `backend`.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// Sets `nats_url`.
+    pub fn with_nats_url(mut self, url: impl Into<String>) -> Self {
+        self.nats_url = url.into();
+        self
+    }
+    /// Sets `max_payload` in bytes.
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+    /// Sets `subscription_capacity`.
+    pub fn with_subscription_capacity(mut self, messages: usize) -> Self {
+        self.subscription_capacity = messages;
+        self
+    }
+    /// Sets `backpressure`.
+    pub fn with_backpressure(mut self, mode: Backpressure) -> Self {
+        self.backpressure = mode;
+        self
+    }
+    /// Sets `source`.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.max_payload == 0 || self.subscription_capacity == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "max_payload ({}) and subscription_capacity ({}) must be at least 1",
+                self.max_payload, self.subscription_capacity
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: FromStr<Err = Error>>(_key: &str, value: &str) -> Result<T> {
+    value.parse()
+}
+
+fn positive(key: &str, value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::InvalidArgument(format!(
+            "{key} must be a whole number above 0, not {value:?}"
+        ))),
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memory" => Ok(Backend::Memory),
+            "nats" => Ok(Backend::Nats),
+            _ => Err(Error::InvalidArgument(format!(
+                "backend must be \"memory\" or \"nats\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Memory => "memory",
+            Backend::Nats => "nats",
+        })
+    }
+}
+
+impl FromStr for Backpressure {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "block" => Ok(Backpressure::Block),
+            "lag" => Ok(Backpressure::Lag),
+            _ => Err(Error::InvalidArgument(format!(
+                "backpressure must be \"block\" or \"lag\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let c = Config::from_vars([
+            ("BUSBAR_BACKEND", "nats"),
+            ("BUSBAR_NATS_URL", "nats://127.0.0.1:4333"),
+            ("BUSBAR_MAX_PAYLOAD", "2048"),
+            ("BUSBAR_BACKPRESSURE", "lag"),
+            ("PATH", "/bin"),
+        ])
+        .unwrap();
+        assert_eq!(c.backend, Backend::Nats);
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4333");
+        assert_eq!(c.max_payload, 2048);
+        assert_eq!(c.backpressure, Backpressure::Lag);
+        assert_eq!(c.subscription_capacity, DEFAULT_SUBSCRIPTION_CAPACITY);
+        assert_eq!(Config::from_vars::<&str, &str>([]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let err = Config::from_vars([("BUSBAR_MAX_PAYLOAD", "1MB")]).unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(
+            err.to_string().contains("max_payload") && err.to_string().contains("1MB"),
+            "{err}"
+        );
+        let err = Config::from_vars([("BUSBAR_BAKEND", "nats")]).unwrap_err();
+        assert!(err.to_string().contains("BUSBAR_BAKEND"), "{err}");
+        let err = Config::default().set("backend", "kafka").unwrap_err();
+        assert!(err.to_string().contains("kafka"), "{err}");
+        assert!(Config::default().set("max_payload", "0").is_err());
+    }
+}

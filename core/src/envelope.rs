@@ -1,0 +1,784 @@
+//! The message envelope (DESIGN.md §3): a CloudEvents 1.0 event with busbar's
+//! extension attributes, user headers and the payload as [`Bytes`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::subject::validate_subject;
+
+/// Free user headers: name → value, sorted by name.
+pub type Headers = BTreeMap<String, String>;
+
+/// `source` of events whose publisher set none.
+pub const DEFAULT_SOURCE: &str = "busbar";
+/// `type` of events whose publisher set none.
+pub const DEFAULT_TYPE: &str = "busbar.event";
+
+pub(crate) static DEFAULT_SOURCE_ARC: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(DEFAULT_SOURCE));
+static DEFAULT_TYPE_ARC: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(DEFAULT_TYPE));
+
+/// Publishes a reply on behalf of the bus a request came from.
+#[async_trait::async_trait]
+pub(crate) trait Replier: Send + Sync {
+    async fn send_reply(&self, reply: Message) -> Result<()>;
+}
+
+/// One event. Cloning is cheap (the envelope is shared), so fan-out to many
+/// subscribers copies no field and no payload byte.
+#[derive(Clone)]
+pub struct Message {
+    env: Arc<Envelope>,
+    replier: Option<Arc<dyn Replier>>,
+}
+
+#[derive(Clone)]
+struct Envelope {
+    id: EventId,
+    source: Arc<str>,
+    event_type: Arc<str>,
+    subject: Arc<str>,
+    time: SystemTime,
+    content_type: Option<String>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    classification: Option<String>,
+    keyid: Option<String>,
+    reply_to: Option<String>,
+    headers: Headers,
+    data: Bytes,
+}
+
+/// An event id: generated ids are kept inline, so making one allocates nothing.
+#[derive(Clone)]
+enum EventId {
+    Generated([u8; 36]),
+    Given(Box<str>),
+}
+
+thread_local! {
+    /// Per thread: the millisecond of the last id and its counter (UUIDv7 monotonic
+    /// method 1 of RFC 9562 §6.2), so ids made on one thread sort in creation order.
+    static LAST_STAMP: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// 42-bit counter per millisecond, started at a random value below 2^41 so it has room.
+const COUNTER_BITS: u32 = 42;
+
+impl EventId {
+    /// A UUIDv7 id and the time it carries, from one clock read. Uniqueness across
+    /// threads and processes comes from the random counter start and 32 random bits.
+    fn generate() -> (Self, SystemTime) {
+        let now = SystemTime::now();
+        let mut millis = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let counter = LAST_STAMP.with(|last| {
+            let (last_ms, last_counter) = last.get();
+            let counter = if millis <= last_ms && last_counter + 1 < (1 << COUNTER_BITS) {
+                millis = last_ms;
+                last_counter + 1
+            } else {
+                if millis <= last_ms {
+                    millis = last_ms + 1; // counter exhausted: borrow the next millisecond
+                }
+                rand::random::<u64>() >> (64 - COUNTER_BITS + 1)
+            };
+            last.set((millis, counter));
+            counter
+        });
+        let tail: u32 = rand::random();
+        let c = counter;
+        let mut bytes = [
+            (c >> 38) as u8 & 0x0f, // the builder puts the version in the high nibble
+            (c >> 30) as u8,
+            (c >> 24) as u8 & 0x3f, // and the variant in the two high bits
+            (c >> 16) as u8,
+            (c >> 8) as u8,
+            c as u8,
+            0,
+            0,
+            0,
+            0,
+        ];
+        bytes[6..].copy_from_slice(&tail.to_be_bytes());
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid();
+        let mut buf = [0u8; 36];
+        uuid.hyphenated().encode_lower(&mut buf);
+        (EventId::Generated(buf), now)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Only ever filled by `encode_lower`, which writes ASCII.
+            EventId::Generated(buf) => std::str::from_utf8(buf).unwrap_or_default(),
+            EventId::Given(s) => s,
+        }
+    }
+}
+
+/// Builds a [`Message`]; `build` validates it and fills `id` (UUIDv7) and `time`.
+#[derive(Clone)]
+pub struct MessageBuilder {
+    env: Envelope,
+    id_set: bool,
+}
+
+/// A fresh event id: a UUIDv7, so ids sort by creation time.
+pub fn new_id() -> String {
+    EventId::generate().0.as_str().to_owned()
+}
+
+impl Message {
+    /// Starts a message to `subject`.
+    pub fn builder(subject: impl Into<String>) -> MessageBuilder {
+        MessageBuilder {
+            env: Envelope {
+                id: EventId::Given("".into()),
+                source: DEFAULT_SOURCE_ARC.clone(),
+                event_type: DEFAULT_TYPE_ARC.clone(),
+                subject: Arc::from(subject.into()),
+                time: SystemTime::UNIX_EPOCH,
+                content_type: None,
+                correlation_id: None,
+                traceparent: None,
+                tracestate: None,
+                classification: None,
+                keyid: None,
+                reply_to: None,
+                headers: Headers::new(),
+                data: Bytes::new(),
+            },
+            id_set: false,
+        }
+    }
+
+    /// A new event with only the required attributes: the fast path of `publish`.
+    /// `subject` must already be valid (the caller shares one validated copy).
+    pub(crate) fn event(subject: Arc<str>, data: Bytes, source: Arc<str>) -> Message {
+        debug_assert!(validate_subject(&subject).is_ok());
+        let (id, time) = EventId::generate();
+        Message {
+            env: Arc::new(Envelope {
+                id,
+                source,
+                event_type: DEFAULT_TYPE_ARC.clone(),
+                subject,
+                time,
+                content_type: None,
+                correlation_id: None,
+                traceparent: None,
+                tracestate: None,
+                classification: None,
+                keyid: None,
+                reply_to: None,
+                headers: Headers::new(),
+                data,
+            }),
+            replier: None,
+        }
+    }
+
+    /// A builder holding every attribute of this message (a new `id` is *not* generated).
+    pub fn to_builder(&self) -> MessageBuilder {
+        MessageBuilder {
+            env: (*self.env).clone(),
+            id_set: true,
+        }
+    }
+
+    /// CloudEvents `id`: unique per event; retries of one event keep it.
+    pub fn id(&self) -> &str {
+        self.env.id.as_str()
+    }
+    /// CloudEvents `source`: who emitted the event.
+    pub fn source(&self) -> &str {
+        &self.env.source
+    }
+    /// CloudEvents `type`: what kind of event this is.
+    pub fn event_type(&self) -> &str {
+        &self.env.event_type
+    }
+    /// The subject the event was published to.
+    pub fn subject(&self) -> &str {
+        &self.env.subject
+    }
+    /// CloudEvents `time`: when the event was created.
+    pub fn time(&self) -> SystemTime {
+        self.env.time
+    }
+    /// CloudEvents `datacontenttype`, e.g. `application/json`.
+    pub fn content_type(&self) -> Option<&str> {
+        self.env.content_type.as_deref()
+    }
+    /// `correlationid`: ties a reply to its request.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.env.correlation_id.as_deref()
+    }
+    /// W3C `traceparent`.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.env.traceparent.as_deref()
+    }
+    /// W3C `tracestate`.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.env.tracestate.as_deref()
+    }
+    /// `classification`: the traits of the message, e.g. `phi,pii`.
+    pub fn classification(&self) -> Option<&str> {
+        self.env.classification.as_deref()
+    }
+    /// `keyid`: the key that encrypted the protected fields.
+    pub fn keyid(&self) -> Option<&str> {
+        self.env.keyid.as_deref()
+    }
+    /// Where a reply goes, for requests.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.env.reply_to.as_deref()
+    }
+    /// The free user headers.
+    pub fn headers(&self) -> &Headers {
+        &self.env.headers
+    }
+    /// One user header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.env.headers.get(name).map(String::as_str)
+    }
+    /// The payload.
+    pub fn data(&self) -> &Bytes {
+        &self.env.data
+    }
+
+    /// Answers this request with `data`. The reply goes to `reply_to` and echoes the
+    /// request's `correlationid`.
+    pub async fn respond(&self, data: impl Into<Bytes>) -> Result<()> {
+        let reply = self.reply_builder()?.data(data).build()?;
+        self.respond_message(reply).await
+    }
+
+    /// A builder for the reply to this request: subject and `correlationid` are set.
+    pub fn reply_builder(&self) -> Result<MessageBuilder> {
+        let reply_to = self.reply_to().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "message {} on {:?} has no reply_to: it is not a request",
+                self.id(),
+                self.subject()
+            ))
+        })?;
+        let correlation = self.correlation_id().unwrap_or(self.id()).to_owned();
+        Ok(Message::builder(reply_to).correlation_id(correlation))
+    }
+
+    /// Sends a reply built with [`Message::reply_builder`].
+    pub async fn respond_message(&self, reply: Message) -> Result<()> {
+        if reply.reply_to().is_some() {
+            // A reply is not itself a request; dropping this keeps the request chain finite.
+            return Err(Error::InvalidArgument("a reply cannot carry reply_to".into()));
+        }
+        match &self.replier {
+            Some(replier) => replier.send_reply(reply).await,
+            None => Err(Error::InvalidArgument(format!(
+                "message {} was not received from a bus, so it cannot be answered",
+                self.id()
+            ))),
+        }
+    }
+
+    pub(crate) fn with_replier(mut self, replier: Arc<dyn Replier>) -> Self {
+        self.replier = Some(replier);
+        self
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.env;
+        f.debug_struct("Message")
+            .field("id", &e.id.as_str())
+            .field("subject", &e.subject)
+            .field("source", &e.source)
+            .field("type", &e.event_type)
+            .field("correlation_id", &e.correlation_id)
+            .field("reply_to", &e.reply_to)
+            .field("headers", &e.headers)
+            .field("data_len", &e.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageBuilder {
+    /// The payload.
+    pub fn data(mut self, data: impl Into<Bytes>) -> Self {
+        self.env.data = data.into();
+        self
+    }
+    /// Sets `id` instead of generating one (keep it when retrying, so dedupe works).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.env.id = EventId::Given(id.into().into_boxed_str());
+        self.id_set = true;
+        self
+    }
+    /// Sets `source`.
+    pub fn source(mut self, source: impl Into<Arc<str>>) -> Self {
+        self.env.source = source.into();
+        self
+    }
+    /// Sets `type`.
+    pub fn event_type(mut self, event_type: impl Into<Arc<str>>) -> Self {
+        self.env.event_type = event_type.into();
+        self
+    }
+    /// Sets `time` (default: when `build` runs).
+    pub fn time(mut self, time: SystemTime) -> Self {
+        self.env.time = time;
+        self
+    }
+    /// Sets `datacontenttype`.
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.env.content_type = Some(content_type.into());
+        self
+    }
+    /// Sets `correlationid`.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.env.correlation_id = Some(id.into());
+        self
+    }
+    /// Sets W3C `traceparent`.
+    pub fn traceparent(mut self, value: impl Into<String>) -> Self {
+        self.env.traceparent = Some(value.into());
+        self
+    }
+    /// Sets W3C `tracestate`.
+    pub fn tracestate(mut self, value: impl Into<String>) -> Self {
+        self.env.tracestate = Some(value.into());
+        self
+    }
+    /// Sets `classification` (comma-separated classes, e.g. `phi,pii`).
+    pub fn classification(mut self, value: impl Into<String>) -> Self {
+        self.env.classification = Some(value.into());
+        self
+    }
+    /// Sets `keyid`.
+    pub fn keyid(mut self, value: impl Into<String>) -> Self {
+        self.env.keyid = Some(value.into());
+        self
+    }
+    /// Sets the subject a reply should go to.
+    pub fn reply_to(mut self, subject: impl Into<String>) -> Self {
+        self.env.reply_to = Some(subject.into());
+        self
+    }
+    /// Adds (or replaces) one user header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.headers.insert(name.into(), value.into());
+        self
+    }
+    /// Adds (or replaces) several user headers.
+    pub fn headers<K: Into<String>, V: Into<String>>(
+        mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        for (k, v) in headers {
+            self.env.headers.insert(k.into(), v.into());
+        }
+        self
+    }
+
+    /// Validates the subject, reply subject and headers; fills `id` and `time`.
+    pub fn build(mut self) -> Result<Message> {
+        validate_subject(&self.env.subject)?;
+        if let Some(reply_to) = &self.env.reply_to {
+            validate_subject(reply_to)?;
+        }
+        if self.id_set {
+            let id = self.env.id.as_str();
+            check_attr("id", id)?;
+            if id.is_empty() {
+                return Err(Error::InvalidArgument("attribute id must not be empty".into()));
+            }
+            if self.env.time == SystemTime::UNIX_EPOCH {
+                self.env.time = SystemTime::now();
+            }
+        } else {
+            let (id, now) = EventId::generate();
+            self.env.id = id;
+            if self.env.time == SystemTime::UNIX_EPOCH {
+                self.env.time = now;
+            }
+        }
+        if self.env.source.is_empty() {
+            return Err(Error::InvalidArgument(
+                "attribute source must not be empty".into(),
+            ));
+        }
+        if self.env.event_type.is_empty() {
+            return Err(Error::InvalidArgument("attribute type must not be empty".into()));
+        }
+        let e = &self.env;
+        check_attr("source", &e.source)?;
+        check_attr("type", &e.event_type)?;
+        for (name, value) in [
+            ("datacontenttype", &e.content_type),
+            ("correlationid", &e.correlation_id),
+            ("traceparent", &e.traceparent),
+            ("tracestate", &e.tracestate),
+            ("classification", &e.classification),
+            ("keyid", &e.keyid),
+        ] {
+            if let Some(v) = value {
+                check_attr(name, v)?;
+            }
+        }
+        for (name, value) in &e.headers {
+            check_header(name, value)?;
+        }
+        Ok(Message {
+            env: Arc::new(self.env),
+            replier: None,
+        })
+    }
+}
+
+/// Header names that carry envelope attributes on the wire and so cannot be user headers.
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "nats-msg-id",
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-subject",
+    "ce-time",
+    "ce-datacontenttype",
+    "ce-correlationid",
+    "ce-traceparent",
+    "ce-tracestate",
+    "ce-classification",
+    "ce-keyid",
+];
+
+fn check_attr(name: &str, value: &str) -> Result<()> {
+    if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+        return Err(Error::InvalidArgument(format!(
+            "attribute {name} = {value:?} contains a line break or NUL, which would corrupt the header block"
+        )));
+    }
+    Ok(())
+}
+
+fn check_header(name: &str, value: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument("a header name must not be empty".into()));
+    }
+    if let Some(bad) = name.chars().find(|c| !c.is_ascii_graphic() || *c == ':') {
+        return Err(Error::InvalidArgument(format!(
+            "header name {name:?} contains {bad:?}; names are printable ASCII without ':' or spaces"
+        )));
+    }
+    if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(Error::InvalidArgument(format!(
+            "header name {name:?} is reserved for an envelope attribute; set the attribute instead"
+        )));
+    }
+    check_attr(&format!("header {name}"), value)
+}
+
+/// The NATS wire mapping (CloudEvents binary content mode): pure functions, no I/O.
+pub mod codec {
+    use super::*;
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+
+    /// CloudEvents spec version busbar writes and reads.
+    pub const SPEC_VERSION: &str = "1.0";
+
+    /// Calls `put(name, value)` for every header `msg` travels with on NATS, in a fixed order:
+    /// `ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`,
+    /// `content-type`, the extension attributes that are set, `Nats-Msg-Id`, then user headers.
+    pub fn encode_headers_with(msg: &Message, mut put: impl FnMut(&str, &str)) {
+        let e = &msg.env;
+        put("ce-specversion", SPEC_VERSION);
+        put("ce-id", e.id.as_str());
+        put("ce-source", &e.source);
+        put("ce-type", &e.event_type);
+        put("ce-subject", &e.subject);
+        put("ce-time", &format_time(e.time));
+        if let Some(v) = &e.content_type {
+            put("content-type", v);
+        }
+        for (name, value) in [
+            ("ce-correlationid", &e.correlation_id),
+            ("ce-traceparent", &e.traceparent),
+            ("ce-tracestate", &e.tracestate),
+            ("ce-classification", &e.classification),
+            ("ce-keyid", &e.keyid),
+        ] {
+            if let Some(v) = value {
+                put(name, v);
+            }
+        }
+        put("Nats-Msg-Id", e.id.as_str());
+        for (name, value) in &e.headers {
+            put(name, value);
+        }
+    }
+
+    /// [`encode_headers_with`] collected into a list.
+    pub fn encode_headers(msg: &Message) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(10 + msg.env.headers.len());
+        encode_headers_with(msg, |k, v| out.push((k.to_owned(), v.to_owned())));
+        out
+    }
+
+    /// Rebuilds a message from what NATS delivered. A plain NATS message (no `ce-`
+    /// headers) becomes an event with a generated `id` (or its `Nats-Msg-Id`), source
+    /// `nats`, type [`DEFAULT_TYPE`] and the receive time. Unknown `ce-*` headers
+    /// (extensions of other producers) stay in the user headers; a repeated header's
+    /// values are joined with `", "`.
+    pub fn decode<'a>(
+        subject: &str,
+        reply_to: Option<&str>,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        data: Bytes,
+    ) -> Result<Message> {
+        let mut b = Message::builder(subject).data(data).source("nats");
+        let mut nats_msg_id = None;
+        let mut time = None;
+        let mut user = Headers::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            match lower.as_str() {
+                "ce-specversion" if value != SPEC_VERSION => {
+                    return Err(Error::Decode(format!(
+                        "message on {subject:?} has ce-specversion {value:?}; busbar reads CloudEvents {SPEC_VERSION}"
+                    )))
+                }
+                "ce-specversion" | "ce-subject" => {}
+                "ce-id" => b = b.id(value),
+                "ce-source" => b = b.source(value),
+                "ce-type" => b = b.event_type(value),
+                "ce-time" => time = Some(parse_time(subject, value)?),
+                "content-type" | "ce-datacontenttype" => b = b.content_type(value),
+                "ce-correlationid" => b = b.correlation_id(value),
+                "ce-traceparent" => b = b.traceparent(value),
+                "ce-tracestate" => b = b.tracestate(value),
+                "ce-classification" => b = b.classification(value),
+                "ce-keyid" => b = b.keyid(value),
+                "nats-msg-id" => nats_msg_id = Some(value),
+                _ => {
+                    user.entry(name.to_owned())
+                        .and_modify(|v: &mut String| {
+                            v.push_str(", ");
+                            v.push_str(value);
+                        })
+                        .or_insert_with(|| value.to_owned());
+                }
+            }
+        }
+        if !b.id_set {
+            if let Some(id) = nats_msg_id {
+                b = b.id(id);
+            }
+        }
+        if let Some(t) = time {
+            b = b.time(t);
+        }
+        if let Some(r) = reply_to {
+            b = b.reply_to(r);
+        }
+        b.env.headers = user;
+        // Validate what a foreign producer sent, but report it as a decode problem.
+        b.build().map_err(|err| match err {
+            Error::InvalidArgument(m) => Error::Decode(format!("message on {subject:?}: {m}")),
+            other => other,
+        })
+    }
+
+    /// RFC 3339 in UTC with the sub-second digits needed, e.g. `2026-11-24T10:00:00.5Z`.
+    pub fn format_time(t: SystemTime) -> String {
+        OffsetDateTime::from(t)
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    }
+
+    fn parse_time(subject: &str, value: &str) -> Result<SystemTime> {
+        OffsetDateTime::parse(value, &Rfc3339)
+            .map(SystemTime::from)
+            .map_err(|e| {
+                Error::Decode(format!(
+                    "message on {subject:?} has ce-time {value:?}, not RFC 3339: {e}"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codec::*;
+    use super::*;
+    use std::time::Duration;
+
+    fn full() -> Message {
+        Message::builder("orders.eu.created")
+            .data(&b"{\"n\":1}"[..])
+            .source("svc://checkout")
+            .event_type("com.example.order.created")
+            .time(SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789))
+            .content_type("application/json")
+            .correlation_id("c-1")
+            .traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .tracestate("vendor=1")
+            .classification("phi,pii")
+            .keyid("k1")
+            .reply_to("_INBOX.x.1")
+            .header("tenant", "acme")
+            .header("ce-partitionkey", "p7")
+            .build()
+            .unwrap()
+    }
+
+    fn same(a: &Message, b: &Message) {
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.source(), b.source());
+        assert_eq!(a.event_type(), b.event_type());
+        assert_eq!(a.subject(), b.subject());
+        assert_eq!(a.time(), b.time());
+        assert_eq!(a.content_type(), b.content_type());
+        assert_eq!(a.correlation_id(), b.correlation_id());
+        assert_eq!(a.traceparent(), b.traceparent());
+        assert_eq!(a.tracestate(), b.tracestate());
+        assert_eq!(a.classification(), b.classification());
+        assert_eq!(a.keyid(), b.keyid());
+        assert_eq!(a.reply_to(), b.reply_to());
+        assert_eq!(a.headers(), b.headers());
+        assert_eq!(a.data(), b.data());
+    }
+
+    #[test]
+    fn codec_round_trips_every_attribute() {
+        let m = full();
+        let headers = encode_headers(&m);
+        assert!(headers.contains(&("Nats-Msg-Id".into(), m.id().into())));
+        assert!(headers.contains(&("ce-time".into(), "2026-11-18T11:06:40.123456789Z".into())));
+        let back = decode(
+            m.subject(),
+            m.reply_to(),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            m.data().clone(),
+        )
+        .unwrap();
+        same(&m, &back);
+    }
+
+    #[test]
+    fn codec_round_trips_a_minimal_message() {
+        let m = Message::builder("a").build().unwrap();
+        let headers = encode_headers(&m);
+        let back = decode(
+            "a",
+            None,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Bytes::new(),
+        )
+        .unwrap();
+        same(&m, &back);
+    }
+
+    #[test]
+    fn plain_nats_message_gets_generated_attributes() {
+        let m = decode(
+            "sensors.t1",
+            None,
+            [("Nats-Msg-Id", "abc"), ("x", "1"), ("x", "2")],
+            Bytes::from_static(b"21.5"),
+        )
+        .unwrap();
+        assert_eq!(m.id(), "abc");
+        assert_eq!(m.source(), "nats");
+        assert_eq!(m.event_type(), DEFAULT_TYPE);
+        assert_eq!(m.header("x"), Some("1, 2"));
+        let m = decode("sensors.t1", None, [], Bytes::new()).unwrap();
+        assert_eq!(m.id().len(), 36, "a UUID was generated");
+    }
+
+    #[test]
+    fn foreign_time_with_offset_is_read() {
+        let m = decode(
+            "a",
+            None,
+            [("ce-time", "2026-01-01T01:00:00+01:00")],
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(format_time(m.time()), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn bad_wire_input_is_a_decode_error() {
+        for headers in [
+            vec![("ce-specversion", "0.3")],
+            vec![("ce-time", "yesterday")],
+            vec![("ce-id", "")],
+        ] {
+            let err = decode("a", None, headers.clone(), Bytes::new()).unwrap_err();
+            assert_eq!(err.code(), "decode", "{headers:?}: {err}");
+        }
+        let err = decode("a..b", None, [], Bytes::new()).unwrap_err();
+        assert_eq!(err.code(), "invalid_subject");
+    }
+
+    #[test]
+    fn builder_refuses_bad_headers_and_subjects() {
+        let cases: Vec<(MessageBuilder, &str)> = vec![
+            (Message::builder("a.*"), "invalid_subject"),
+            (Message::builder("a").reply_to("x y"), "invalid_subject"),
+            (Message::builder("a").header("ce-id", "1"), "invalid_argument"),
+            (
+                Message::builder("a").header("Content-Type", "x"),
+                "invalid_argument",
+            ),
+            (Message::builder("a").header("bad name", "x"), "invalid_argument"),
+            (Message::builder("a").header("", "x"), "invalid_argument"),
+            (
+                Message::builder("a").header("x", "line\r\nInjected: 1"),
+                "invalid_argument",
+            ),
+            (Message::builder("a").source(""), "invalid_argument"),
+            (Message::builder("a").id(""), "invalid_argument"),
+            (Message::builder("a").traceparent("a\nb"), "invalid_argument"),
+        ];
+        for (b, code) in cases {
+            let err = b.build().unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+        }
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_unique_and_ordered_per_thread() {
+        let ids: Vec<String> = (0..100_000).map(|_| new_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "unique, and sorted in creation order");
+        let before = SystemTime::now();
+        let (id, time) = EventId::generate();
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        let ms = secs * 1000 + nanos as u64 / 1_000_000;
+        let time_ms = time.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(ms, time_ms, "the id carries the event's time");
+        assert!(time >= before);
+        // Other threads make other ids.
+        let other: Vec<String> = std::thread::spawn(|| (0..1000).map(|_| new_id()).collect())
+            .join()
+            .unwrap();
+        assert!(other.iter().all(|id| sorted.binary_search(id).is_err()));
+    }
+}

@@ -1,0 +1,118 @@
+//! The one error type of busbar, with the stable codes of DESIGN.md §7.
+
+use std::time::Duration;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure busbar reports. Bindings map on [`Error::code`], never on the text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A subject or pattern breaks the rules of DESIGN.md §2.
+    #[error("invalid subject {subject:?}: {reason}")]
+    InvalidSubject {
+        /// The offending subject, as given.
+        subject: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// An argument other than a subject is unacceptable (a header, a config value, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The payload is larger than the bus accepts.
+    #[error("payload of {size} bytes exceeds max_payload of {max} bytes")]
+    PayloadTooLarge {
+        /// Size of the refused payload in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+    /// No reply arrived in time.
+    #[error("request to {subject:?} timed out after {timeout:?}")]
+    Timeout {
+        /// The subject the request was sent to.
+        subject: String,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
+    /// A request found no subscriber on its subject.
+    #[error("no responders for request to {subject:?}")]
+    NoResponders {
+        /// The subject the request was sent to.
+        subject: String,
+    },
+    /// The caller is not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The bus (or subscription) was closed.
+    #[error("{0} is closed")]
+    Closed(&'static str),
+    /// Bytes on the wire could not be turned into a message.
+    #[error("decode error: {0}")]
+    Decode(String),
+    /// Encryption or decryption failed.
+    #[error("crypto error: {0}")]
+    Crypto(String),
+    /// The backend (broker connection, runtime) failed.
+    #[error("backend error: {message}")]
+    Backend {
+        /// What went wrong, for a person.
+        message: String,
+        /// The underlying cause, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Not a failure of a call: a subscription in `lag` back-pressure mode
+    /// missed `missed` messages because its buffer was full. The stream goes on.
+    #[error(
+        "subscription on {pattern:?} lagged: {missed} messages were dropped because its buffer was full"
+    )]
+    Lagged {
+        /// Pattern of the subscription that lagged.
+        pattern: String,
+        /// How many messages it did not receive.
+        missed: u64,
+    },
+}
+
+impl Error {
+    /// The stable code of this error (DESIGN.md §7), e.g. `"invalid_subject"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidSubject { .. } => "invalid_subject",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::Timeout { .. } => "timeout",
+            Error::NoResponders { .. } => "no_responders",
+            Error::Forbidden(_) => "forbidden",
+            Error::Closed(_) => "closed",
+            Error::Decode(_) => "decode",
+            Error::Crypto(_) => "crypto",
+            Error::Backend { .. } => "backend",
+            Error::Lagged { .. } => "lagged",
+        }
+    }
+
+    /// Every code [`Error::code`] can return, for bindings that build one class per code.
+    pub const CODES: &'static [&'static str] = &[
+        "invalid_subject",
+        "invalid_argument",
+        "payload_too_large",
+        "timeout",
+        "no_responders",
+        "forbidden",
+        "closed",
+        "decode",
+        "crypto",
+        "backend",
+        "lagged",
+    ];
+
+    pub(crate) fn invalid_subject(subject: &str, reason: &'static str) -> Self {
+        Error::InvalidSubject {
+            subject: subject.to_owned(),
+            reason,
+        }
+    }
+}

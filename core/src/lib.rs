@@ -1,0 +1,28 @@
+//! busbar: one event-bus client with NATS-style subjects, request/reply, and an
+//! embedded in-memory bus, behind one object-safe [`EventBus`] trait.
+//!
+//! The semantic contract lives in DESIGN.md; every language binding runs this crate.
+#![deny(missing_docs)]
+
+pub mod bus;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod memory;
+pub mod subject;
+
+pub use bus::{
+    connect, connect_from_env, serve, BusStats, EventBus, MessageStream, Subscription, SubscriptionControl,
+    SubscriptionHandle, SubscriptionStats,
+};
+pub use bytes::Bytes;
+pub use config::{Backend, Backpressure, Config};
+pub use envelope::{Headers, Message, MessageBuilder};
+pub use error::{Error, Result};
+pub use memory::InMemoryBus;
+pub use subject::{matches as subject_matches, validate_pattern, validate_subject};
+
+/// The Rust tour in README.md, compiled and run as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeTour;

@@ -1,0 +1,663 @@
+//! The embedded in-memory bus: the default backend. No server, deterministic, fast.
+//!
+//! Each subscription owns a bounded queue; a publish walks the [`SubjectIndex`] once
+//! and pushes a cheap clone of the message (two reference counts, no copy) into the
+//! queue of every matching subscription and of one member per queue group.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use smallvec::SmallVec;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::bus::{BusStats, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
+use crate::config::{Backend, Backpressure, Config};
+use crate::envelope::{Message, MessageBuilder, Replier};
+use crate::error::{Error, Result};
+use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
+
+/// The embedded bus. Construct with [`InMemoryBus::new`] or [`crate::connect`].
+pub struct InMemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    source: Arc<str>,
+    table: RwLock<Table>,
+    groups: Mutex<HashMap<String, Weak<Group>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    inbox_prefix: String,
+    replier: Arc<dyn Replier>,
+    next_sub: AtomicU64,
+    next_inbox: AtomicU64,
+    closed: AtomicBool,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    missed: AtomicU64,
+    late_replies: AtomicU64,
+    live_subscriptions: AtomicU64,
+}
+
+/// The subscriptions, and a cache of where recently used subjects route to.
+#[derive(Default)]
+struct Table {
+    index: SubjectIndex<Entry>,
+    /// Subject → its subscriptions, cleared whenever a subscription comes or goes.
+    /// A hit skips validation, the trie walk and the copy of the subject.
+    routes: HashMap<Arc<str>, Arc<Route>, foldhash::fast::RandomState>,
+    /// Bumped by every change of `index`, so a route computed before a change is never cached after it.
+    generation: u64,
+}
+
+/// Most subjects remembered in [`Table::routes`]; past this the cache starts over.
+const ROUTE_CACHE_LIMIT: usize = 8192;
+
+/// Where one subject goes.
+struct Route {
+    subject: Arc<str>,
+    plain: Box<[Arc<Sender>]>,
+    /// Members of queue groups, of all groups mixed; one per group receives.
+    grouped: Box<[Arc<Sender>]>,
+}
+
+impl Table {
+    fn compute(&self, subject: Arc<str>) -> Route {
+        let (mut plain, mut grouped) = (Vec::new(), Vec::new());
+        self.index.for_each_match(&subject, |e| {
+            if e.sender.group.is_some() {
+                grouped.push(e.sender.clone());
+            } else {
+                plain.push(e.sender.clone());
+            }
+        });
+        Route {
+            subject,
+            plain: plain.into(),
+            grouped: grouped.into(),
+        }
+    }
+
+    /// Caches `route` unless the index changed since it was computed at `computed_at`.
+    fn remember(&mut self, route: &Arc<Route>, computed_at: u64) -> bool {
+        if self.generation != computed_at {
+            return false;
+        }
+        if self.routes.len() >= ROUTE_CACHE_LIMIT {
+            self.routes.clear();
+        }
+        self.routes.insert(route.subject.clone(), route.clone());
+        true
+    }
+
+    fn changed(&mut self) {
+        self.routes.clear();
+        self.generation += 1;
+    }
+}
+
+/// A message and how many messages its subscription missed just before it.
+type Item = (Message, u64);
+
+/// Subscriptions whose buffer was full, with what they still have to receive.
+type Blocked = SmallVec<[(Arc<Sender>, Item); 1]>;
+
+struct Entry {
+    id: u64,
+    sender: Arc<Sender>,
+}
+
+/// The publishing side of one subscription, held by the index.
+struct Sender {
+    tx: mpsc::Sender<Item>,
+    state: Arc<SubState>,
+    group: Option<Arc<Group>>,
+}
+
+struct Group {
+    next: AtomicU64,
+}
+
+#[derive(Default)]
+struct SubState {
+    delivered: AtomicU64,
+    received: AtomicU64,
+    missed_total: AtomicU64,
+    /// Missed messages not yet reported to the subscriber.
+    missed_unreported: AtomicU64,
+    lagging: AtomicBool,
+    stopped: AtomicBool,
+    removed: AtomicBool,
+    stop: Notify,
+}
+
+impl InMemoryBus {
+    /// A new, empty bus with `config`'s limits.
+    pub fn new(config: Config) -> Result<Self> {
+        config.check()?;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            source: Arc::from(config.source.as_str()),
+            config,
+            table: RwLock::new(Table::default()),
+            groups: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            inbox_prefix: format!("_INBOX.{}.", uuid::Uuid::new_v4().simple()),
+            replier: Arc::new(WeakReplier(weak.clone())),
+            next_sub: AtomicU64::new(1),
+            next_inbox: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            late_replies: AtomicU64::new(0),
+            live_subscriptions: AtomicU64::new(0),
+        });
+        Ok(InMemoryBus { inner })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Acquire) {
+            return Err(Error::Closed("bus"));
+        }
+        Ok(())
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `subject` goes: from the cache, or validated and looked up in the index.
+    fn route_for(&self, subject: &str) -> Result<Arc<Route>> {
+        let table = self.table();
+        if let Some(route) = table.routes.get(subject) {
+            return Ok(route.clone());
+        }
+        validate_subject(subject)?;
+        let route = Arc::new(table.compute(Arc::from(subject)));
+        let computed_at = table.generation;
+        drop(table);
+        // Inbox subjects are used once; caching them would only evict useful routes.
+        if !subject.starts_with(self.inbox_prefix.as_str()) {
+            if let Ok(mut table) = self.table.try_write() {
+                table.remember(&route, computed_at);
+            }
+        }
+        Ok(route)
+    }
+
+    fn check_size(&self, data: &bytes::Bytes) -> Result<()> {
+        if data.len() > self.config.max_payload {
+            return Err(Error::PayloadTooLarge {
+                size: data.len(),
+                max: self.config.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// The fast path of `publish(subject, data)`: one shared copy of the subject per route.
+    async fn publish_data(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
+        self.check_open()?;
+        self.check_size(&data)?;
+        let route = self.route_for(subject)?;
+        let msg = Message::event(route.subject.clone(), data, self.source.clone());
+        self.deliver(&route, msg).await;
+        Ok(())
+    }
+
+    async fn publish(&self, mut msg: Message) -> Result<usize> {
+        self.check_open()?;
+        self.check_size(msg.data())?;
+        let route = self.route_for(msg.subject())?;
+        if msg.reply_to().is_some() {
+            msg = msg.with_replier(self.replier.clone());
+        }
+        Ok(self.deliver(&route, msg).await)
+    }
+
+    /// Queues `msg` to every subscription of `route` and one member per queue group;
+    /// returns how many subscriptions it was meant for. In `block` mode it waits for
+    /// room in full buffers, after queuing to all the others.
+    async fn deliver(&self, route: &Route, msg: Message) -> usize {
+        self.published.fetch_add(1, Relaxed);
+        if msg.subject().starts_with(self.inbox_prefix.as_str()) {
+            self.answer_waiter(&msg);
+        }
+        let mut blocked: Option<Blocked> = None;
+        let mut push = |target: &Arc<Sender>| {
+            if let Some(item) = self.try_push(target, msg.clone()) {
+                blocked
+                    .get_or_insert_with(Default::default)
+                    .push((target.clone(), item));
+            }
+        };
+        route.plain.iter().for_each(&mut push);
+        let groups = for_one_per_group(&route.grouped, &mut push);
+        if let Some(blocked) = blocked {
+            self.wait_for_room(blocked).await;
+        }
+        route.plain.len() + groups
+    }
+
+    /// Hands a reply to the request waiting on its inbox, or counts it as late.
+    fn answer_waiter(&self, msg: &Message) {
+        let waiter = lock(&self.pending).remove(msg.subject());
+        if !matches!(waiter.map(|w| w.send(msg.clone())), Some(Ok(()))) {
+            self.late_replies.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
+    fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
+        let state = &target.state;
+        let carried = match state.missed_unreported.load(Relaxed) {
+            0 => 0,
+            _ => state.missed_unreported.swap(0, AcqRel),
+        };
+        let item = match target.tx.try_send((msg, carried)) {
+            Ok(()) => {
+                self.count_delivery(state);
+                return None;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return None,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
+        match self.config.backpressure {
+            Backpressure::Block => Some(item),
+            Backpressure::Lag => {
+                state.missed_unreported.fetch_add(item.1 + 1, AcqRel);
+                state.missed_total.fetch_add(1, Relaxed);
+                state.lagging.store(true, Release);
+                self.missed.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Waits until each full subscription has room (or is unsubscribed), in turn.
+    async fn wait_for_room(&self, blocked: Blocked) {
+        for (target, item) in blocked {
+            let state = &target.state;
+            let stopped = state.stop.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if state.stopped.load(Acquire) {
+                continue;
+            }
+            tokio::select! {
+                sent = target.tx.send(item) => if sent.is_ok() { self.count_delivery(state) },
+                _ = stopped => {}
+            }
+        }
+    }
+
+    fn count_delivery(&self, state: &SubState) {
+        state.delivered.fetch_add(1, Relaxed);
+        self.delivered.fetch_add(1, Relaxed);
+    }
+
+    fn subscribe(self: &Arc<Self>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
+        self.check_open()?;
+        validate_pattern(pattern)?;
+        if let Some(g) = group {
+            validate_queue_group(g)?;
+        }
+        let group_state = group.map(|name| {
+            let mut groups = lock(&self.groups);
+            groups.retain(|_, g| g.strong_count() > 0);
+            match groups.get(name).and_then(Weak::upgrade) {
+                Some(g) => g,
+                None => {
+                    let g = Arc::new(Group {
+                        next: AtomicU64::new(0),
+                    });
+                    groups.insert(name.to_owned(), Arc::downgrade(&g));
+                    g
+                }
+            }
+        });
+        let (tx, rx) = mpsc::channel(self.config.subscription_capacity);
+        let id = self.next_sub.fetch_add(1, Relaxed);
+        let state = Arc::new(SubState::default());
+        let sender = Arc::new(Sender {
+            tx,
+            state: state.clone(),
+            group: group_state,
+        });
+        {
+            let mut table = self.table_mut();
+            // Checked again under the lock so that `close` cannot miss this subscription.
+            self.check_open()?;
+            table.index.insert(pattern, Entry { id, sender })?;
+            table.changed();
+        }
+        self.live_subscriptions.fetch_add(1, Relaxed);
+        let handle = Arc::new(SubHandle {
+            bus: Arc::downgrade(self),
+            id,
+            pattern: pattern.to_owned(),
+            state: state.clone(),
+        });
+        let stream = MemStream {
+            rx,
+            state,
+            stashed: None,
+            ended: false,
+            handle: handle.clone(),
+        };
+        Ok(Subscription::new(
+            Box::pin(stream),
+            handle,
+            pattern,
+            group.map(str::to_owned),
+        ))
+    }
+
+    async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
+        self.check_open()?;
+        if timeout.is_zero() {
+            return Err(Error::InvalidArgument(format!(
+                "request to {:?}: timeout must be above zero",
+                msg.subject()
+            )));
+        }
+        let inbox = format!("{}{}", self.inbox_prefix, self.next_inbox.fetch_add(1, Relaxed));
+        let mut builder = msg.to_builder().reply_to(inbox.clone());
+        if msg.correlation_id().is_none() {
+            builder = builder.correlation_id(msg.id());
+        }
+        let request = builder.build()?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(inbox.clone(), tx);
+        // Removes the waiter however this future ends (reply, error, timeout, cancel).
+        let _waiter = PendingGuard { inner: self, inbox };
+        let responders = self.publish(request).await?;
+        if responders == 0 {
+            return Err(Error::NoResponders {
+                subject: msg.subject().to_owned(),
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(Error::Closed("bus")),
+            Err(_) => Err(Error::Timeout {
+                subject: msg.subject().to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    fn close(&self) {
+        if self.closed.swap(true, AcqRel) {
+            return;
+        }
+        let old = std::mem::take(&mut *self.table_mut());
+        drop(old);
+        lock(&self.pending).clear();
+    }
+}
+
+/// Calls `push` with one member of each queue group, taking members in turn.
+/// Returns the number of groups.
+fn for_one_per_group(grouped: &[Arc<Sender>], mut push: impl FnMut(&Arc<Sender>)) -> usize {
+    let mut done: SmallVec<[*const Group; 4]> = SmallVec::new();
+    for member in grouped {
+        let Some(group) = member.group.as_ref() else {
+            continue;
+        };
+        let key = Arc::as_ptr(group);
+        if done.contains(&key) {
+            continue;
+        }
+        done.push(key);
+        let in_group = |m: &&Arc<Sender>| m.group.as_ref().is_some_and(|g| Arc::as_ptr(g) == key);
+        let size = grouped.iter().filter(in_group).count();
+        let turn = group.next.fetch_add(1, Relaxed) as usize % size;
+        if let Some(chosen) = grouped.iter().filter(in_group).nth(turn) {
+            push(chosen);
+        }
+    }
+    done.len()
+}
+
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    inbox: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.pending).remove(&self.inbox);
+    }
+}
+
+struct WeakReplier(Weak<Inner>);
+
+#[async_trait::async_trait]
+impl Replier for WeakReplier {
+    async fn send_reply(&self, reply: Message) -> Result<()> {
+        let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
+        inner.publish(reply).await.map(|_| ())
+    }
+}
+
+/// Control of one subscription; removing it from the index is idempotent.
+struct SubHandle {
+    bus: Weak<Inner>,
+    id: u64,
+    pattern: String,
+    state: Arc<SubState>,
+}
+
+impl SubHandle {
+    fn remove(&self) {
+        if self.state.removed.swap(true, AcqRel) {
+            return;
+        }
+        if let Some(bus) = self.bus.upgrade() {
+            let mut table = bus.table_mut();
+            table.index.remove(&self.pattern, |e| e.id == self.id);
+            table.changed();
+            bus.live_subscriptions.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SubscriptionControl for SubHandle {
+    async fn unsubscribe(&self) -> Result<()> {
+        self.state.stopped.store(true, Release);
+        self.state.stop.notify_waiters();
+        self.remove();
+        Ok(())
+    }
+
+    async fn drain(&self) -> Result<()> {
+        self.remove();
+        Ok(())
+    }
+
+    fn stats(&self) -> SubscriptionStats {
+        let s = &self.state;
+        let delivered = s.delivered.load(Relaxed);
+        SubscriptionStats {
+            delivered,
+            missed: s.missed_total.load(Relaxed),
+            pending: delivered.saturating_sub(s.received.load(Relaxed)),
+            lagging: s.lagging.load(Acquire),
+        }
+    }
+}
+
+struct MemStream {
+    rx: mpsc::Receiver<Item>,
+    state: Arc<SubState>,
+    /// A message held back while the lag notice before it is yielded.
+    stashed: Option<Message>,
+    ended: bool,
+    handle: Arc<SubHandle>,
+}
+
+impl MemStream {
+    fn lagged(&self, missed: u64) -> Error {
+        self.state.lagging.store(false, Release);
+        Error::Lagged {
+            pattern: self.handle.pattern.clone(),
+            missed,
+        }
+    }
+
+    fn take_unreported(&self) -> u64 {
+        match self.state.missed_unreported.load(Relaxed) {
+            0 => 0,
+            _ => self.state.missed_unreported.swap(0, AcqRel),
+        }
+    }
+}
+
+impl Stream for MemStream {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.state.stopped.load(Acquire) {
+            this.ended = true;
+            this.rx.close();
+            return Poll::Ready(None);
+        }
+        if let Some(m) = this.stashed.take() {
+            return Poll::Ready(Some(Ok(m)));
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some((msg, missed))) => {
+                this.state.received.fetch_add(1, Relaxed);
+                if missed > 0 {
+                    this.stashed = Some(msg);
+                    return Poll::Ready(Some(Err(this.lagged(missed))));
+                }
+                Poll::Ready(Some(Ok(msg)))
+            }
+            Poll::Ready(None) => match this.take_unreported() {
+                0 => {
+                    this.ended = true;
+                    Poll::Ready(None)
+                }
+                missed => Poll::Ready(Some(Err(this.lagged(missed)))),
+            },
+            Poll::Pending => match this.take_unreported() {
+                0 => Poll::Pending,
+                missed => Poll::Ready(Some(Err(this.lagged(missed)))),
+            },
+        }
+    }
+}
+
+impl Drop for MemStream {
+    fn drop(&mut self) {
+        self.handle.remove();
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for InMemoryBus {
+    async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
+        self.inner.publish_data(subject, data).await
+    }
+
+    async fn publish_message(&self, message: Message) -> Result<()> {
+        self.inner.publish(message).await.map(|_| ())
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, None)
+    }
+
+    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, Some(group))
+    }
+
+    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
+        self.inner.request(message, timeout).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Every publish has reached its queues when it returns.
+        self.inner.check_open()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close();
+        Ok(())
+    }
+
+    fn message(&self, subject: &str) -> MessageBuilder {
+        Message::builder(subject).source(self.inner.source.clone())
+    }
+
+    fn stats(&self) -> BusStats {
+        let i = &self.inner;
+        BusStats {
+            published: i.published.load(Relaxed),
+            delivered: i.delivered.load(Relaxed),
+            missed: i.missed.load(Relaxed),
+            late_replies: i.late_replies.load(Relaxed),
+            subscriptions: i.live_subscriptions.load(Relaxed),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Memory
+    }
+}
+
+impl Drop for InMemoryBus {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_computed_before_a_change_is_not_cached() {
+        let mut table = Table::default();
+        let route = Arc::new(table.compute(Arc::from("a.b")));
+        let computed_at = table.generation;
+        table.changed(); // a subscription came or went meanwhile
+        assert!(!table.remember(&route, computed_at));
+        assert!(table.routes.is_empty());
+        let fresh = Arc::new(table.compute(Arc::from("a.b")));
+        assert!(table.remember(&fresh, table.generation));
+        assert_eq!(table.routes.len(), 1);
+    }
+
+    #[test]
+    fn the_route_cache_is_bounded() {
+        let mut table = Table::default();
+        for i in 0..ROUTE_CACHE_LIMIT + 10 {
+            let route = Arc::new(table.compute(Arc::from(format!("s.{i}"))));
+            table.remember(&route, table.generation);
+        }
+        assert!(table.routes.len() <= ROUTE_CACHE_LIMIT);
+    }
+}
