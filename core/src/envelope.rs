@@ -28,14 +28,38 @@ pub(crate) trait Replier: Send + Sync {
     async fn send_reply(&self, reply: Message) -> Result<()>;
 }
 
-/// One event. Cloning is cheap (the envelope is shared), so fan-out to many
-/// subscribers copies no field and no payload byte.
+/// One event. The attributes every event has are held inline and the rest behind one
+/// shared pointer, so making a message allocates nothing beyond its parts and cloning
+/// one for each subscriber copies no string and no payload byte.
 #[derive(Clone)]
 pub struct Message {
-    env: Arc<Envelope>,
+    subject: Arc<str>,
+    data: Bytes,
+    id: EventId,
+    time: SystemTime,
+    source: Arc<str>,
+    /// `None` when every optional attribute is unset and `type` is the default.
+    attrs: Option<Arc<Attrs>>,
     replier: Option<Arc<dyn Replier>>,
 }
 
+/// The attributes an event may lack.
+#[derive(Clone, Default)]
+struct Attrs {
+    event_type: Option<Arc<str>>,
+    content_type: Option<String>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    classification: Option<String>,
+    keyid: Option<String>,
+    reply_to: Option<String>,
+    headers: Headers,
+}
+
+static NO_HEADERS: Headers = BTreeMap::new();
+
+/// Everything a builder sets, before it is split into a [`Message`].
 #[derive(Clone)]
 struct Envelope {
     id: EventId,
@@ -58,7 +82,7 @@ struct Envelope {
 #[derive(Clone)]
 enum EventId {
     Generated([u8; 36]),
-    Given(Box<str>),
+    Given(Arc<str>),
 }
 
 thread_local! {
@@ -165,93 +189,106 @@ impl Message {
         debug_assert!(validate_subject(&subject).is_ok());
         let (id, time) = EventId::generate();
         Message {
-            env: Arc::new(Envelope {
-                id,
-                source,
-                event_type: DEFAULT_TYPE_ARC.clone(),
-                subject,
-                time,
-                content_type: None,
-                correlation_id: None,
-                traceparent: None,
-                tracestate: None,
-                classification: None,
-                keyid: None,
-                reply_to: None,
-                headers: Headers::new(),
-                data,
-            }),
+            subject,
+            data,
+            id,
+            time,
+            source,
+            attrs: None,
             replier: None,
         }
     }
 
     /// A builder holding every attribute of this message (a new `id` is *not* generated).
     pub fn to_builder(&self) -> MessageBuilder {
+        let attrs = self.attrs.as_deref().cloned().unwrap_or_default();
         MessageBuilder {
-            env: (*self.env).clone(),
+            env: Envelope {
+                id: self.id.clone(),
+                source: self.source.clone(),
+                event_type: attrs.event_type.unwrap_or_else(|| DEFAULT_TYPE_ARC.clone()),
+                subject: self.subject.clone(),
+                time: self.time,
+                content_type: attrs.content_type,
+                correlation_id: attrs.correlation_id,
+                traceparent: attrs.traceparent,
+                tracestate: attrs.tracestate,
+                classification: attrs.classification,
+                keyid: attrs.keyid,
+                reply_to: attrs.reply_to,
+                headers: attrs.headers,
+                data: self.data.clone(),
+            },
             id_set: true,
         }
     }
 
+    fn attr(&self, get: impl FnOnce(&Attrs) -> &Option<String>) -> Option<&str> {
+        self.attrs.as_deref().and_then(|a| get(a).as_deref())
+    }
+
     /// CloudEvents `id`: unique per event; retries of one event keep it.
     pub fn id(&self) -> &str {
-        self.env.id.as_str()
+        self.id.as_str()
     }
     /// CloudEvents `source`: who emitted the event.
     pub fn source(&self) -> &str {
-        &self.env.source
+        &self.source
     }
     /// CloudEvents `type`: what kind of event this is.
     pub fn event_type(&self) -> &str {
-        &self.env.event_type
+        match self.attrs.as_deref().and_then(|a| a.event_type.as_deref()) {
+            Some(t) => t,
+            None => DEFAULT_TYPE,
+        }
     }
     /// The subject the event was published to.
     pub fn subject(&self) -> &str {
-        &self.env.subject
+        &self.subject
     }
     /// CloudEvents `time`: when the event was created.
     pub fn time(&self) -> SystemTime {
-        self.env.time
+        self.time
     }
     /// CloudEvents `datacontenttype`, e.g. `application/json`.
     pub fn content_type(&self) -> Option<&str> {
-        self.env.content_type.as_deref()
+        self.attr(|a| &a.content_type)
     }
     /// `correlationid`: ties a reply to its request.
     pub fn correlation_id(&self) -> Option<&str> {
-        self.env.correlation_id.as_deref()
+        self.attr(|a| &a.correlation_id)
     }
     /// W3C `traceparent`.
     pub fn traceparent(&self) -> Option<&str> {
-        self.env.traceparent.as_deref()
+        self.attr(|a| &a.traceparent)
     }
     /// W3C `tracestate`.
     pub fn tracestate(&self) -> Option<&str> {
-        self.env.tracestate.as_deref()
+        self.attr(|a| &a.tracestate)
     }
     /// `classification`: the traits of the message, e.g. `phi,pii`.
     pub fn classification(&self) -> Option<&str> {
-        self.env.classification.as_deref()
+        self.attr(|a| &a.classification)
     }
     /// `keyid`: the key that encrypted the protected fields.
     pub fn keyid(&self) -> Option<&str> {
-        self.env.keyid.as_deref()
+        self.attr(|a| &a.keyid)
     }
     /// Where a reply goes, for requests.
     pub fn reply_to(&self) -> Option<&str> {
-        self.env.reply_to.as_deref()
+        self.attr(|a| &a.reply_to)
     }
     /// The free user headers.
     pub fn headers(&self) -> &Headers {
-        &self.env.headers
+        self.attrs.as_deref().map_or(&NO_HEADERS, |a| &a.headers)
     }
     /// One user header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.env.headers.get(name).map(String::as_str)
+        self.headers().get(name).map(String::as_str)
     }
     /// The payload.
     pub fn data(&self) -> &Bytes {
-        &self.env.data
+        &self.data
     }
 
     /// Answers this request with `data`. The reply goes to `reply_to` and echoes the
@@ -297,16 +334,15 @@ impl Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = &self.env;
         f.debug_struct("Message")
-            .field("id", &e.id.as_str())
-            .field("subject", &e.subject)
-            .field("source", &e.source)
-            .field("type", &e.event_type)
-            .field("correlation_id", &e.correlation_id)
-            .field("reply_to", &e.reply_to)
-            .field("headers", &e.headers)
-            .field("data_len", &e.data.len())
+            .field("id", &self.id())
+            .field("subject", &self.subject())
+            .field("source", &self.source())
+            .field("type", &self.event_type())
+            .field("correlation_id", &self.correlation_id())
+            .field("reply_to", &self.reply_to())
+            .field("headers", self.headers())
+            .field("data_len", &self.data.len())
             .finish_non_exhaustive()
     }
 }
@@ -319,7 +355,7 @@ impl MessageBuilder {
     }
     /// Sets `id` instead of generating one (keep it when retrying, so dedupe works).
     pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.env.id = EventId::Given(id.into().into_boxed_str());
+        self.env.id = EventId::Given(Arc::from(id.into()));
         self.id_set = true;
         self
     }
@@ -437,8 +473,35 @@ impl MessageBuilder {
         for (name, value) in &e.headers {
             check_header(name, value)?;
         }
+        let e = self.env;
+        let event_type = (&*e.event_type != DEFAULT_TYPE).then_some(e.event_type);
+        let attrs = Attrs {
+            event_type,
+            content_type: e.content_type,
+            correlation_id: e.correlation_id,
+            traceparent: e.traceparent,
+            tracestate: e.tracestate,
+            classification: e.classification,
+            keyid: e.keyid,
+            reply_to: e.reply_to,
+            headers: e.headers,
+        };
+        let has_attrs = attrs.event_type.is_some()
+            || attrs.content_type.is_some()
+            || attrs.correlation_id.is_some()
+            || attrs.traceparent.is_some()
+            || attrs.tracestate.is_some()
+            || attrs.classification.is_some()
+            || attrs.keyid.is_some()
+            || attrs.reply_to.is_some()
+            || !attrs.headers.is_empty();
         Ok(Message {
-            env: Arc::new(self.env),
+            subject: e.subject,
+            data: e.data,
+            id: e.id,
+            time: e.time,
+            source: e.source,
+            attrs: has_attrs.then(|| Arc::new(attrs)),
             replier: None,
         })
     }
@@ -501,36 +564,35 @@ pub mod codec {
     /// `ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`,
     /// `content-type`, the extension attributes that are set, `Nats-Msg-Id`, then user headers.
     pub fn encode_headers_with(msg: &Message, mut put: impl FnMut(&str, &str)) {
-        let e = &msg.env;
         put("ce-specversion", SPEC_VERSION);
-        put("ce-id", e.id.as_str());
-        put("ce-source", &e.source);
-        put("ce-type", &e.event_type);
-        put("ce-subject", &e.subject);
-        put("ce-time", &format_time(e.time));
-        if let Some(v) = &e.content_type {
+        put("ce-id", msg.id());
+        put("ce-source", msg.source());
+        put("ce-type", msg.event_type());
+        put("ce-subject", msg.subject());
+        put("ce-time", &format_time(msg.time()));
+        if let Some(v) = msg.content_type() {
             put("content-type", v);
         }
         for (name, value) in [
-            ("ce-correlationid", &e.correlation_id),
-            ("ce-traceparent", &e.traceparent),
-            ("ce-tracestate", &e.tracestate),
-            ("ce-classification", &e.classification),
-            ("ce-keyid", &e.keyid),
+            ("ce-correlationid", msg.correlation_id()),
+            ("ce-traceparent", msg.traceparent()),
+            ("ce-tracestate", msg.tracestate()),
+            ("ce-classification", msg.classification()),
+            ("ce-keyid", msg.keyid()),
         ] {
             if let Some(v) = value {
                 put(name, v);
             }
         }
-        put("Nats-Msg-Id", e.id.as_str());
-        for (name, value) in &e.headers {
+        put("Nats-Msg-Id", msg.id());
+        for (name, value) in msg.headers() {
             put(name, value);
         }
     }
 
     /// [`encode_headers_with`] collected into a list.
     pub fn encode_headers(msg: &Message) -> Vec<(String, String)> {
-        let mut out = Vec::with_capacity(10 + msg.env.headers.len());
+        let mut out = Vec::with_capacity(10 + msg.headers().len());
         encode_headers_with(msg, |k, v| out.push((k.to_owned(), v.to_owned())));
         out
     }

@@ -238,26 +238,35 @@ impl Inner {
         if msg.subject().starts_with(self.inbox_prefix.as_str()) {
             self.answer_waiter(&msg);
         }
+        let mut chosen: SmallVec<[&Arc<Sender>; 4]> = SmallVec::new();
+        for_one_per_group(&route.grouped, |member| chosen.push(member));
+        let count = route.plain.len() + chosen.len();
         let mut blocked: Option<Blocked> = None;
-        let mut push = |target: &Arc<Sender>| {
-            if let Some(item) = self.try_push(target, msg.clone()) {
+        let mut msg = Some(msg);
+        for (i, target) in route.plain.iter().chain(chosen).enumerate() {
+            // The last target takes the message itself; the others get clones.
+            let copy = if i + 1 == count { msg.take() } else { msg.clone() };
+            let Some(copy) = copy else { break };
+            if let Some(item) = self.try_push(target, copy) {
                 blocked
                     .get_or_insert_with(Default::default)
                     .push((target.clone(), item));
             }
-        };
-        route.plain.iter().for_each(&mut push);
-        let groups = for_one_per_group(&route.grouped, &mut push);
+        }
         if let Some(blocked) = blocked {
             self.wait_for_room(blocked).await;
         }
-        route.plain.len() + groups
+        count
     }
 
     /// Hands a reply to the request waiting on its inbox, or counts it as late.
     fn answer_waiter(&self, msg: &Message) {
         let waiter = lock(&self.pending).remove(msg.subject());
-        if !matches!(waiter.map(|w| w.send(msg.clone())), Some(Ok(()))) {
+        let handed_over = match waiter {
+            Some(waiter) => waiter.send(msg.clone()).is_ok(),
+            None => false,
+        };
+        if !handed_over {
             self.late_replies.fetch_add(1, Relaxed);
         }
     }
@@ -413,8 +422,7 @@ impl Inner {
 }
 
 /// Calls `push` with one member of each queue group, taking members in turn.
-/// Returns the number of groups.
-fn for_one_per_group(grouped: &[Arc<Sender>], mut push: impl FnMut(&Arc<Sender>)) -> usize {
+fn for_one_per_group<'a>(grouped: &'a [Arc<Sender>], mut push: impl FnMut(&'a Arc<Sender>)) {
     let mut done: SmallVec<[*const Group; 4]> = SmallVec::new();
     for member in grouped {
         let Some(group) = member.group.as_ref() else {
@@ -432,7 +440,6 @@ fn for_one_per_group(grouped: &[Arc<Sender>], mut push: impl FnMut(&Arc<Sender>)
             push(chosen);
         }
     }
-    done.len()
 }
 
 struct PendingGuard<'a> {
