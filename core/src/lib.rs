@@ -9,6 +9,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod memory;
+mod queue;
 pub mod subject;
 
 pub use bus::{

@@ -5,20 +5,18 @@
 //! queue of every matching subscription and of one member per queue group.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
 use smallvec::SmallVec;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::bus::{BusStats, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
-use crate::config::{Backend, Backpressure, Config};
+use crate::config::{Backend, Config};
 use crate::envelope::{Message, MessageBuilder, Replier};
 use crate::error::{Error, Result};
+use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
 
 /// The embedded bus. Construct with [`InMemoryBus::new`] or [`crate::connect`].
@@ -101,9 +99,6 @@ impl Table {
     }
 }
 
-/// A message and how many messages its subscription missed just before it.
-type Item = (Message, u64);
-
 /// Subscriptions whose buffer was full, with what they still have to receive.
 type Blocked = SmallVec<[(Arc<Sender>, Item); 1]>;
 
@@ -114,26 +109,12 @@ struct Entry {
 
 /// The publishing side of one subscription, held by the index.
 struct Sender {
-    tx: mpsc::Sender<Item>,
-    state: Arc<SubState>,
+    queue: QueueSender,
     group: Option<Arc<Group>>,
 }
 
 struct Group {
     next: AtomicU64,
-}
-
-#[derive(Default)]
-struct SubState {
-    delivered: AtomicU64,
-    received: AtomicU64,
-    missed_total: AtomicU64,
-    /// Missed messages not yet reported to the subscriber.
-    missed_unreported: AtomicU64,
-    lagging: AtomicBool,
-    stopped: AtomicBool,
-    removed: AtomicBool,
-    stop: Notify,
 }
 
 impl InMemoryBus {
@@ -273,51 +254,27 @@ impl Inner {
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
     fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
-        let state = &target.state;
-        let carried = match state.missed_unreported.load(Relaxed) {
-            0 => 0,
-            _ => state.missed_unreported.swap(0, AcqRel),
-        };
-        let item = match target.tx.try_send((msg, carried)) {
-            Ok(()) => {
-                self.count_delivery(state);
-                return None;
+        match target.queue.try_push(msg) {
+            Pushed::Queued => {
+                self.delivered.fetch_add(1, Relaxed);
+                None
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return None,
-            Err(mpsc::error::TrySendError::Full(item)) => item,
-        };
-        match self.config.backpressure {
-            Backpressure::Block => Some(item),
-            Backpressure::Lag => {
-                state.missed_unreported.fetch_add(item.1 + 1, AcqRel);
-                state.missed_total.fetch_add(1, Relaxed);
-                state.lagging.store(true, Release);
+            Pushed::Missed => {
                 self.missed.fetch_add(1, Relaxed);
                 None
             }
+            Pushed::Full(item) => Some(item),
+            Pushed::Closed => None,
         }
     }
 
     /// Waits until each full subscription has room (or is unsubscribed), in turn.
     async fn wait_for_room(&self, blocked: Blocked) {
         for (target, item) in blocked {
-            let state = &target.state;
-            let stopped = state.stop.notified();
-            tokio::pin!(stopped);
-            stopped.as_mut().enable();
-            if state.stopped.load(Acquire) {
-                continue;
-            }
-            tokio::select! {
-                sent = target.tx.send(item) => if sent.is_ok() { self.count_delivery(state) },
-                _ = stopped => {}
+            if target.queue.push_wait(item).await {
+                self.delivered.fetch_add(1, Relaxed);
             }
         }
-    }
-
-    fn count_delivery(&self, state: &SubState) {
-        state.delivered.fetch_add(1, Relaxed);
-        self.delivered.fetch_add(1, Relaxed);
     }
 
     fn subscribe(self: &Arc<Self>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
@@ -340,12 +297,24 @@ impl Inner {
                 }
             }
         });
-        let (tx, rx) = mpsc::channel(self.config.subscription_capacity);
         let id = self.next_sub.fetch_add(1, Relaxed);
-        let state = Arc::new(SubState::default());
-        let sender = Arc::new(Sender {
-            tx,
+        let state = Arc::new(QueueState::default());
+        let handle = Arc::new(SubHandle {
+            bus: Arc::downgrade(self),
+            id,
+            pattern: pattern.to_owned(),
             state: state.clone(),
+            removed: AtomicBool::new(false),
+        });
+        let (queue, stream) = queue::channel(
+            self.config.subscription_capacity,
+            self.config.backpressure,
+            pattern,
+            state,
+            handle.clone(),
+        );
+        let sender = Arc::new(Sender {
+            queue,
             group: group_state,
         });
         {
@@ -356,19 +325,6 @@ impl Inner {
             table.changed();
         }
         self.live_subscriptions.fetch_add(1, Relaxed);
-        let handle = Arc::new(SubHandle {
-            bus: Arc::downgrade(self),
-            id,
-            pattern: pattern.to_owned(),
-            state: state.clone(),
-        });
-        let stream = MemStream {
-            rx,
-            state,
-            stashed: None,
-            ended: false,
-            handle: handle.clone(),
-        };
         Ok(Subscription::new(
             Box::pin(stream),
             handle,
@@ -468,12 +424,13 @@ struct SubHandle {
     bus: Weak<Inner>,
     id: u64,
     pattern: String,
-    state: Arc<SubState>,
+    state: Arc<QueueState>,
+    removed: AtomicBool,
 }
 
-impl SubHandle {
-    fn remove(&self) {
-        if self.state.removed.swap(true, AcqRel) {
+impl Detach for SubHandle {
+    fn detach(&self) {
+        if self.removed.swap(true, AcqRel) {
             return;
         }
         if let Some(bus) = self.bus.upgrade() {
@@ -488,98 +445,18 @@ impl SubHandle {
 #[async_trait::async_trait]
 impl SubscriptionControl for SubHandle {
     async fn unsubscribe(&self) -> Result<()> {
-        self.state.stopped.store(true, Release);
-        self.state.stop.notify_waiters();
-        self.remove();
+        self.state.stop();
+        self.detach();
         Ok(())
     }
 
     async fn drain(&self) -> Result<()> {
-        self.remove();
+        self.detach();
         Ok(())
     }
 
     fn stats(&self) -> SubscriptionStats {
-        let s = &self.state;
-        let delivered = s.delivered.load(Relaxed);
-        SubscriptionStats {
-            delivered,
-            missed: s.missed_total.load(Relaxed),
-            pending: delivered.saturating_sub(s.received.load(Relaxed)),
-            lagging: s.lagging.load(Acquire),
-        }
-    }
-}
-
-struct MemStream {
-    rx: mpsc::Receiver<Item>,
-    state: Arc<SubState>,
-    /// A message held back while the lag notice before it is yielded.
-    stashed: Option<Message>,
-    ended: bool,
-    handle: Arc<SubHandle>,
-}
-
-impl MemStream {
-    fn lagged(&self, missed: u64) -> Error {
-        self.state.lagging.store(false, Release);
-        Error::Lagged {
-            pattern: self.handle.pattern.clone(),
-            missed,
-        }
-    }
-
-    fn take_unreported(&self) -> u64 {
-        match self.state.missed_unreported.load(Relaxed) {
-            0 => 0,
-            _ => self.state.missed_unreported.swap(0, AcqRel),
-        }
-    }
-}
-
-impl Stream for MemStream {
-    type Item = Result<Message>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        if this.state.stopped.load(Acquire) {
-            this.ended = true;
-            this.rx.close();
-            return Poll::Ready(None);
-        }
-        if let Some(m) = this.stashed.take() {
-            return Poll::Ready(Some(Ok(m)));
-        }
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some((msg, missed))) => {
-                this.state.received.fetch_add(1, Relaxed);
-                if missed > 0 {
-                    this.stashed = Some(msg);
-                    return Poll::Ready(Some(Err(this.lagged(missed))));
-                }
-                Poll::Ready(Some(Ok(msg)))
-            }
-            Poll::Ready(None) => match this.take_unreported() {
-                0 => {
-                    this.ended = true;
-                    Poll::Ready(None)
-                }
-                missed => Poll::Ready(Some(Err(this.lagged(missed)))),
-            },
-            Poll::Pending => match this.take_unreported() {
-                0 => Poll::Pending,
-                missed => Poll::Ready(Some(Err(this.lagged(missed)))),
-            },
-        }
-    }
-}
-
-impl Drop for MemStream {
-    fn drop(&mut self) {
-        self.handle.remove();
+        self.state.stats()
     }
 }
 
