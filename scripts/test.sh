@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test suite of busbar, from a fresh machine: everything it needs is
-# fetched by cargo from crates.io; the vector check needs only python3.
+# Runs every test suite of busbar, from a fresh machine: crates come from crates.io,
+# Debian's nats-server package is installed when no nats-server is found (the NATS
+# tests start their own private servers with it), the vector check needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "NATS: a nats-server binary for the tests to start"
+if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then
+    echo "found $(command -v nats-server || echo /usr/sbin/nats-server)"
+else
+    echo "nats-server not found: installing Debian's nats-server package"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
+fi
 
 step "Rust: formatting"
 cargo fmt --all --check

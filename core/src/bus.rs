@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,7 +45,8 @@ pub trait EventBus: Send + Sync + 'static {
     /// fresh inbox; its `correlationid` is set to its `id` unless already set.
     async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message>;
 
-    /// Returns once everything published before the call has been handed to the backend.
+    /// Returns once everything published before the call has reached the bus: on NATS, after
+    /// a round trip through the server (so it has processed those messages).
     async fn flush(&self) -> Result<()>;
 
     /// Closes the bus: subscriptions end after yielding what they hold, pending requests
@@ -59,6 +61,50 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// `"memory"` or `"nats"`.
     fn backend(&self) -> Backend;
+
+    /// Connection changes from now on (disconnected, reconnected, slow consumer, …);
+    /// `None` for a backend without a connection.
+    fn connection_events(&self) -> Option<tokio::sync::broadcast::Receiver<ConnectionEvent>> {
+        None
+    }
+}
+
+/// A change of a bus's connection to its server (the NATS backend reports them;
+/// the in-memory bus has no connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// (Re)connected to a server.
+    Connected,
+    /// Lost the connection; async-nats reconnects by itself, buffering publishes meanwhile.
+    Disconnected,
+    /// The server is shutting down gracefully and asks clients to move.
+    LameDuckMode,
+    /// The connection is draining before it closes.
+    Draining,
+    /// The connection is closed for good.
+    Closed,
+    /// The client could not keep up and dropped messages of a subscription.
+    SlowConsumer,
+    /// The server reported an error (authorization, permissions, …).
+    ServerError(String),
+    /// The client hit an error of its own.
+    ClientError(String),
+}
+
+impl fmt::Display for ConnectionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionEvent::Connected => f.write_str("connected"),
+            ConnectionEvent::Disconnected => f.write_str("disconnected"),
+            ConnectionEvent::LameDuckMode => f.write_str("server entered lame duck mode"),
+            ConnectionEvent::Draining => f.write_str("draining"),
+            ConnectionEvent::Closed => f.write_str("closed"),
+            ConnectionEvent::SlowConsumer => f.write_str("slow consumer: messages were dropped"),
+            ConnectionEvent::ServerError(e) => write!(f, "server error: {e}"),
+            ConnectionEvent::ClientError(e) => write!(f, "client error: {e}"),
+        }
+    }
 }
 
 /// Counters of a bus since it was created.
@@ -75,6 +121,28 @@ pub struct BusStats {
     pub late_replies: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
+}
+
+/// The live counters behind [`BusStats`], kept by every backend.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) published: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) missed: AtomicU64,
+    pub(crate) late_replies: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> BusStats {
+        BusStats {
+            published: self.published.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            missed: self.missed.load(Relaxed),
+            late_replies: self.late_replies.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
+        }
+    }
 }
 
 /// Counters of one subscription.
@@ -219,9 +287,12 @@ pub async fn connect(config: Config) -> Result<Arc<dyn EventBus>> {
     config.check()?;
     match config.backend {
         Backend::Memory => Ok(Arc::new(crate::memory::InMemoryBus::new(config)?)),
+        #[cfg(feature = "nats")]
+        Backend::Nats => Ok(Arc::new(crate::nats::NatsBus::connect(config).await?)),
+        #[cfg(not(feature = "nats"))]
         Backend::Nats => Err(Error::Backend {
             message: format!(
-                "backend \"nats\" (nats_url {}) is not available in this version of busbar; use backend \"memory\"",
+                "backend \"nats\" (nats_url {}) needs busbar built with the \"nats\" feature; use backend \"memory\"",
                 config.nats_url
             ),
             source: None,

@@ -30,7 +30,7 @@ pub enum Backpressure {
 
 /// Settings of a bus. Build with [`Config::default`] and the `with_*` methods,
 /// from key/value pairs with [`Config::set`], or from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// `backend` / `BUSBAR_BACKEND`: `memory` (default) or `nats`.
@@ -45,6 +45,44 @@ pub struct Config {
     pub backpressure: Backpressure,
     /// `source` / `BUSBAR_SOURCE`: CloudEvents `source` of the events this bus publishes.
     pub source: String,
+    /// `nats_user` / `BUSBAR_NATS_USER`: user name (with `nats_password`).
+    pub nats_user: Option<String>,
+    /// `nats_password` / `BUSBAR_NATS_PASSWORD`: password (with `nats_user`).
+    pub nats_password: Option<String>,
+    /// `nats_token` / `BUSBAR_NATS_TOKEN`: authentication token.
+    pub nats_token: Option<String>,
+    /// `nats_credentials` / `BUSBAR_NATS_CREDENTIALS`: path of a `.creds` file (JWT + NKey).
+    pub nats_credentials: Option<String>,
+    /// `nats_tls_ca` / `BUSBAR_NATS_TLS_CA`: PEM file of root certificates to trust.
+    pub nats_tls_ca: Option<String>,
+    /// `nats_tls_cert` / `BUSBAR_NATS_TLS_CERT`: client certificate (PEM, with `nats_tls_key`).
+    pub nats_tls_cert: Option<String>,
+    /// `nats_tls_key` / `BUSBAR_NATS_TLS_KEY`: client key (PEM, with `nats_tls_cert`).
+    pub nats_tls_key: Option<String>,
+    /// `nats_require_tls` / `BUSBAR_NATS_REQUIRE_TLS`: refuse a connection without TLS.
+    pub nats_require_tls: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("backend", &self.backend)
+            .field("nats_url", &self.nats_url)
+            .field("max_payload", &self.max_payload)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field("backpressure", &self.backpressure)
+            .field("source", &self.source)
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &secret(&self.nats_password))
+            .field("nats_token", &secret(&self.nats_token))
+            .field("nats_credentials", &self.nats_credentials)
+            .field("nats_tls_ca", &self.nats_tls_ca)
+            .field("nats_tls_cert", &self.nats_tls_cert)
+            .field("nats_tls_key", &self.nats_tls_key)
+            .field("nats_require_tls", &self.nats_require_tls)
+            .finish()
+    }
 }
 
 /// Default `max_payload`: 1 MiB, as a NATS server's default.
@@ -62,6 +100,14 @@ pub const KEYS: &[&str] = &[
     "subscription_capacity",
     "backpressure",
     "source",
+    "nats_user",
+    "nats_password",
+    "nats_token",
+    "nats_credentials",
+    "nats_tls_ca",
+    "nats_tls_cert",
+    "nats_tls_key",
+    "nats_require_tls",
 ];
 
 impl Default for Config {
@@ -73,6 +119,14 @@ impl Default for Config {
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             backpressure: Backpressure::Block,
             source: crate::envelope::DEFAULT_SOURCE.to_owned(),
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_credentials: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            nats_require_tls: false,
         }
     }
 }
@@ -130,6 +184,14 @@ impl Config {
                 }
                 self.source = value.to_owned();
             }
+            "nats_user" => self.nats_user = non_empty(key, value)?,
+            "nats_password" => self.nats_password = non_empty(key, value)?,
+            "nats_token" => self.nats_token = non_empty(key, value)?,
+            "nats_credentials" => self.nats_credentials = non_empty(key, value)?,
+            "nats_tls_ca" => self.nats_tls_ca = non_empty(key, value)?,
+            "nats_tls_cert" => self.nats_tls_cert = non_empty(key, value)?,
+            "nats_tls_key" => self.nats_tls_key = non_empty(key, value)?,
+            "nats_require_tls" => self.nats_require_tls = boolean(key, value)?,
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown config key {other:?}; known keys: {}",
@@ -178,12 +240,39 @@ impl Config {
                 self.max_payload, self.subscription_capacity
             )));
         }
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            return Err(Error::InvalidArgument(
+                "nats_user and nats_password go together: set both or neither".into(),
+            ));
+        }
+        if self.nats_tls_cert.is_some() != self.nats_tls_key.is_some() {
+            return Err(Error::InvalidArgument(
+                "nats_tls_cert and nats_tls_key go together: set both or neither".into(),
+            ));
+        }
         Ok(())
     }
 }
 
 fn parse<T: FromStr<Err = Error>>(_key: &str, value: &str) -> Result<T> {
     value.parse()
+}
+
+fn non_empty(key: &str, value: &str) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Err(Error::InvalidArgument(format!("{key} must not be empty")));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::InvalidArgument(format!(
+            "{key} must be true or false, not {value:?}"
+        ))),
+    }
 }
 
 fn positive(key: &str, value: &str) -> Result<usize> {
@@ -265,5 +354,17 @@ mod tests {
         let err = Config::default().set("backend", "kafka").unwrap_err();
         assert!(err.to_string().contains("kafka"), "{err}");
         assert!(Config::default().set("max_payload", "0").is_err());
+        let err = Config::default().set("nats_require_tls", "maybe").unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c =
+            Config::from_vars([("BUSBAR_NATS_USER", "svc"), ("BUSBAR_NATS_PASSWORD", "hunter2")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("svc") && !shown.contains("hunter2"), "{shown}");
+        let half = Config::from_vars([("BUSBAR_NATS_USER", "svc")]).unwrap();
+        assert_eq!(half.check().unwrap_err().code(), "invalid_argument");
     }
 }

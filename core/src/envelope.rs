@@ -511,6 +511,7 @@ impl MessageBuilder {
 pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "content-type",
     "nats-msg-id",
+    "busbar-flush",
     "ce-specversion",
     "ce-id",
     "ce-source",

@@ -9,12 +9,15 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod queue;
+mod reply;
 pub mod subject;
 
 pub use bus::{
-    connect, connect_from_env, serve, BusStats, EventBus, MessageStream, Subscription, SubscriptionControl,
-    SubscriptionHandle, SubscriptionStats,
+    connect, connect_from_env, serve, BusStats, ConnectionEvent, EventBus, MessageStream, Subscription,
+    SubscriptionControl, SubscriptionHandle, SubscriptionStats,
 };
 pub use bytes::Bytes;
 pub use config::{Backend, Backpressure, Config};

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use smallvec::SmallVec;
-use tokio::sync::oneshot;
 
-use crate::bus::{BusStats, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
+use crate::bus::{BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
 use crate::config::{Backend, Config};
 use crate::envelope::{Message, MessageBuilder, Replier};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
+use crate::reply::{self, Waiters};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
 
 /// The embedded bus. Construct with [`InMemoryBus::new`] or [`crate::connect`].
@@ -29,17 +29,13 @@ struct Inner {
     source: Arc<str>,
     table: RwLock<Table>,
     groups: Mutex<HashMap<String, Weak<Group>>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    pending: Waiters<Message>,
     inbox_prefix: String,
     replier: Arc<dyn Replier>,
     next_sub: AtomicU64,
     next_inbox: AtomicU64,
     closed: AtomicBool,
-    published: AtomicU64,
-    delivered: AtomicU64,
-    missed: AtomicU64,
-    late_replies: AtomicU64,
-    live_subscriptions: AtomicU64,
+    counters: Counters,
 }
 
 /// The subscriptions, and a cache of where recently used subjects route to.
@@ -126,17 +122,13 @@ impl InMemoryBus {
             config,
             table: RwLock::new(Table::default()),
             groups: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            pending: Waiters::default(),
             inbox_prefix: format!("_INBOX.{}.", uuid::Uuid::new_v4().simple()),
             replier: Arc::new(WeakReplier(weak.clone())),
             next_sub: AtomicU64::new(1),
             next_inbox: AtomicU64::new(1),
             closed: AtomicBool::new(false),
-            published: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            missed: AtomicU64::new(0),
-            late_replies: AtomicU64::new(0),
-            live_subscriptions: AtomicU64::new(0),
+            counters: Counters::default(),
         });
         Ok(InMemoryBus { inner })
     }
@@ -215,7 +207,7 @@ impl Inner {
     /// returns how many subscriptions it was meant for. In `block` mode it waits for
     /// room in full buffers, after queuing to all the others.
     async fn deliver(&self, route: &Route, msg: Message) -> usize {
-        self.published.fetch_add(1, Relaxed);
+        self.counters.published.fetch_add(1, Relaxed);
         if msg.subject().starts_with(self.inbox_prefix.as_str()) {
             self.answer_waiter(&msg);
         }
@@ -242,25 +234,20 @@ impl Inner {
 
     /// Hands a reply to the request waiting on its inbox, or counts it as late.
     fn answer_waiter(&self, msg: &Message) {
-        let waiter = lock(&self.pending).remove(msg.subject());
-        let handed_over = match waiter {
-            Some(waiter) => waiter.send(msg.clone()).is_ok(),
-            None => false,
-        };
-        if !handed_over {
-            self.late_replies.fetch_add(1, Relaxed);
+        if !self.pending.answer(msg.subject(), msg.clone()) {
+            self.counters.late_replies.fetch_add(1, Relaxed);
         }
     }
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
     fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
-        match target.queue.try_push(msg) {
+        match target.queue.try_push(Ok(msg)) {
             Pushed::Queued => {
-                self.delivered.fetch_add(1, Relaxed);
+                self.counters.delivered.fetch_add(1, Relaxed);
                 None
             }
             Pushed::Missed => {
-                self.missed.fetch_add(1, Relaxed);
+                self.counters.missed.fetch_add(1, Relaxed);
                 None
             }
             Pushed::Full(item) => Some(item),
@@ -272,7 +259,7 @@ impl Inner {
     async fn wait_for_room(&self, blocked: Blocked) {
         for (target, item) in blocked {
             if target.queue.push_wait(item).await {
-                self.delivered.fetch_add(1, Relaxed);
+                self.counters.delivered.fetch_add(1, Relaxed);
             }
         }
     }
@@ -324,7 +311,7 @@ impl Inner {
             table.index.insert(pattern, Entry { id, sender })?;
             table.changed();
         }
-        self.live_subscriptions.fetch_add(1, Relaxed);
+        self.counters.subscriptions.fetch_add(1, Relaxed);
         Ok(Subscription::new(
             Box::pin(stream),
             handle,
@@ -335,36 +322,16 @@ impl Inner {
 
     async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
-        if timeout.is_zero() {
-            return Err(Error::InvalidArgument(format!(
-                "request to {:?}: timeout must be above zero",
-                msg.subject()
-            )));
-        }
         let inbox = format!("{}{}", self.inbox_prefix, self.next_inbox.fetch_add(1, Relaxed));
-        let mut builder = msg.to_builder().reply_to(inbox.clone());
-        if msg.correlation_id().is_none() {
-            builder = builder.correlation_id(msg.id());
-        }
-        let request = builder.build()?;
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(inbox.clone(), tx);
-        // Removes the waiter however this future ends (reply, error, timeout, cancel).
-        let _waiter = PendingGuard { inner: self, inbox };
+        let request = reply::stamp_request(&msg, &inbox, timeout)?;
+        let mut waiting = self.pending.wait(&inbox);
         let responders = self.publish(request).await?;
         if responders == 0 {
             return Err(Error::NoResponders {
                 subject: msg.subject().to_owned(),
             });
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(Error::Closed("bus")),
-            Err(_) => Err(Error::Timeout {
-                subject: msg.subject().to_owned(),
-                timeout,
-            }),
-        }
+        reply::await_reply(&mut waiting, msg.subject(), timeout).await
     }
 
     fn close(&self) {
@@ -373,7 +340,7 @@ impl Inner {
         }
         let old = std::mem::take(&mut *self.table_mut());
         drop(old);
-        lock(&self.pending).clear();
+        self.pending.close_all();
     }
 }
 
@@ -395,17 +362,6 @@ fn for_one_per_group<'a>(grouped: &'a [Arc<Sender>], mut push: impl FnMut(&'a Ar
         if let Some(chosen) = grouped.iter().filter(in_group).nth(turn) {
             push(chosen);
         }
-    }
-}
-
-struct PendingGuard<'a> {
-    inner: &'a Inner,
-    inbox: String,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.inner.pending).remove(&self.inbox);
     }
 }
 
@@ -437,7 +393,7 @@ impl Detach for SubHandle {
             let mut table = bus.table_mut();
             table.index.remove(&self.pattern, |e| e.id == self.id);
             table.changed();
-            bus.live_subscriptions.fetch_sub(1, Relaxed);
+            bus.counters.subscriptions.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -497,14 +453,7 @@ impl EventBus for InMemoryBus {
     }
 
     fn stats(&self) -> BusStats {
-        let i = &self.inner;
-        BusStats {
-            published: i.published.load(Relaxed),
-            delivered: i.delivered.load(Relaxed),
-            missed: i.missed.load(Relaxed),
-            late_replies: i.late_replies.load(Relaxed),
-            subscriptions: i.live_subscriptions.load(Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 
     fn backend(&self) -> Backend {

@@ -14,8 +14,9 @@ use crate::config::Backpressure;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 
-/// A message and how many messages its subscription missed just before it.
-pub(crate) type Item = (Message, u64);
+/// A message (or why one that arrived could not be read) and how many messages its
+/// subscription missed just before it.
+pub(crate) type Item = (Result<Message>, u64);
 
 /// What happened to a message handed to [`QueueSender::try_push`].
 pub(crate) enum Pushed {
@@ -76,7 +77,7 @@ pub(crate) struct QueueSender {
 
 impl QueueSender {
     /// Queues without waiting.
-    pub(crate) fn try_push(&self, msg: Message) -> Pushed {
+    pub(crate) fn try_push(&self, msg: Result<Message>) -> Pushed {
         let state = &self.state;
         let carried = state.take_unreported();
         let item = match self.tx.try_send((msg, carried)) {
@@ -154,8 +155,8 @@ pub(crate) fn channel(
 pub(crate) struct QueueStream {
     rx: mpsc::Receiver<Item>,
     state: Arc<QueueState>,
-    /// A message held back while the lag notice before it is yielded.
-    stashed: Option<Message>,
+    /// An item held back while the lag notice before it is yielded.
+    stashed: Option<Result<Message>>,
     ended: bool,
     pattern: String,
     detach: Arc<dyn Detach>,
@@ -185,7 +186,7 @@ impl Stream for QueueStream {
             return Poll::Ready(None);
         }
         if let Some(m) = this.stashed.take() {
-            return Poll::Ready(Some(Ok(m)));
+            return Poll::Ready(Some(m));
         }
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some((msg, missed))) => {
@@ -194,7 +195,7 @@ impl Stream for QueueStream {
                     this.stashed = Some(msg);
                     return Poll::Ready(Some(Err(this.lagged(missed))));
                 }
-                Poll::Ready(Some(Ok(msg)))
+                Poll::Ready(Some(msg))
             }
             Poll::Ready(None) => match this.state.take_unreported() {
                 0 => {

@@ -150,21 +150,6 @@ async fn counters_add_up() {
 }
 
 #[tokio::test]
-async fn nats_backend_is_a_clear_error_until_it_exists() {
-    let config = Config::from_vars([
-        ("BUSBAR_BACKEND", "nats"),
-        ("BUSBAR_NATS_URL", "nats://127.0.0.1:1"),
-    ])
-    .unwrap();
-    let err = busbar::connect(config).await.err().expect("no NATS backend yet");
-    assert_eq!(err.code(), "backend");
-    assert!(
-        err.to_string().contains("nats") && err.to_string().contains("memory"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
 async fn subscribe_and_unsubscribe_churn_leaves_the_index_empty() {
     let bus = bus(8, Backpressure::Block);
     let patterns = ["a.b.c", "a.*.c", "a.>", "*.*.*", ">", "a.b.c"];

@@ -44,8 +44,21 @@ async fn main() -> Result<(), busbar::Error> {
         bus.publish("jobs.resize", format!("image-{n}").into()).await?;
     }
     bus.flush().await?;
-    let got_a = payloads(drain(&mut worker_a, 2).await?);
-    let got_b = payloads(drain(&mut worker_b, 2).await?);
+    // Each job goes to one member; which one is the bus's choice (in turn on the
+    // in-memory bus, at random on NATS). Collect from both until all four are in.
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    while got_a.len() + got_b.len() < 4 {
+        let (who, item) = tokio::select! {
+            item = worker_a.next() => (&mut got_a, item),
+            item = worker_b.next() => (&mut got_b, item),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                return Err(busbar::Error::Timeout { subject: "jobs.resize".into(), timeout: Duration::from_secs(2) })
+            }
+        };
+        if let Some(msg) = item {
+            who.push(String::from_utf8_lossy(msg?.data()).into_owned());
+        }
+    }
     println!("   worker a took {got_a:?}");
     println!("   worker b took {got_b:?}");
     println!("   four jobs, each done once\n");
@@ -93,13 +106,6 @@ async fn main() -> Result<(), busbar::Error> {
 
 fn subjects(messages: Vec<Message>) -> Vec<String> {
     messages.iter().map(|m| m.subject().to_owned()).collect()
-}
-
-fn payloads(messages: Vec<Message>) -> Vec<String> {
-    messages
-        .iter()
-        .map(|m| String::from_utf8_lossy(m.data()).into_owned())
-        .collect()
 }
 
 /// Takes `n` messages from `sub`, waiting at most two seconds for each.

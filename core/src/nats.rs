@@ -1,0 +1,470 @@
+//! The NATS backend (async-nats): the same [`EventBus`] over a NATS server.
+//!
+//! Messages travel in CloudEvents binary content mode (see [`crate::envelope::codec`]).
+//! Each subscription is pumped by a task from async-nats into busbar's own bounded
+//! queue, so back-pressure and lag are reported exactly as on the in-memory bus.
+//! Requests use one wildcard inbox subscription per bus, so a late reply is seen,
+//! dropped and counted, and the server's no-responders status fails a request at once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_nats::{HeaderMap, StatusCode};
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::bus::{
+    BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
+};
+use crate::config::{Backend, Config};
+use crate::envelope::{codec, Message, MessageBuilder, Replier};
+use crate::error::{Error, Result};
+use crate::queue::{self, Detach, Pushed, QueueSender, QueueState};
+use crate::reply::{self, Waiters};
+use crate::subject::{validate_pattern, validate_queue_group, validate_subject};
+
+impl From<async_nats::Event> for ConnectionEvent {
+    fn from(event: async_nats::Event) -> Self {
+        use async_nats::Event as E;
+        match event {
+            E::Connected => ConnectionEvent::Connected,
+            E::Disconnected => ConnectionEvent::Disconnected,
+            E::LameDuckMode => ConnectionEvent::LameDuckMode,
+            E::Draining => ConnectionEvent::Draining,
+            E::Closed => ConnectionEvent::Closed,
+            E::SlowConsumer(_) => ConnectionEvent::SlowConsumer,
+            E::ServerError(e) => ConnectionEvent::ServerError(e.to_string()),
+            E::ClientError(e) => ConnectionEvent::ClientError(e.to_string()),
+        }
+    }
+}
+
+/// The NATS backend. Build with [`NatsBus::connect`] or [`crate::connect`].
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    config: Config,
+    source: Arc<str>,
+    /// The smaller of the configured `max_payload` and the server's.
+    max_payload: usize,
+    /// `_INBOX.<nuid>.`: replies to this bus's requests arrive under it.
+    inbox_prefix: String,
+    pending: Waiters<async_nats::Message>,
+    replier: Arc<dyn Replier>,
+    events: broadcast::Sender<ConnectionEvent>,
+    next_inbox: AtomicU64,
+    closed: AtomicBool,
+    counters: Counters,
+}
+
+fn backend(message: String, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Backend {
+        message: format!("{message}: {source}"),
+        source: Some(Box::new(source)),
+    }
+}
+
+impl NatsBus {
+    /// Connects to `config.nats_url` with the authentication and TLS settings of `config`.
+    pub async fn connect(config: Config) -> Result<Self> {
+        config.check()?;
+        let (events, _) = broadcast::channel(256);
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("busbar ({})", config.source))
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback({
+                let events = events.clone();
+                move |event| {
+                    let events = events.clone();
+                    async move {
+                        let _ = events.send(ConnectionEvent::from(event));
+                    }
+                }
+            });
+        if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.nats_token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &config.nats_credentials {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| backend(format!("reading NATS credentials file {path:?}"), e))?;
+        }
+        if let Some(ca) = &config.nats_tls_ca {
+            options = options.add_root_certificates(ca.into());
+        }
+        if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+            options = options.add_client_certificate(cert.into(), key.into());
+        }
+        if config.nats_require_tls {
+            options = options.require_tls(true);
+        }
+        let client = options
+            .connect(config.nats_url.as_str())
+            .await
+            .map_err(|e| backend(format!("connecting to NATS at {}", config.nats_url), e))?;
+        let server_max = client.server_info().max_payload;
+        let inbox_prefix = format!("{}.", client.new_inbox());
+        let replies = client
+            .subscribe(format!("{inbox_prefix}*"))
+            .await
+            .map_err(|e| backend("subscribing to this bus's reply inbox".into(), e))?;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            client,
+            source: Arc::from(config.source.as_str()),
+            max_payload: config.max_payload.min(server_max.max(1)),
+            config,
+            inbox_prefix,
+            pending: Waiters::default(),
+            replier: Arc::new(WeakReplier(weak.clone())),
+            events,
+            next_inbox: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        tokio::spawn(route_replies(replies, Arc::downgrade(&inner)));
+        Ok(NatsBus { inner })
+    }
+}
+
+/// Hands each reply to the request waiting for it; counts replies nobody waits for.
+async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
+    while let Some(reply) = replies.next().await {
+        let Some(bus) = bus.upgrade() else { break };
+        let inbox = reply.subject.to_string();
+        if !bus.pending.answer(&inbox, reply) {
+            bus.counters.late_replies.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Acquire) {
+            return Err(Error::Closed("bus"));
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<()> {
+        self.check_open()?;
+        let size = msg.data().len();
+        if size > self.max_payload {
+            return Err(Error::PayloadTooLarge {
+                size,
+                max: self.max_payload,
+            });
+        }
+        let mut headers = HeaderMap::new();
+        codec::encode_headers_with(msg, |name, value| headers.insert(name, value));
+        let subject = msg.subject().to_owned();
+        let sent = match msg.reply_to() {
+            Some(reply) => {
+                let reply = reply.to_owned();
+                self.client
+                    .publish_with_reply_and_headers(subject, reply, headers, msg.data().clone())
+                    .await
+            }
+            None => {
+                self.client
+                    .publish_with_headers(subject, headers, msg.data().clone())
+                    .await
+            }
+        };
+        sent.map_err(|e| backend(format!("publishing to {:?}", msg.subject()), e))?;
+        self.counters.published.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// A round trip through the server: when it returns, the server has processed everything
+    /// this connection sent before, and messages it routed to this connection's subscriptions
+    /// before that are in their buffers. (async-nats' `flush` only empties the socket buffer.)
+    async fn round_trip(&self) -> Result<()> {
+        self.check_open()?;
+        let inbox = format!(
+            "{}sync{}",
+            self.inbox_prefix,
+            self.next_inbox.fetch_add(1, Relaxed)
+        );
+        let mut waiting = self.pending.wait(&inbox);
+        let mut marker = HeaderMap::new();
+        marker.insert(FLUSH_MARKER, "1");
+        self.client
+            .publish_with_headers(inbox, marker, bytes::Bytes::new())
+            .await
+            .map_err(|e| backend("sending a flush marker".into(), e))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| backend("flushing to the NATS server".into(), e))?;
+        match reply::await_reply(&mut waiting, "flush", FLUSH_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(Error::Timeout { .. }) => Err(Error::Backend {
+                message: format!("the NATS server did not answer a flush within {FLUSH_TIMEOUT:?}"),
+                source: None,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns what NATS delivered into a message that can be answered.
+    fn receive(&self, m: async_nats::Message) -> Result<Message> {
+        let headers = m.headers.as_ref();
+        let pairs = headers.into_iter().flat_map(|h| {
+            h.iter().flat_map(|(name, values)| {
+                let name: &str = name.as_ref();
+                values.iter().map(move |v| (name, v.as_str()))
+            })
+        });
+        let msg = codec::decode(m.subject.as_str(), m.reply.as_deref(), pairs, m.payload)?;
+        Ok(if msg.reply_to().is_some() {
+            msg.with_replier(self.replier.clone())
+        } else {
+            msg
+        })
+    }
+
+    async fn subscribe(self: &Arc<Self>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
+        self.check_open()?;
+        validate_pattern(pattern)?;
+        let subscriber = match group {
+            Some(g) => {
+                validate_queue_group(g)?;
+                self.client
+                    .queue_subscribe(pattern.to_owned(), g.to_owned())
+                    .await
+            }
+            None => self.client.subscribe(pattern.to_owned()).await,
+        }
+        .map_err(|e| backend(format!("subscribing to {pattern:?}"), e))?;
+        let (commands, command_rx) = mpsc::channel(4);
+        let state = Arc::new(QueueState::default());
+        let handle = Arc::new(SubHandle {
+            commands,
+            state: state.clone(),
+            bus: Arc::downgrade(self),
+            detached: AtomicBool::new(false),
+        });
+        let (queue, stream) = queue::channel(
+            self.config.subscription_capacity,
+            self.config.backpressure,
+            pattern,
+            state,
+            handle.clone(),
+        );
+        self.counters.subscriptions.fetch_add(1, Relaxed);
+        tokio::spawn(pump(subscriber, queue, command_rx, Arc::downgrade(self)));
+        Ok(Subscription::new(
+            Box::pin(stream),
+            handle,
+            pattern,
+            group.map(str::to_owned),
+        ))
+    }
+
+    async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
+        self.check_open()?;
+        let inbox = format!("{}{}", self.inbox_prefix, self.next_inbox.fetch_add(1, Relaxed));
+        let request = reply::stamp_request(&msg, &inbox, timeout)?;
+        let mut waiting = self.pending.wait(&inbox);
+        self.publish(&request).await?;
+        let reply = reply::await_reply(&mut waiting, msg.subject(), timeout).await?;
+        if reply.status == Some(StatusCode::NO_RESPONDERS) {
+            return Err(Error::NoResponders {
+                subject: msg.subject().to_owned(),
+            });
+        }
+        self.receive(reply)
+    }
+}
+
+/// Header of the message a flush sends to its own inbox. busbar subscriptions skip such
+/// messages (a `>` subscription would otherwise see them), so a flush is invisible to
+/// busbar subscribers as it is on the in-memory bus; plain NATS clients see it among the
+/// `_INBOX.>` traffic.
+const FLUSH_MARKER: &str = "Busbar-Flush";
+
+/// Whether `m` is another busbar client's flush marker.
+fn is_flush_marker(m: &async_nats::Message) -> bool {
+    m.subject.starts_with("_INBOX.") && m.headers.as_ref().is_some_and(|h| h.get(FLUSH_MARKER).is_some())
+}
+
+/// How long `flush` waits for the server's round trip.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Command {
+    /// Stop interest at the server, deliver what is in flight; answer once sent.
+    Drain(oneshot::Sender<()>),
+    Unsubscribe,
+}
+
+/// Moves one subscription's messages from async-nats into its busbar queue.
+async fn pump(
+    mut subscriber: async_nats::Subscriber,
+    queue: QueueSender,
+    mut commands: mpsc::Receiver<Command>,
+    bus: Weak<Inner>,
+) {
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv(), if !draining => match command {
+                Some(Command::Drain(done)) => {
+                    // async-nats' own per-subscription drain drops the subscription before
+                    // the server's last messages are read; unsubscribing closes the channel
+                    // but keeps what it holds, which the loop then delivers.
+                    draining = subscriber.unsubscribe().await.is_ok();
+                    let _ = done.send(());
+                    if !draining {
+                        break;
+                    }
+                }
+                Some(Command::Unsubscribe) | None => {
+                    let _ = subscriber.unsubscribe().await;
+                    break;
+                }
+            },
+            next = subscriber.next() => {
+                let Some(raw) = next else { break };
+                if is_flush_marker(&raw) {
+                    continue;
+                }
+                let Some(bus) = bus.upgrade() else { break };
+                let counter = match queue.try_push(bus.receive(raw)) {
+                    Pushed::Queued => &bus.counters.delivered,
+                    Pushed::Missed => &bus.counters.missed,
+                    Pushed::Full(item) => {
+                        if !queue.push_wait(item).await {
+                            continue;
+                        }
+                        &bus.counters.delivered
+                    }
+                    Pushed::Closed => break,
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    if let Some(bus) = bus.upgrade() {
+        bus.counters.subscriptions.fetch_sub(1, Relaxed);
+    }
+}
+
+struct SubHandle {
+    commands: mpsc::Sender<Command>,
+    state: Arc<QueueState>,
+    bus: Weak<Inner>,
+    detached: AtomicBool,
+}
+
+impl Detach for SubHandle {
+    fn detach(&self) {
+        if !self.detached.swap(true, AcqRel) {
+            // Dropping the stream: the pump unsubscribes (or ends, if the command channel is gone).
+            let _ = self.commands.try_send(Command::Unsubscribe);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SubscriptionControl for SubHandle {
+    async fn unsubscribe(&self) -> Result<()> {
+        self.state.stop();
+        self.detached.store(true, Release);
+        let _ = self.commands.send(Command::Unsubscribe).await;
+        Ok(())
+    }
+
+    async fn drain(&self) -> Result<()> {
+        // A round trip to the server first: whatever it routed to this subscription before
+        // now has been read into the subscription's buffer when it returns.
+        if let Some(bus) = self.bus.upgrade() {
+            bus.round_trip().await?;
+        }
+        let (done, unsubscribed) = oneshot::channel();
+        if self.commands.send(Command::Drain(done)).await.is_ok() {
+            let _ = unsubscribed.await;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> SubscriptionStats {
+        self.state.stats()
+    }
+}
+
+struct WeakReplier(Weak<Inner>);
+
+#[async_trait::async_trait]
+impl Replier for WeakReplier {
+    async fn send_reply(&self, reply: Message) -> Result<()> {
+        let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
+        inner.publish(&reply).await
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for NatsBus {
+    async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
+        validate_subject(subject)?;
+        let msg = Message::event(Arc::from(subject), data, self.inner.source.clone());
+        self.inner.publish(&msg).await
+    }
+
+    async fn publish_message(&self, message: Message) -> Result<()> {
+        self.inner.publish(&message).await
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, None).await
+    }
+
+    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, Some(group)).await
+    }
+
+    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
+        self.inner.request(message, timeout).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.round_trip().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, AcqRel) {
+            return Ok(());
+        }
+        self.inner.pending.close_all();
+        // Drain: subscriptions receive what is in flight, then the connection closes.
+        self.inner
+            .client
+            .drain()
+            .await
+            .map_err(|e| backend("draining the NATS connection".into(), e))
+    }
+
+    fn message(&self, subject: &str) -> MessageBuilder {
+        Message::builder(subject).source(self.inner.source.clone())
+    }
+
+    fn stats(&self) -> BusStats {
+        self.inner.counters.snapshot()
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Nats
+    }
+
+    fn connection_events(&self) -> Option<broadcast::Receiver<ConnectionEvent>> {
+        Some(self.inner.events.subscribe())
+    }
+}

@@ -1,0 +1,144 @@
+//! What only the NATS backend shows: the wire format seen by a plain NATS client,
+//! plain clients talking to busbar, and the connection's life (dead server, restart).
+#![cfg(feature = "nats")]
+
+use std::time::Duration;
+
+use busbar::{Backend, Config, ConnectionEvent, EventBus};
+use futures_util::StreamExt;
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+use nats_server::NatsServer;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start() -> NatsServer {
+    tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
+}
+
+async fn bus(server: &NatsServer) -> std::sync::Arc<dyn EventBus> {
+    let config = Config::default()
+        .with_backend(Backend::Nats)
+        .with_nats_url(server.url());
+    busbar::connect(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_nats_client_reads_cloudevents_headers() {
+    let server = start().await;
+    let bus = bus(&server).await;
+    let plain = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = plain.subscribe("orders.>").await.unwrap();
+    plain.flush().await.unwrap();
+    let sent = bus
+        .message("orders.eu.created")
+        .data(&b"{\"qty\":2}"[..])
+        .content_type("application/json")
+        .correlation_id("c-9")
+        .header("tenant", "acme")
+        .build()
+        .unwrap();
+    bus.publish_message(sent.clone()).await.unwrap();
+    bus.flush().await.unwrap();
+    let got = tokio::time::timeout(WAIT, raw.next()).await.unwrap().unwrap();
+    assert_eq!(
+        got.payload,
+        sent.data().clone(),
+        "the body is the payload, unchanged"
+    );
+    let headers = got
+        .headers
+        .expect("binary content mode puts attributes in headers");
+    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
+    assert_eq!(header("ce-id").as_deref(), Some(sent.id()));
+    assert_eq!(
+        header("Nats-Msg-Id").as_deref(),
+        Some(sent.id()),
+        "JetStream dedupes on it"
+    );
+    assert_eq!(header("ce-source").as_deref(), Some("busbar"));
+    assert_eq!(header("ce-type").as_deref(), Some("busbar.event"));
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(header("ce-correlationid").as_deref(), Some("c-9"));
+    assert_eq!(header("tenant").as_deref(), Some("acme"));
+    assert!(header("ce-time").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busbar_reads_plain_messages_and_answers_plain_requests() {
+    let server = start().await;
+    let bus = bus(&server).await;
+    let plain = async_nats::connect(server.url()).await.unwrap();
+
+    let mut sub = bus.subscribe("sensors.*").await.unwrap();
+    bus.flush().await.unwrap();
+    plain.publish("sensors.t1", "21.5".into()).await.unwrap();
+    plain.flush().await.unwrap();
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.subject(), &m.data()[..]), ("sensors.t1", &b"21.5"[..]));
+    assert_eq!(m.source(), "nats", "a plain message gets generated attributes");
+    assert_eq!(m.id().len(), 36);
+
+    let responder = bus.subscribe("svc.upper").await.unwrap();
+    tokio::spawn(busbar::serve(responder, |req| async move {
+        String::from_utf8_lossy(req.data()).to_uppercase().into()
+    }));
+    bus.flush().await.unwrap();
+    let reply = plain.request("svc.upper", "shout".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"SHOUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_is_a_clear_backend_error() {
+    let mut server = start().await;
+    let url = server.url();
+    server.kill();
+    let config = Config::default()
+        .with_backend(Backend::Nats)
+        .with_nats_url(url.clone());
+    let err = busbar::connect(config).await.err().expect("nothing listens");
+    assert_eq!(err.code(), "backend");
+    assert!(err.to_string().contains(&url), "names the URL: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_a_restart_and_says_so() {
+    let mut server = start().await;
+    let bus = bus(&server).await;
+    let mut events = bus.connection_events().expect("NATS reports its connection");
+    let mut sub = bus.subscribe("heartbeat").await.unwrap();
+    // The server comes back from this task once restarted; the handle keeps it alive.
+    let restarted = tokio::task::spawn_blocking(move || {
+        server.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        server.restart();
+        server
+    });
+    // The initial `Connected` may still be on its way: wait for the loss, then the return.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for wanted in [ConnectionEvent::Disconnected, ConnectionEvent::Connected] {
+        while seen.last() != Some(&wanted) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(e)) => seen.push(e),
+                other => panic!("no {wanted} before the deadline: saw {seen:?}, then {other:?}"),
+            }
+        }
+    }
+    // The subscription was re-established: a publish after the reconnect arrives.
+    bus.publish("heartbeat", "after restart".into()).await.unwrap();
+    bus.flush().await.unwrap();
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.data(), "after restart");
+    drop(restarted.await.unwrap());
+}
