@@ -561,18 +561,39 @@ pub mod codec {
     /// CloudEvents spec version busbar writes and reads.
     pub const SPEC_VERSION: &str = "1.0";
 
+    /// A header name: one of the envelope's own (static), or a user header's.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum HeaderName<'a> {
+        /// An attribute header (`ce-*`, `content-type`, `Nats-Msg-Id`).
+        Attribute(&'static str),
+        /// A user header.
+        User(&'a str),
+    }
+
+    impl HeaderName<'_> {
+        /// The name as text.
+        pub fn as_str(&self) -> &str {
+            match self {
+                HeaderName::Attribute(s) => s,
+                HeaderName::User(s) => s,
+            }
+        }
+    }
+
     /// Calls `put(name, value)` for every header `msg` travels with on NATS, in a fixed order:
     /// `ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`,
     /// `content-type`, the extension attributes that are set, `Nats-Msg-Id`, then user headers.
-    pub fn encode_headers_with(msg: &Message, mut put: impl FnMut(&str, &str)) {
-        put("ce-specversion", SPEC_VERSION);
-        put("ce-id", msg.id());
-        put("ce-source", msg.source());
-        put("ce-type", msg.event_type());
-        put("ce-subject", msg.subject());
-        put("ce-time", &format_time(msg.time()));
+    /// Attribute names are `'static`, so a transport can use them without copying.
+    pub fn encode_headers_into(msg: &Message, mut put: impl FnMut(HeaderName<'_>, &str)) {
+        use HeaderName::Attribute as A;
+        put(A("ce-specversion"), SPEC_VERSION);
+        put(A("ce-id"), msg.id());
+        put(A("ce-source"), msg.source());
+        put(A("ce-type"), msg.event_type());
+        put(A("ce-subject"), msg.subject());
+        put(A("ce-time"), &format_time(msg.time()));
         if let Some(v) = msg.content_type() {
-            put("content-type", v);
+            put(A("content-type"), v);
         }
         for (name, value) in [
             ("ce-correlationid", msg.correlation_id()),
@@ -582,13 +603,18 @@ pub mod codec {
             ("ce-keyid", msg.keyid()),
         ] {
             if let Some(v) = value {
-                put(name, v);
+                put(A(name), v);
             }
         }
-        put("Nats-Msg-Id", msg.id());
+        put(A("Nats-Msg-Id"), msg.id());
         for (name, value) in msg.headers() {
-            put(name, value);
+            put(HeaderName::User(name), value);
         }
+    }
+
+    /// [`encode_headers_into`] with plain `&str` names.
+    pub fn encode_headers_with(msg: &Message, mut put: impl FnMut(&str, &str)) {
+        encode_headers_into(msg, |name, value| put(name.as_str(), value));
     }
 
     /// [`encode_headers_with`] collected into a list.

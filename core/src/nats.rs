@@ -134,6 +134,32 @@ impl NatsBus {
     }
 }
 
+/// The NATS header block of `msg` (CloudEvents binary mode). Attribute names are static,
+/// so only values are copied.
+pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
+    let mut fields = Vec::with_capacity(10 + msg.headers().len());
+    let mut refused = None;
+    codec::encode_headers_into(msg, |name, value| {
+        let name = match name {
+            codec::HeaderName::Attribute(s) => async_nats::HeaderName::from_static(s),
+            codec::HeaderName::User(s) => match s.parse() {
+                Ok(name) => name,
+                Err(_) => {
+                    refused.get_or_insert_with(|| s.to_owned());
+                    return;
+                }
+            },
+        };
+        fields.push((name, async_nats::HeaderValue::from(value)));
+    });
+    match refused {
+        Some(name) => Err(Error::InvalidArgument(format!(
+            "header name {name:?} is not valid on NATS"
+        ))),
+        None => Ok(fields.into_iter().collect()),
+    }
+}
+
 /// Hands each reply to the request waiting for it; counts replies nobody waits for.
 async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
     while let Some(reply) = replies.next().await {
@@ -162,8 +188,7 @@ impl Inner {
                 max: self.max_payload,
             });
         }
-        let mut headers = HeaderMap::new();
-        codec::encode_headers_with(msg, |name, value| headers.insert(name, value));
+        let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
         let sent = match msg.reply_to() {
             Some(reply) => {

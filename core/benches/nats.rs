@@ -1,0 +1,267 @@
+//! busbar's NATS backend side by side with raw async-nats doing the same work against
+//! the same private nats-server, in one run. Prints a table; each figure is the median
+//! of ROUNDS rounds.
+//!
+//!     cargo bench -p busbar --bench nats
+//!
+//! Needs a nats-server binary (Debian's package; see tests/support/nats_server.rs).
+//! `--bench nats_mimalloc` runs the same with mimalloc as the allocator of the whole
+//! process (async-nats' header maps make many small allocations that glibc's malloc
+//! serialises on an arena lock when another thread frees them).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use busbar::{Backend, Bytes, Config, EventBus};
+use futures_util::StreamExt;
+
+#[path = "../tests/support/nats_server.rs"]
+mod nats_server;
+
+const ROUNDS: usize = 5;
+const PUBLISHES: usize = 200_000;
+const PUB_SUB: usize = 100_000;
+const REQUESTS: usize = 5_000;
+const IDLE: Duration = Duration::from_secs(2);
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn busbar(url: &str) -> Arc<dyn EventBus> {
+    let config = Config::default().with_backend(Backend::Nats).with_nats_url(url);
+    busbar::connect(config).await.unwrap()
+}
+
+async fn publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
+    let bus = busbar(url).await;
+    let start = Instant::now();
+    for _ in 0..PUBLISHES {
+        bus.publish("bench.pub", payload.clone()).await.unwrap();
+    }
+    bus.flush().await.unwrap();
+    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    bus.close().await.unwrap();
+    rate
+}
+
+async fn publish_rate_raw(url: &str, payload: Bytes) -> f64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let start = Instant::now();
+    for _ in 0..PUBLISHES {
+        client.publish("bench.pub", payload.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    client.drain().await.unwrap();
+    rate
+}
+
+/// Raw async-nats sending the very headers busbar sends (the same bytes on the wire).
+async fn publish_rate_raw_with_headers(url: &str, payload: Bytes) -> f64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let template = busbar::Message::builder("bench.pub")
+        .data(payload.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..PUBLISHES {
+        let mut headers = async_nats::HeaderMap::new();
+        busbar::envelope::codec::encode_headers_with(&template, |k, v| headers.insert(k, v));
+        client
+            .publish_with_headers("bench.pub", headers, payload.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    client.drain().await.unwrap();
+    rate
+}
+
+async fn pub_sub_rate_busbar(url: &str, payload: Bytes) -> f64 {
+    let (publisher, subscriber) = (busbar(url).await, busbar(url).await);
+    let sub = subscriber.subscribe("bench.ps").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let start = Instant::now();
+    let consumer = tokio::spawn(async move { consume(sub, |m| m.is_ok()).await });
+    for _ in 0..PUB_SUB {
+        publisher.publish("bench.ps", payload.clone()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    received_rate(start, consumer.await.unwrap())
+}
+
+/// Receives until PUB_SUB messages arrived or none came for IDLE (a slow consumer
+/// loses messages on NATS); returns how many arrived and when the last one did.
+async fn consume<S: futures_util::Stream + Unpin>(
+    mut stream: S,
+    ok: impl Fn(&S::Item) -> bool,
+) -> (usize, Instant) {
+    let (mut got, mut last) = (0, Instant::now());
+    while got < PUB_SUB {
+        match tokio::time::timeout(IDLE, stream.next()).await {
+            Ok(Some(item)) if ok(&item) => {
+                got += 1;
+                last = Instant::now();
+            }
+            _ => break,
+        }
+    }
+    (got, last)
+}
+
+fn received_rate(start: Instant, (got, last): (usize, Instant)) -> f64 {
+    if got < PUB_SUB {
+        eprintln!("  note: the subscriber received {got} of {PUB_SUB} (slow consumer drops)");
+    }
+    got as f64 / last.duration_since(start).as_secs_f64()
+}
+
+async fn pub_sub_rate_raw(url: &str, payload: Bytes) -> f64 {
+    let (publisher, subscriber) = (
+        async_nats::connect(url).await.unwrap(),
+        async_nats::connect(url).await.unwrap(),
+    );
+    let sub = subscriber.subscribe("bench.ps").await.unwrap();
+    subscriber.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await; // raw flush is not a round trip
+    let start = Instant::now();
+    let consumer = tokio::spawn(async move { consume(sub, |_| true).await });
+    for _ in 0..PUB_SUB {
+        publisher.publish("bench.ps", payload.clone()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    received_rate(start, consumer.await.unwrap())
+}
+
+async fn request_latency_busbar(url: &str, payload: Bytes) -> Vec<Duration> {
+    let (client, server) = (busbar(url).await, busbar(url).await);
+    let responder = server.subscribe("bench.rr").await.unwrap();
+    tokio::spawn(busbar::serve(responder, |req| async move { req.data().clone() }));
+    server.flush().await.unwrap();
+    let mut times = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let start = Instant::now();
+        client
+            .request("bench.rr", payload.clone(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        times.push(start.elapsed());
+    }
+    times
+}
+
+async fn request_latency_raw(url: &str, payload: Bytes) -> Vec<Duration> {
+    let (client, server) = (
+        async_nats::connect(url).await.unwrap(),
+        async_nats::connect(url).await.unwrap(),
+    );
+    let mut responder = server.subscribe("bench.rr").await.unwrap();
+    let answering = server.clone();
+    tokio::spawn(async move {
+        while let Some(req) = responder.next().await {
+            if let Some(reply) = req.reply {
+                answering.publish(reply, req.payload).await.unwrap();
+            }
+        }
+    });
+    server.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut times = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let start = Instant::now();
+        client.request("bench.rr", payload.clone()).await.unwrap();
+        times.push(start.elapsed());
+    }
+    times
+}
+
+fn row(name: &str, raw: f64, ours: f64, unit: &str) {
+    println!(
+        "{name:<34} {raw:>14.0} {ours:>14.0} {unit:<8} {:>6.2}x",
+        ours / raw
+    );
+}
+
+pub fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and `cargo test --benches` probe benches this way
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = nats_server::NatsServer::start();
+    let url = server.url();
+    if std::env::var_os("BUSBAR_BENCH_PROFILE_PUBLISH").is_some() {
+        // For a profiler: only busbar's 128 B publishes, a few rounds.
+        for _ in 0..3 {
+            rt.block_on(publish_rate_busbar(&url, Bytes::from(vec![b'x'; 128])));
+        }
+        return;
+    }
+    println!("nats-server on {url}; median of {ROUNDS} rounds; ratio = busbar / raw (higher is better for rates)\n");
+    println!(
+        "{:<34} {:>14} {:>14} {:<8} {:>7}",
+        "", "raw async-nats", "busbar", "", "ratio"
+    );
+    for size in [128usize, 1024] {
+        let payload = Bytes::from(vec![b'x'; size]);
+        let raw = median(
+            (0..ROUNDS)
+                .map(|_| rt.block_on(publish_rate_raw(&url, payload.clone())))
+                .collect(),
+        );
+        let ours = median(
+            (0..ROUNDS)
+                .map(|_| rt.block_on(publish_rate_busbar(&url, payload.clone())))
+                .collect(),
+        );
+        row(&format!("publish {size} B"), raw, ours, "msgs/s");
+        let same = median(
+            (0..ROUNDS)
+                .map(|_| rt.block_on(publish_rate_raw_with_headers(&url, payload.clone())))
+                .collect(),
+        );
+        row(
+            &format!("  raw with busbar's headers {size} B"),
+            same,
+            ours,
+            "msgs/s",
+        );
+    }
+    let payload = Bytes::from(vec![b'x'; 128]);
+    let raw = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(pub_sub_rate_raw(&url, payload.clone())))
+            .collect(),
+    );
+    let ours = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(pub_sub_rate_busbar(&url, payload.clone())))
+            .collect(),
+    );
+    row("publish->subscribe 128 B", raw, ours, "msgs/s");
+    let mut raw = rt.block_on(request_latency_raw(&url, payload.clone()));
+    let mut ours = rt.block_on(request_latency_busbar(&url, payload.clone()));
+    raw.sort();
+    ours.sort();
+    for (name, p) in [("request/reply p50", 0.5), ("request/reply p99", 0.99)] {
+        let (r, o) = (
+            percentile(&raw, p).as_secs_f64() * 1e6,
+            percentile(&ours, p).as_secs_f64() * 1e6,
+        );
+        println!(
+            "{name:<34} {r:>14.1} {o:>14.1} {:<8} {:>6.2}x (lower is better)",
+            "us",
+            o / r
+        );
+    }
+}

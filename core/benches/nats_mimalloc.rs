@@ -1,0 +1,14 @@
+//! The NATS benchmark of `nats.rs` with mimalloc as the global allocator, for raw
+//! async-nats and busbar alike.
+//!
+//!     cargo bench -p busbar --bench nats_mimalloc
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "nats.rs"]
+mod nats;
+
+fn main() {
+    nats::main()
+}
