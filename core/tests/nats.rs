@@ -142,3 +142,46 @@ async fn reconnects_after_a_restart_and_says_so() {
     assert_eq!(m.data(), "after restart");
     drop(restarted.await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_config_reach_the_server() {
+    let server =
+        tokio::task::spawn_blocking(|| NatsServer::start_with(&["--user", "svc", "--pass", "s3cret"]))
+            .await
+            .unwrap();
+    let base = Config::default()
+        .with_backend(Backend::Nats)
+        .with_nats_url(server.url());
+
+    let mut good = base.clone();
+    good.set("nats_user", "svc").unwrap();
+    good.set("nats_password", "s3cret").unwrap();
+    let bus = busbar::connect(good).await.expect("right credentials connect");
+    let mut sub = bus.subscribe("auth.ok").await.unwrap();
+    bus.publish("auth.ok", "in".into()).await.unwrap();
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.data(), "in");
+
+    let mut bad = base.clone();
+    bad.set("nats_user", "svc").unwrap();
+    bad.set("nats_password", "wrong").unwrap();
+    let err = busbar::connect(bad)
+        .await
+        .err()
+        .expect("wrong password is refused");
+    assert_eq!(err.code(), "backend");
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the password is not echoed: {err}"
+    );
+
+    let err = busbar::connect(base)
+        .await
+        .err()
+        .expect("no credentials is refused");
+    assert_eq!(err.code(), "backend", "{err}");
+}

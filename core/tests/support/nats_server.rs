@@ -14,6 +14,7 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     binary: PathBuf,
+    extra_args: Vec<String>,
 }
 
 fn binary() -> PathBuf {
@@ -47,6 +48,11 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store directory.
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// [`NatsServer::start`] with extra command-line arguments (e.g. `--user`, `--pass`).
+    pub fn start_with(extra_args: &[&str]) -> NatsServer {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -63,6 +69,7 @@ impl NatsServer {
             port: 0,
             dir,
             binary: binary(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -92,6 +99,7 @@ impl NatsServer {
             .arg(self.dir.join("store"))
             .arg("-l")
             .arg(self.log_path())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
