@@ -30,14 +30,30 @@ pub(crate) enum Pushed {
     Closed,
 }
 
+/// Keeps a value on cache lines of its own, so that a field written by the publisher's
+/// core and one written by the subscriber's core do not bounce one line between them.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Shared between the publishing side, the stream and the subscription's control.
+/// Grouped by who writes: publishers (every message), the subscriber (every message),
+/// and rarely (lag, stop).
 #[derive(Default)]
 pub(crate) struct QueueState {
-    delivered: AtomicU64,
-    received: AtomicU64,
+    delivered: Padded<AtomicU64>,
+    received: Padded<AtomicU64>,
+    /// Missed messages not yet reported to the subscriber; read on every push and empty
+    /// poll, written only when a message is missed or the loss is reported.
+    missed_unreported: Padded<AtomicU64>,
     missed_total: AtomicU64,
-    /// Missed messages not yet reported to the subscriber.
-    missed_unreported: AtomicU64,
     lagging: AtomicBool,
     stopped: AtomicBool,
     stop: Notify,
