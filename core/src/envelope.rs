@@ -33,14 +33,32 @@ pub(crate) trait Replier: Send + Sync {
 /// one for each subscriber copies no string and no payload byte.
 #[derive(Clone)]
 pub struct Message {
-    subject: Arc<str>,
+    topic: Arc<Topic>,
     data: Bytes,
     id: EventId,
     time: SystemTime,
-    source: Arc<str>,
     /// `None` when every optional attribute is unset and `type` is the default.
     attrs: Option<Arc<Attrs>>,
     replier: Option<Arc<dyn Replier>>,
+}
+
+/// Subject and source together: one shared pointer (one reference count to move per
+/// copy) for all the messages a bus publishes on a subject.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    subject: Box<str>,
+    source: Arc<str>,
+}
+
+impl Topic {
+    /// `subject` must already be valid.
+    pub(crate) fn new(subject: &str, source: Arc<str>) -> Self {
+        debug_assert!(validate_subject(subject).is_ok());
+        Topic {
+            subject: subject.into(),
+            source,
+        }
+    }
 }
 
 /// The attributes an event may lack.
@@ -65,7 +83,7 @@ struct Envelope {
     id: EventId,
     source: Arc<str>,
     event_type: Arc<str>,
-    subject: Arc<str>,
+    subject: Box<str>,
     time: SystemTime,
     content_type: Option<String>,
     correlation_id: Option<String>,
@@ -167,7 +185,7 @@ impl Message {
                 id: EventId::Given("".into()),
                 source: DEFAULT_SOURCE_ARC.clone(),
                 event_type: DEFAULT_TYPE_ARC.clone(),
-                subject: Arc::from(subject.into()),
+                subject: subject.into().into_boxed_str(),
                 time: SystemTime::UNIX_EPOCH,
                 content_type: None,
                 correlation_id: None,
@@ -185,15 +203,13 @@ impl Message {
 
     /// A new event with only the required attributes: the fast path of `publish`.
     /// `subject` must already be valid (the caller shares one validated copy).
-    pub(crate) fn event(subject: Arc<str>, data: Bytes, source: Arc<str>) -> Message {
-        debug_assert!(validate_subject(&subject).is_ok());
+    pub(crate) fn event(topic: Arc<Topic>, data: Bytes) -> Message {
         let (id, time) = EventId::generate();
         Message {
-            subject,
+            topic,
             data,
             id,
             time,
-            source,
             attrs: None,
             replier: None,
         }
@@ -205,9 +221,9 @@ impl Message {
         MessageBuilder {
             env: Envelope {
                 id: self.id.clone(),
-                source: self.source.clone(),
+                source: self.topic.source.clone(),
                 event_type: attrs.event_type.unwrap_or_else(|| DEFAULT_TYPE_ARC.clone()),
-                subject: self.subject.clone(),
+                subject: self.topic.subject.clone(),
                 time: self.time,
                 content_type: attrs.content_type,
                 correlation_id: attrs.correlation_id,
@@ -233,7 +249,7 @@ impl Message {
     }
     /// CloudEvents `source`: who emitted the event.
     pub fn source(&self) -> &str {
-        &self.source
+        &self.topic.source
     }
     /// CloudEvents `type`: what kind of event this is.
     pub fn event_type(&self) -> &str {
@@ -244,7 +260,7 @@ impl Message {
     }
     /// The subject the event was published to.
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.topic.subject
     }
     /// CloudEvents `time`: when the event was created.
     pub fn time(&self) -> SystemTime {
@@ -496,11 +512,13 @@ impl MessageBuilder {
             || attrs.reply_to.is_some()
             || !attrs.headers.is_empty();
         Ok(Message {
-            subject: e.subject,
+            topic: Arc::new(Topic {
+                subject: e.subject,
+                source: e.source,
+            }),
             data: e.data,
             id: e.id,
             time: e.time,
-            source: e.source,
             attrs: has_attrs.then(|| Arc::new(attrs)),
             replier: None,
         })

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use crate::bus::{BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
 use crate::config::{Backend, Config};
-use crate::envelope::{Message, MessageBuilder, Replier};
+use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
 use crate::reply::{self, Waiters};
@@ -55,13 +55,15 @@ const ROUTE_CACHE_LIMIT: usize = 8192;
 /// Where one subject goes.
 struct Route {
     subject: Arc<str>,
+    /// Subject and this bus's source, shared by every message published on the subject.
+    topic: Arc<Topic>,
     plain: Box<[Arc<Sender>]>,
     /// Members of queue groups, of all groups mixed; one per group receives.
     grouped: Box<[Arc<Sender>]>,
 }
 
 impl Table {
-    fn compute(&self, subject: Arc<str>) -> Route {
+    fn compute(&self, subject: Arc<str>, source: &Arc<str>) -> Route {
         let (mut plain, mut grouped) = (Vec::new(), Vec::new());
         self.index.for_each_match(&subject, |e| {
             if e.sender.group.is_some() {
@@ -71,6 +73,7 @@ impl Table {
             }
         });
         Route {
+            topic: Arc::new(Topic::new(&subject, source.clone())),
             subject,
             plain: plain.into(),
             grouped: grouped.into(),
@@ -161,7 +164,7 @@ impl Inner {
             return Ok(route.clone());
         }
         validate_subject(subject)?;
-        let route = Arc::new(table.compute(Arc::from(subject)));
+        let route = Arc::new(table.compute(Arc::from(subject), &self.source));
         let computed_at = table.generation;
         drop(table);
         // Inbox subjects are used once; caching them would only evict useful routes.
@@ -188,7 +191,7 @@ impl Inner {
         self.check_open()?;
         self.check_size(&data)?;
         let route = self.route_for(subject)?;
-        let msg = Message::event(route.subject.clone(), data, self.source.clone());
+        let msg = Message::event(route.topic.clone(), data);
         self.deliver(&route, msg).await;
         Ok(())
     }
@@ -471,15 +474,19 @@ impl Drop for InMemoryBus {
 mod tests {
     use super::*;
 
+    fn source() -> Arc<str> {
+        Arc::from("test")
+    }
+
     #[test]
     fn a_route_computed_before_a_change_is_not_cached() {
         let mut table = Table::default();
-        let route = Arc::new(table.compute(Arc::from("a.b")));
+        let route = Arc::new(table.compute(Arc::from("a.b"), &source()));
         let computed_at = table.generation;
         table.changed(); // a subscription came or went meanwhile
         assert!(!table.remember(&route, computed_at));
         assert!(table.routes.is_empty());
-        let fresh = Arc::new(table.compute(Arc::from("a.b")));
+        let fresh = Arc::new(table.compute(Arc::from("a.b"), &source()));
         assert!(table.remember(&fresh, table.generation));
         assert_eq!(table.routes.len(), 1);
     }
@@ -488,7 +495,7 @@ mod tests {
     fn the_route_cache_is_bounded() {
         let mut table = Table::default();
         for i in 0..ROUTE_CACHE_LIMIT + 10 {
-            let route = Arc::new(table.compute(Arc::from(format!("s.{i}"))));
+            let route = Arc::new(table.compute(Arc::from(format!("s.{i}")), &source()));
             table.remember(&route, table.generation);
         }
         assert!(table.routes.len() <= ROUTE_CACHE_LIMIT);

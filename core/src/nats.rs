@@ -18,7 +18,7 @@ use crate::bus::{
     BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
 };
 use crate::config::{Backend, Config};
-use crate::envelope::{codec, Message, MessageBuilder, Replier};
+use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Pushed, QueueSender, QueueState};
 use crate::reply::{self, Waiters};
@@ -440,7 +440,8 @@ impl Replier for WeakReplier {
 impl EventBus for NatsBus {
     async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
         validate_subject(subject)?;
-        let msg = Message::event(Arc::from(subject), data, self.inner.source.clone());
+        let topic = Arc::new(Topic::new(subject, self.inner.source.clone()));
+        let msg = Message::event(topic, data);
         self.inner.publish(&msg).await
     }
 
