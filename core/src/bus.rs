@@ -123,6 +123,14 @@ pub struct BusStats {
     pub subscriptions: u64,
 }
 
+/// Refuses a payload of `size` bytes over `max` (DESIGN.md §4), naming both sizes.
+pub(crate) fn check_payload(size: usize, max: usize) -> Result<()> {
+    if size > max {
+        return Err(Error::PayloadTooLarge { size, max });
+    }
+    Ok(())
+}
+
 /// The live counters behind [`BusStats`], kept by every backend.
 #[derive(Default)]
 pub(crate) struct Counters {

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use crate::bus::{BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats};
+use crate::bus::{
+    check_payload, BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
+};
 use crate::config::{Backend, Config};
 use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
-use crate::reply::{self, Waiters};
+use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
 
 /// The embedded bus. Construct with [`InMemoryBus::new`] or [`crate::connect`].
@@ -29,11 +31,9 @@ struct Inner {
     source: Arc<str>,
     table: RwLock<Table>,
     groups: Mutex<HashMap<String, Weak<Group>>>,
-    pending: Waiters<Message>,
-    inbox_prefix: String,
+    inbox: Inbox<Message>,
     replier: Arc<dyn Replier>,
     next_sub: AtomicU64,
-    next_inbox: AtomicU64,
     closed: AtomicBool,
     counters: Counters,
 }
@@ -125,11 +125,9 @@ impl InMemoryBus {
             config,
             table: RwLock::new(Table::default()),
             groups: Mutex::new(HashMap::new()),
-            pending: Waiters::default(),
-            inbox_prefix: format!("_INBOX.{}.", uuid::Uuid::new_v4().simple()),
+            inbox: Inbox::new(format!("_INBOX.{}.", uuid::Uuid::new_v4().simple())),
             replier: Arc::new(WeakReplier(weak.clone())),
             next_sub: AtomicU64::new(1),
-            next_inbox: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -168,7 +166,7 @@ impl Inner {
         let computed_at = table.generation;
         drop(table);
         // Inbox subjects are used once; caching them would only evict useful routes.
-        if !subject.starts_with(self.inbox_prefix.as_str()) {
+        if !self.inbox.owns(subject) {
             if let Ok(mut table) = self.table.try_write() {
                 table.remember(&route, computed_at);
             }
@@ -176,20 +174,10 @@ impl Inner {
         Ok(route)
     }
 
-    fn check_size(&self, data: &bytes::Bytes) -> Result<()> {
-        if data.len() > self.config.max_payload {
-            return Err(Error::PayloadTooLarge {
-                size: data.len(),
-                max: self.config.max_payload,
-            });
-        }
-        Ok(())
-    }
-
     /// The fast path of `publish(subject, data)`: one shared copy of the subject per route.
     async fn publish_data(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
         self.check_open()?;
-        self.check_size(&data)?;
+        check_payload(data.len(), self.config.max_payload)?;
         let route = self.route_for(subject)?;
         let msg = Message::event(route.topic.clone(), data);
         self.deliver(&route, msg).await;
@@ -198,7 +186,7 @@ impl Inner {
 
     async fn publish(&self, mut msg: Message) -> Result<usize> {
         self.check_open()?;
-        self.check_size(msg.data())?;
+        check_payload(msg.data().len(), self.config.max_payload)?;
         let route = self.route_for(msg.subject())?;
         if msg.reply_to().is_some() {
             msg = msg.with_replier(self.replier.clone());
@@ -211,7 +199,7 @@ impl Inner {
     /// room in full buffers, after queuing to all the others.
     async fn deliver(&self, route: &Route, msg: Message) -> usize {
         self.counters.published.fetch_add(1, Relaxed);
-        if msg.subject().starts_with(self.inbox_prefix.as_str()) {
+        if self.inbox.owns(msg.subject()) {
             self.answer_waiter(&msg);
         }
         let mut chosen: SmallVec<[&Arc<Sender>; 4]> = SmallVec::new();
@@ -237,7 +225,7 @@ impl Inner {
 
     /// Hands a reply to the request waiting on its inbox, or counts it as late.
     fn answer_waiter(&self, msg: &Message) {
-        if !self.pending.answer(msg.subject(), msg.clone()) {
+        if !self.inbox.answer(msg.subject(), msg.clone()) {
             self.counters.late_replies.fetch_add(1, Relaxed);
         }
     }
@@ -325,16 +313,15 @@ impl Inner {
 
     async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
-        let inbox = format!("{}{}", self.inbox_prefix, self.next_inbox.fetch_add(1, Relaxed));
-        let request = reply::stamp_request(&msg, &inbox, timeout)?;
-        let mut waiting = self.pending.wait(&inbox);
+        let mut waiting = self.inbox.wait("");
+        let request = reply::stamp_request(&msg, waiting.subject(), timeout)?;
         let responders = self.publish(request).await?;
         if responders == 0 {
             return Err(Error::NoResponders {
                 subject: msg.subject().to_owned(),
             });
         }
-        reply::await_reply(&mut waiting, msg.subject(), timeout).await
+        waiting.reply(msg.subject(), timeout).await
     }
 
     fn close(&self) {
@@ -343,7 +330,7 @@ impl Inner {
         }
         let old = std::mem::take(&mut *self.table_mut());
         drop(old);
-        self.pending.close_all();
+        self.inbox.close_all();
     }
 }
 

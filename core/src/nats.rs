@@ -6,7 +6,7 @@
 //! Requests use one wildcard inbox subscription per bus, so a late reply is seen,
 //! dropped and counted, and the server's no-responders status fails a request at once.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -15,13 +15,14 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::bus::{
-    BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
+    check_payload, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
+    SubscriptionStats,
 };
 use crate::config::{Backend, Config};
 use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Pushed, QueueSender, QueueState};
-use crate::reply::{self, Waiters};
+use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject};
 
 impl From<async_nats::Event> for ConnectionEvent {
@@ -51,12 +52,10 @@ struct Inner {
     source: Arc<str>,
     /// The smaller of the configured `max_payload` and the server's.
     max_payload: usize,
-    /// `_INBOX.<nuid>.`: replies to this bus's requests arrive under it.
-    inbox_prefix: String,
-    pending: Waiters<async_nats::Message>,
+    /// Replies to this bus's requests (and its flush markers) arrive under it.
+    inbox: Inbox<async_nats::Message>,
     replier: Arc<dyn Replier>,
     events: broadcast::Sender<ConnectionEvent>,
-    next_inbox: AtomicU64,
     closed: AtomicBool,
     counters: Counters,
 }
@@ -121,11 +120,9 @@ impl NatsBus {
             source: Arc::from(config.source.as_str()),
             max_payload: config.max_payload.min(server_max.max(1)),
             config,
-            inbox_prefix,
-            pending: Waiters::default(),
+            inbox: Inbox::new(inbox_prefix),
             replier: Arc::new(WeakReplier(weak.clone())),
             events,
-            next_inbox: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -164,8 +161,8 @@ pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
 async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
     while let Some(reply) = replies.next().await {
         let Some(bus) = bus.upgrade() else { break };
-        let inbox = reply.subject.to_string();
-        if !bus.pending.answer(&inbox, reply) {
+        let subject = reply.subject.clone();
+        if !bus.inbox.answer(subject.as_str(), reply) {
             bus.counters.late_replies.fetch_add(1, Relaxed);
         }
     }
@@ -181,13 +178,7 @@ impl Inner {
 
     async fn publish(&self, msg: &Message) -> Result<()> {
         self.check_open()?;
-        let size = msg.data().len();
-        if size > self.max_payload {
-            return Err(Error::PayloadTooLarge {
-                size,
-                max: self.max_payload,
-            });
-        }
+        check_payload(msg.data().len(), self.max_payload)?;
         let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
         let sent = match msg.reply_to() {
@@ -213,23 +204,18 @@ impl Inner {
     /// before that are in their buffers. (async-nats' `flush` only empties the socket buffer.)
     async fn round_trip(&self) -> Result<()> {
         self.check_open()?;
-        let inbox = format!(
-            "{}sync{}",
-            self.inbox_prefix,
-            self.next_inbox.fetch_add(1, Relaxed)
-        );
-        let mut waiting = self.pending.wait(&inbox);
+        let mut waiting = self.inbox.wait("sync");
         let mut marker = HeaderMap::new();
         marker.insert(FLUSH_MARKER, "1");
         self.client
-            .publish_with_headers(inbox, marker, bytes::Bytes::new())
+            .publish_with_headers(waiting.subject().to_owned(), marker, bytes::Bytes::new())
             .await
             .map_err(|e| backend("sending a flush marker".into(), e))?;
         self.client
             .flush()
             .await
             .map_err(|e| backend("flushing to the NATS server".into(), e))?;
-        match reply::await_reply(&mut waiting, "flush", FLUSH_TIMEOUT).await {
+        match waiting.reply("flush", FLUSH_TIMEOUT).await {
             Ok(_) => Ok(()),
             Err(Error::Timeout { .. }) => Err(Error::Backend {
                 message: format!("the NATS server did not answer a flush within {FLUSH_TIMEOUT:?}"),
@@ -296,11 +282,10 @@ impl Inner {
 
     async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
-        let inbox = format!("{}{}", self.inbox_prefix, self.next_inbox.fetch_add(1, Relaxed));
-        let request = reply::stamp_request(&msg, &inbox, timeout)?;
-        let mut waiting = self.pending.wait(&inbox);
+        let mut waiting = self.inbox.wait("");
+        let request = reply::stamp_request(&msg, waiting.subject(), timeout)?;
         self.publish(&request).await?;
-        let reply = reply::await_reply(&mut waiting, msg.subject(), timeout).await?;
+        let reply = waiting.reply(msg.subject(), timeout).await?;
         if reply.status == Some(StatusCode::NO_RESPONDERS) {
             return Err(Error::NoResponders {
                 subject: msg.subject().to_owned(),
@@ -469,7 +454,7 @@ impl EventBus for NatsBus {
         if self.inner.closed.swap(true, AcqRel) {
             return Ok(());
         }
-        self.inner.pending.close_all();
+        self.inner.inbox.close_all();
         // Drain: subscriptions receive what is in flight, then the connection closes.
         self.inner
             .client

@@ -2,6 +2,7 @@
 //! stamped, and the table of requests waiting for their reply.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,52 +26,85 @@ pub(crate) fn stamp_request(msg: &Message, inbox: &str, timeout: Duration) -> Re
     builder.build()
 }
 
-/// Requests waiting for a reply, by inbox subject.
-pub(crate) struct Waiters<T> {
-    map: Mutex<HashMap<String, oneshot::Sender<T>>>,
-}
-
-impl<T> Default for Waiters<T> {
-    fn default() -> Self {
-        Waiters {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
+/// A bus's reply inbox: the subject prefix its replies arrive under, and the requests
+/// waiting on an inbox subject below it.
+pub(crate) struct Inbox<T> {
+    /// `_INBOX.<unique>.`
+    prefix: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<String, oneshot::Sender<T>>>,
 }
 
 /// Removes its waiter however the request ends (reply, error, timeout, cancellation).
 pub(crate) struct Waiting<'a, T> {
-    waiters: &'a Waiters<T>,
-    inbox: String,
-    /// Resolves with the reply; errs when the bus closes.
-    pub(crate) reply: Option<oneshot::Receiver<T>>,
+    inbox: &'a Inbox<T>,
+    subject: String,
+    reply: Option<oneshot::Receiver<T>>,
 }
 
 impl<T> Drop for Waiting<'_, T> {
     fn drop(&mut self) {
-        self.waiters.lock().remove(&self.inbox);
+        self.inbox.lock().remove(&self.subject);
     }
 }
 
-impl<T> Waiters<T> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<T>>> {
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl<T> Waiting<'_, T> {
+    /// The inbox subject the reply must be sent to.
+    pub(crate) fn subject(&self) -> &str {
+        &self.subject
     }
 
-    /// Registers a request waiting on `inbox`.
-    pub(crate) fn wait(&self, inbox: &str) -> Waiting<'_, T> {
+    /// Waits up to `timeout` for the reply to the request sent to `to`.
+    pub(crate) async fn reply(&mut self, to: &str, timeout: Duration) -> Result<T> {
+        let rx = self.reply.take().expect("a reply is awaited once");
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(Error::Closed("bus")),
+            Err(_) => Err(Error::Timeout {
+                subject: to.to_owned(),
+                timeout,
+            }),
+        }
+    }
+}
+
+impl<T> Inbox<T> {
+    /// An inbox under `prefix`, which ends with `.`.
+    pub(crate) fn new(prefix: String) -> Self {
+        debug_assert!(prefix.ends_with('.'));
+        Inbox {
+            prefix,
+            next: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `subject` lies under this inbox.
+    pub(crate) fn owns(&self, subject: &str) -> bool {
+        subject.starts_with(self.prefix.as_str())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<T>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a request waiting on a fresh subject of this inbox (`<prefix><tag><n>`).
+    pub(crate) fn wait(&self, tag: &str) -> Waiting<'_, T> {
+        let subject = format!("{}{tag}{}", self.prefix, self.next.fetch_add(1, Relaxed));
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(inbox.to_owned(), tx);
+        self.lock().insert(subject.clone(), tx);
         Waiting {
-            waiters: self,
-            inbox: inbox.to_owned(),
+            inbox: self,
+            subject,
             reply: Some(rx),
         }
     }
 
-    /// Hands `reply` to the request waiting on `inbox`; false when none waits (a late reply).
-    pub(crate) fn answer(&self, inbox: &str, reply: T) -> bool {
-        let waiter = self.lock().remove(inbox);
+    /// Hands `reply` to the request waiting on `subject`; false when none waits (a late reply).
+    pub(crate) fn answer(&self, subject: &str, reply: T) -> bool {
+        let waiter = self.lock().remove(subject);
         match waiter {
             Some(waiter) => waiter.send(reply).is_ok(),
             None => false,
@@ -80,22 +114,5 @@ impl<T> Waiters<T> {
     /// Fails every waiting request with `closed`.
     pub(crate) fn close_all(&self) {
         self.lock().clear();
-    }
-}
-
-/// Waits for the reply of `waiting` up to `timeout`.
-pub(crate) async fn await_reply<T>(
-    waiting: &mut Waiting<'_, T>,
-    subject: &str,
-    timeout: Duration,
-) -> Result<T> {
-    let rx = waiting.reply.take().expect("a reply is awaited once");
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(_)) => Err(Error::Closed("bus")),
-        Err(_) => Err(Error::Timeout {
-            subject: subject.to_owned(),
-            timeout,
-        }),
     }
 }
