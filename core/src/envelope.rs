@@ -62,7 +62,7 @@ impl Topic {
 }
 
 /// The attributes an event may lack.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 struct Attrs {
     event_type: Option<Arc<str>>,
     content_type: Option<String>,
@@ -502,15 +502,7 @@ impl MessageBuilder {
             reply_to: e.reply_to,
             headers: e.headers,
         };
-        let has_attrs = attrs.event_type.is_some()
-            || attrs.content_type.is_some()
-            || attrs.correlation_id.is_some()
-            || attrs.traceparent.is_some()
-            || attrs.tracestate.is_some()
-            || attrs.classification.is_some()
-            || attrs.keyid.is_some()
-            || attrs.reply_to.is_some()
-            || !attrs.headers.is_empty();
+        let has_attrs = attrs != Attrs::default();
         Ok(Message {
             topic: Arc::new(Topic {
                 subject: e.subject,
