@@ -142,6 +142,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts what happened to one message handed to a subscription's queue.
+    pub(crate) fn record(&self, pushed: &crate::queue::Pushed) {
+        use crate::queue::Pushed;
+        match pushed {
+            Pushed::Queued => self.delivered.fetch_add(1, Relaxed),
+            Pushed::Missed => self.missed.fetch_add(1, Relaxed),
+            Pushed::Full(_) | Pushed::Closed => 0,
+        };
+    }
+
     pub(crate) fn snapshot(&self) -> BusStats {
         BusStats {
             published: self.published.load(Relaxed),

@@ -232,26 +232,18 @@ impl Inner {
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
     fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
-        match target.queue.try_push(Ok(msg)) {
-            Pushed::Queued => {
-                self.counters.delivered.fetch_add(1, Relaxed);
-                None
-            }
-            Pushed::Missed => {
-                self.counters.missed.fetch_add(1, Relaxed);
-                None
-            }
+        let pushed = target.queue.try_push(Ok(msg));
+        self.counters.record(&pushed);
+        match pushed {
             Pushed::Full(item) => Some(item),
-            Pushed::Closed => None,
+            Pushed::Queued | Pushed::Missed | Pushed::Closed => None,
         }
     }
 
     /// Waits until each full subscription has room (or is unsubscribed), in turn.
     async fn wait_for_room(&self, blocked: Blocked) {
         for (target, item) in blocked {
-            if target.queue.push_wait(item).await {
-                self.counters.delivered.fetch_add(1, Relaxed);
-            }
+            self.counters.record(&target.queue.push_wait(item).await);
         }
     }
 

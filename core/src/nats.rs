@@ -348,18 +348,14 @@ async fn pump(
                     continue;
                 }
                 let Some(bus) = bus.upgrade() else { break };
-                let counter = match queue.try_push(bus.receive(raw)) {
-                    Pushed::Queued => &bus.counters.delivered,
-                    Pushed::Missed => &bus.counters.missed,
-                    Pushed::Full(item) => {
-                        if !queue.push_wait(item).await {
-                            continue;
-                        }
-                        &bus.counters.delivered
-                    }
-                    Pushed::Closed => break,
+                let pushed = match queue.try_push(bus.receive(raw)) {
+                    Pushed::Full(item) => queue.push_wait(item).await,
+                    pushed => pushed,
                 };
-                counter.fetch_add(1, Relaxed);
+                bus.counters.record(&pushed);
+                if matches!(pushed, Pushed::Closed) {
+                    break;
+                }
             }
         }
     }

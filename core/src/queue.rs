@@ -115,23 +115,24 @@ impl QueueSender {
         }
     }
 
-    /// Waits for room (or for the subscription to stop); true when the item was queued.
-    pub(crate) async fn push_wait(&self, item: Item) -> bool {
+    /// Waits for room: `Queued`, or `Closed` when the subscription stopped or went away.
+    pub(crate) async fn push_wait(&self, item: Item) -> Pushed {
         let state = &self.state;
         let stopped = state.stop.notified();
         tokio::pin!(stopped);
         stopped.as_mut().enable();
         if state.stopped.load(Acquire) {
-            return false;
+            return Pushed::Closed;
         }
         tokio::select! {
-            sent = self.tx.send(item) => {
-                if sent.is_ok() {
+            sent = self.tx.send(item) => match sent {
+                Ok(()) => {
                     state.delivered.fetch_add(1, Relaxed);
+                    Pushed::Queued
                 }
-                sent.is_ok()
-            }
-            _ = stopped => false,
+                Err(_) => Pushed::Closed,
+            },
+            _ = stopped => Pushed::Closed,
         }
     }
 }
