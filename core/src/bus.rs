@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 use crate::config::{Backend, Config};
+use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
 use crate::envelope::{Message, MessageBuilder};
 use crate::error::{Error, Result};
 
@@ -52,6 +53,23 @@ pub trait EventBus: Send + Sync + 'static {
     /// Closes the bus: subscriptions end after yielding what they hold, pending requests
     /// fail with `closed`, later calls fail with `closed`.
     async fn close(&self) -> Result<()>;
+
+    /// Declares a durable stream over subject patterns (JetStream on NATS, a log in memory).
+    /// Idempotent: a stream of that name that exists already is kept as it is.
+    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo>;
+
+    /// What a durable stream holds now.
+    async fn stream_info(&self, name: &str) -> Result<StreamInfo>;
+
+    /// Stores `message` in the durable stream whose subjects match it and returns once the
+    /// broker has acknowledged it. Publishing the same `id` again inside the stream's
+    /// duplicate window stores one copy (`PublishAck::duplicate`). Plain subscribers on
+    /// the subject receive it too.
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck>;
+
+    /// Opens durable consumer `config.name` on `config.stream` (created at `config.start`
+    /// if new, resumed otherwise). Delivery is at-least-once: handlers must be idempotent.
+    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription>;
 
     /// A message builder to `subject` with this bus's configured `source`.
     fn message(&self, subject: &str) -> MessageBuilder;

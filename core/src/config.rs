@@ -61,6 +61,9 @@ pub struct Config {
     pub nats_tls_key: Option<String>,
     /// `nats_require_tls` / `BUSBAR_NATS_REQUIRE_TLS`: refuse a connection without TLS.
     pub nats_require_tls: bool,
+    /// `retention_days` / `BUSBAR_RETENTION_DAYS`: default maximum age of messages in
+    /// durable streams, in days; 0 (default) keeps them until a size limit applies.
+    pub retention_days: u32,
 }
 
 impl fmt::Debug for Config {
@@ -81,6 +84,7 @@ impl fmt::Debug for Config {
             .field("nats_tls_cert", &self.nats_tls_cert)
             .field("nats_tls_key", &self.nats_tls_key)
             .field("nats_require_tls", &self.nats_require_tls)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ pub const KEYS: &[&str] = &[
     "nats_tls_cert",
     "nats_tls_key",
     "nats_require_tls",
+    "retention_days",
 ];
 
 impl Default for Config {
@@ -127,6 +132,7 @@ impl Default for Config {
             nats_tls_cert: None,
             nats_tls_key: None,
             nats_require_tls: false,
+            retention_days: 0,
         }
     }
 }
@@ -192,6 +198,13 @@ impl Config {
             "nats_tls_cert" => self.nats_tls_cert = non_empty(key, value)?,
             "nats_tls_key" => self.nats_tls_key = non_empty(key, value)?,
             "nats_require_tls" => self.nats_require_tls = boolean(key, value)?,
+            "retention_days" => {
+                self.retention_days = value.trim().parse().map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "retention_days must be a whole number of days (0 = no limit), not {value:?}"
+                    ))
+                })?
+            }
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown config key {other:?}; known keys: {}",
@@ -225,6 +238,11 @@ impl Config {
     /// Sets `backpressure`.
     pub fn with_backpressure(mut self, mode: Backpressure) -> Self {
         self.backpressure = mode;
+        self
+    }
+    /// Sets `retention_days`.
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
         self
     }
     /// Sets `source`.

@@ -425,6 +425,16 @@ impl MessageBuilder {
         self.env.reply_to = Some(subject.into());
         self
     }
+    /// Removes the reply subject (a copy of a request that is not itself a request).
+    pub fn clear_reply_to(mut self) -> Self {
+        self.env.reply_to = None;
+        self
+    }
+    /// Changes the subject (e.g. to forward a copy of the message elsewhere).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.env.subject = subject.into().into_boxed_str();
+        self
+    }
     /// Adds (or replaces) one user header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.headers.insert(name.into(), value.into());

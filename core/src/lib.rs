@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod durable;
 pub mod envelope;
 pub mod error;
 pub mod memory;
@@ -21,6 +22,10 @@ pub use bus::{
 };
 pub use bytes::Bytes;
 pub use config::{Backend, Backpressure, Config};
+pub use durable::{
+    Backoff, ConsumerConfig, DurableMessage, DurableSubscription, PublishAck, StartAt, StreamConfig,
+    StreamInfo,
+};
 pub use envelope::{Headers, Message, MessageBuilder};
 pub use error::{Error, Result};
 pub use memory::InMemoryBus;

@@ -15,6 +15,11 @@ use crate::bus::{
     check_payload, BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
 };
 use crate::config::{Backend, Config};
+use crate::durable::log::Log;
+use crate::durable::{
+    dead_letter_stream, no_stream, ConsumerConfig, DurablePublish, DurableSubscription, PublishAck,
+    StreamConfig, StreamInfo,
+};
 use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
@@ -36,6 +41,8 @@ struct Inner {
     next_sub: AtomicU64,
     closed: AtomicBool,
     counters: Counters,
+    /// Durable streams (an in-memory JetStream).
+    log: Arc<Log>,
 }
 
 /// The subscriptions, and a cache of where recently used subjects route to.
@@ -130,6 +137,7 @@ impl InMemoryBus {
             next_sub: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
+            log: Arc::new(Log::default()),
         });
         Ok(InMemoryBus { inner })
     }
@@ -180,6 +188,9 @@ impl Inner {
         check_payload(data.len(), self.config.max_payload)?;
         let route = self.route_for(subject)?;
         let msg = Message::event(route.topic.clone(), data);
+        if self.log.active() {
+            self.log.capture(&msg);
+        }
         self.deliver(&route, msg).await;
         Ok(())
     }
@@ -191,7 +202,20 @@ impl Inner {
         if msg.reply_to().is_some() {
             msg = msg.with_replier(self.replier.clone());
         }
+        if self.log.active() {
+            self.log.capture(&msg);
+        }
         Ok(self.deliver(&route, msg).await)
+    }
+
+    /// Stores `msg` in its stream (as JetStream does, plain subscribers get it too).
+    async fn publish_durable(&self, msg: Message) -> Result<PublishAck> {
+        self.check_open()?;
+        check_payload(msg.data().len(), self.config.max_payload)?;
+        let route = self.route_for(msg.subject())?;
+        let ack = self.log.capture(&msg).ok_or_else(|| no_stream(msg.subject()))?;
+        self.deliver(&route, msg).await;
+        Ok(ack)
     }
 
     /// Queues `msg` to every subscription of `route` and one member per queue group;
@@ -323,10 +347,19 @@ impl Inner {
         let old = std::mem::take(&mut *self.table_mut());
         drop(old);
         self.inbox.close_all();
+        self.log.close();
     }
 }
 
 /// Calls `push` with one member of each queue group, taking members in turn.
+#[async_trait::async_trait]
+impl DurablePublish for WeakReplier {
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
+        let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
+        inner.publish_durable(message).await
+    }
+}
+
 fn for_one_per_group<'a>(grouped: &'a [Arc<Sender>], mut push: impl FnMut(&'a Arc<Sender>)) {
     let mut done: SmallVec<[*const Group; 4]> = SmallVec::new();
     for member in grouped {
@@ -428,6 +461,39 @@ impl EventBus for InMemoryBus {
     async fn close(&self) -> Result<()> {
         self.inner.close();
         Ok(())
+    }
+
+    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.inner.check_open()?;
+        self.inner
+            .log
+            .declare(config.checked(self.inner.config.retention_days)?)
+    }
+
+    async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        self.inner.check_open()?;
+        self.inner.log.info(name)
+    }
+
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
+        self.inner.publish_durable(message).await
+    }
+
+    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
+        self.inner.check_open()?;
+        config.check()?;
+        self.declare_stream(dead_letter_stream(&config.dlq_prefix))
+            .await?;
+        let log = self.inner.log.clone();
+        let stream = log.open(&config)?;
+        let name = config.name.clone();
+        let deliveries =
+            futures_util::stream::unfold((log, stream, name), |(log, stream, name)| async move {
+                let next = stream.next(&name, &log).await?;
+                Some((next, (log, stream, name)))
+            });
+        let publisher = Arc::new(WeakReplier(Arc::downgrade(&self.inner)));
+        Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
     }
 
     fn message(&self, subject: &str) -> MessageBuilder {

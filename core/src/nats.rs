@@ -6,6 +6,8 @@
 //! Requests use one wildcard inbox subscription per bus, so a late reply is seen,
 //! dropped and counted, and the server's no-responders status fails a request at once.
 
+mod jetstream;
+
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -19,6 +21,9 @@ use crate::bus::{
     SubscriptionStats,
 };
 use crate::config::{Backend, Config};
+use crate::durable::{
+    dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
+};
 use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
 use crate::queue::{self, Detach, Pushed, QueueSender, QueueState};
@@ -48,6 +53,8 @@ pub struct NatsBus {
 
 struct Inner {
     client: async_nats::Client,
+    /// JetStream on the same connection, for durable streams.
+    js: async_nats::jetstream::Context,
     config: Config,
     source: Arc<str>,
     /// The smaller of the configured `max_payload` and the server's.
@@ -115,7 +122,9 @@ impl NatsBus {
             .subscribe(format!("{inbox_prefix}*"))
             .await
             .map_err(|e| backend("subscribing to this bus's reply inbox".into(), e))?;
+        let js = async_nats::jetstream::new(client.clone());
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            js,
             client,
             source: Arc::from(config.source.as_str()),
             max_payload: config.max_payload.min(server_max.max(1)),
@@ -457,6 +466,30 @@ impl EventBus for NatsBus {
             .drain()
             .await
             .map_err(|e| backend("draining the NATS connection".into(), e))
+    }
+
+    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.inner.declare_stream(config).await
+    }
+
+    async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        self.inner.stream_info(name).await
+    }
+
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
+        self.inner.publish_durable(&message).await
+    }
+
+    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
+        self.inner.check_open()?;
+        config.check()?;
+        self.inner
+            .declare_stream(dead_letter_stream(&config.dlq_prefix))
+            .await?;
+        let consumer = self.inner.consumer(&config).await?;
+        let deliveries = jetstream::deliveries(self.inner.clone(), consumer);
+        let publisher = Arc::new(jetstream::Publisher(Arc::downgrade(&self.inner)));
+        Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
     }
 
     fn message(&self, subject: &str) -> MessageBuilder {

@@ -320,6 +320,10 @@ pub async fn close_ends_everything(bus: Arc<dyn EventBus>) {
     bus.close().await.expect("closing twice is harmless");
 }
 
+#[path = "contract/durable.rs"]
+mod durable;
+use durable::*;
+
 /// Instantiates every contract test for one backend. `$factory` is an async fn taking a
 /// [`Config`] (already holding the test's limits) and returning the bus and whatever
 /// must live as long as it (a private server).
@@ -331,7 +335,10 @@ macro_rules! contract_suite {
                 wildcard_fan_out, queue_group_delivers_each_message_once, request_reply_correlates,
                 request_without_responders_fails_at_once, request_times_out_and_late_reply_is_dropped,
                 ordering_per_publisher, headers_and_attributes_arrive, bad_input_is_refused,
-                unsubscribe_stops_delivery, drain_yields_buffered_then_ends, close_ends_everything);
+                unsubscribe_stops_delivery, drain_yields_buffered_then_ends, close_ends_everything,
+                durable_publish_is_acked_and_deduplicated, ack_nak_and_backoff,
+                unacked_messages_come_back_after_a_crash, dead_letters_after_max_deliver,
+                replay_from_sequence_time_and_start, shared_consumer_and_retention);
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn payload_limit_names_both_sizes() {
                 let (bus, _keep) = $factory(Config::default().with_max_payload(1024)).await;

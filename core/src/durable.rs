@@ -1,0 +1,706 @@
+//! Durable streams (DESIGN.md §4): at-least-once delivery with ack, nak, term and
+//! in-progress, exponential backoff, dead-lettering after `max_deliver` attempts,
+//! deduplication by message id, and replay from a sequence or a time.
+//!
+//! The policy (when to back off, when and how to dead-letter, how fast to replay) lives
+//! here, once; each backend only stores messages and tracks deliveries: JetStream on
+//! NATS ([`crate::nats`]), an in-memory log on [`crate::InMemoryBus`].
+//!
+//! Delivery is at-least-once: a handler may see a message again (after a crash, a
+//! timeout or a lost ack), so handlers must be idempotent.
+//!
+//! `attempt` counts deliveries to the client. On NATS a subscription pulls up to 64
+//! messages ahead of its handler, so after a crash those pulled messages count one
+//! attempt even if the handler never saw them; their `ack_wait` clock starts when pulled.
+
+pub(crate) mod log;
+
+use std::fmt;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+
+use crate::envelope::Message;
+use crate::error::{Error, Result};
+use crate::subject::validate_pattern;
+
+/// Default window inside which a second publish with the same id is stored once.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Default time a delivered message may stay unacknowledged before it is redelivered.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Default number of delivery attempts before a message is dead-lettered.
+pub const DEFAULT_MAX_DELIVER: u32 = 5;
+/// Default most delivered-but-unacknowledged messages per consumer.
+pub const DEFAULT_MAX_ACK_PENDING: usize = 1024;
+/// Default prefix of dead-letter subjects: `dlq.<original subject>`.
+pub const DEFAULT_DLQ_PREFIX: &str = "dlq";
+
+/// Header of a dead-lettered message: why it was dead-lettered.
+pub const DLQ_REASON: &str = "busbar-dlq-reason";
+/// Header of a dead-lettered message: how many delivery attempts were made.
+pub const DLQ_ATTEMPTS: &str = "busbar-dlq-attempts";
+/// Header of a dead-lettered message: the stream it came from.
+pub const DLQ_STREAM: &str = "busbar-dlq-stream";
+/// Header of a dead-lettered message: its sequence in that stream.
+pub const DLQ_SEQUENCE: &str = "busbar-dlq-sequence";
+/// Header of a dead-lettered message: the consumer that gave up on it.
+pub const DLQ_CONSUMER: &str = "busbar-dlq-consumer";
+
+/// A durable stream: which subjects it stores and how long it keeps them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StreamConfig {
+    /// Name of the stream (letters, digits, `-` and `_`).
+    pub name: String,
+    /// Subject patterns whose messages the stream stores.
+    pub subjects: Vec<String>,
+    /// Oldest message kept; `None` takes `retention_days` from the bus's config (0 = forever).
+    /// The duplicate window is shortened to it when it is shorter.
+    pub max_age: Option<Duration>,
+    /// Most bytes kept (oldest discarded first); `None` for no limit.
+    pub max_bytes: Option<u64>,
+    /// Most messages kept (oldest discarded first); `None` for no limit.
+    pub max_messages: Option<u64>,
+    /// A publish whose id was stored within this window is stored once.
+    pub duplicate_window: Duration,
+}
+
+impl StreamConfig {
+    /// A stream named `name` over `subjects`, with default limits.
+    pub fn new<S: Into<String>>(name: impl Into<String>, subjects: impl IntoIterator<Item = S>) -> Self {
+        StreamConfig {
+            name: name.into(),
+            subjects: subjects.into_iter().map(Into::into).collect(),
+            max_age: None,
+            max_bytes: None,
+            max_messages: None,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+        }
+    }
+
+    /// Sets [`StreamConfig::max_age`].
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Sets [`StreamConfig::max_bytes`].
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`StreamConfig::max_messages`].
+    pub fn max_messages(mut self, messages: u64) -> Self {
+        self.max_messages = Some(messages);
+        self
+    }
+
+    /// Sets [`StreamConfig::duplicate_window`].
+    pub fn duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = window;
+        self
+    }
+
+    /// Checks the name and subjects; fills `max_age` from `retention_days`.
+    pub(crate) fn checked(mut self, retention_days: u32) -> Result<Self> {
+        validate_name("stream", &self.name)?;
+        if self.subjects.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?} needs at least one subject",
+                self.name
+            )));
+        }
+        for subject in &self.subjects {
+            validate_pattern(subject)?;
+        }
+        if self.max_age.is_none() && retention_days > 0 {
+            self.max_age = Some(Duration::from_secs(u64::from(retention_days) * 86_400));
+        }
+        // JetStream refuses a dedupe window longer than the stream keeps messages.
+        if let Some(age) = self.max_age {
+            self.duplicate_window = self.duplicate_window.min(age);
+        }
+        if self.duplicate_window.is_zero() {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?}: duplicate_window must be above zero",
+                self.name
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// What a stream holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamInfo {
+    /// Name of the stream.
+    pub name: String,
+    /// Messages stored.
+    pub messages: u64,
+    /// Bytes stored (payloads on the in-memory bus; the server's count on NATS).
+    pub bytes: u64,
+    /// Sequence of the oldest stored message (0 when empty).
+    pub first_sequence: u64,
+    /// Sequence of the newest stored message (0 when nothing was ever stored).
+    pub last_sequence: u64,
+}
+
+/// The broker's acknowledgement of a durable publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishAck {
+    /// Stream that stored the message.
+    pub stream: String,
+    /// Its sequence in that stream (of the first copy, for a duplicate).
+    pub sequence: u64,
+    /// Whether a message with the same id was already stored inside the dedupe window.
+    pub duplicate: bool,
+}
+
+/// Where a new durable consumer starts. A consumer that exists already resumes where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// From the oldest stored message (replay everything).
+    #[default]
+    Beginning,
+    /// From this stream sequence.
+    Sequence(u64),
+    /// From the first message stored at or after this time.
+    Time(SystemTime),
+    /// Only messages stored after the consumer is created.
+    New,
+}
+
+/// Delay before the n-th redelivery of a nacked message: `base * factor^(n-1)`, at most `cap`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first attempt.
+    pub base: Duration,
+    /// Growth per attempt (1.0 for a constant delay).
+    pub factor: f64,
+    /// Longest delay.
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            factor: 2.0,
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(64) as i32;
+        let secs = self.base.as_secs_f64() * self.factor.powi(exponent);
+        if !secs.is_finite() || secs >= self.cap.as_secs_f64() {
+            self.cap
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(self.factor.is_finite() && self.factor >= 1.0) || self.base > self.cap {
+            return Err(Error::InvalidArgument(format!(
+                "backoff needs factor >= 1 and base <= cap, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A durable consumer: a named position in a stream that survives restarts. Several
+/// subscriptions with the same name share its messages (each goes to one of them).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// Stream to read.
+    pub stream: String,
+    /// Durable name of the consumer (letters, digits, `-` and `_`).
+    pub name: String,
+    /// Only messages whose subject matches this pattern; `None` for all of the stream.
+    pub filter: Option<String>,
+    /// Where a new consumer starts.
+    pub start: StartAt,
+    /// Time a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait: Duration,
+    /// Delivery attempts before the message is dead-lettered.
+    pub max_deliver: u32,
+    /// Delays of redeliveries after `nak()` without an explicit delay.
+    pub backoff: Backoff,
+    /// Dead letters go to `<dlq_prefix>.<original subject>`.
+    pub dlq_prefix: String,
+    /// Most messages per second handed to this subscription (replays); `None` for no limit.
+    pub rate_limit: Option<f64>,
+    /// Most delivered-but-unacknowledged messages.
+    pub max_ack_pending: usize,
+}
+
+impl ConsumerConfig {
+    /// Consumer `name` on `stream` with defaults: from the beginning, ack wait 30 s,
+    /// 5 attempts, backoff 1 s ×2 up to 60 s, dead letters under `dlq.`.
+    pub fn new(stream: impl Into<String>, name: impl Into<String>) -> Self {
+        ConsumerConfig {
+            stream: stream.into(),
+            name: name.into(),
+            filter: None,
+            start: StartAt::Beginning,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_deliver: DEFAULT_MAX_DELIVER,
+            backoff: Backoff::default(),
+            dlq_prefix: DEFAULT_DLQ_PREFIX.to_owned(),
+            rate_limit: None,
+            max_ack_pending: DEFAULT_MAX_ACK_PENDING,
+        }
+    }
+
+    /// Sets [`ConsumerConfig::filter`].
+    pub fn filter(mut self, pattern: impl Into<String>) -> Self {
+        self.filter = Some(pattern.into());
+        self
+    }
+
+    /// Sets [`ConsumerConfig::start`].
+    pub fn start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::ack_wait`].
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::max_deliver`].
+    pub fn max_deliver(mut self, attempts: u32) -> Self {
+        self.max_deliver = attempts;
+        self
+    }
+
+    /// Sets [`ConsumerConfig::backoff`].
+    pub fn backoff(mut self, base: Duration, factor: f64, cap: Duration) -> Self {
+        self.backoff = Backoff { base, factor, cap };
+        self
+    }
+
+    /// Sets [`ConsumerConfig::dlq_prefix`].
+    pub fn dlq_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.dlq_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`ConsumerConfig::rate_limit`] in messages per second.
+    pub fn rate_limit(mut self, per_second: f64) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Sets [`ConsumerConfig::max_ack_pending`].
+    pub fn max_ack_pending(mut self, messages: usize) -> Self {
+        self.max_ack_pending = messages;
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        validate_name("stream", &self.stream)?;
+        validate_name("consumer", &self.name)?;
+        if let Some(filter) = &self.filter {
+            validate_pattern(filter)?;
+        }
+        crate::subject::validate_subject(&self.dlq_prefix)?;
+        self.backoff.check()?;
+        let bad = |what: String| {
+            Err(Error::InvalidArgument(format!(
+                "consumer {:?}: {what}",
+                self.name
+            )))
+        };
+        if self.max_deliver == 0 {
+            return bad("max_deliver must be at least 1".into());
+        }
+        if self.ack_wait.is_zero() {
+            return bad("ack_wait must be above zero".into());
+        }
+        if self.max_ack_pending == 0 {
+            return bad("max_ack_pending must be at least 1".into());
+        }
+        if let Some(rate) = self.rate_limit {
+            if !(rate.is_finite() && rate > 0.0) {
+                return bad(format!(
+                    "rate_limit must be a positive number of messages per second, got {rate}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stream and consumer names: what JetStream accepts, so a name works on both backends.
+pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{kind} name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+/// The error of a durable publish that no stream captures, on both backends.
+pub(crate) fn no_stream(subject: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "no durable stream captures subject {subject:?}; declare one with declare_stream"
+    ))
+}
+
+/// The stream that keeps the dead letters of consumers using `prefix`, declared by
+/// every durable subscription so a dead letter is itself stored durably.
+pub(crate) fn dead_letter_stream(prefix: &str) -> StreamConfig {
+    let name: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    StreamConfig::new(format!("DLQ_{name}"), [format!("{prefix}.>")])
+}
+
+/// A backend's way of settling one delivery.
+#[async_trait::async_trait]
+pub(crate) trait Settle: Send + Sync {
+    async fn ack(&self) -> Result<()>;
+    async fn nak(&self, delay: Duration) -> Result<()>;
+    async fn in_progress(&self) -> Result<()>;
+}
+
+/// A backend's durable publish, used to store dead letters.
+#[async_trait::async_trait]
+pub(crate) trait DurablePublish: Send + Sync {
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck>;
+}
+
+/// One delivery as a backend hands it over.
+pub(crate) struct Delivery {
+    pub message: Message,
+    pub attempt: u32,
+    pub sequence: u64,
+    pub settle: Box<dyn Settle>,
+}
+
+/// What a durable subscription shares with every message it yields.
+struct Shared {
+    config: ConsumerConfig,
+    publisher: Arc<dyn DurablePublish>,
+}
+
+/// A message from a durable stream. Settle it with exactly one of [`ack`](Self::ack),
+/// [`nak`](Self::nak) or [`term`](Self::term); an unsettled message is redelivered after
+/// `ack_wait`. Derefs to the [`Message`].
+pub struct DurableMessage {
+    message: Message,
+    attempt: u32,
+    sequence: u64,
+    settle: Box<dyn Settle>,
+    settled: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for DurableMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableMessage")
+            .field("message", &self.message)
+            .field("attempt", &self.attempt)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for DurableMessage {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl DurableMessage {
+    /// The message itself.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Which delivery attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The message's sequence in its stream.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The stream the message comes from.
+    pub fn stream(&self) -> &str {
+        &self.shared.config.stream
+    }
+
+    fn settle_once(&self) -> Result<()> {
+        if self.settled.swap(true, AcqRel) {
+            return Err(Error::InvalidArgument(format!(
+                "message {} (sequence {}) was already acked, nacked or terminated",
+                self.message.id(),
+                self.sequence
+            )));
+        }
+        Ok(())
+    }
+
+    /// Processed: the message is not delivered again.
+    pub async fn ack(&self) -> Result<()> {
+        self.settle_once()?;
+        self.settle.ack().await
+    }
+
+    /// Not processed now: redeliver after `delay`, or after the consumer's backoff for
+    /// this attempt when `None`. On the last allowed attempt the message is dead-lettered
+    /// instead.
+    pub async fn nak(&self, delay: Option<Duration>) -> Result<()> {
+        self.settle_once()?;
+        if self.attempt >= self.shared.config.max_deliver {
+            let reason = format!(
+                "nacked on attempt {} of {}",
+                self.attempt, self.shared.config.max_deliver
+            );
+            return self.dead_letter(&reason).await;
+        }
+        let delay = delay.unwrap_or_else(|| self.shared.config.backoff.delay(self.attempt));
+        self.settle.nak(delay).await
+    }
+
+    /// Cannot ever be processed: the message goes to the dead-letter subject at once
+    /// with `reason`, and is not delivered again.
+    pub async fn term(&self, reason: &str) -> Result<()> {
+        self.settle_once()?;
+        self.dead_letter(&format!("terminated: {reason}")).await
+    }
+
+    /// Still working: restarts the `ack_wait` clock of this delivery.
+    pub async fn in_progress(&self) -> Result<()> {
+        if self.settled.load(Acquire) {
+            return Err(Error::InvalidArgument(format!(
+                "message {} (sequence {}) is already settled",
+                self.message.id(),
+                self.sequence
+            )));
+        }
+        self.settle.in_progress().await
+    }
+
+    /// Stores the message under the dead-letter subject, then acks it on its stream.
+    /// If storing fails the message stays unacked, so it is redelivered, not lost.
+    async fn dead_letter(&self, reason: &str) -> Result<()> {
+        let stored = dead_letter(&self.shared, &self.message, self.attempt, self.sequence, reason).await;
+        if let Err(e) = stored {
+            self.settled.store(false, Release);
+            return Err(e);
+        }
+        self.settle.ack().await
+    }
+}
+
+/// Publishes `message` as a dead letter of `shared`'s consumer.
+async fn dead_letter(
+    shared: &Shared,
+    message: &Message,
+    attempt: u32,
+    sequence: u64,
+    reason: &str,
+) -> Result<()> {
+    let config = &shared.config;
+    let letter = message
+        .to_builder()
+        .subject(format!("{}.{}", config.dlq_prefix, message.subject()))
+        .clear_reply_to()
+        .header(DLQ_REASON, reason)
+        .header(DLQ_ATTEMPTS, attempt.to_string())
+        .header(DLQ_STREAM, config.stream.as_str())
+        .header(DLQ_SEQUENCE, sequence.to_string())
+        .header(DLQ_CONSUMER, config.name.as_str())
+        .build()?;
+    shared.publisher.publish_durable(letter).await.map(|_| ())
+}
+
+type Deliveries = Pin<Box<dyn Stream<Item = Result<Delivery>> + Send>>;
+
+/// The messages of a durable consumer, as a `Stream` of [`DurableMessage`]s. Dropping it
+/// stops the deliveries; what was delivered but not acked is redelivered after `ack_wait`.
+pub struct DurableSubscription {
+    inner: Pin<Box<dyn Stream<Item = Result<DurableMessage>> + Send>>,
+    config: Arc<Shared>,
+}
+
+impl fmt::Debug for DurableSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableSubscription")
+            .field("stream", &self.config.config.stream)
+            .field("consumer", &self.config.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableSubscription {
+    /// Wraps a backend's deliveries with the shared policy: dead-lettering of messages past
+    /// `max_deliver` (they were never settled, e.g. their handler crashed) and the rate limit.
+    pub(crate) fn new(
+        config: ConsumerConfig,
+        deliveries: Deliveries,
+        publisher: Arc<dyn DurablePublish>,
+    ) -> Self {
+        let shared = Arc::new(Shared { config, publisher });
+        let interval = shared
+            .config
+            .rate_limit
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
+        let state = (deliveries, shared.clone(), None::<tokio::time::Instant>);
+        let inner =
+            futures_util::stream::unfold(state, move |(mut deliveries, shared, mut next_at)| async move {
+                loop {
+                    let delivery = match deliveries.next().await? {
+                        Ok(d) => d,
+                        Err(e) => return Some((Err(e), (deliveries, shared, next_at))),
+                    };
+                    if delivery.attempt > shared.config.max_deliver {
+                        let reason = format!(
+                            "not acknowledged after {} attempts (ack_wait {:?})",
+                            shared.config.max_deliver, shared.config.ack_wait
+                        );
+                        let stored = dead_letter(
+                            &shared,
+                            &delivery.message,
+                            delivery.attempt - 1,
+                            delivery.sequence,
+                            &reason,
+                        )
+                        .await;
+                        match stored {
+                            Ok(()) => {
+                                if let Err(e) = delivery.settle.ack().await {
+                                    return Some((Err(e), (deliveries, shared, next_at)));
+                                }
+                            }
+                            Err(e) => return Some((Err(e), (deliveries, shared, next_at))),
+                        }
+                        continue;
+                    }
+                    if let Some(interval) = interval {
+                        let now = tokio::time::Instant::now();
+                        let at = next_at.map_or(now, |t| t.max(now));
+                        tokio::time::sleep_until(at).await;
+                        next_at = Some(at + interval);
+                    }
+                    let message = DurableMessage {
+                        message: delivery.message,
+                        attempt: delivery.attempt,
+                        sequence: delivery.sequence,
+                        settle: delivery.settle,
+                        settled: AtomicBool::new(false),
+                        shared: shared.clone(),
+                    };
+                    return Some((Ok(message), (deliveries, shared, next_at)));
+                }
+            });
+        DurableSubscription {
+            inner: Box::pin(inner),
+            config: shared,
+        }
+    }
+
+    /// The next message; `None` once the subscription has ended (bus closed).
+    pub async fn next(&mut self) -> Option<Result<DurableMessage>> {
+        StreamExt::next(self).await
+    }
+
+    /// The consumer's settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config.config
+    }
+}
+
+impl Stream for DurableSubscription {
+    type Item = Result<DurableMessage>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_factor_up_to_the_cap() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            factor: 2.0,
+            cap: Duration::from_millis(500),
+        };
+        let delays: Vec<_> = (1..=5).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        assert_eq!(b.delay(u32::MAX), b.cap);
+    }
+
+    #[test]
+    fn names_follow_jetstream_rules() {
+        assert!(validate_name("stream", "ORDERS_v2-a").is_ok());
+        for bad in ["", "a.b", "a b", "a*", ">", &"x".repeat(65)] {
+            let err = validate_name("stream", bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_argument", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_streams_are_named_after_their_prefix() {
+        let s = dead_letter_stream("dead.letters");
+        assert_eq!(s.name, "DLQ_DEAD_LETTERS");
+        assert_eq!(s.subjects, ["dead.letters.>"]);
+    }
+
+    #[test]
+    fn consumer_settings_are_checked() {
+        let ok = ConsumerConfig::new("S", "c");
+        assert!(ok.check().is_ok());
+        for bad in [
+            ok.clone().max_deliver(0),
+            ok.clone().ack_wait(Duration::ZERO),
+            ok.clone().rate_limit(0.0),
+            ok.clone()
+                .backoff(Duration::from_secs(2), 0.5, Duration::from_secs(1)),
+            ok.clone().filter("a..b"),
+            ok.clone().dlq_prefix("dlq.>"),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}

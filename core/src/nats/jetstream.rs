@@ -1,0 +1,247 @@
+//! Durable streams on NATS: JetStream streams, acked publishes and durable pull consumers.
+//! What to do with a delivery (backoff, dead letters, rate limit) is decided once in
+//! [`crate::durable`]; this file only maps it onto JetStream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, context, AckKind, ErrorCode};
+use futures_util::StreamExt;
+
+use super::{backend, nats_headers, Inner};
+use crate::bus::check_payload;
+use crate::durable::{
+    no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
+    StreamInfo,
+};
+use crate::error::{Error, Result};
+
+/// Most messages a consumer pulls ahead of its handler. Kept small: a pulled message's
+/// `ack_wait` clock is already running.
+const PULL_BATCH: usize = 64;
+/// Pause before a consumer that lost its server asks again.
+const RETRY_PULL: Duration = Duration::from_millis(250);
+
+fn stream_info(info: &jetstream::stream::Info) -> StreamInfo {
+    StreamInfo {
+        name: info.config.name.clone(),
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        first_sequence: if info.state.messages == 0 {
+            0
+        } else {
+            info.state.first_sequence
+        },
+        last_sequence: info.state.last_sequence,
+    }
+}
+
+fn limit(value: Option<u64>) -> i64 {
+    value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Inner {
+    pub(super) async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.check_open()?;
+        let config = config.checked(self.config.retention_days)?;
+        let js_config = jetstream::stream::Config {
+            name: config.name.clone(),
+            subjects: config.subjects.clone(),
+            max_age: config.max_age.unwrap_or_default(),
+            max_bytes: limit(config.max_bytes),
+            max_messages: limit(config.max_messages),
+            duplicate_window: config.duplicate_window,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let mut stream = self.js.get_or_create_stream(js_config).await.map_err(|e| {
+            use context::CreateStreamErrorKind as K;
+            match e.kind() {
+                K::JetStream(js) if js.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP => {
+                    Error::InvalidArgument(format!(
+                        "stream {:?}: its subjects overlap those of another stream ({js})",
+                        config.name
+                    ))
+                }
+                _ => backend(format!("declaring stream {:?}", config.name), e),
+            }
+        })?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| backend(format!("reading stream {:?}", config.name), e))?;
+        Ok(stream_info(info))
+    }
+
+    async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream> {
+        self.check_open()?;
+        crate::durable::validate_name("stream", name)?;
+        self.js.get_stream(name).await.map_err(|e| match e.kind() {
+            context::GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Error::InvalidArgument(format!("no stream named {name:?}; declare it first"))
+            }
+            _ => backend(format!("looking up stream {name:?}"), e),
+        })
+    }
+
+    pub(super) async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        let mut stream = self.stream(name).await?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| backend(format!("reading stream {name:?}"), e))?;
+        Ok(stream_info(info))
+    }
+
+    /// Sends `msg` to JetStream (its `Nats-Msg-Id` header is its id, for dedupe) and waits
+    /// for the stream's acknowledgement.
+    pub(super) async fn publish_durable(&self, msg: &crate::Message) -> Result<PublishAck> {
+        self.check_open()?;
+        check_payload(msg.data().len(), self.max_payload)?;
+        let headers = nats_headers(msg)?;
+        let subject = msg.subject().to_owned();
+        let failed = |e: context::PublishError| match e.kind() {
+            context::PublishErrorKind::StreamNotFound => no_stream(msg.subject()),
+            context::PublishErrorKind::MaxPayloadExceeded => Error::PayloadTooLarge {
+                size: msg.data().len(),
+                max: self.max_payload,
+            },
+            _ => backend(format!("durable publish to {:?}", msg.subject()), e),
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, msg.data().clone())
+            .await
+            .map_err(failed)?
+            .await
+            .map_err(failed)?;
+        self.counters
+            .published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(PublishAck {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The durable pull consumer `config.name`, created at `config.start` if it is new.
+    pub(super) async fn consumer(&self, config: &ConsumerConfig) -> Result<PullConsumer> {
+        let stream = self.stream(&config.stream).await?;
+        let deliver_policy = match config.start {
+            StartAt::Beginning => jetstream::consumer::DeliverPolicy::All,
+            StartAt::New => jetstream::consumer::DeliverPolicy::New,
+            StartAt::Sequence(seq) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
+            StartAt::Time(t) => jetstream::consumer::DeliverPolicy::ByStartTime { start_time: t.into() },
+        };
+        let js_config = pull::Config {
+            durable_name: Some(config.name.clone()),
+            filter_subject: config.filter.clone().unwrap_or_default(),
+            deliver_policy,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            // busbar counts attempts itself and dead-letters past max_deliver.
+            max_deliver: -1,
+            max_ack_pending: i64::try_from(config.max_ack_pending).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(&config.name, js_config)
+            .await
+            .map_err(|e| {
+                backend(
+                    format!("opening consumer {:?} on stream {:?}", config.name, config.stream),
+                    e,
+                )
+            })
+    }
+}
+
+/// The deliveries of `consumer`, pulled in small batches. A lost server or heartbeat
+/// only pauses them: the pull is asked again until the bus closes.
+pub(super) fn deliveries(
+    inner: Arc<Inner>,
+    consumer: PullConsumer,
+) -> impl futures_core::Stream<Item = Result<Delivery>> + Send {
+    let state = (inner, consumer, None::<pull::Stream>);
+    futures_util::stream::unfold(state, |(inner, consumer, mut pulled)| async move {
+        loop {
+            if inner.check_open().is_err() {
+                return None;
+            }
+            let Some(messages) = pulled.as_mut() else {
+                match consumer
+                    .stream()
+                    .max_messages_per_batch(PULL_BATCH)
+                    .messages()
+                    .await
+                {
+                    Ok(messages) => pulled = Some(messages),
+                    Err(_) => tokio::time::sleep(RETRY_PULL).await,
+                }
+                continue;
+            };
+            match messages.next().await {
+                Some(Ok(m)) => {
+                    let Ok(info) = m.info() else { continue };
+                    let (attempt, sequence) = (
+                        u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                        info.stream_sequence,
+                    );
+                    let (raw, acker) = m.split();
+                    let delivery = inner.receive(raw).map(|message| Delivery {
+                        message,
+                        attempt,
+                        sequence,
+                        settle: Box::new(JsSettle(acker)),
+                    });
+                    return Some((delivery, (inner, consumer, pulled)));
+                }
+                Some(Err(_)) | None => {
+                    pulled = None;
+                    tokio::time::sleep(RETRY_PULL).await;
+                }
+            }
+        }
+    })
+}
+
+struct JsSettle(jetstream::message::Acker);
+
+fn ack_failed(e: async_nats::Error) -> Error {
+    Error::Backend {
+        message: format!("acknowledging a JetStream message: {e}"),
+        source: Some(e),
+    }
+}
+
+#[async_trait::async_trait]
+impl Settle for JsSettle {
+    async fn ack(&self) -> Result<()> {
+        self.0.ack().await.map_err(ack_failed)
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<()> {
+        self.0
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(ack_failed)
+    }
+
+    async fn in_progress(&self) -> Result<()> {
+        self.0.ack_with(AckKind::Progress).await.map_err(ack_failed)
+    }
+}
+
+/// Dead letters are published through the bus that received the message.
+pub(super) struct Publisher(pub(super) std::sync::Weak<Inner>);
+
+#[async_trait::async_trait]
+impl DurablePublish for Publisher {
+    async fn publish_durable(&self, message: crate::Message) -> Result<PublishAck> {
+        let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
+        inner.publish_durable(&message).await
+    }
+}

@@ -1,0 +1,383 @@
+//! The durable half of the contract (DESIGN.md §4): acked publishes, dedupe, ack/nak/term,
+//! backoff, dead letters, redelivery after a crash, replay and retention. Timing checks
+//! only assert lower bounds (a redelivery never comes early), so a slow machine cannot
+//! make them fail.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use busbar::durable::{DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM};
+use busbar::{ConsumerConfig, DurableMessage, DurableSubscription, EventBus, StartAt, StreamConfig};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn next(sub: &mut DurableSubscription) -> DurableMessage {
+    match tokio::time::timeout(WAIT, sub.next()).await {
+        Ok(Some(Ok(m))) => m,
+        other => panic!(
+            "expected a durable message from {:?}, got {other:?}",
+            sub.config().name
+        ),
+    }
+}
+
+async fn assert_quiet(sub: &mut DurableSubscription, wait: Duration) {
+    if let Ok(item) = tokio::time::timeout(wait, sub.next()).await {
+        panic!("expected nothing from {:?}, got {item:?}", sub.config().name);
+    }
+}
+
+fn text(m: &DurableMessage) -> &str {
+    std::str::from_utf8(m.data()).unwrap()
+}
+
+async fn orders_stream(bus: &Arc<dyn EventBus>) {
+    bus.declare_stream(StreamConfig::new("ORDERS", ["orders.>"]))
+        .await
+        .unwrap();
+}
+
+async fn publish(bus: &Arc<dyn EventBus>, subject: &str, data: &str) -> u64 {
+    let msg = bus.message(subject).data(data.to_owned()).build().unwrap();
+    bus.publish_durable(msg).await.unwrap().sequence
+}
+
+pub async fn durable_publish_is_acked_and_deduplicated(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    let again = bus
+        .declare_stream(StreamConfig::new("ORDERS", ["orders.>"]))
+        .await;
+    assert_eq!(again.unwrap().name, "ORDERS", "declaring twice is harmless");
+    let mut watcher = bus.subscribe("orders.>").await.unwrap();
+
+    let first = bus
+        .message("orders.created")
+        .id("order-1")
+        .data("one")
+        .build()
+        .unwrap();
+    let ack = bus.publish_durable(first.clone()).await.unwrap();
+    assert_eq!(
+        (ack.stream.as_str(), ack.sequence, ack.duplicate),
+        ("ORDERS", 1, false)
+    );
+    assert_eq!(publish(&bus, "orders.paid", "two").await, 2);
+    let retry = bus.publish_durable(first).await.unwrap();
+    assert!(retry.duplicate, "same id inside the window is a duplicate");
+    assert_eq!(retry.sequence, 1, "a duplicate reports the first copy's sequence");
+    let info = bus.stream_info("ORDERS").await.unwrap();
+    assert_eq!(
+        (info.messages, info.first_sequence, info.last_sequence),
+        (2, 1, 2)
+    );
+
+    // Plain subscribers see durable publishes too.
+    let m = tokio::time::timeout(WAIT, watcher.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.id(), "order-1");
+
+    let err = bus
+        .publish_durable(bus.message("nowhere.x").build().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument");
+    assert!(err.to_string().contains("nowhere.x"), "{err}");
+    let err = bus.stream_info("MISSING").await.unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    let err = bus
+        .declare_stream(StreamConfig::new("bad.name", ["x"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    let err = bus
+        .declare_stream(StreamConfig::new("OVERLAP", ["orders.created"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    let err = bus
+        .durable_subscribe(ConsumerConfig::new("MISSING", "c"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+}
+
+pub async fn ack_nak_and_backoff(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    let base = Duration::from_millis(200);
+    let config = ConsumerConfig::new("ORDERS", "billing")
+        .ack_wait(Duration::from_secs(30))
+        .max_deliver(5)
+        .backoff(base, 2.0, Duration::from_secs(1));
+    let mut sub = bus.durable_subscribe(config).await.unwrap();
+    publish(&bus, "orders.created", "a").await;
+
+    let m = next(&mut sub).await;
+    assert_eq!(
+        (text(&m), m.attempt(), m.sequence(), m.stream()),
+        ("a", 1, 1, "ORDERS")
+    );
+    let naked = Instant::now();
+    m.nak(None).await.unwrap();
+    assert_eq!(
+        m.ack().await.unwrap_err().code(),
+        "invalid_argument",
+        "settling twice is refused"
+    );
+
+    let m = next(&mut sub).await;
+    assert_eq!(m.attempt(), 2);
+    assert!(
+        naked.elapsed() >= base.mul_f64(0.9),
+        "first backoff is base: {:?}",
+        naked.elapsed()
+    );
+    let naked = Instant::now();
+    m.nak(None).await.unwrap();
+
+    let m = next(&mut sub).await;
+    assert_eq!(m.attempt(), 3);
+    assert!(
+        naked.elapsed() >= (base * 2).mul_f64(0.9),
+        "second backoff is base*2: {:?}",
+        naked.elapsed()
+    );
+    let naked = Instant::now();
+    m.nak(Some(Duration::from_millis(50))).await.unwrap();
+
+    let m = next(&mut sub).await;
+    assert_eq!(m.attempt(), 4, "an explicit delay overrides the backoff");
+    assert!(naked.elapsed() >= Duration::from_millis(45));
+    m.ack().await.unwrap();
+    assert_quiet(&mut sub, Duration::from_millis(700)).await;
+}
+
+pub async fn unacked_messages_come_back_after_a_crash(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    let ack_wait = Duration::from_millis(500);
+    let config = ConsumerConfig::new("ORDERS", "shipping").ack_wait(ack_wait);
+    for i in 0..4 {
+        publish(&bus, "orders.created", &format!("m{i}")).await;
+    }
+    let mut sub = bus.durable_subscribe(config.clone()).await.unwrap();
+    let a = next(&mut sub).await;
+    let b = next(&mut sub).await;
+    a.ack().await.unwrap();
+    assert_eq!((text(&a), text(&b)), ("m0", "m1"));
+    // The handler "crashes" holding b unacked: the subscription is dropped.
+    drop(b);
+    drop(sub);
+    let crashed = Instant::now();
+
+    let mut sub = bus.durable_subscribe(config).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = next(&mut sub).await;
+        // On NATS the crashed subscription had pulled m2 and m3 ahead too, so they may
+        // count an attempt as well; m1 certainly does.
+        if text(&m) == "m1" {
+            assert_eq!(m.attempt(), 2, "the unacked message is redelivered");
+            assert!(crashed.elapsed() >= ack_wait.mul_f64(0.9), "not before ack_wait");
+        }
+        got.push(text(&m).to_owned());
+        m.ack().await.unwrap();
+    }
+    got.sort();
+    assert_eq!(got, ["m1", "m2", "m3"], "the acked m0 is not delivered again");
+    assert_quiet(&mut sub, Duration::from_millis(800)).await;
+
+    // in_progress restarts the ack_wait clock.
+    publish(&bus, "orders.created", "slow").await;
+    let m = next(&mut sub).await;
+    tokio::time::sleep(ack_wait / 2).await;
+    m.in_progress().await.unwrap();
+    let extended = Instant::now();
+    let again = next(&mut sub).await;
+    assert_eq!((text(&again), again.attempt()), ("slow", 2));
+    assert!(
+        extended.elapsed() >= ack_wait.mul_f64(0.9),
+        "{:?}",
+        extended.elapsed()
+    );
+    again.ack().await.unwrap();
+}
+
+pub async fn dead_letters_after_max_deliver(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    let config = ConsumerConfig::new("ORDERS", "fragile")
+        .max_deliver(2)
+        .ack_wait(Duration::from_millis(400))
+        .backoff(Duration::from_millis(20), 1.0, Duration::from_millis(20));
+    let mut sub = bus.durable_subscribe(config).await.unwrap();
+    let mut dead = bus
+        .durable_subscribe(ConsumerConfig::new("DLQ_DLQ", "inspector"))
+        .await
+        .unwrap();
+
+    let poison = publish(&bus, "orders.poison", "p").await;
+    let m = next(&mut sub).await;
+    m.nak(None).await.unwrap();
+    let m = next(&mut sub).await;
+    assert_eq!(m.attempt(), 2);
+    m.nak(None).await.unwrap();
+    let letter = next(&mut dead).await;
+    assert_eq!(letter.subject(), "dlq.orders.poison");
+    assert_eq!(text(&letter), "p");
+    assert!(
+        letter.header(DLQ_REASON).unwrap().contains("nacked"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.header(DLQ_ATTEMPTS), Some("2"));
+    assert_eq!(letter.header(DLQ_STREAM), Some("ORDERS"));
+    assert_eq!(letter.header(DLQ_CONSUMER), Some("fragile"));
+    assert_eq!(letter.header(DLQ_SEQUENCE), Some(poison.to_string().as_str()));
+    letter.ack().await.unwrap();
+
+    // term: at once, with the reason.
+    publish(&bus, "orders.bad", "b").await;
+    let m = next(&mut sub).await;
+    m.term("cannot parse").await.unwrap();
+    let letter = next(&mut dead).await;
+    assert_eq!(letter.subject(), "dlq.orders.bad");
+    assert!(letter.header(DLQ_REASON).unwrap().contains("cannot parse"));
+    assert_eq!(letter.header(DLQ_ATTEMPTS), Some("1"));
+    letter.ack().await.unwrap();
+
+    // Never acked (the handler keeps crashing): dead-lettered once attempts run out.
+    publish(&bus, "orders.hang", "h").await;
+    for attempt in 1..=2 {
+        let m = next(&mut sub).await;
+        assert_eq!((text(&m), m.attempt()), ("h", attempt));
+    }
+    // The subscription dead-letters it when it meets the third delivery, and never yields it.
+    let (letter, ()) = tokio::join!(
+        next(&mut dead),
+        assert_quiet(&mut sub, Duration::from_millis(1500))
+    );
+    assert_eq!(letter.subject(), "dlq.orders.hang");
+    assert!(
+        letter.header(DLQ_REASON).unwrap().contains("not acknowledged"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.header(DLQ_ATTEMPTS), Some("2"));
+    letter.ack().await.unwrap();
+}
+
+pub async fn replay_from_sequence_time_and_start(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    for i in 1..=3 {
+        publish(&bus, "orders.created", &format!("m{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cut = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 4..=5 {
+        publish(&bus, "orders.created", &format!("m{i}")).await;
+    }
+
+    async fn read(bus: &Arc<dyn EventBus>, config: ConsumerConfig, n: usize) -> Vec<u64> {
+        let mut sub = bus.durable_subscribe(config).await.unwrap();
+        let mut seqs = Vec::new();
+        for _ in 0..n {
+            let m = next(&mut sub).await;
+            seqs.push(m.sequence());
+            m.ack().await.unwrap();
+        }
+        assert_quiet(&mut sub, Duration::from_millis(200)).await;
+        seqs
+    }
+    let all = read(&bus, ConsumerConfig::new("ORDERS", "everything"), 5).await;
+    assert_eq!(all, [1, 2, 3, 4, 5]);
+    let from3 = read(
+        &bus,
+        ConsumerConfig::new("ORDERS", "from3").start(StartAt::Sequence(3)),
+        3,
+    )
+    .await;
+    assert_eq!(from3, [3, 4, 5]);
+    let since = read(
+        &bus,
+        ConsumerConfig::new("ORDERS", "since").start(StartAt::Time(cut)),
+        2,
+    )
+    .await;
+    assert_eq!(since, [4, 5]);
+    let filtered = ConsumerConfig::new("ORDERS", "paid").filter("orders.paid");
+    publish(&bus, "orders.paid", "p").await;
+    assert_eq!(read(&bus, filtered, 1).await, [6]);
+
+    // A resumed consumer goes on where it was: only what came after.
+    publish(&bus, "orders.created", "m7").await;
+    assert_eq!(
+        read(&bus, ConsumerConfig::new("ORDERS", "everything"), 2).await,
+        [6, 7]
+    );
+
+    // Rate limit: 7 messages at 20/s take at least 6 intervals of 50 ms.
+    let paced = ConsumerConfig::new("ORDERS", "paced").rate_limit(20.0);
+    let started = Instant::now();
+    read(&bus, paced, 7).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+pub async fn shared_consumer_and_retention(bus: Arc<dyn EventBus>) {
+    bus.declare_stream(StreamConfig::new("EVENTS", ["events.>"]).max_messages(3))
+        .await
+        .unwrap();
+    for i in 1..=5 {
+        publish(&bus, "events.tick", &i.to_string()).await;
+    }
+    let info = bus.stream_info("EVENTS").await.unwrap();
+    assert_eq!(
+        (info.messages, info.first_sequence, info.last_sequence),
+        (3, 3, 5)
+    );
+    let mut sub = bus
+        .durable_subscribe(ConsumerConfig::new("EVENTS", "late"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut sub).await.sequence(),
+        3,
+        "discarded messages are not delivered"
+    );
+
+    // Two subscriptions on one durable name share its messages: each once.
+    orders_stream(&bus).await;
+    let config = ConsumerConfig::new("ORDERS", "workers");
+    let mut a = bus.durable_subscribe(config.clone()).await.unwrap();
+    let mut b = bus.durable_subscribe(config).await.unwrap();
+    for i in 1..=20 {
+        publish(&bus, "orders.created", &i.to_string()).await;
+    }
+    let mut seen = Vec::new();
+    loop {
+        let m = tokio::select! {
+            m = a.next() => m,
+            m = b.next() => m,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => break,
+        };
+        let m = m.unwrap().unwrap();
+        seen.push(m.sequence());
+        m.ack().await.unwrap();
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=20).collect::<Vec<_>>(), "every message exactly once");
+
+    bus.declare_stream(StreamConfig::new("SHORT", ["short.>"]).max_age(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    publish(&bus, "short.lived", "x").await;
+    assert_eq!(bus.stream_info("SHORT").await.unwrap().messages, 1);
+    let deadline = Instant::now() + WAIT;
+    while bus.stream_info("SHORT").await.unwrap().messages > 0 {
+        assert!(Instant::now() < deadline, "max_age did not expire the message");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
