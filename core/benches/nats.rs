@@ -22,6 +22,9 @@ const ROUNDS: usize = 5;
 const PUBLISHES: usize = 200_000;
 const PUB_SUB: usize = 100_000;
 const REQUESTS: usize = 5_000;
+const JS_PUBLISHES: usize = 50_000;
+/// Acked publishes in flight at once (acks are awaited in batches, not one by one).
+const JS_WINDOW: usize = 256;
 const IDLE: Duration = Duration::from_secs(2);
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -182,6 +185,49 @@ async fn request_latency_raw(url: &str, payload: Bytes) -> Vec<Duration> {
     times
 }
 
+/// JetStream publishes acknowledged by the stream, JS_WINDOW in flight at once.
+async fn js_publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
+    use futures_util::stream;
+    let bus = busbar(url).await;
+    bus.declare_stream(busbar::StreamConfig::new("BENCH", ["bench.js"]))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let bus_ref = &bus;
+    let acked = stream::iter(0..JS_PUBLISHES)
+        .map(|_| {
+            let msg = bus_ref.message("bench.js").data(payload.clone()).build().unwrap();
+            async move { bus_ref.publish_durable(msg).await.unwrap() }
+        })
+        .buffer_unordered(JS_WINDOW)
+        .count()
+        .await;
+    assert_eq!(acked, JS_PUBLISHES);
+    let rate = JS_PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    bus.close().await.unwrap();
+    rate
+}
+
+async fn js_publish_rate_raw(url: &str, payload: Bytes) -> f64 {
+    use futures_util::stream;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let js_ref = &js;
+    let start = Instant::now();
+    let acked = stream::iter(0..JS_PUBLISHES)
+        .map(|_| {
+            let payload = payload.clone();
+            async move { js_ref.publish("bench.js", payload).await.unwrap().await.unwrap() }
+        })
+        .buffer_unordered(JS_WINDOW)
+        .count()
+        .await;
+    assert_eq!(acked, JS_PUBLISHES);
+    let rate = JS_PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    client.drain().await.unwrap();
+    rate
+}
+
 fn row(name: &str, raw: f64, ours: f64, unit: &str) {
     println!(
         "{name:<34} {raw:>14.0} {ours:>14.0} {unit:<8} {:>6.2}x",
@@ -249,6 +295,23 @@ pub fn main() {
             .collect(),
     );
     row("publish->subscribe 128 B", raw, ours, "msgs/s");
+    // busbar first: it declares the stream both use.
+    let ours = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(js_publish_rate_busbar(&url, payload.clone())))
+            .collect(),
+    );
+    let raw = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone())))
+            .collect(),
+    );
+    row(
+        &format!("JetStream acked publish 128 B ({JS_WINDOW} in flight)"),
+        raw,
+        ours,
+        "msgs/s",
+    );
     let mut raw = rt.block_on(request_latency_raw(&url, payload.clone()));
     let mut ours = rt.block_on(request_latency_busbar(&url, payload.clone()));
     raw.sort();
