@@ -185,3 +185,44 @@ async fn credentials_from_the_config_reach_the_server() {
         .expect("no credentials is refused");
     assert_eq!(err.code(), "backend", "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_stored_message_is_reported_once_and_the_consumer_goes_on() {
+    let server = start().await;
+    let bus = bus(&server).await;
+    bus.declare_stream(busbar::StreamConfig::new("MIXED", ["mixed.>"]))
+        .await
+        .unwrap();
+    // A foreign producer stores a message whose CloudEvents time is not RFC 3339.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("ce-time", "yesterday");
+    js.publish_with_headers("mixed.bad", headers, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let good = bus.message("mixed.good").data("ok").build().unwrap();
+    bus.publish_durable(good).await.unwrap();
+
+    let config = busbar::ConsumerConfig::new("MIXED", "reader").ack_wait(Duration::from_millis(300));
+    let mut sub = bus.durable_subscribe(config).await.unwrap();
+    let err = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), "decode");
+    assert!(err.to_string().contains("yesterday"), "{err}");
+    let m = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.data(), "ok");
+    m.ack().await.unwrap();
+    // Terminated, not redelivered after ack_wait.
+    let quiet = tokio::time::timeout(Duration::from_millis(900), sub.next()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+}

@@ -191,12 +191,20 @@ pub(super) fn deliveries(
                         info.stream_sequence,
                     );
                     let (raw, acker) = m.split();
-                    let delivery = inner.receive(raw).map(|message| Delivery {
-                        message,
-                        attempt,
-                        sequence,
-                        settle: Box::new(JsSettle(acker)),
-                    });
+                    let delivery = match inner.receive(raw) {
+                        Ok(message) => Ok(Delivery {
+                            message,
+                            attempt,
+                            sequence,
+                            settle: Box::new(JsSettle(acker)),
+                        }),
+                        Err(e) => {
+                            // Undecodable (a foreign publisher's bad `ce-` headers): redelivering
+                            // cannot help, so stop it here and report it; it stays in the stream.
+                            let _ = acker.ack_with(AckKind::Term).await;
+                            Err(Error::Decode(format!("stream sequence {sequence}: {e}")))
+                        }
+                    };
                     return Some((delivery, (inner, consumer, pulled)));
                 }
                 Some(Err(_)) | None => {
