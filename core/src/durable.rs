@@ -637,6 +637,42 @@ impl DurableSubscription {
         }
     }
 
+    /// Passes each message through `view` (a policy layer's masking): `Ok(Some)` yields the
+    /// message as `view` returns it, `Ok(None)` withholds it (acked, so it is not redelivered
+    /// to a reader that may never see it; the caller records why), `Err` is yielded and the
+    /// message stays unacked, so it is redelivered and finally dead-lettered.
+    pub fn map_messages(
+        self,
+        view: impl Fn(&Message) -> Result<Option<Message>> + Send + Sync + 'static,
+    ) -> DurableSubscription {
+        let DurableSubscription { inner, config } = self;
+        let view = Arc::new(view);
+        let inner = inner.filter_map(move |item| {
+            let view = view.clone();
+            async move {
+                let mut m = match item {
+                    Ok(m) => m,
+                    Err(e) => return Some(Err(e)),
+                };
+                match view(&m.message) {
+                    Ok(Some(seen)) => {
+                        m.message = seen;
+                        Some(Ok(m))
+                    }
+                    Ok(None) => match m.settle.ack().await {
+                        Ok(()) => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        });
+        DurableSubscription {
+            inner: Box::pin(inner),
+            config,
+        }
+    }
+
     /// The next message; `None` once the subscription has ended (bus closed).
     pub async fn next(&mut self) -> Option<Result<DurableMessage>> {
         StreamExt::next(self).await

@@ -206,3 +206,34 @@ async fn new_subscriptions_see_the_next_publish_despite_the_route_cache() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_durable_view_can_rewrite_withhold_or_refuse_messages() {
+    use busbar::{ConsumerConfig, Error, StreamConfig};
+    let bus = busbar::connect(Config::default()).await.unwrap();
+    bus.declare_stream(StreamConfig::new("S", ["s.>"])).await.unwrap();
+    for data in ["open", "secret", "broken"] {
+        let m = bus.message("s.x").data(data).build().unwrap();
+        bus.publish_durable(m).await.unwrap();
+    }
+    let config = ConsumerConfig::new("S", "viewer").ack_wait(Duration::from_millis(200));
+    let mut sub = bus
+        .durable_subscribe(config)
+        .await
+        .unwrap()
+        .map_messages(|m| match &m.data()[..] {
+            b"secret" => Ok(None),
+            b"broken" => Err(Error::Crypto("cannot decrypt".into())),
+            _ => Ok(Some(m.to_builder().data("OPEN").build()?)),
+        });
+    let first = sub.next().await.unwrap().unwrap();
+    assert_eq!(first.data(), "OPEN");
+    first.ack().await.unwrap();
+    let err = sub.next().await.unwrap().unwrap_err();
+    assert_eq!(err.code(), "crypto");
+    // The refused message stays unacked and comes back; the withheld one does not.
+    let again = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap();
+    assert_eq!(again.unwrap().unwrap_err().code(), "crypto");
+}
