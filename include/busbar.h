@@ -317,7 +317,9 @@ enum busbar_status busbar_subscription_drain(struct busbar_subscription *subscri
 
 // Unsubscribes and frees the subscription. `NULL` does nothing. In callback mode it
 // returns after the callback's last call and its drop function have run; called from
-// the subscription's own callback, it returns at once and they follow.
+// the subscription's own callback, it returns at once and they follow. No other thread
+// may be using the handle: to stop a thread waiting in `busbar_subscription_next`, call
+// `busbar_subscription_unsubscribe`, let that thread return, then free.
 void busbar_subscription_free(struct busbar_subscription *subscription);
 
 #ifdef __cplusplus

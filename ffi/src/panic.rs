@@ -49,3 +49,39 @@ pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_error() -> String {
+        // SAFETY: busbar_last_error never returns NULL and the text is NUL-terminated.
+        unsafe { CStr::from_ptr(crate::error::busbar_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = guard_status(|| panic!("boom {}", 42));
+        assert_eq!(status, busbar_status::BUSBAR_PANIC);
+        assert!(last_error().contains("boom 42"), "{}", last_error());
+        assert_eq!(guard_value(7, || -> i32 { panic!("static text") }), 7);
+        assert!(last_error().contains("static text"), "{}", last_error());
+    }
+
+    #[test]
+    fn errors_set_and_successes_clear_the_message() {
+        let status = guard_status(|| {
+            Err(Error::NoResponders {
+                subject: "a.b".into(),
+            })
+        });
+        assert_eq!(status, busbar_status::BUSBAR_NO_RESPONDERS);
+        assert!(last_error().contains("a.b"));
+        assert_eq!(guard_status(|| Ok(())), busbar_status::BUSBAR_OK);
+        assert_eq!(last_error(), "");
+    }
+}

@@ -148,7 +148,9 @@ pub extern "C" fn busbar_subscription_drain(subscription: *mut busbar_subscripti
 
 /// Unsubscribes and frees the subscription. `NULL` does nothing. In callback mode it
 /// returns after the callback's last call and its drop function have run; called from
-/// the subscription's own callback, it returns at once and they follow.
+/// the subscription's own callback, it returns at once and they follow. No other thread
+/// may be using the handle: to stop a thread waiting in `busbar_subscription_next`, call
+/// `busbar_subscription_unsubscribe`, let that thread return, then free.
 #[no_mangle]
 pub extern "C" fn busbar_subscription_free(subscription: *mut busbar_subscription) {
     ffi_boundary!(@or () => {
