@@ -17,6 +17,10 @@ need make
 need python3
 need git
 
+# cargo's target directory (CARGO_TARGET_DIR when set), made absolute for make -C.
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+OUT="$TARGET_DIR/c"
+
 step "build libbusbar (cdylib + staticlib); build.rs regenerates include/busbar.h"
 cargo build --locked -p busbar-ffi
 
@@ -32,8 +36,8 @@ step "Rust unit tests of the ffi crate (status mapping)"
 cargo test --locked -p busbar-ffi --quiet
 
 step "C tests on the in-memory bus (vectors from tests/vectors/subjects.json)"
-make --no-print-directory -C tests/c
-target/c/test_busbar
+make --no-print-directory -C tests/c TARGET_DIR="$TARGET_DIR"
+"$OUT"/test_busbar
 
 step "C tests under valgrind: no invalid access, nothing definitely or indirectly lost"
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -48,18 +52,18 @@ fi
 # real leaks (definite, indirect) and memory errors fail the run. No suppression file.
 valgrind --quiet --error-exitcode=99 --leak-check=full \
     --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-    target/c/test_busbar >target/c/valgrind.out 2>&1 || {
+    "$OUT"/test_busbar >"$OUT"/valgrind.out 2>&1 || {
     status=$?
-    cat target/c/valgrind.out
+    cat "$OUT"/valgrind.out
     echo "valgrind run failed (exit $status; 99 means a memory error or leak)" >&2
     exit 1
 }
-tail -n 1 target/c/valgrind.out
+tail -n 1 "$OUT"/valgrind.out
 echo "valgrind: 0 errors, 0 bytes definitely or indirectly lost"
 
 step "C quickstart, static and shared library"
-make --no-print-directory -C examples/c all shared
-for exe in target/c/quickstart target/c/quickstart-shared; do
+make --no-print-directory -C examples/c TARGET_DIR="$TARGET_DIR" all shared
+for exe in "$OUT"/quickstart "$OUT"/quickstart-shared; do
     out=$("$exe")
     grep -q "four jobs, each done once" <<<"$out"
     grep -q "1 request(s) answered" <<<"$out"
@@ -90,8 +94,8 @@ for attempt in 1 2 3 4 5; do
 done
 [ -n "$NATS_PID" ] || { cat "$NATS_DIR/log" >&2; echo "could not start nats-server" >&2; exit 1; }
 echo "nats-server pid $NATS_PID on 127.0.0.1:$PORT"
-target/c/test_busbar "nats://127.0.0.1:$PORT"
-BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" target/c/quickstart | grep -q "1 request(s) answered"
+"$OUT"/test_busbar "nats://127.0.0.1:$PORT"
+BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/quickstart | grep -q "1 request(s) answered"
 echo "quickstart ran on NATS"
 
 printf '\nc: all passed\n'
