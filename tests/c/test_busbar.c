@@ -5,7 +5,11 @@
  *   and against a private nats-server (its URL as the first argument).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -460,6 +464,79 @@ static void test_lag_is_reported(void) {
     busbar_bus_free(bus);
 }
 
+static void test_drain_delivers_what_is_buffered_then_ends(void) {
+    busbar_bus *bus = connect_bus();
+    busbar_subscription *sub = NULL;
+    busbar_message *msg = NULL;
+    CHECK_OK(busbar_subscribe(bus, "drained", &sub));
+    CHECK_OK(busbar_publish(bus, "drained", (const uint8_t *)"1", 1, NULL, 0));
+    CHECK_OK(busbar_publish(bus, "drained", (const uint8_t *)"2", 1, NULL, 0));
+    CHECK_OK(busbar_flush(bus));
+    /* On NATS the client may still be routing them: wait until the first is in. */
+    CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
+    busbar_message_free(msg);
+    CHECK_OK(busbar_subscription_drain(sub));
+    CHECK_OK(busbar_publish(bus, "drained", (const uint8_t *)"3", 1, NULL, 0));
+    CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
+    if (msg) {
+        char *text = message_text(msg);
+        CHECK_STR(text, "2");
+        free(text);
+    }
+    busbar_message_free(msg);
+    CHECK_STATUS(busbar_subscription_next(sub, WAIT_MS, &msg), BUSBAR_CLOSED);
+    busbar_subscription_free(sub);
+    busbar_bus_free(bus);
+}
+
+static void test_callbacks_are_told_about_lag(void) {
+    if (nats_url != NULL) return;
+    busbar_bus *bus = NULL;
+    CHECK_OK(busbar_connect_json("{\"backpressure\":\"lag\",\"subscription_capacity\":1}", &bus));
+    busbar_subscription *sub = NULL;
+    CHECK_OK(busbar_subscribe(bus, "busy", &sub));
+    for (int i = 0; i < 4; i++) CHECK_OK(busbar_publish(bus, "busy", NULL, 0, NULL, 0));
+    struct counter c = {0};
+    c.main_thread = pthread_self();
+    CHECK_OK(busbar_subscription_set_callback(sub, count_message, &c, count_drop));
+    wait_for(&c.lagged, 1);
+    wait_for(&c.calls, 1);
+    CHECK(atomic_load(&c.lagged) == 1);
+    CHECK(atomic_load(&c.calls) == 1);
+    busbar_subscription_free(sub);
+    CHECK(atomic_load(&c.drops) == 1);
+    busbar_message_free(c.kept);
+    busbar_bus_free(bus);
+}
+
+/* A loopback port where nothing listens: bound, then closed. */
+static int closed_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static void test_a_dead_nats_server_is_a_backend_error(void) {
+    int port = closed_port();
+    CHECK(port > 0);
+    char json[128], url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    snprintf(json, sizeof json, "{\"backend\":\"nats\",\"nats_url\":\"%s\"}", url);
+    busbar_bus *bus = NULL;
+    CHECK_STATUS(busbar_connect_json(json, &bus), BUSBAR_BACKEND);
+    CHECK(bus == NULL);
+    CHECK_ERROR_MENTIONS(url);
+}
+
 static void *unsubscribe_later(void *arg) {
     sleep_ms(50);
     busbar_subscription_unsubscribe(arg);
@@ -668,7 +745,10 @@ int main(int argc, char **argv) {
     RUN(test_callbacks_run_on_runtime_threads);
     RUN(test_callback_may_free_its_own_subscription);
     RUN(test_lag_is_reported);
+    RUN(test_callbacks_are_told_about_lag);
+    RUN(test_drain_delivers_what_is_buffered_then_ends);
     RUN(test_unsubscribe_from_another_thread_ends_a_wait);
+    RUN(test_a_dead_nats_server_is_a_backend_error);
     RUN(test_configuration_and_environment);
     RUN(test_bad_input_is_an_error_never_a_crash);
     RUN(test_every_call_after_close_returns_closed);
