@@ -99,10 +99,11 @@ typedef struct busbar_stats {
 //
 // Runs on a busbar runtime worker thread, never on the thread that registered it, and
 // never twice at once for one subscription. `status` is `BUSBAR_OK` with `message`
-// set: borrowed, valid only during the call (`busbar_message_clone` keeps a copy). Or
-// `status` is `BUSBAR_LAGGED` with `message` NULL: messages were missed, and
-// `busbar_last_error()` on this thread says how many. The callback may call busbar
-// (publish, respond, request, even free its own subscription).
+// set: borrowed, valid only during the call (`busbar_message_clone` keeps a copy). Any
+// other `status` comes with `message` NULL and is a notice, not the end: chiefly
+// `BUSBAR_LAGGED` (messages were missed); `busbar_last_error()` on this thread, read
+// before any other busbar call, gives the details (how many). The callback may call
+// busbar (publish, respond, request, even free its own subscription).
 typedef void (*busbar_message_callback)(void *userdata,
                                         const struct busbar_message *message,
                                         enum busbar_status status);

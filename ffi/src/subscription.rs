@@ -74,11 +74,10 @@ pub extern "C" fn busbar_subscription_next(
                 "the subscription delivers to a callback; busbar_subscription_next cannot take from it".into(),
             ));
         };
-        let pattern = sub.pattern().to_owned();
         let item = match timeout_arg(timeout_ms) {
             None => block_on(sub.next()),
             Some(limit) => block_on(async { tokio::time::timeout(limit, sub.next()).await })
-                .map_err(|_| Error::Timeout { subject: pattern.clone(), timeout: limit })?,
+                .map_err(|_| Error::Timeout { subject: sub.pattern().to_owned(), timeout: limit })?,
         };
         let msg = item.ok_or(Error::Closed("subscription"))??;
         *slot = busbar_message::boxed(msg);
