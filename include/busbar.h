@@ -116,8 +116,9 @@ typedef void (*busbar_userdata_drop)(void *userdata);
 extern "C" {
 #endif // __cplusplus
 
-// Connects with `config` (borrowed; NULL means the `BUSBAR_*` environment, defaults
-// aside: the in-memory bus) and sets `*bus`. Blocks until connected (NATS).
+// Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
+// defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless
+// `BUSBAR_BACKEND` says otherwise. Blocks until connected (NATS).
 // Owned: free `*bus` with `busbar_bus_free`.
 enum busbar_status busbar_connect(const struct busbar_config *config, struct busbar_bus **bus);
 

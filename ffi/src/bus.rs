@@ -56,8 +56,9 @@ fn connect_with(config: Result<busbar_core::Config>, out_bus: *mut *mut busbar_b
     Ok(())
 }
 
-/// Connects with `config` (borrowed; NULL means the `BUSBAR_*` environment, defaults
-/// aside: the in-memory bus) and sets `*bus`. Blocks until connected (NATS).
+/// Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
+/// defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless
+/// `BUSBAR_BACKEND` says otherwise. Blocks until connected (NATS).
 /// Owned: free `*bus` with `busbar_bus_free`.
 #[no_mangle]
 pub extern "C" fn busbar_connect(config: *const busbar_config, bus: *mut *mut busbar_bus) -> busbar_status {
