@@ -1,0 +1,213 @@
+//! `busbar_bus`: connect, publish, subscribe, request, flush, close.
+
+use std::ffi::c_char;
+use std::ptr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use busbar_core::{Bytes, EventBus, Result};
+
+use crate::args::{array_arg, handle, out, str_arg, timeout_arg};
+use crate::config::{busbar_config, config_from_json, config_or_env};
+use crate::error::busbar_status;
+use crate::message::busbar_message;
+use crate::runtime::block_on;
+use crate::subscription::busbar_subscription;
+
+/// A connected bus. Opaque; owned by the caller, free with `busbar_bus_free`. Thread-safe:
+/// any number of threads may use one bus at once.
+pub struct busbar_bus {
+    bus: Arc<dyn EventBus>,
+}
+
+/// One user header of a message to publish: two borrowed NUL-terminated UTF-8 strings.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct busbar_header {
+    /// Printable ASCII without ':' or spaces, not a reserved attribute name.
+    pub name: *const c_char,
+    /// Any UTF-8 without line breaks or NUL.
+    pub value: *const c_char,
+}
+
+/// Counters of a bus since it was created (see `busbar_bus_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct busbar_stats {
+    /// Messages accepted by publish (requests and replies included).
+    pub published: u64,
+    /// Message copies queued to subscriptions.
+    pub delivered: u64,
+    /// Copies not queued because a subscription in `lag` mode was full.
+    pub missed: u64,
+    /// Replies that arrived after their request had timed out (dropped).
+    pub late_replies: u64,
+    /// Live subscriptions.
+    pub subscriptions: u64,
+}
+
+/// A `timeout_ms` that means "wait as long as it takes".
+pub const BUSBAR_WAIT_FOREVER: u64 = u64::MAX;
+
+fn connect_with(config: Result<busbar_core::Config>, out_bus: *mut *mut busbar_bus) -> Result<()> {
+    let slot = out(out_bus, ptr::null_mut(), "bus")?;
+    let bus = block_on(busbar_core::connect(config?))?;
+    *slot = Box::into_raw(Box::new(busbar_bus { bus }));
+    Ok(())
+}
+
+/// Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
+/// defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless
+/// `BUSBAR_BACKEND` says otherwise. Blocks until connected (NATS).
+/// Owned: free `*bus` with `busbar_bus_free`.
+#[no_mangle]
+pub extern "C" fn busbar_connect(config: *const busbar_config, bus: *mut *mut busbar_bus) -> busbar_status {
+    ffi_boundary! { connect_with(config_or_env(config), bus) }
+}
+
+/// Connects with the `BUSBAR_*` environment overlaid by `json`, a JSON object of config
+/// keys (`{"backend":"nats","nats_url":"nats://127.0.0.1:4222","max_payload":2048}`),
+/// and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
+#[no_mangle]
+pub extern "C" fn busbar_connect_json(json: *const c_char, bus: *mut *mut busbar_bus) -> busbar_status {
+    ffi_boundary! { connect_with(str_arg(json, "json").and_then(config_from_json), bus) }
+}
+
+/// Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
+/// with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
+/// for the call only. Blocks only while a subscription's buffer is full in `block`
+/// back-pressure mode.
+#[no_mangle]
+pub extern "C" fn busbar_publish(
+    bus: *const busbar_bus,
+    subject: *const c_char,
+    data: *const u8,
+    len: usize,
+    headers: *const busbar_header,
+    headers_len: usize,
+) -> busbar_status {
+    ffi_boundary! {
+        let bus = &handle(bus, "bus")?.bus;
+        let subject = str_arg(subject, "subject")?;
+        let headers = array_arg(headers, headers_len, "headers")?;
+        let data = Bytes::copy_from_slice(array_arg(data, len, "data")?);
+        if headers.is_empty() {
+            return block_on(bus.publish(subject, data));
+        }
+        let mut message = bus.message(subject).data(data);
+        for (i, h) in headers.iter().enumerate() {
+            message = message.header(str_arg(h.name, &format!("headers[{i}].name"))?, str_arg(h.value, &format!("headers[{i}].value"))?);
+        }
+        block_on(bus.publish_message(message.build()?))
+    }
+}
+
+fn subscribe_with(
+    bus: *const busbar_bus,
+    pattern: *const c_char,
+    group: Option<*const c_char>,
+    out_sub: *mut *mut busbar_subscription,
+) -> Result<()> {
+    let slot = out(out_sub, ptr::null_mut(), "subscription")?;
+    let bus = &handle(bus, "bus")?.bus;
+    let pattern = str_arg(pattern, "pattern")?;
+    let sub = match group {
+        None => block_on(bus.subscribe(pattern))?,
+        Some(group) => block_on(bus.queue_subscribe(pattern, str_arg(group, "group")?))?,
+    };
+    *slot = busbar_subscription::boxed(sub);
+    Ok(())
+}
+
+/// Subscribes to every message whose subject matches `pattern` (borrowed) and sets
+/// `*subscription`. Receive with `busbar_subscription_next`, or register a callback
+/// with `busbar_subscription_set_callback`. Owned: free with `busbar_subscription_free`.
+#[no_mangle]
+pub extern "C" fn busbar_subscribe(
+    bus: *const busbar_bus,
+    pattern: *const c_char,
+    subscription: *mut *mut busbar_subscription,
+) -> busbar_status {
+    ffi_boundary! { subscribe_with(bus, pattern, None, subscription) }
+}
+
+/// As `busbar_subscribe`, as one member of queue group `group` (borrowed): each message
+/// goes to one member of the group.
+#[no_mangle]
+pub extern "C" fn busbar_queue_subscribe(
+    bus: *const busbar_bus,
+    pattern: *const c_char,
+    group: *const c_char,
+    subscription: *mut *mut busbar_subscription,
+) -> busbar_status {
+    ffi_boundary! { subscribe_with(bus, pattern, Some(group), subscription) }
+}
+
+/// Sends `len` bytes at `data` (copied) to `subject` as a request and waits up to
+/// `timeout_ms` for one reply, set in `*reply`. `no_responders` at once when nothing
+/// subscribes to `subject`; `timeout` when no reply came in time.
+/// Owned: free `*reply` with `busbar_message_free`.
+#[no_mangle]
+pub extern "C" fn busbar_request(
+    bus: *const busbar_bus,
+    subject: *const c_char,
+    data: *const u8,
+    len: usize,
+    timeout_ms: u64,
+    reply: *mut *mut busbar_message,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(reply, ptr::null_mut(), "reply")?;
+        let bus = &handle(bus, "bus")?.bus;
+        let subject = str_arg(subject, "subject")?;
+        let data = Bytes::copy_from_slice(array_arg(data, len, "data")?);
+        let timeout = timeout_arg(timeout_ms).unwrap_or(Duration::MAX);
+        *slot = busbar_message::boxed(block_on(bus.request(subject, data, timeout))?);
+        Ok(())
+    }
+}
+
+/// Returns once everything published before has reached the bus (on NATS: after a round
+/// trip through the server).
+#[no_mangle]
+pub extern "C" fn busbar_flush(bus: *const busbar_bus) -> busbar_status {
+    ffi_boundary! { block_on(handle(bus, "bus")?.bus.flush()) }
+}
+
+/// Sets `*stats` to the bus's counters. Works after close too.
+#[no_mangle]
+pub extern "C" fn busbar_bus_stats(bus: *const busbar_bus, stats: *mut busbar_stats) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(stats, busbar_stats::default(), "stats")?;
+        let s = handle(bus, "bus")?.bus.stats();
+        *slot = busbar_stats {
+            published: s.published,
+            delivered: s.delivered,
+            missed: s.missed,
+            late_replies: s.late_replies,
+            subscriptions: s.subscriptions,
+        };
+        Ok(())
+    }
+}
+
+/// Closes the bus: subscriptions end after what they hold, pending requests fail with
+/// `closed`, and every later call on the bus returns `BUSBAR_CLOSED`. Closing twice is
+/// fine. The handle stays valid until `busbar_bus_free`.
+#[no_mangle]
+pub extern "C" fn busbar_close(bus: *const busbar_bus) -> busbar_status {
+    ffi_boundary! { block_on(handle(bus, "bus")?.bus.close()) }
+}
+
+/// Closes the bus (unless already closed) and frees the handle. `NULL` does nothing.
+/// Subscriptions and messages taken from it stay valid and are freed on their own.
+#[no_mangle]
+pub extern "C" fn busbar_bus_free(bus: *mut busbar_bus) {
+    ffi_boundary!(@or () => {
+        if !bus.is_null() {
+            // SAFETY: made by `Box::into_raw` in `busbar_connect*`, freed once (header contract).
+            let bus = unsafe { Box::from_raw(bus) };
+            let _ = block_on(bus.bus.close());
+        }
+    })
+}

@@ -1,0 +1,170 @@
+//! `busbar_subscription`: pull with `busbar_subscription_next`, or push to a C callback.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::{Mutex, MutexGuard};
+
+use busbar_core::{Error, Result, Subscription, SubscriptionHandle};
+use tokio::task::JoinHandle;
+
+use crate::args::{handle, out, timeout_arg};
+use crate::error::{busbar_status, set_last_error};
+use crate::message::busbar_message;
+use crate::runtime::{block_on, RUNTIME};
+use crate::userdata::{busbar_message_callback, busbar_userdata_drop, Callback};
+
+/// A subscription. Opaque; owned by the caller, free with `busbar_subscription_free`.
+/// `busbar_subscription_unsubscribe` and `_drain` may be called from any thread, also
+/// while another thread waits in `busbar_subscription_next`.
+pub struct busbar_subscription {
+    control: SubscriptionHandle,
+    mode: Mutex<Mode>,
+}
+
+enum Mode {
+    /// Items are taken with `busbar_subscription_next`.
+    Pull(Subscription),
+    /// A runtime task hands every item to a C callback (`None` only while it starts).
+    Callback(Option<JoinHandle<()>>),
+}
+
+thread_local! {
+    /// The subscription whose callback this runtime thread is running, if any.
+    static IN_CALLBACK: Cell<*const busbar_subscription> = const { Cell::new(ptr::null()) };
+}
+
+impl busbar_subscription {
+    pub(crate) fn boxed(sub: Subscription) -> *mut busbar_subscription {
+        Box::into_raw(Box::new(busbar_subscription {
+            control: sub.handle(),
+            mode: Mutex::new(Mode::Pull(sub)),
+        }))
+    }
+
+    fn mode(&self) -> MutexGuard<'_, Mode> {
+        self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn sub_ref<'a>(sub: *mut busbar_subscription) -> Result<&'a busbar_subscription> {
+    handle(sub.cast_const(), "subscription")
+}
+
+/// Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
+/// next message and sets `*message`. Owned: free `*message` with `busbar_message_free`.
+///
+/// Returns `BUSBAR_TIMEOUT` when none came in time; `BUSBAR_LAGGED` (with `*message`
+/// NULL) when messages were missed, then goes on with the next call; `BUSBAR_CLOSED`
+/// once the subscription has ended (unsubscribed, drained, or its bus closed).
+/// `invalid_argument` for a subscription in callback mode. One thread at a time receives;
+/// others wait for it.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_next(
+    subscription: *mut busbar_subscription,
+    timeout_ms: u64,
+    message: *mut *mut busbar_message,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(message, ptr::null_mut(), "message")?;
+        let this = sub_ref(subscription)?;
+        let mut mode = this.mode();
+        let Mode::Pull(sub) = &mut *mode else {
+            return Err(Error::InvalidArgument(
+                "the subscription delivers to a callback; busbar_subscription_next cannot take from it".into(),
+            ));
+        };
+        let item = match timeout_arg(timeout_ms) {
+            None => block_on(sub.next()),
+            Some(limit) => block_on(async { tokio::time::timeout(limit, sub.next()).await })
+                .map_err(|_| Error::Timeout { subject: sub.pattern().to_owned(), timeout: limit })?,
+        };
+        let msg = item.ok_or(Error::Closed("subscription"))??;
+        *slot = busbar_message::boxed(msg);
+        Ok(())
+    }
+}
+
+/// Switches the subscription to callback mode: from now on every message (including any
+/// already buffered) goes to `callback(userdata, message, status)` on a runtime worker
+/// thread, never two at once; see `busbar_message_callback`. When the subscription ends
+/// (unsubscribed, drained, freed or its bus closed) `drop(userdata)` is called once, if
+/// `drop` is not NULL. `userdata` is not touched by busbar otherwise; it must stay valid
+/// until `drop` (or, without one, until `busbar_subscription_free` returns).
+/// `invalid_argument` when a callback is already set.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_set_callback(
+    subscription: *mut busbar_subscription,
+    callback: busbar_message_callback,
+    userdata: *mut c_void,
+    drop: busbar_userdata_drop,
+) -> busbar_status {
+    ffi_boundary! {
+        let this = sub_ref(subscription)?;
+        let call = callback.ok_or_else(|| crate::args::null("callback"))?;
+        let mut mode = this.mode();
+        if matches!(*mode, Mode::Callback(_)) {
+            return Err(Error::InvalidArgument("the subscription already has a callback".into()));
+        }
+        let callback = Callback::new(call, userdata, drop);
+        if let Mode::Pull(sub) = std::mem::replace(&mut *mode, Mode::Callback(None)) {
+            let me = this as *const busbar_subscription as usize;
+            *mode = Mode::Callback(Some(RUNTIME.spawn(deliver(sub, callback, me))));
+        }
+        Ok(())
+    }
+}
+
+/// Hands every item of `sub` to `callback` until the subscription ends, then drops it
+/// (which calls the C drop function). `me` identifies the subscription handle.
+async fn deliver(mut sub: Subscription, mut callback: Callback, me: usize) {
+    while let Some(item) = sub.next().await {
+        let (message, status) = match item {
+            Ok(msg) => (Some(busbar_message::new(msg)), busbar_status::BUSBAR_OK),
+            Err(err) => {
+                set_last_error(&err);
+                (None, busbar_status::from_error(&err))
+            }
+        };
+        IN_CALLBACK.with(|c| c.set(me as *const busbar_subscription));
+        callback.call(message.as_ref(), status);
+        IN_CALLBACK.with(|c| c.set(ptr::null()));
+    }
+}
+
+/// Stops delivery at once: buffered messages are discarded, `busbar_subscription_next`
+/// returns `BUSBAR_CLOSED`, a callback gets no further call.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_unsubscribe(subscription: *mut busbar_subscription) -> busbar_status {
+    ffi_boundary! { block_on(sub_ref(subscription)?.control.unsubscribe()) }
+}
+
+/// Stops new deliveries; what is buffered is still received, then the subscription ends.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_drain(subscription: *mut busbar_subscription) -> busbar_status {
+    ffi_boundary! { block_on(sub_ref(subscription)?.control.drain()) }
+}
+
+/// Unsubscribes and frees the subscription. `NULL` does nothing. In callback mode it
+/// returns after the callback's last call and its drop function have run; called from
+/// the subscription's own callback, it returns at once and they follow. No other thread
+/// may be using the handle: to stop a thread waiting in `busbar_subscription_next`, call
+/// `busbar_subscription_unsubscribe`, let that thread return, then free.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_free(subscription: *mut busbar_subscription) {
+    ffi_boundary!(@or () => {
+        if subscription.is_null() {
+            return;
+        }
+        // SAFETY: made by `Box::into_raw` in `busbar_subscription::boxed`, freed once (header contract).
+        let this = unsafe { Box::from_raw(subscription) };
+        let _ = block_on(this.control.unsubscribe());
+        let mode = this.mode.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Mode::Callback(Some(task)) = mode {
+            let own = IN_CALLBACK.with(|c| c.get()) == subscription.cast_const();
+            if !own {
+                let _ = block_on(task);
+            }
+        }
+    })
+}
