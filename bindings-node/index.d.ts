@@ -201,6 +201,11 @@ export interface RequestOptions {
   timeout?: number
   /** User headers of the request. */
   headers?: Record<string, string>
+  /**
+   * CloudEvents `id` of the request, which the reply echoes as its `correlationId`
+   * (generated when absent).
+   */
+  id?: string
 }
 
 /**

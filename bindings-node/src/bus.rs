@@ -29,6 +29,9 @@ pub struct RequestOptions {
     pub timeout: Option<f64>,
     /// User headers of the request.
     pub headers: Option<HashMap<String, String>>,
+    /// CloudEvents `id` of the request, which the reply echoes as its `correlationId`
+    /// (generated when absent).
+    pub id: Option<String>,
 }
 
 /// Counters of a bus since it was created.
@@ -167,7 +170,7 @@ impl Bus {
         let subject = string_arg(env, "subject", subject)?;
         let payload = Payload::from_js(env, data)?;
         let options: Option<RequestOptions> = options_arg(env, options)?;
-        let (timeout, headers) = options.map_or((None, None), |o| (o.timeout, o.headers));
+        let (timeout, headers, id) = options.map_or((None, None, None), |o| (o.timeout, o.headers, o.id));
         let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
         if !(timeout.is_finite() && timeout >= 0.0) {
             return Err(type_error(
@@ -182,6 +185,7 @@ impl Bus {
             &subject,
             PublishOptions {
                 headers,
+                id,
                 ..Default::default()
             },
         );
