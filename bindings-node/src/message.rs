@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use busbar::{Bytes, EventBus, MessageBuilder};
 use napi::bindgen_prelude::*;
-use napi::JsValue;
+use napi::{sys, JsValue};
 
 use crate::error::{describe, to_js, type_error, typed};
 
@@ -185,6 +185,25 @@ impl PublishOptions {
     }
 }
 
+/// A copy of the bytes of an ArrayBufferView, read in place (no reference to the JS object
+/// is kept, so nothing is left to release).
+fn copy_buffer(env: &Env, value: sys::napi_value) -> Result<Bytes> {
+    let mut data = std::ptr::null_mut();
+    let mut len = 0;
+    // SAFETY: `value` is a buffer handle of the current call (checked by the caller); the
+    // memory napi reports stays valid while this call runs, and is copied before it returns.
+    unsafe {
+        check_status!(sys::napi_get_buffer_info(env.raw(), value, &mut data, &mut len))?;
+        if len == 0 || data.is_null() {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(
+            data.cast::<u8>(),
+            len,
+        )))
+    }
+}
+
 /// An options object (`undefined` and `null` mean none). napi's conversion would take a
 /// string for `headers` as an empty map, so its type is checked here first.
 pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
@@ -243,10 +262,7 @@ impl Payload {
             }
             // Node counts every ArrayBufferView (Buffer, Uint8Array, Float32Array, DataView)
             // as a buffer: its bytes are the payload.
-            ValueType::Object if data.is_buffer()? => {
-                let b = unsafe { BufferSlice::from_napi_value(env.raw(), raw) }?;
-                Ok(Payload::bytes(Bytes::copy_from_slice(&b)))
-            }
+            ValueType::Object if data.is_buffer()? => Ok(Payload::bytes(copy_buffer(env, raw)?)),
             ValueType::Null | ValueType::Boolean | ValueType::Number | ValueType::Object => {
                 let json: Object = env.get_global()?.get_named_property("JSON")?;
                 let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
