@@ -12,7 +12,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use tokio::sync::Mutex;
 
-use crate::error::to_js;
+use crate::error::{to_js, typed};
 use crate::message::Message;
 use crate::promise::run;
 
@@ -125,7 +125,11 @@ impl Subscription {
         ts_args_type = "max?: number",
         ts_return_type = "Promise<Message[] | null>"
     )]
-    pub fn next_batch<'env>(&self, env: &'env Env, max: Option<u32>) -> Result<Unknown<'env>> {
+    pub fn next_batch<'env>(&self, env: &'env Env, max: Option<Unknown>) -> Result<Unknown<'env>> {
+        let max = match max {
+            Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
+            _ => MAX_BATCH,
+        };
         let Some(stream) = self.stream.clone() else {
             let e = Error::InvalidArgument(format!(
                 "the subscription on {:?} delivers to its callback; it cannot also be iterated",
@@ -133,7 +137,7 @@ impl Subscription {
             ));
             return crate::promise::settle::<()>(env, Err(to_js(env, &e)));
         };
-        let max = max.unwrap_or(MAX_BATCH).max(1) as usize;
+        let max = max.max(1) as usize;
         run(
             env,
             async move {

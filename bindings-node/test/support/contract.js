@@ -232,6 +232,10 @@ function contract(name, options) {
       assert.throws(() => busbar.connect('nats'), typeError)
       assert.throws(() => busbar.connect({ maxPayload: {} }), typeError)
       assert.throws(() => busbar.subjectMatches('a', 1), typeError)
+      return bus.subscribe('types').then(async (sub) => {
+        assert.throws(() => sub.nextBatch('many'), typeError)
+        await sub.unsubscribe()
+      })
     })
 
     it('drain delivers what is buffered, then ends', async () => {
