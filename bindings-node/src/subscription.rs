@@ -1,7 +1,7 @@
 //! `Subscription`: messages in batches. The async-iterator protocol (`for await`) runs in
 //! `busbar.js` over `nextBatch()`, so a message waiting in a batch costs no native call;
 //! with a callback, a task on napi's runtime hands each batch to JavaScript in one
-//! threadsafe call and waits until it has been handled (so a slow callback slows delivery
+//! threadsafe call, with a few batches in flight at most (so a slow callback slows delivery
 //! instead of piling messages up).
 
 use std::sync::Arc;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use busbar::Error;
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunction;
-use tokio::sync::Mutex;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{to_js, typed};
 use crate::message::Message;
@@ -18,6 +18,9 @@ use crate::promise::run;
 
 /// Most messages handed to JavaScript in one batch.
 const MAX_BATCH: u32 = 1024;
+
+/// Batches of a callback subscription that may wait for JavaScript at once.
+const IN_FLIGHT: usize = 4;
 
 /// The threadsafe function that receives batches of a callback subscription.
 pub(crate) type Callback = ThreadsafeFunction<Vec<busbar::Message>, (), Vec<Message>, Status, false>;
@@ -70,10 +73,25 @@ impl Subscription {
     }
 }
 
-/// Hands `sub`'s messages to `callback` batch by batch until the subscription ends.
+/// Hands `sub`'s messages to `callback` batch by batch until the subscription ends. Up to
+/// [`IN_FLIGHT`] batches wait for JavaScript at once: while it handles one, the next are
+/// gathered, and once all slots are taken messages stay in the subscription's bounded
+/// buffer, where the configured back-pressure applies.
 async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
-    while let Some(Ok(batch)) = next_batch(&mut sub, MAX_BATCH as usize).await {
-        if callback.call_async(batch).await.is_err() {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(Ok(batch)) = next_batch(&mut sub, MAX_BATCH as usize).await else {
+            break;
+        };
+        let status =
+            callback.call_with_return_value(batch, ThreadsafeFunctionCallMode::NonBlocking, |_, _| {
+                drop(slot);
+                Ok(())
+            });
+        if status != Status::Ok {
             break; // the environment is going away
         }
     }
