@@ -223,10 +223,12 @@ pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
                 ValueType::Undefined | ValueType::Null => {}
                 ValueType::Object if !headers.is_array()? => {}
                 other => {
-                    let message = format!(
-                        "options.headers must be an object of strings, not {}",
+                    let got = if headers.is_array()? {
+                        "an array"
+                    } else {
                         describe(other)
-                    );
+                    };
+                    let message = format!("options.headers must be an object of strings, not {got}");
                     return Err(type_error(env, message));
                 }
             }
@@ -246,8 +248,8 @@ pub(crate) struct Payload {
 }
 
 impl Payload {
-    /// Buffer or other ArrayBufferView (its bytes, copied), string (UTF-8), `undefined` (empty), or any other value
-    /// `JSON.stringify` accepts. Anything else is a `TypeError`.
+    /// A Buffer or other ArrayBufferView (its bytes, copied), a string (UTF-8), `undefined`
+    /// (empty), or any other value `JSON.stringify` accepts. Anything else is a `TypeError`.
     pub(crate) fn from_js(env: &Env, data: Option<Unknown>) -> Result<Self> {
         let Some(data) = data else {
             return Ok(Payload::bytes(Bytes::new()));
