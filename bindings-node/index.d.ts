@@ -74,7 +74,7 @@ export declare class Message {
   get data(): Buffer
   /** The payload decoded as UTF-8 (invalid sequences become U+FFFD). */
   text(): string
-  /** The payload parsed as JSON; rejects with code `decode` when it is not JSON. */
+  /** The payload parsed as JSON; throws an `Error` with code `decode` when it is not JSON. */
   json(): any
   /** The user headers. */
   get headers(): Record<string, string>

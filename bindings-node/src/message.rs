@@ -42,7 +42,7 @@ impl Message {
         String::from_utf8_lossy(self.inner.data()).into_owned()
     }
 
-    /// The payload parsed as JSON; rejects with code `decode` when it is not JSON.
+    /// The payload parsed as JSON; throws an `Error` with code `decode` when it is not JSON.
     #[napi(catch_unwind, ts_return_type = "any")]
     pub fn json(&self, env: &Env) -> Result<serde_json::Value> {
         serde_json::from_slice(self.inner.data()).map_err(|e| {
