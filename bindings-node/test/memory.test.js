@@ -2,7 +2,7 @@
 // The contract on the in-memory bus, plus what only Node can show: configuration from
 // options and environment, cleanup by the garbage collector, and a clean process exit.
 const assert = require('node:assert/strict')
-const { execFileSync } = require('node:child_process')
+const { execFileSync, spawnSync } = require('node:child_process')
 const { describe, it } = require('node:test')
 const v8 = require('node:v8')
 const vm = require('node:vm')
@@ -98,5 +98,23 @@ describe('resources', () => {
     `
     const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 })
     assert.deepEqual(out.trim().split('\n').sort(), ['callback exit.now', 'iterated exit.now'])
+  })
+
+  it('reports an exception thrown by a callback as uncaught, as an EventEmitter listener\'s', () => {
+    const script = `
+      const busbar = require(${JSON.stringify(require.resolve('..'))})
+      ;(async () => {
+        const bus = await busbar.connect()
+        await bus.subscribe('boom', (msg) => {
+          console.log('got', msg.text())
+          if (msg.text() === '1') throw new Error('handler failed on 1')
+        })
+        for (const n of ['1', '2', '3']) await bus.publish('boom', n)
+      })()
+    `
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 })
+    assert.notEqual(run.status, 0, 'an uncaught exception ends the process')
+    assert.match(run.stderr, /handler failed on 1/)
+    assert.equal(run.stdout.split('\n')[0], 'got 1')
   })
 })
