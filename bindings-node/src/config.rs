@@ -1,0 +1,119 @@
+//! `connect()` options: each key, camelCase in JavaScript, goes to `busbar::Config::set`
+//! in snake_case over the configuration read from the `BUSBAR_*` environment variables.
+
+use napi::bindgen_prelude::*;
+
+use crate::error::{describe, type_error};
+
+/// The settings of `connect()` (DESIGN.md §8); unset keys come from `BUSBAR_*` variables,
+/// then the defaults. Numbers and booleans may also be given as strings.
+#[napi(object)]
+pub struct ConnectOptions {
+    /// `"memory"` (default) or `"nats"`.
+    #[napi(ts_type = "'memory' | 'nats'")]
+    pub backend: Option<String>,
+    /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: Option<String>,
+    /// Largest payload accepted, in bytes (default 1 MiB).
+    #[napi(ts_type = "number | string")]
+    pub max_payload: Option<u32>,
+    /// Messages buffered per subscription (default 4096).
+    #[napi(ts_type = "number | string")]
+    pub subscription_capacity: Option<u32>,
+    /// `"block"` (default: the publisher waits) or `"lag"` (the slow subscriber misses messages).
+    #[napi(ts_type = "'block' | 'lag'")]
+    pub backpressure: Option<String>,
+    /// CloudEvents `source` of the events this bus publishes.
+    pub source: Option<String>,
+    /// NATS user (with `natsPassword`).
+    pub nats_user: Option<String>,
+    /// NATS password (with `natsUser`).
+    pub nats_password: Option<String>,
+    /// NATS token.
+    pub nats_token: Option<String>,
+    /// Path of a NATS `.creds` file.
+    pub nats_credentials: Option<String>,
+    /// PEM file of root certificates to trust.
+    pub nats_tls_ca: Option<String>,
+    /// Client certificate (PEM, with `natsTlsKey`).
+    pub nats_tls_cert: Option<String>,
+    /// Client key (PEM, with `natsTlsCert`).
+    pub nats_tls_key: Option<String>,
+    /// Refuse a connection without TLS.
+    #[napi(ts_type = "boolean | string")]
+    pub nats_require_tls: Option<bool>,
+}
+
+/// The configuration for `options`. A wrong JavaScript type throws a `TypeError` now; a
+/// value or key the core refuses is returned as its error, for the Promise to reject with.
+pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar::Result<busbar::Config>> {
+    let mut settings = Vec::new();
+    if let Some(options) = options {
+        match options.get_type()? {
+            ValueType::Undefined | ValueType::Null => {}
+            ValueType::Object => {
+                // SAFETY: `options` is a live object handle of the current call.
+                let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
+                for key in Object::keys(&object)? {
+                    let value: Unknown = object.get_named_property(&key)?;
+                    if let Some(text) = setting(env, &key, value)? {
+                        settings.push((snake_case(&key), text));
+                    }
+                }
+            }
+            other => {
+                return Err(type_error(
+                    env,
+                    format!("options must be an object, not {}", describe(other)),
+                ))
+            }
+        }
+    }
+    Ok(busbar::Config::from_env().and_then(|mut config| {
+        for (key, value) in &settings {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }))
+}
+
+/// The text form of one option; `None` for `undefined` (not set).
+fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<String>> {
+    // SAFETY (each arm): `value` is a live handle of the type just checked.
+    Ok(match value.get_type()? {
+        ValueType::Undefined => None,
+        ValueType::String => Some(unsafe { String::from_napi_value(env.raw(), value.raw()) }?),
+        ValueType::Boolean => Some(unsafe { bool::from_napi_value(env.raw(), value.raw()) }?.to_string()),
+        ValueType::Number => {
+            let n = unsafe { f64::from_napi_value(env.raw(), value.raw()) }?;
+            Some(if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                format!("{}", n as i64)
+            } else {
+                n.to_string()
+            })
+        }
+        other => {
+            return Err(type_error(
+                env,
+                format!(
+                    "option {key} must be a string, number or boolean, not {}",
+                    describe(other)
+                ),
+            ))
+        }
+    })
+}
+
+/// `natsUrl` → `nats_url`.
+fn snake_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! `Subscription`: messages in batches. The async-iterator protocol (`for await`) runs in
+//! `busbar.js` over `nextBatch()`, so a message waiting in a batch costs no native call;
+//! with a callback, a task on napi's runtime hands each batch to JavaScript in one
+//! threadsafe call, with a few batches in flight at most (so a slow callback slows delivery
+//! instead of piling messages up).
+
+use std::sync::Arc;
+
+use busbar::Error;
+use futures_util::FutureExt;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::error::{to_js, typed};
+use crate::message::Message;
+use crate::promise::run;
+
+/// Most messages handed to JavaScript in one batch.
+const MAX_BATCH: u32 = 1024;
+
+/// Batches of a callback subscription that may wait for JavaScript at once.
+const IN_FLIGHT: usize = 4;
+
+/// The threadsafe function that receives batches of a callback subscription.
+pub(crate) type Callback = ThreadsafeFunction<Vec<busbar::Message>, (), Vec<Message>, Status, false>;
+
+/// Messages matching a pattern. Iterate it with `for await (const msg of sub)` (leaving the
+/// loop early unsubscribes), or give `subscribe` a callback. An iterated subscription that
+/// is collected unsubscribes; a callback subscription lives until `unsubscribe()`,
+/// `drain()` or the bus's `close()`.
+#[napi]
+pub struct Subscription {
+    /// `None` for a callback subscription, whose task owns the stream.
+    stream: Option<Arc<Mutex<busbar::Subscription>>>,
+    handle: busbar::SubscriptionHandle,
+    pattern: String,
+    queue_group: Option<String>,
+}
+
+/// Counters of one subscription.
+#[napi(object)]
+pub struct SubscriptionStats {
+    /// Messages queued to this subscription.
+    pub delivered: f64,
+    /// Messages it missed because its buffer was full (`lag` back-pressure).
+    pub missed: f64,
+    /// Messages waiting in its buffer now.
+    pub pending: f64,
+    /// Whether it has missed a message since it last caught up.
+    pub lagging: bool,
+}
+
+impl Subscription {
+    /// Wraps `sub`; with a callback, starts the task that feeds it.
+    pub(crate) fn start(sub: busbar::Subscription, callback: Option<Callback>) -> Result<Self> {
+        let handle = sub.handle();
+        let pattern = sub.pattern().to_owned();
+        let queue_group = sub.queue_group().map(str::to_owned);
+        let stream = match callback {
+            None => Some(Arc::new(Mutex::new(sub))),
+            Some(callback) => {
+                spawn(deliver(sub, callback));
+                None
+            }
+        };
+        Ok(Subscription {
+            stream,
+            handle,
+            pattern,
+            queue_group,
+        })
+    }
+}
+
+/// Hands `sub`'s messages to `callback` batch by batch until the subscription ends. Up to
+/// [`IN_FLIGHT`] batches wait for JavaScript at once: while it handles one, the next are
+/// gathered, and once all slots are taken messages stay in the subscription's bounded
+/// buffer, where the configured back-pressure applies.
+async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(Ok(batch)) = next_batch(&mut sub, MAX_BATCH as usize).await else {
+            break;
+        };
+        let status =
+            callback.call_with_return_value(batch, ThreadsafeFunctionCallMode::NonBlocking, |_, _| {
+                drop(slot);
+                Ok(())
+            });
+        if status != Status::Ok {
+            break; // the environment is going away
+        }
+    }
+}
+
+/// The next message and those already waiting behind it, up to `max`; `None` at the end.
+/// Lag notices are skipped here: `stats()` counts what was missed.
+async fn next_batch(
+    sub: &mut busbar::Subscription,
+    max: usize,
+) -> Option<busbar::Result<Vec<busbar::Message>>> {
+    let first = loop {
+        match sub.next().await? {
+            Ok(m) => break m,
+            Err(Error::Lagged { .. }) => continue,
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    let mut batch = Vec::with_capacity(max.min(64));
+    batch.push(first);
+    while batch.len() < max {
+        match sub.next().now_or_never() {
+            Some(Some(Ok(m))) => batch.push(m),
+            Some(Some(Err(Error::Lagged { .. }))) => continue,
+            _ => break,
+        }
+    }
+    Some(Ok(batch))
+}
+
+#[napi]
+impl Subscription {
+    /// The pattern this subscription matches.
+    #[napi(getter, catch_unwind)]
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The queue group, for queue subscriptions.
+    #[napi(getter, catch_unwind)]
+    pub fn queue_group(&self) -> Option<&str> {
+        self.queue_group.as_deref()
+    }
+
+    /// The next messages: at least one, at most `max` (default 1024), waiting only for the
+    /// first. Resolves with `null` once the subscription has ended.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "max?: number",
+        ts_return_type = "Promise<Message[] | null>"
+    )]
+    pub fn next_batch<'env>(&self, env: &'env Env, max: Option<Unknown>) -> Result<Unknown<'env>> {
+        let max = match max {
+            Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
+            _ => MAX_BATCH,
+        };
+        let Some(stream) = self.stream.clone() else {
+            let e = Error::InvalidArgument(format!(
+                "the subscription on {:?} delivers to its callback; it cannot also be iterated",
+                self.pattern
+            ));
+            return crate::promise::settle::<()>(env, Err(to_js(env, &e)));
+        };
+        let max = max.max(1) as usize;
+        run(
+            env,
+            async move {
+                let mut sub = stream.lock().await;
+                next_batch(&mut sub, max).await.transpose()
+            },
+            |_, batch| Ok(batch.map(|b| b.into_iter().map(Message::from).collect::<Vec<_>>())),
+        )
+    }
+
+    /// Stops delivery at once; buffered messages are discarded and iteration ends.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn unsubscribe<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let handle = self.handle.clone();
+        run(env, async move { handle.unsubscribe().await }, |_, ()| Ok(()))
+    }
+
+    /// Stops new deliveries; what is buffered is still delivered, then iteration ends.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn drain<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let handle = self.handle.clone();
+        run(env, async move { handle.drain().await }, |_, ()| Ok(()))
+    }
+
+    /// Counters of this subscription.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> SubscriptionStats {
+        let s = self.handle.stats();
+        SubscriptionStats {
+            delivered: s.delivered as f64,
+            missed: s.missed as f64,
+            pending: s.pending as f64,
+            lagging: s.lagging,
+        }
+    }
+}
