@@ -61,6 +61,15 @@ pub struct Config {
     pub nats_tls_key: Option<String>,
     /// `nats_require_tls` / `BUSBAR_NATS_REQUIRE_TLS`: refuse a connection without TLS.
     pub nats_require_tls: bool,
+    /// `encryption` / `BUSBAR_ENCRYPTION`: encrypt classified fields before publishing
+    /// (needs `key_ring`; see [`crate::policy`]).
+    pub encryption: bool,
+    /// `policy` / `BUSBAR_POLICY`: path of a policy JSON file (see [`crate::policy::Policy::from_json`]).
+    pub policy: Option<String>,
+    /// `key_ring` / `BUSBAR_KEY_RING`: path of a key ring JSON file (see [`crate::policy::KeyRing::from_json`]).
+    pub key_ring: Option<String>,
+    /// `audit_log` / `BUSBAR_AUDIT_LOG`: path of the JSON-lines audit log.
+    pub audit_log: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -81,6 +90,10 @@ impl fmt::Debug for Config {
             .field("nats_tls_cert", &self.nats_tls_cert)
             .field("nats_tls_key", &self.nats_tls_key)
             .field("nats_require_tls", &self.nats_require_tls)
+            .field("encryption", &self.encryption)
+            .field("policy", &self.policy)
+            .field("key_ring", &self.key_ring)
+            .field("audit_log", &self.audit_log)
             .finish()
     }
 }
@@ -108,6 +121,10 @@ pub const KEYS: &[&str] = &[
     "nats_tls_cert",
     "nats_tls_key",
     "nats_require_tls",
+    "encryption",
+    "policy",
+    "key_ring",
+    "audit_log",
 ];
 
 impl Default for Config {
@@ -127,6 +144,10 @@ impl Default for Config {
             nats_tls_cert: None,
             nats_tls_key: None,
             nats_require_tls: false,
+            encryption: false,
+            policy: None,
+            key_ring: None,
+            audit_log: None,
         }
     }
 }
@@ -192,6 +213,10 @@ impl Config {
             "nats_tls_cert" => self.nats_tls_cert = non_empty(key, value)?,
             "nats_tls_key" => self.nats_tls_key = non_empty(key, value)?,
             "nats_require_tls" => self.nats_require_tls = boolean(key, value)?,
+            "encryption" => self.encryption = boolean(key, value)?,
+            "policy" => self.policy = non_empty(key, value)?,
+            "key_ring" => self.key_ring = non_empty(key, value)?,
+            "audit_log" => self.audit_log = non_empty(key, value)?,
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown config key {other:?}; known keys: {}",
