@@ -36,6 +36,9 @@ cargo run --quiet --locked -p busbar --example quickstart >/dev/null
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check
 
+step "Shared vectors: tests/vectors/masking.json matches its generator (HMAC from Python's stdlib)"
+python3 tests/vectors/tools/gen_masking.py --check
+
 # Each language suite lives in its own script so the packages can grow independently.
 for lang in c python node; do
     step "$lang: suite (scripts/test-$lang.sh)"
