@@ -347,6 +347,11 @@ impl Message {
         self
     }
 
+    /// How this message is answered, if it came from a bus (the policy layer wraps it).
+    pub(crate) fn replier(&self) -> Option<Arc<dyn Replier>> {
+        self.replier.clone()
+    }
+
     /// This message with another payload and `keyid` (for the policy layer's masking and
     /// encryption); every other attribute, and the way to answer it, stay.
     pub(crate) fn with_payload(&self, data: Bytes, keyid: Option<&str>) -> Message {

@@ -365,6 +365,7 @@ async fn requests_are_encrypted_and_replies_masked_for_the_requester() {
             .build()
             .unwrap(),
     );
+    let mut wire = bus.inner().subscribe(">").await.unwrap();
     let responder = bus.subscribe_as(&clinician(), "patients.lookup").await.unwrap();
     let server = tokio::spawn(busbar::serve(responder, |req| async move {
         assert!(
@@ -386,6 +387,18 @@ async fn requests_are_encrypted_and_replies_masked_for_the_requester() {
     assert!(masked.contains(SSN) && !masked.contains(NAME), "{masked}");
     bus.close().await.unwrap();
     assert_eq!(server.await.unwrap().unwrap(), 2);
+    // Requests and replies alike crossed the bus encrypted.
+    let mut seen = 0;
+    while let Some(Ok(m)) = wire.next().await {
+        let body = text(&m);
+        assert!(
+            !body.contains(NAME) && !body.contains("MRN-42"),
+            "in clear on the bus: {body}"
+        );
+        assert_eq!(m.keyid(), Some("k1"), "{body}");
+        seen += 1;
+    }
+    assert_eq!(seen, 4, "two requests and two replies");
 }
 
 #[tokio::test]

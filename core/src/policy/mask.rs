@@ -31,11 +31,13 @@ pub(crate) struct Filter {
 /// What delivery does with one message for one subscriber.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Deliver this message; `masked` lists the JSON Pointers of masked fields.
+    /// Deliver this message; `masked` lists the JSON Pointers of masked fields and
+    /// `masked_classes` their classes.
     Deliver {
         message: Message,
         classes: ClassBits,
         masked: Vec<String>,
+        masked_classes: ClassBits,
     },
     /// Not delivered: classified, and this subscriber may not see it unmasked.
     Withhold { classes: ClassBits, reason: String },
@@ -187,13 +189,15 @@ impl Engine {
                         reason: "the payload is not JSON, so its classified fields cannot be masked".into(),
                     }
                 } else {
-                    deliver_data(message, data, possible, Vec::new())
+                    deliver_data(message, data, possible, Vec::new(), 0)
                 }
             }
             Ok(Masked::Json {
                 value,
+                decrypted_payload,
                 present,
                 masked,
+                masked_classes,
                 changed,
             }) => {
                 if !wanted(present) {
@@ -212,10 +216,13 @@ impl Engine {
                     };
                 }
                 if !changed {
-                    return deliver_as_is(message, present);
+                    return match decrypted_payload {
+                        Some(data) => deliver_data(message, data, present, Vec::new(), 0),
+                        None => deliver_as_is(message, present),
+                    };
                 }
                 match to_bytes(&value) {
-                    Ok(data) => deliver_data(message, data, present, masked),
+                    Ok(data) => deliver_data(message, data, present, masked, masked_classes),
                     Err(error) => Outcome::Failed {
                         classes: present,
                         error,
@@ -232,7 +239,7 @@ impl Engine {
     /// Decrypts (when `keyid` is set) and masks the fields `grants` does not cover.
     fn open_and_mask(&self, grants: ClassBits, view: &View<'_>, message: &Message) -> Result<Masked> {
         let mut data = message.data().clone();
-        let mut changed = false;
+        let mut decrypted_payload = false;
         let keyid = message.keyid();
         let ring = match (keyid, &self.ring) {
             (Some(kid), None) => {
@@ -249,12 +256,13 @@ impl Engine {
                     .map_err(|_| Error::Crypto(format!("payload of message {} is not text", message.id())))?;
                 let what = format!("payload of message {}", message.id());
                 data = Bytes::from(ring.open(kid, sealed, &aad(message.id(), ""), &what)?);
-                changed = true;
+                decrypted_payload = true;
             }
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(&data) else {
             return Ok(Masked::NotJson(data));
         };
+        let mut changed = false;
         if let (Some(kid), Some(ring)) = (keyid, ring) {
             for rule in view.rules.iter().rev() {
                 walk(&mut value, &rule.tokens, &mut String::new(), &mut |v, path| {
@@ -273,6 +281,7 @@ impl Engine {
         }
         let mut present = view.tagged;
         let mut masked = Vec::new();
+        let mut masked_classes = 0;
         for rule in &view.rules {
             let granted = rule.class & grants != 0;
             walk(&mut value, &rule.tokens, &mut String::new(), &mut |v, path| {
@@ -281,14 +290,17 @@ impl Engine {
                     return Ok(false);
                 }
                 masked.push(path.to_owned());
+                masked_classes |= rule.class;
                 self.mask(&rule.action, v)
             })?;
         }
         changed |= !masked.is_empty();
         Ok(Masked::Json {
             value,
+            decrypted_payload: decrypted_payload.then_some(data),
             present,
             masked,
+            masked_classes,
             changed,
         })
     }
@@ -324,8 +336,11 @@ enum Masked {
     NotJson(Bytes),
     Json {
         value: Value,
+        /// The payload's plaintext, when it was encrypted whole.
+        decrypted_payload: Option<Bytes>,
         present: ClassBits,
         masked: Vec<String>,
+        masked_classes: ClassBits,
         changed: bool,
     },
 }
@@ -335,16 +350,24 @@ fn deliver_as_is(message: &Message, classes: ClassBits) -> Outcome {
         message: message.clone(),
         classes,
         masked: Vec::new(),
+        masked_classes: 0,
     }
 }
 
-fn deliver_data(message: &Message, data: Bytes, classes: ClassBits, masked: Vec<String>) -> Outcome {
+fn deliver_data(
+    message: &Message,
+    data: Bytes,
+    classes: ClassBits,
+    masked: Vec<String>,
+    masked_classes: ClassBits,
+) -> Outcome {
     // What is delivered is plaintext or masked: it no longer carries a key id, so
     // forwarding it republishes (and re-encrypts) it rather than passing it as ciphertext.
     Outcome::Deliver {
         message: message.with_payload(data, None),
         classes,
         masked,
+        masked_classes,
     }
 }
 

@@ -294,20 +294,21 @@ impl PolicyBus {
                 "{pattern:?} overlaps restricted subject {restricted:?}, which needs one of the roles [{}]",
                 roles.join(", ")
             );
-            self.shared.audit(AuditEntry {
+            let message = format!(
+                "principal {:?} (roles [{}]) may not subscribe: {detail}",
+                principal.name,
+                principal.roles.join(", ")
+            );
+            self.shared.audit(|| AuditEntry {
                 action: AuditAction::Deny,
                 subject: pattern.to_owned(),
                 message_id: None,
                 principal: principal.name.clone(),
                 classes: Vec::new(),
                 fields: Vec::new(),
-                detail: Some(detail.clone()),
+                detail: Some(detail),
             })?;
-            return Err(Error::Forbidden(format!(
-                "principal {:?} (roles [{}]) may not subscribe to {detail}",
-                principal.name,
-                principal.roles.join(", ")
-            )));
+            return Err(Error::Forbidden(message));
         }
         let filter = Filter {
             classes: policy.bits_of(&options.classes)?,
@@ -359,9 +360,10 @@ impl PolicyBus {
 }
 
 impl Shared {
-    fn audit(&self, entry: AuditEntry) -> Result<()> {
+    /// Records what `entry` builds, when there is a log (nothing is built otherwise).
+    fn audit(&self, entry: impl FnOnce() -> AuditEntry) -> Result<()> {
         match &self.audit {
-            Some(log) => log.record(entry),
+            Some(log) => log.record(entry()),
             None => Ok(()),
         }
     }
@@ -374,7 +376,7 @@ impl Shared {
     fn protect(&self, message: Message) -> Result<Message> {
         let protected = self.engine.protect(message)?;
         let m = &protected.message;
-        self.audit(AuditEntry {
+        self.audit(|| AuditEntry {
             action: AuditAction::Publish,
             subject: m.subject().to_owned(),
             message_id: Some(m.id().to_owned()),
@@ -393,34 +395,37 @@ impl Shared {
     /// What a subscriber gets: `Ok(Some)` to deliver, `Ok(None)` to skip, `Err` for a
     /// crypto failure (or an audit log that cannot be written: fail closed).
     fn on_delivery(
-        &self,
+        self: &Arc<Self>,
         principal: &str,
         grants: ClassBits,
         filter: &Filter,
         message: &Message,
     ) -> Result<Option<Message>> {
-        let entry = |action, classes, fields, detail| AuditEntry {
-            action,
-            subject: message.subject().to_owned(),
-            message_id: Some(message.id().to_owned()),
-            principal: principal.to_owned(),
-            classes: self.names(classes),
-            fields,
-            detail,
+        let entry = |action, classes, fields, detail| {
+            move || AuditEntry {
+                action,
+                subject: message.subject().to_owned(),
+                message_id: Some(message.id().to_owned()),
+                principal: principal.to_owned(),
+                classes: self.names(classes),
+                fields,
+                detail,
+            }
         };
         match self.engine.deliver(grants, filter, message) {
             Outcome::Deliver {
                 message: delivered,
                 classes,
                 masked,
+                masked_classes,
             } => {
                 if !masked.is_empty() {
                     self.counters.masked.fetch_add(1, Relaxed);
-                    self.audit(entry(AuditAction::Mask, classes, masked, None))?;
+                    self.audit(entry(AuditAction::Mask, masked_classes, masked, None))?;
                 }
                 self.audit(entry(AuditAction::Deliver, classes, Vec::new(), None))?;
                 self.counters.delivered.fetch_add(1, Relaxed);
-                Ok(Some(delivered))
+                Ok(Some(self.answer_through_policy(delivered)))
             }
             Outcome::Withhold { classes, reason } => {
                 self.counters.withheld.fetch_add(1, Relaxed);
@@ -433,15 +438,36 @@ impl Shared {
             }
             Outcome::Failed { classes, error } => {
                 self.counters.crypto_errors.fetch_add(1, Relaxed);
-                self.audit(entry(
-                    AuditAction::CryptoError,
-                    classes,
-                    Vec::new(),
-                    Some(error.to_string()),
-                ))?;
+                let detail = Some(error.to_string());
+                self.audit(entry(AuditAction::CryptoError, classes, Vec::new(), detail))?;
                 Err(error)
             }
         }
+    }
+
+    /// A request's reply goes through the policy too (encrypted, audited), not around it.
+    fn answer_through_policy(self: &Arc<Self>, message: Message) -> Message {
+        match (message.reply_to(), message.replier()) {
+            (Some(_), Some(inner)) => message.with_replier(Arc::new(PolicyReplier {
+                shared: self.clone(),
+                inner,
+            })),
+            _ => message,
+        }
+    }
+}
+
+/// Sends replies through [`Shared::protect`].
+struct PolicyReplier {
+    shared: Arc<Shared>,
+    inner: Arc<dyn crate::envelope::Replier>,
+}
+
+#[async_trait::async_trait]
+impl crate::envelope::Replier for PolicyReplier {
+    async fn send_reply(&self, reply: Message) -> Result<()> {
+        let reply = self.shared.protect(reply)?;
+        self.inner.send_reply(reply).await
     }
 }
 
