@@ -33,6 +33,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "Rust: the quickstart runs"
 cargo run --quiet --locked -p busbar --example quickstart >/dev/null
 
+step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
+cargo run --quiet --locked -p busbar --example phi >/dev/null
+
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check
 
