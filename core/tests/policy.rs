@@ -56,6 +56,19 @@ async fn memory() -> Arc<dyn EventBus> {
     busbar::connect(Config::default()).await.unwrap()
 }
 
+/// A policy bus on a fresh in-memory bus with `policy()`, ring k1, and the given
+/// encryption and audit log.
+async fn bus_with(encryption: bool, audit: Option<Arc<AuditLog>>) -> PolicyBus {
+    let mut b = PolicyBus::builder(memory().await)
+        .policy(policy())
+        .key_ring(ring("k1", 1))
+        .encryption(encryption);
+    if let Some(log) = audit {
+        b = b.audit_log(log);
+    }
+    b.build().unwrap()
+}
+
 async fn next(sub: &mut Subscription) -> busbar::Result<Message> {
     tokio::time::timeout(WAIT, sub.next())
         .await
@@ -77,12 +90,7 @@ fn text(m: &Message) -> String {
 async fn unmaskable_classified_payloads_are_withheld_and_counted() {
     let log_path = temp_path("withheld.jsonl");
     let log = Arc::new(AuditLog::open(&log_path, None).unwrap());
-    let bus = PolicyBus::builder(memory().await)
-        .policy(policy())
-        .key_ring(ring("k1", 1))
-        .audit_log(log.clone())
-        .build()
-        .unwrap();
+    let bus = bus_with(false, Some(log.clone())).await;
     let mut doctor = bus.subscribe_as(&clinician(), "patients.>").await.unwrap();
     let mut clerk = bus.subscribe_as(&billing(), "patients.>").await.unwrap();
     bus.publish("patients.admitted", format!("name={NAME};ssn={SSN}").into())
@@ -126,14 +134,21 @@ async fn unmaskable_classified_payloads_are_withheld_and_counted() {
 }
 
 #[tokio::test]
+async fn masking_leaves_the_rest_of_the_payload_byte_for_byte() {
+    let bus = bus_with(false, None).await;
+    let mut clerk = bus.subscribe_as(&billing(), "p.>").await.unwrap();
+    let doc = "{\n  \"patient\": { \"name\" : \"Ann \\\"A\\\"\", \"ssn\": \"1\" },\n  \"n\": 1.50\n}";
+    bus.publish("p.x", doc.into()).await.unwrap();
+    assert_eq!(
+        text(&next(&mut clerk).await.unwrap()),
+        doc.replace("\"Ann \\\"A\\\"\"", "\"[REDACTED]\"")
+    );
+}
+
+#[tokio::test]
 async fn restricted_subjects_are_forbidden_and_audited() {
     let log_path = temp_path("deny.jsonl");
-    let bus = PolicyBus::builder(memory().await)
-        .policy(policy())
-        .key_ring(ring("k1", 1))
-        .audit_log(Arc::new(AuditLog::open(&log_path, None).unwrap()))
-        .build()
-        .unwrap();
+    let bus = bus_with(false, Some(Arc::new(AuditLog::open(&log_path, None).unwrap()))).await;
     for pattern in ["phi.raw.>", "phi.raw.labs", ">", "*.raw.*"] {
         let err = bus.subscribe_as(&billing(), pattern).await.unwrap_err();
         assert_eq!(err.code(), "forbidden", "{pattern}: {err}");
@@ -168,11 +183,7 @@ async fn restricted_subjects_are_forbidden_and_audited() {
 
 #[tokio::test]
 async fn subscriptions_filter_on_classes_and_headers() {
-    let bus = PolicyBus::builder(memory().await)
-        .policy(policy())
-        .key_ring(ring("k1", 1))
-        .build()
-        .unwrap();
+    let bus = bus_with(false, None).await;
     let mut phi_only = bus
         .subscribe_with(&clinician(), "patients.>", SubscribeOptions::new().class("phi"))
         .await
@@ -357,14 +368,7 @@ async fn a_classified_text_payload_is_encrypted_whole() {
 
 #[tokio::test]
 async fn requests_are_encrypted_and_replies_masked_for_the_requester() {
-    let bus = Arc::new(
-        PolicyBus::builder(memory().await)
-            .policy(policy())
-            .key_ring(ring("k1", 1))
-            .encryption(true)
-            .build()
-            .unwrap(),
-    );
+    let bus = Arc::new(bus_with(true, None).await);
     let mut wire = bus.inner().subscribe(">").await.unwrap();
     let responder = bus.subscribe_as(&clinician(), "patients.lookup").await.unwrap();
     let server = tokio::spawn(busbar::serve(responder, |req| async move {

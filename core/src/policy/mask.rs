@@ -193,7 +193,7 @@ impl Engine {
                 }
             }
             Ok(Masked::Json {
-                value,
+                body,
                 decrypted_payload,
                 present,
                 masked,
@@ -221,7 +221,7 @@ impl Engine {
                         None => deliver_as_is(message, present),
                     };
                 }
-                match to_bytes(&value) {
+                match body.into_bytes() {
                     Ok(data) => deliver_data(message, data, present, masked, masked_classes),
                     Err(error) => Outcome::Failed {
                         classes: present,
@@ -257,6 +257,21 @@ impl Engine {
                 let what = format!("payload of message {}", message.id());
                 data = Bytes::from(ring.open(kid, sealed, &aad(message.id(), ""), &what)?);
                 decrypted_payload = true;
+            }
+        }
+        if keyid.is_none() {
+            // Fast path: nothing to decrypt; find the fields in the text and replace them.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+                return Ok(Masked::NotJson(data));
+            }
+            if let Some(hits) = super::scan::hits(&data, &view.rules) {
+                let drops = hits.iter().any(|h| {
+                    let rule = view.rules[h.rule];
+                    rule.class & grants == 0 && rule.action == Action::Drop
+                });
+                if !drops {
+                    return self.splice(grants, view, data, hits);
+                }
             }
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(&data) else {
@@ -296,10 +311,59 @@ impl Engine {
         }
         changed |= !masked.is_empty();
         Ok(Masked::Json {
-            value,
+            body: Body::Tree(value),
             decrypted_payload: decrypted_payload.then_some(data),
             present,
             masked,
+            masked_classes,
+            changed,
+        })
+    }
+
+    /// Masks the values `hits` found in `data` (no drop among them, none nested) by
+    /// replacing their bytes; everything else is copied as it was.
+    fn splice(
+        &self,
+        grants: ClassBits,
+        view: &View<'_>,
+        data: Bytes,
+        hits: Vec<super::scan::Hit>,
+    ) -> Result<Masked> {
+        let mut present = view.tagged;
+        let mut masked_classes = 0;
+        let mut masked: SmallVec<[(usize, String); 8]> = SmallVec::new();
+        let mut out = Vec::with_capacity(data.len() + 64 * hits.len());
+        let mut copied = 0;
+        for hit in hits {
+            let rule = view.rules[hit.rule];
+            present |= rule.class;
+            if rule.class & grants != 0 {
+                continue;
+            }
+            masked_classes |= rule.class;
+            let raw = &data[hit.start..hit.end];
+            let mut value = match std::str::from_utf8(raw) {
+                Ok(s) if s.len() >= 2 && s.starts_with('"') && !s.contains('\\') => {
+                    Value::String(s[1..s.len() - 1].to_owned())
+                }
+                _ => serde_json::from_slice(raw)
+                    .map_err(|e| Error::Decode(format!("masking {}: {e}", hit.path)))?,
+            };
+            self.mask(&rule.action, &mut value)?;
+            out.extend_from_slice(&data[copied..hit.start]);
+            serde_json::to_writer(&mut out, &value).map_err(|e| Error::Decode(e.to_string()))?;
+            copied = hit.end;
+            masked.push((hit.rule, hit.path));
+        }
+        out.extend_from_slice(&data[copied..]);
+        // The audit names masked fields rule by rule, as the tree path finds them.
+        masked.sort_by_key(|(rule, _)| *rule);
+        let changed = !masked.is_empty();
+        Ok(Masked::Json {
+            body: Body::Text(Bytes::from(out)),
+            decrypted_payload: None,
+            present,
+            masked: masked.into_iter().map(|(_, p)| p).collect(),
             masked_classes,
             changed,
         })
@@ -335,7 +399,7 @@ impl Engine {
 enum Masked {
     NotJson(Bytes),
     Json {
-        value: Value,
+        body: Body,
         /// The payload's plaintext, when it was encrypted whole.
         decrypted_payload: Option<Bytes>,
         present: ClassBits,
@@ -343,6 +407,21 @@ enum Masked {
         masked_classes: ClassBits,
         changed: bool,
     },
+}
+
+/// A masked JSON payload: a tree to serialise, or text already spliced.
+enum Body {
+    Tree(Value),
+    Text(Bytes),
+}
+
+impl Body {
+    fn into_bytes(self) -> Result<Bytes> {
+        match self {
+            Body::Tree(value) => to_bytes(&value),
+            Body::Text(bytes) => Ok(bytes),
+        }
+    }
 }
 
 fn deliver_as_is(message: &Message, classes: ClassBits) -> Outcome {
@@ -462,14 +541,14 @@ where
 }
 
 /// A canonical array index: digits without a leading zero (RFC 6901).
-fn array_index(key: &str) -> Option<usize> {
+pub(crate) fn array_index(key: &str) -> Option<usize> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) || (key.len() > 1 && key.starts_with('0')) {
         return None;
     }
     key.parse().ok()
 }
 
-fn push_escaped(path: &mut String, key: &str) {
+pub(crate) fn push_escaped(path: &mut String, key: &str) {
     for c in key.chars() {
         match c {
             '~' => path.push_str("~0"),

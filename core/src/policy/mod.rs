@@ -37,6 +37,7 @@ pub mod audit;
 pub mod crypto;
 mod mask;
 mod model;
+mod scan;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,0 +1,272 @@
+//! The fast path of masking: find the values that rules reach in a JSON text already
+//! known to be valid, without building a tree, so masking replaces a few byte ranges
+//! and copies the rest. It gives up (returns `None`) where the tree path's semantics
+//! would need the tree: a `drop` to perform, or matches nested in one another (where
+//! rule order decides what is left to match).
+
+use smallvec::SmallVec;
+
+use super::mask::array_index;
+use super::model::{Rule, Tok};
+
+/// One value a rule reaches: the rule's index, the value's byte range, its pointer.
+#[derive(Debug)]
+pub(crate) struct Hit {
+    pub(crate) rule: usize,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) path: String,
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// (rule index, tokens matched so far)
+type Active = SmallVec<[(usize, usize); 8]>;
+
+/// Every value that `rules` reach in `json` (valid JSON), in document order; `None`
+/// when two hits nest.
+pub(crate) fn hits(json: &[u8], rules: &[&Rule]) -> Option<Vec<Hit>> {
+    let mut s = Scanner { b: json, i: 0 };
+    let mut out = Vec::new();
+    let active: Active = (0..rules.len()).map(|r| (r, 0)).collect();
+    s.ws();
+    // A pointer never names the whole document ("" is refused), so start one level down.
+    if !s.visit_children(rules, &active, &mut String::new(), &mut out) {
+        return None;
+    }
+    Some(out)
+}
+
+impl Scanner<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    /// At a `"`: moves past the closing quote.
+    fn skip_string(&mut self) {
+        self.i += 1;
+        while self.i < self.b.len() {
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return;
+                }
+                b'\\' => self.i += 2,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn skip_value(&mut self) {
+        match self.b.get(self.i) {
+            Some(b'"') => self.skip_string(),
+            Some(b'{') | Some(b'[') => {
+                let mut depth = 0usize;
+                while self.i < self.b.len() {
+                    match self.b[self.i] {
+                        b'"' => {
+                            self.skip_string();
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                while self.i < self.b.len()
+                    && !matches!(self.b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    self.i += 1;
+                }
+            }
+        }
+    }
+
+    /// At a value: records it for rules fully matched, descends for the others.
+    /// `false` when hits nest.
+    fn visit(&mut self, rules: &[&Rule], active: &Active, path: &mut String, out: &mut Vec<Hit>) -> bool {
+        let mut done = active.iter().filter(|(r, n)| *n == rules[*r].tokens.len());
+        if let Some(&(rule, _)) = done.next() {
+            if done.next().is_some() || active.len() > 1 {
+                // Two rules reach this value, or one reaches it and another goes on inside.
+                return false;
+            }
+            let start = self.i;
+            self.skip_value();
+            out.push(Hit {
+                rule,
+                start,
+                end: self.i,
+                path: path.clone(),
+            });
+            return true;
+        }
+        if active.is_empty() {
+            self.skip_value();
+            return true;
+        }
+        self.visit_children(rules, active, path, out)
+    }
+
+    /// At an object or array: visits each member with the rules that match its key.
+    fn visit_children(
+        &mut self,
+        rules: &[&Rule],
+        active: &Active,
+        path: &mut String,
+        out: &mut Vec<Hit>,
+    ) -> bool {
+        let len = path.len();
+        match self.b.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                loop {
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b'}') {
+                        self.i += 1;
+                        return true;
+                    }
+                    let key_start = self.i + 1;
+                    self.skip_string();
+                    let raw = &self.b[key_start..self.i - 1];
+                    let decoded;
+                    let key: &str = if raw.contains(&b'\\') {
+                        decoded = serde_json::from_slice::<String>(&self.b[key_start - 1..self.i])
+                            .unwrap_or_default();
+                        &decoded
+                    } else {
+                        std::str::from_utf8(raw).unwrap_or_default()
+                    };
+                    self.ws();
+                    self.i += 1; // ':'
+                    self.ws();
+                    let next: Active = active
+                        .iter()
+                        .filter(|(r, n)| match &rules[*r].tokens[*n] {
+                            Tok::Any => true,
+                            Tok::Key(k) => k == key,
+                        })
+                        .map(|(r, n)| (*r, n + 1))
+                        .collect();
+                    if next.is_empty() {
+                        self.skip_value();
+                    } else {
+                        path.push('/');
+                        super::mask::push_escaped(path, key);
+                        let ok = self.visit(rules, &next, path, out);
+                        path.truncate(len);
+                        if !ok {
+                            return false;
+                        }
+                    }
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b',') {
+                        self.i += 1;
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut index = 0usize;
+                loop {
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b']') {
+                        self.i += 1;
+                        return true;
+                    }
+                    let next: Active = active
+                        .iter()
+                        .filter(|(r, n)| match &rules[*r].tokens[*n] {
+                            Tok::Any => true,
+                            Tok::Key(k) => array_index(k) == Some(index),
+                        })
+                        .map(|(r, n)| (*r, n + 1))
+                        .collect();
+                    if next.is_empty() {
+                        self.skip_value();
+                    } else {
+                        use std::fmt::Write;
+                        let _ = write!(path, "/{index}");
+                        let ok = self.visit(rules, &next, path, out);
+                        path.truncate(len);
+                        if !ok {
+                            return false;
+                        }
+                    }
+                    index += 1;
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b',') {
+                        self.i += 1;
+                    }
+                }
+            }
+            _ => {
+                self.skip_value();
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{Compiled, Policy};
+    use crate::policy::Action;
+
+    fn rules(paths: &[&str]) -> Compiled {
+        let mut p = Policy::new().class("c");
+        for path in paths {
+            p = p.field(path, "c", Action::Redact);
+        }
+        Compiled::new(&p).unwrap()
+    }
+
+    fn found(json: &str, paths: &[&str]) -> Option<Vec<(usize, String, String)>> {
+        let c = rules(paths);
+        let refs: Vec<&Rule> = c.rules.iter().collect();
+        hits(json.as_bytes(), &refs).map(|hs| {
+            hs.into_iter()
+                .map(|h| (h.rule, h.path, json[h.start..h.end].to_owned()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn finds_values_with_keys_indices_wildcards_and_escapes() {
+        let doc = r#" { "a" : {"x":1, "y" : "s\"q", "z":[1,{"x":true}]}, "b/c":{"w":null}, "k\u0041":[{"x":"v"}] } "#;
+        assert_eq!(
+            found(doc, &["/a/y", "/*/x", "/a/z/1/x", "/kA/*/x", "/b~1c/w"]).unwrap(),
+            [
+                (1, "/a/x".into(), "1".into()),
+                (0, "/a/y".into(), r#""s\"q""#.into()),
+                (2, "/a/z/1/x".into(), "true".into()),
+                (4, "/b~1c/w".into(), "null".into()),
+                (3, "/kA/0/x".into(), r#""v""#.into()),
+            ]
+        );
+        assert!(found(r#"[1,2]"#, &["/a"]).unwrap().is_empty());
+        assert!(found(r#""text""#, &["/a"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn gives_up_on_nested_hits() {
+        assert!(found(r#"{"a":{"b":1}}"#, &["/a", "/a/b"]).is_none());
+        assert!(found(r#"{"a":1}"#, &["/a", "/*"]).is_none());
+        assert!(found(r#"{"a":{"b":1},"c":2}"#, &["/a/b", "/c"]).is_some());
+    }
+}
