@@ -146,6 +146,53 @@ async fn masking_leaves_the_rest_of_the_payload_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn nested_rules_apply_in_order_in_clear_and_encrypted() {
+    // A rule on an object and one inside it: the order of rules decides, and the text
+    // fast path hands such payloads to the tree path, with and without encryption.
+    let nested = Policy::new()
+        .class("phi")
+        .class("pii")
+        .field("/patient/ssn", "pii", Action::Partial(4))
+        .field("/patient", "phi", Action::Redact)
+        .grant("phi-only", ["phi"])
+        .grant("pii-only", ["pii"])
+        .grant("both", ["phi", "pii"]);
+    let doc = format!(r#"{{"patient":{{"name":"{NAME}","ssn":"{SSN}"}},"ward":4}}"#);
+    for encryption in [false, true] {
+        let inner = memory().await;
+        let mut wire = inner.subscribe("p.>").await.unwrap();
+        let bus = PolicyBus::builder(inner)
+            .policy(nested.clone())
+            .key_ring(ring("k1", 1))
+            .encryption(encryption)
+            .build()
+            .unwrap();
+        let mut subs = Vec::new();
+        for role in ["both", "phi-only", "pii-only"] {
+            subs.push(
+                bus.subscribe_as(&Principal::new(role, [role]), "p.>")
+                    .await
+                    .unwrap(),
+            );
+        }
+        bus.publish("p.x", doc.clone().into()).await.unwrap();
+        let on_wire = text(&next(&mut wire).await.unwrap());
+        assert_eq!(on_wire.contains(SSN), !encryption, "{on_wire}");
+        assert_eq!(text(&next(&mut subs[0]).await.unwrap()), doc);
+        assert_eq!(
+            text(&next(&mut subs[1]).await.unwrap()),
+            doc.replace(SSN, "*******6789"),
+            "phi granted: the object stays, the ssn inside is masked (encryption {encryption})"
+        );
+        assert_eq!(
+            text(&next(&mut subs[2]).await.unwrap()),
+            r#"{"patient":"[REDACTED]","ward":4}"#,
+            "encryption {encryption}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn restricted_subjects_are_forbidden_and_audited() {
     let log_path = temp_path("deny.jsonl");
     let bus = bus_with(false, Some(Arc::new(AuditLog::open(&log_path, None).unwrap()))).await;

@@ -117,12 +117,47 @@ impl Engine {
             }
         };
         let uncovered = view.tagged & !view.covered != 0 || !view.unknown.is_empty();
-        let parsed = if uncovered {
-            None
-        } else {
-            serde_json::from_slice::<Value>(message.data()).ok()
-        };
         let id = message.id().to_owned();
+        let valid = !uncovered && serde_json::from_slice::<serde::de::IgnoredAny>(message.data()).is_ok();
+        if valid {
+            if let Some(hits) = super::scan::hits(message.data(), &view.rules) {
+                // Fast path: seal each value's own text where it stands.
+                if hits.is_empty() {
+                    return Ok(Protected {
+                        message,
+                        classes,
+                        encrypted: Vec::new(),
+                    });
+                }
+                let data = message.data();
+                let mut out = Vec::with_capacity(data.len() * 2);
+                let mut copied = 0;
+                let mut paths: SmallVec<[(usize, String); 8]> = SmallVec::new();
+                for hit in hits {
+                    out.extend_from_slice(&data[copied..hit.start]);
+                    out.push(b'"');
+                    out.extend_from_slice(
+                        ring.seal(&data[hit.start..hit.end], &aad(&id, &hit.path))?
+                            .as_bytes(),
+                    );
+                    out.push(b'"');
+                    copied = hit.end;
+                    paths.push((hit.rule, hit.path));
+                }
+                out.extend_from_slice(&data[copied..]);
+                paths.sort_by_key(|(rule, _)| *rule);
+                return Ok(Protected {
+                    message: message.with_payload(Bytes::from(out), Some(ring.active())),
+                    classes,
+                    encrypted: paths.into_iter().map(|(_, p)| p).collect(),
+                });
+            }
+        }
+        let parsed = if valid {
+            serde_json::from_slice::<Value>(message.data()).ok()
+        } else {
+            None
+        };
         let (data, encrypted) = match parsed {
             Some(mut value) => {
                 let mut paths = Vec::new();
@@ -259,18 +294,27 @@ impl Engine {
                 decrypted_payload = true;
             }
         }
-        if keyid.is_none() {
-            // Fast path: nothing to decrypt; find the fields in the text and replace them.
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
-                return Ok(Masked::NotJson(data));
-            }
-            if let Some(hits) = super::scan::hits(&data, &view.rules) {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+            return Ok(Masked::NotJson(data));
+        }
+        // Fast path: decrypt and mask values where they stand in the text.
+        let fields_encrypted = match (keyid, ring) {
+            (Some(kid), Some(ring)) if !decrypted_payload => Some((kid, ring)),
+            _ => None,
+        };
+        let plain = match fields_encrypted {
+            Some((kid, ring)) => open_fields(kid, ring, message, &data, &view.rules)?,
+            None => Some(data.clone()),
+        };
+        if let Some(plain) = plain {
+            if let Some(hits) = super::scan::hits(&plain, &view.rules) {
                 let drops = hits.iter().any(|h| {
                     let rule = view.rules[h.rule];
                     rule.class & grants == 0 && rule.action == Action::Drop
                 });
                 if !drops {
-                    return self.splice(grants, view, data, hits);
+                    let decrypted = (decrypted_payload || fields_encrypted.is_some()).then(|| plain.clone());
+                    return self.splice(grants, view, plain, hits, decrypted);
                 }
             }
         }
@@ -278,7 +322,7 @@ impl Engine {
             return Ok(Masked::NotJson(data));
         };
         let mut changed = false;
-        if let (Some(kid), Some(ring)) = (keyid, ring) {
+        if let (Some(kid), Some(ring), false) = (keyid, ring, decrypted_payload) {
             for rule in view.rules.iter().rev() {
                 walk(&mut value, &rule.tokens, &mut String::new(), &mut |v, path| {
                     if let Value::String(s) = v {
@@ -328,6 +372,7 @@ impl Engine {
         view: &View<'_>,
         data: Bytes,
         hits: Vec<super::scan::Hit>,
+        decrypted: Option<Bytes>,
     ) -> Result<Masked> {
         let mut present = view.tagged;
         let mut masked_classes = 0;
@@ -361,7 +406,7 @@ impl Engine {
         let changed = !masked.is_empty();
         Ok(Masked::Json {
             body: Body::Text(Bytes::from(out)),
-            decrypted_payload: None,
+            decrypted_payload: decrypted,
             present,
             masked: masked.into_iter().map(|(_, p)| p).collect(),
             masked_classes,
@@ -394,6 +439,45 @@ impl Engine {
         *v = Value::String(replacement);
         Ok(false)
     }
+}
+
+/// Replaces each ciphertext that `rules` reach in `data` by its plaintext JSON text.
+/// `None` sends the caller to the tree path (nested matches, escaped ciphertext).
+fn open_fields(
+    kid: &str,
+    ring: &KeyRing,
+    message: &Message,
+    data: &Bytes,
+    rules: &[&Rule],
+) -> Result<Option<Bytes>> {
+    let Some(hits) = super::scan::hits(data, rules) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(data.len());
+    let mut copied = 0;
+    for hit in hits {
+        let raw = &data[hit.start..hit.end];
+        if !(raw.len() > CIPHERTEXT_PREFIX.len() + 2
+            && raw[0] == b'"'
+            && raw[1..].starts_with(CIPHERTEXT_PREFIX.as_bytes()))
+        {
+            continue;
+        }
+        if raw.contains(&b'\\') {
+            return Ok(None);
+        }
+        let sealed = std::str::from_utf8(&raw[1..raw.len() - 1]).map_err(|e| Error::Crypto(e.to_string()))?;
+        let what = format!("field {} of message {}", hit.path, message.id());
+        let plain = ring.open(kid, sealed, &aad(message.id(), &hit.path), &what)?;
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&plain).is_err() {
+            return Err(Error::Crypto(format!("{what} decrypts to no JSON value")));
+        }
+        out.extend_from_slice(&data[copied..hit.start]);
+        out.extend_from_slice(&plain);
+        copied = hit.end;
+    }
+    out.extend_from_slice(&data[copied..]);
+    Ok(Some(Bytes::from(out)))
 }
 
 enum Masked {
