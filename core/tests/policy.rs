@@ -759,3 +759,46 @@ async fn on_nats_a_plain_client_never_sees_a_protected_value() {
     publisher.close().await.unwrap();
     receiver.close().await.unwrap();
 }
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_can_live_in_a_jetstream_stream() {
+    use busbar::policy::{verify_text, JetStreamSink};
+    let server = tokio::task::spawn_blocking(nats_server::NatsServer::start)
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let key = ring("k1", 1);
+    let (sink, stream, last) = JetStreamSink::open(client.clone(), "AUDIT", "audit.records")
+        .await
+        .unwrap();
+    assert!(last.is_none(), "a new stream");
+    let log = Arc::new(AuditLog::with_sink(Box::new(sink), Some(&key), None));
+    let bus = bus_with(false, Some(log)).await;
+    let mut clerk = bus.subscribe_as(&billing(), "patients.>").await.unwrap();
+    bus.publish("patients.admitted", event().into()).await.unwrap();
+    next(&mut clerk).await.unwrap();
+    stream.flush().await.unwrap();
+    let text = stream.read_all().await.unwrap();
+    assert_eq!(text.lines().count(), 3, "publish, mask, deliver:\n{text}");
+    assert!(!text.contains(NAME), "no protected value in the stream");
+    assert!(verify_text(&text, Some(&key)).is_ok());
+
+    // Reopening continues the chain from the stream's last record.
+    let (sink, stream, last) = JetStreamSink::open(client, "AUDIT", "audit.records")
+        .await
+        .unwrap();
+    let last = last.expect("the stream holds records");
+    assert_eq!(last.seq, 3);
+    let log = AuditLog::with_sink(Box::new(sink), Some(&key), Some((last.seq, last.hash)));
+    log.record(entry(4)).unwrap();
+    stream.flush().await.unwrap();
+    let report = verify_text(&stream.read_all().await.unwrap(), Some(&key));
+    assert!(report.is_ok() && report.records == 4, "{report:?}");
+
+    // A record deleted from the stream shows as removed.
+    assert!(stream.delete(2).await.unwrap());
+    let report = verify_text(&stream.read_all().await.unwrap(), Some(&key));
+    let kinds: Vec<_> = report.problems.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, [ProblemKind::Removed], "{report:?}");
+}

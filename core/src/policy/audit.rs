@@ -186,16 +186,14 @@ impl AuditLog {
         })
     }
 
-    /// A log writing to another sink (e.g. a JetStream stream), starting a new chain.
-    pub fn with_sink(sink: Box<dyn AuditSink>, ring: Option<&KeyRing>) -> Self {
+    /// A log writing to another sink (e.g. a JetStream stream), continuing after
+    /// `last` (the sink's last record, as `seq` and `hash`) or starting a new chain.
+    pub fn with_sink(sink: Box<dyn AuditSink>, ring: Option<&KeyRing>, last: Option<(u64, String)>) -> Self {
+        let (seq, head) = last.unwrap_or_else(|| (0, GENESIS.to_owned()));
         AuditLog {
             path: None,
             key: ring.map(KeyRing::audit_key),
-            state: Mutex::new(State {
-                seq: 0,
-                head: GENESIS.to_owned(),
-                sink,
-            }),
+            state: Mutex::new(State { seq, head, sink }),
         }
     }
 
@@ -349,6 +347,16 @@ struct Line {
 fn verify_with_key(path: &Path, key: Option<&[u8; 32]>) -> Result<VerifyReport> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| io_error(format!("reading audit log {}", path.display()), e))?;
+    Ok(verify_lines(&text, key))
+}
+
+/// [`verify_file`] of records held elsewhere (one JSON text per line), e.g. read back
+/// from a JetStream stream.
+pub fn verify_text(text: &str, ring: Option<&KeyRing>) -> VerifyReport {
+    verify_lines(text, ring.map(KeyRing::audit_key).as_ref())
+}
+
+fn verify_lines(text: &str, key: Option<&[u8; 32]>) -> VerifyReport {
     let lines: Vec<Line> = text
         .lines()
         .enumerate()
@@ -495,12 +503,12 @@ fn verify_with_key(path: &Path, key: Option<&[u8; 32]>) -> Result<VerifyReport> 
     let head = last_good
         .and_then(|j| lines[j].rec.as_ref())
         .map(|r| (r.seq, r.hash.clone()));
-    Ok(VerifyReport {
+    VerifyReport {
         records: lines.len(),
         lines: text.lines().count(),
         head,
         problems,
-    })
+    }
 }
 
 /// The records of a JSON-lines audit log written at or after `from` and before `to`

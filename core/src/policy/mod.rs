@@ -35,6 +35,8 @@
 
 pub mod audit;
 pub mod crypto;
+#[cfg(feature = "nats")]
+mod jetstream_sink;
 mod mask;
 mod model;
 mod scan;
@@ -48,10 +50,12 @@ use std::time::Duration;
 use futures_core::Stream;
 
 pub use audit::{
-    read_range, verify_file, AuditAction, AuditEntry, AuditLog, AuditRecord, AuditSink, Problem, ProblemKind,
-    VerifyReport,
+    read_range, verify_file, verify_text, AuditAction, AuditEntry, AuditLog, AuditRecord, AuditSink, Problem,
+    ProblemKind, VerifyReport,
 };
 pub use crypto::KeyRing;
+#[cfg(feature = "nats")]
+pub use jetstream_sink::{JetStreamAudit, JetStreamSink};
 pub use model::{Action, FieldRule, Policy, Principal, Restriction, DEFAULT_REDACTION};
 
 use crate::bus::{
