@@ -802,3 +802,20 @@ async fn the_audit_log_can_live_in_a_jetstream_stream() {
     let kinds: Vec<_> = report.problems.iter().map(|p| p.kind).collect();
     assert_eq!(kinds, [ProblemKind::Removed], "{report:?}");
 }
+
+#[tokio::test]
+async fn ciphertext_a_receivers_policy_does_not_know_keeps_its_key_id() {
+    // A receiver whose policy has no rule for the encrypted fields passes them on as
+    // they are, still marked with their key, so a forward does not lose the key id.
+    let wire = encrypted_on_the_wire(ring("k1", 1)).await;
+    let inner = memory().await;
+    let bus = PolicyBus::builder(inner.clone())
+        .key_ring(ring("k1", 1))
+        .build()
+        .unwrap();
+    let mut sub = bus.subscribe_as(&clinician(), "patients.>").await.unwrap();
+    inner.publish_message(wire.clone()).await.unwrap();
+    let got = next(&mut sub).await.unwrap();
+    assert_eq!(got.keyid(), Some("k1"));
+    assert_eq!(got.data(), wire.data());
+}

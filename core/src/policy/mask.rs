@@ -302,18 +302,18 @@ impl Engine {
             (Some(kid), Some(ring)) if !decrypted_payload => Some((kid, ring)),
             _ => None,
         };
-        let plain = match fields_encrypted {
+        let opened = match fields_encrypted {
             Some((kid, ring)) => open_fields(kid, ring, message, &data, &view.rules)?,
-            None => Some(data.clone()),
+            None => Some((data.clone(), false)),
         };
-        if let Some(plain) = plain {
+        if let Some((plain, any_opened)) = opened {
             if let Some(hits) = super::scan::hits(&plain, &view.rules) {
                 let drops = hits.iter().any(|h| {
                     let rule = view.rules[h.rule];
                     rule.class & grants == 0 && rule.action == Action::Drop
                 });
                 if !drops {
-                    let decrypted = (decrypted_payload || fields_encrypted.is_some()).then(|| plain.clone());
+                    let decrypted = (decrypted_payload || any_opened).then(|| plain.clone());
                     return self.splice(grants, view, plain, hits, decrypted);
                 }
             }
@@ -442,14 +442,15 @@ impl Engine {
 }
 
 /// Replaces each ciphertext that `rules` reach in `data` by its plaintext JSON text.
-/// `None` sends the caller to the tree path (nested matches, escaped ciphertext).
+/// `None` sends the caller to the tree path (nested matches, escaped ciphertext); the
+/// flag says whether any ciphertext was there to open.
 fn open_fields(
     kid: &str,
     ring: &KeyRing,
     message: &Message,
     data: &Bytes,
     rules: &[&Rule],
-) -> Result<Option<Bytes>> {
+) -> Result<Option<(Bytes, bool)>> {
     let Some(hits) = super::scan::hits(data, rules) else {
         return Ok(None);
     };
@@ -477,7 +478,7 @@ fn open_fields(
         copied = hit.end;
     }
     out.extend_from_slice(&data[copied..]);
-    Ok(Some(Bytes::from(out)))
+    Ok(Some((Bytes::from(out), copied > 0)))
 }
 
 enum Masked {
