@@ -4,8 +4,6 @@
 //! would need the tree: a `drop` to perform, or matches nested in one another (where
 //! rule order decides what is left to match).
 
-use smallvec::SmallVec;
-
 use super::mask::array_index;
 use super::model::{Rule, Tok};
 
@@ -23,18 +21,37 @@ struct Scanner<'a> {
     i: usize,
 }
 
-/// (rule index, tokens matched so far)
-type Active = SmallVec<[(usize, usize); 8]>;
+/// The rules still matching at a value, one bit per rule. At depth `d` every one of them
+/// has matched exactly `d` tokens, so the set and the depth say all.
+type Active = u64;
+
+fn bits(active: Active) -> impl Iterator<Item = usize> {
+    let mut rest = active;
+    std::iter::from_fn(move || {
+        (rest != 0).then(|| {
+            let r = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            r
+        })
+    })
+}
 
 /// Every value that `rules` reach in `json` (valid JSON), in document order; `None`
-/// when two hits nest.
+/// when two hits nest or there are more than 64 rules.
 pub(crate) fn hits(json: &[u8], rules: &[&Rule]) -> Option<Vec<Hit>> {
+    if rules.len() > 64 {
+        return None;
+    }
     let mut s = Scanner { b: json, i: 0 };
     let mut out = Vec::new();
-    let active: Active = (0..rules.len()).map(|r| (r, 0)).collect();
+    let active: Active = if rules.len() == 64 {
+        !0
+    } else {
+        (1 << rules.len()) - 1
+    };
     s.ws();
     // A pointer never names the whole document ("" is refused), so start one level down.
-    if !s.visit_children(rules, &active, &mut String::new(), &mut out) {
+    if !s.visit_children(rules, active, 0, &mut String::new(), &mut out) {
         return None;
     }
     Some(out)
@@ -98,10 +115,17 @@ impl Scanner<'_> {
 
     /// At a value: records it for rules fully matched, descends for the others.
     /// `false` when hits nest.
-    fn visit(&mut self, rules: &[&Rule], active: &Active, path: &mut String, out: &mut Vec<Hit>) -> bool {
-        let mut done = active.iter().filter(|(r, n)| *n == rules[*r].tokens.len());
-        if let Some(&(rule, _)) = done.next() {
-            if done.next().is_some() || active.len() > 1 {
+    fn visit(
+        &mut self,
+        rules: &[&Rule],
+        active: Active,
+        depth: usize,
+        path: &mut String,
+        out: &mut Vec<Hit>,
+    ) -> bool {
+        let mut done = bits(active).filter(|r| rules[*r].tokens.len() == depth);
+        if let Some(rule) = done.next() {
+            if active.count_ones() > 1 {
                 // Two rules reach this value, or one reaches it and another goes on inside.
                 return false;
             }
@@ -115,18 +139,19 @@ impl Scanner<'_> {
             });
             return true;
         }
-        if active.is_empty() {
+        if active == 0 {
             self.skip_value();
             return true;
         }
-        self.visit_children(rules, active, path, out)
+        self.visit_children(rules, active, depth, path, out)
     }
 
     /// At an object or array: visits each member with the rules that match its key.
     fn visit_children(
         &mut self,
         rules: &[&Rule],
-        active: &Active,
+        active: Active,
+        depth: usize,
         path: &mut String,
         out: &mut Vec<Hit>,
     ) -> bool {
@@ -154,20 +179,18 @@ impl Scanner<'_> {
                     self.ws();
                     self.i += 1; // ':'
                     self.ws();
-                    let next: Active = active
-                        .iter()
-                        .filter(|(r, n)| match &rules[*r].tokens[*n] {
+                    let next = bits(active)
+                        .filter(|r| match &rules[*r].tokens[depth] {
                             Tok::Any => true,
                             Tok::Key(k) => k == key,
                         })
-                        .map(|(r, n)| (*r, n + 1))
-                        .collect();
-                    if next.is_empty() {
+                        .fold(0, |a, r| a | 1 << r);
+                    if next == 0 {
                         self.skip_value();
                     } else {
                         path.push('/');
                         super::mask::push_escaped(path, key);
-                        let ok = self.visit(rules, &next, path, out);
+                        let ok = self.visit(rules, next, depth + 1, path, out);
                         path.truncate(len);
                         if !ok {
                             return false;
@@ -188,20 +211,18 @@ impl Scanner<'_> {
                         self.i += 1;
                         return true;
                     }
-                    let next: Active = active
-                        .iter()
-                        .filter(|(r, n)| match &rules[*r].tokens[*n] {
+                    let next = bits(active)
+                        .filter(|r| match &rules[*r].tokens[depth] {
                             Tok::Any => true,
                             Tok::Key(k) => array_index(k) == Some(index),
                         })
-                        .map(|(r, n)| (*r, n + 1))
-                        .collect();
-                    if next.is_empty() {
+                        .fold(0, |a, r| a | 1 << r);
+                    if next == 0 {
                         self.skip_value();
                     } else {
                         use std::fmt::Write;
                         let _ = write!(path, "/{index}");
-                        let ok = self.visit(rules, &next, path, out);
+                        let ok = self.visit(rules, next, depth + 1, path, out);
                         path.truncate(len);
                         if !ok {
                             return false;
