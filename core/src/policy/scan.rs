@@ -19,6 +19,10 @@ pub(crate) struct Hit {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    rules: &'a [&'a Rule],
+    /// The pointer of the value at hand.
+    path: String,
+    out: Vec<Hit>,
 }
 
 /// The rules still matching at a value, one bit per rule. At depth `d` every one of them
@@ -42,8 +46,13 @@ pub(crate) fn hits(json: &[u8], rules: &[&Rule]) -> Option<Vec<Hit>> {
     if rules.len() > 64 {
         return None;
     }
-    let mut s = Scanner { b: json, i: 0 };
-    let mut out = Vec::new();
+    let mut s = Scanner {
+        b: json,
+        i: 0,
+        rules,
+        path: String::new(),
+        out: Vec::new(),
+    };
     let active: Active = if rules.len() == 64 {
         !0
     } else {
@@ -51,10 +60,10 @@ pub(crate) fn hits(json: &[u8], rules: &[&Rule]) -> Option<Vec<Hit>> {
     };
     s.ws();
     // A pointer never names the whole document ("" is refused), so start one level down.
-    if !s.visit_children(rules, active, 0, &mut String::new(), &mut out) {
+    if !s.visit_children(active, 0) {
         return None;
     }
-    Some(out)
+    Some(s.out)
 }
 
 impl Scanner<'_> {
@@ -115,14 +124,8 @@ impl Scanner<'_> {
 
     /// At a value: records it for rules fully matched, descends for the others.
     /// `false` when hits nest.
-    fn visit(
-        &mut self,
-        rules: &[&Rule],
-        active: Active,
-        depth: usize,
-        path: &mut String,
-        out: &mut Vec<Hit>,
-    ) -> bool {
+    fn visit(&mut self, active: Active, depth: usize) -> bool {
+        let rules = self.rules;
         let mut done = bits(active).filter(|r| rules[*r].tokens.len() == depth);
         if let Some(rule) = done.next() {
             if active.count_ones() > 1 {
@@ -131,11 +134,11 @@ impl Scanner<'_> {
             }
             let start = self.i;
             self.skip_value();
-            out.push(Hit {
+            self.out.push(Hit {
                 rule,
                 start,
                 end: self.i,
-                path: path.clone(),
+                path: self.path.clone(),
             });
             return true;
         }
@@ -143,19 +146,44 @@ impl Scanner<'_> {
             self.skip_value();
             return true;
         }
-        self.visit_children(rules, active, depth, path, out)
+        self.visit_children(active, depth)
+    }
+
+    /// At a member's value: visits it with the rules whose token at `depth` `fits` its
+    /// key or index (`name` appends that to the pointer), then moves past a comma.
+    fn member(
+        &mut self,
+        active: Active,
+        depth: usize,
+        fits: impl Fn(&str) -> bool,
+        name: impl FnOnce(&mut String),
+    ) -> bool {
+        let rules = self.rules;
+        let next = bits(active)
+            .filter(|r| match &rules[*r].tokens[depth] {
+                Tok::Any => true,
+                Tok::Key(k) => fits(k),
+            })
+            .fold(0, |a, r| a | 1 << r);
+        let ok = if next == 0 {
+            self.skip_value();
+            true
+        } else {
+            let len = self.path.len();
+            name(&mut self.path);
+            let ok = self.visit(next, depth + 1);
+            self.path.truncate(len);
+            ok
+        };
+        self.ws();
+        if self.b.get(self.i) == Some(&b',') {
+            self.i += 1;
+        }
+        ok
     }
 
     /// At an object or array: visits each member with the rules that match its key.
-    fn visit_children(
-        &mut self,
-        rules: &[&Rule],
-        active: Active,
-        depth: usize,
-        path: &mut String,
-        out: &mut Vec<Hit>,
-    ) -> bool {
-        let len = path.len();
+    fn visit_children(&mut self, active: Active, depth: usize) -> bool {
         match self.b.get(self.i) {
             Some(b'{') => {
                 self.i += 1;
@@ -179,26 +207,13 @@ impl Scanner<'_> {
                     self.ws();
                     self.i += 1; // ':'
                     self.ws();
-                    let next = bits(active)
-                        .filter(|r| match &rules[*r].tokens[depth] {
-                            Tok::Any => true,
-                            Tok::Key(k) => k == key,
-                        })
-                        .fold(0, |a, r| a | 1 << r);
-                    if next == 0 {
-                        self.skip_value();
-                    } else {
-                        path.push('/');
-                        super::mask::push_escaped(path, key);
-                        let ok = self.visit(rules, next, depth + 1, path, out);
-                        path.truncate(len);
-                        if !ok {
-                            return false;
-                        }
-                    }
-                    self.ws();
-                    if self.b.get(self.i) == Some(&b',') {
-                        self.i += 1;
+                    let fits = |k: &str| k == key;
+                    let name = |p: &mut String| {
+                        p.push('/');
+                        super::mask::push_escaped(p, key);
+                    };
+                    if !self.member(active, depth, fits, name) {
+                        return false;
                     }
                 }
             }
@@ -211,28 +226,15 @@ impl Scanner<'_> {
                         self.i += 1;
                         return true;
                     }
-                    let next = bits(active)
-                        .filter(|r| match &rules[*r].tokens[depth] {
-                            Tok::Any => true,
-                            Tok::Key(k) => array_index(k) == Some(index),
-                        })
-                        .fold(0, |a, r| a | 1 << r);
-                    if next == 0 {
-                        self.skip_value();
-                    } else {
+                    let fits = |k: &str| array_index(k) == Some(index);
+                    let name = |p: &mut String| {
                         use std::fmt::Write;
-                        let _ = write!(path, "/{index}");
-                        let ok = self.visit(rules, next, depth + 1, path, out);
-                        path.truncate(len);
-                        if !ok {
-                            return false;
-                        }
+                        let _ = write!(p, "/{index}");
+                    };
+                    if !self.member(active, depth, fits, name) {
+                        return false;
                     }
                     index += 1;
-                    self.ws();
-                    if self.b.get(self.i) == Some(&b',') {
-                        self.i += 1;
-                    }
                 }
             }
             _ => {
