@@ -12,7 +12,10 @@
 //!   classified with no field rule saying where) is withheld and counted: fail closed.
 //!   A subscription can ask only for messages of some classes or with some header values.
 //! - Every publish, delivery, mask, withhold, denial and crypto failure goes to the
-//!   [`AuditLog`] when there is one.
+//!   [`AuditLog`] when there is one. A record that cannot be written fails the publish,
+//!   or turns that delivery into an error item on the subscription: fail closed.
+//! - A delivered message no longer carries `keyid` once something in it was decrypted,
+//!   so forwarding it publishes (and encrypts) it anew.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
