@@ -33,8 +33,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "Rust: the quickstart runs"
 cargo run --quiet --locked -p busbar --example quickstart >/dev/null
 
+step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
+cargo run --quiet --locked -p busbar --example phi >/dev/null
+
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check
+
+step "Shared vectors: tests/vectors/masking.json matches its generator (HMAC from Python's stdlib)"
+python3 tests/vectors/tools/gen_masking.py --check
 
 # Each language suite lives in its own script so the packages can grow independently.
 for lang in c python node; do

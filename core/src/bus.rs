@@ -321,6 +321,10 @@ impl SubscriptionHandle {
 /// ```
 pub async fn connect(config: Config) -> Result<Arc<dyn EventBus>> {
     config.check()?;
+    if crate::policy::configured(&config) {
+        // A policy, key ring, encryption or audit log wraps the backend (DESIGN.md §6).
+        return Ok(Arc::new(Box::pin(crate::policy::connect(config)).await?));
+    }
     match config.backend {
         Backend::Memory => Ok(Arc::new(crate::memory::InMemoryBus::new(config)?)),
         #[cfg(feature = "nats")]

@@ -64,6 +64,15 @@ pub struct Config {
     /// `retention_days` / `BUSBAR_RETENTION_DAYS`: default maximum age of messages in
     /// durable streams, in days; 0 (default) keeps them until a size limit applies.
     pub retention_days: u32,
+    /// `encryption` / `BUSBAR_ENCRYPTION`: encrypt classified fields before publishing
+    /// (needs `key_ring`; see [`crate::policy`]).
+    pub encryption: bool,
+    /// `policy` / `BUSBAR_POLICY`: path of a policy JSON file (see [`crate::policy::Policy::from_json`]).
+    pub policy: Option<String>,
+    /// `key_ring` / `BUSBAR_KEY_RING`: path of a key ring JSON file (see [`crate::policy::KeyRing::from_json`]).
+    pub key_ring: Option<String>,
+    /// `audit_log` / `BUSBAR_AUDIT_LOG`: path of the JSON-lines audit log.
+    pub audit_log: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -85,6 +94,10 @@ impl fmt::Debug for Config {
             .field("nats_tls_key", &self.nats_tls_key)
             .field("nats_require_tls", &self.nats_require_tls)
             .field("retention_days", &self.retention_days)
+            .field("encryption", &self.encryption)
+            .field("policy", &self.policy)
+            .field("key_ring", &self.key_ring)
+            .field("audit_log", &self.audit_log)
             .finish()
     }
 }
@@ -113,6 +126,10 @@ pub const KEYS: &[&str] = &[
     "nats_tls_key",
     "nats_require_tls",
     "retention_days",
+    "encryption",
+    "policy",
+    "key_ring",
+    "audit_log",
 ];
 
 impl Default for Config {
@@ -133,6 +150,10 @@ impl Default for Config {
             nats_tls_key: None,
             nats_require_tls: false,
             retention_days: 0,
+            encryption: false,
+            policy: None,
+            key_ring: None,
+            audit_log: None,
         }
     }
 }
@@ -205,6 +226,10 @@ impl Config {
                     ))
                 })?
             }
+            "encryption" => self.encryption = boolean(key, value)?,
+            "policy" => self.policy = non_empty(key, value)?,
+            "key_ring" => self.key_ring = non_empty(key, value)?,
+            "audit_log" => self.audit_log = non_empty(key, value)?,
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown config key {other:?}; known keys: {}",

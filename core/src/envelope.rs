@@ -346,6 +346,24 @@ impl Message {
         self.replier = Some(replier);
         self
     }
+
+    /// How this message is answered, if it came from a bus (the policy layer wraps it).
+    pub(crate) fn replier(&self) -> Option<Arc<dyn Replier>> {
+        self.replier.clone()
+    }
+
+    /// This message with another payload and `keyid` (for the policy layer's masking and
+    /// encryption); every other attribute, and the way to answer it, stay.
+    pub(crate) fn with_payload(&self, data: Bytes, keyid: Option<&str>) -> Message {
+        let mut m = self.clone();
+        m.data = data;
+        if m.keyid() != keyid {
+            let mut attrs = m.attrs.as_deref().cloned().unwrap_or_default();
+            attrs.keyid = keyid.map(str::to_owned);
+            m.attrs = (attrs != Attrs::default()).then(|| Arc::new(attrs));
+        }
+        m
+    }
 }
 
 impl fmt::Debug for Message {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod policy;
 mod queue;
 mod reply;
 pub mod subject;

@@ -270,6 +270,20 @@ fn remove_in<T>(node: &mut Node<T>, tokens: &[&str], is_it: &mut impl FnMut(&T) 
     }
 }
 
+/// Whether some subject matches both patterns (two streams may not overlap;
+/// a subscription overlapping a restricted subject needs a role).
+pub(crate) fn patterns_overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +334,23 @@ mod tests {
         assert_eq!(index.remove("a.>", |v| *v == 3), Some(3));
         assert!(index.is_empty());
         assert!(index.root.is_empty(), "every node pruned");
+    }
+
+    #[test]
+    fn overlapping_patterns() {
+        for (a, b, want) in [
+            ("orders.>", "orders.created", true),
+            ("orders.*", "orders.created", true),
+            ("orders.*", "*.created", true),
+            ("orders.*", "orders.a.b", false),
+            ("orders.>", "payments.>", false),
+            ("a.b", "a.b", true),
+            ("a.b", "a.c", false),
+            (">", "x", true),
+            ("a", "a.b", false),
+        ] {
+            assert_eq!(patterns_overlap(a, b), want, "{a} vs {b}");
+            assert_eq!(patterns_overlap(b, a), want, "{b} vs {a}");
+        }
     }
 }

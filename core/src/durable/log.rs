@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
-use crate::subject::matches;
+use crate::subject::{matches, patterns_overlap};
 
 /// Every stream of one bus.
 #[derive(Default)]
@@ -66,19 +66,6 @@ struct ConsumerState {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whether some subject matches both patterns (JetStream refuses overlapping streams).
-pub(crate) fn patterns_overlap(a: &str, b: &str) -> bool {
-    let (mut a, mut b) = (a.split('.'), b.split('.'));
-    loop {
-        match (a.next(), b.next()) {
-            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
-            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 impl Log {
@@ -392,28 +379,5 @@ impl Settle for LogSettle {
     async fn in_progress(&self) -> Result<()> {
         self.stream.settle(&self.consumer, self.seq, Some);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::patterns_overlap;
-
-    #[test]
-    fn overlapping_patterns() {
-        for (a, b, want) in [
-            ("orders.>", "orders.created", true),
-            ("orders.*", "orders.created", true),
-            ("orders.*", "*.created", true),
-            ("orders.*", "orders.a.b", false),
-            ("orders.>", "payments.>", false),
-            ("a.b", "a.b", true),
-            ("a.b", "a.c", false),
-            (">", "x", true),
-            ("a", "a.b", false),
-        ] {
-            assert_eq!(patterns_overlap(a, b), want, "{a} vs {b}");
-            assert_eq!(patterns_overlap(b, a), want, "{b} vs {a}");
-        }
     }
 }
