@@ -463,3 +463,83 @@ pub extern "C" fn busbar_message_term(
 pub extern "C" fn busbar_message_in_progress(message: *const busbar_message) -> busbar_status {
     ffi_boundary! { block_on(handle(message, "message")?.durable("busbar_message_in_progress")?.in_progress()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroed() -> busbar_consumer_options {
+        busbar_consumer_options {
+            filter: ptr::null(),
+            start: 0,
+            start_sequence: 0,
+            start_time_ms: 0,
+            ack_wait_ms: 0,
+            max_deliver: 0,
+            backoff_base_ms: 0,
+            backoff_factor: 0.0,
+            backoff_cap_ms: 0,
+            dlq_prefix: ptr::null(),
+            rate_limit: 0.0,
+            max_ack_pending: 0,
+        }
+    }
+
+    #[test]
+    fn zeroed_options_are_cores_defaults() {
+        let consumer = consumer_config("S", "c", &zeroed()).unwrap();
+        assert_eq!(consumer, ConsumerConfig::new("S", "c"));
+        let stream = stream_config("S", vec!["a.>"], &busbar_stream_options::default());
+        assert_eq!(stream, StreamConfig::new("S", ["a.>"]));
+    }
+
+    #[test]
+    fn every_option_reaches_core() {
+        let opts = busbar_consumer_options {
+            filter: c"a.b".as_ptr(),
+            start: BUSBAR_START_SEQUENCE,
+            start_sequence: 7,
+            ack_wait_ms: 1500,
+            max_deliver: 3,
+            backoff_base_ms: 10,
+            backoff_factor: 1.5,
+            backoff_cap_ms: 90,
+            dlq_prefix: c"dead".as_ptr(),
+            rate_limit: 25.0,
+            max_ack_pending: 4,
+            ..zeroed()
+        };
+        let ms = Duration::from_millis;
+        let want = ConsumerConfig::new("S", "c")
+            .filter("a.b")
+            .start(StartAt::Sequence(7))
+            .ack_wait(ms(1500))
+            .max_deliver(3)
+            .backoff(ms(10), 1.5, ms(90))
+            .dlq_prefix("dead")
+            .rate_limit(25.0)
+            .max_ack_pending(4);
+        assert_eq!(consumer_config("S", "c", &opts).unwrap(), want);
+        let at = busbar_consumer_options {
+            start: BUSBAR_START_TIME,
+            start_time_ms: 1_000,
+            ..zeroed()
+        };
+        assert_eq!(
+            consumer_config("S", "c", &at).unwrap().start,
+            StartAt::Time(SystemTime::UNIX_EPOCH + ms(1_000))
+        );
+        let limits = busbar_stream_options {
+            max_age_ms: 60_000,
+            max_bytes: 1 << 20,
+            max_messages: 10,
+            duplicate_window_ms: 5_000,
+        };
+        let want = StreamConfig::new("S", ["a.>"])
+            .max_age(ms(60_000))
+            .max_bytes(1 << 20)
+            .max_messages(10)
+            .duplicate_window(ms(5_000));
+        assert_eq!(stream_config("S", vec!["a.>"], &limits), want);
+    }
+}
