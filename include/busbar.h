@@ -19,6 +19,23 @@
 // A `timeout_ms` that means "wait as long as it takes".
 #define BUSBAR_WAIT_FOREVER UINT64_MAX
 
+// Size of the name arrays of `busbar_stream_info` and `busbar_publish_ack`: a stream
+// name (at most 64 bytes) and its NUL.
+#define BUSBAR_STREAM_NAME_CAP 65
+
+// `busbar_consumer_options.start`: from the oldest stored message (the default).
+#define BUSBAR_START_BEGINNING 0
+
+// `busbar_consumer_options.start`: from stream sequence `start_sequence`.
+#define BUSBAR_START_SEQUENCE 1
+
+// `busbar_consumer_options.start`: from the first message stored at or after
+// `start_time_ms` (milliseconds since the Unix epoch).
+#define BUSBAR_START_TIME 2
+
+// `busbar_consumer_options.start`: only messages stored after the consumer is created.
+#define BUSBAR_START_NEW 3
+
 // The outcome of a call. `BUSBAR_OK` is 0; every other value is one of core's stable
 // error codes (DESIGN.md §7), one to one, with a number that never changes or is reused.
 // `busbar_status_code` gives the code as text; `busbar_last_error` the message.
@@ -61,6 +78,10 @@ typedef struct busbar_bus busbar_bus;
 // Not thread-safe: set it from one thread, then connect with it from any.
 typedef struct busbar_config busbar_config;
 
+// A durable subscription: a named consumer's position in a stream that survives
+// restarts. Opaque; owned by the caller, free with `busbar_durable_subscription_free`.
+typedef struct busbar_durable_subscription busbar_durable_subscription;
+
 // A message. Opaque; read it with the `busbar_message_*` accessors. Received ones are
 // either borrowed (the `message` argument of a callback) or owned (from
 // `busbar_subscription_next`, `busbar_request`, `busbar_message_clone`): free those
@@ -93,6 +114,78 @@ typedef struct busbar_stats {
   // Live subscriptions.
   uint64_t subscriptions;
 } busbar_stats;
+
+// Limits of a durable stream for `busbar_bus_declare_stream`. Zero-initialise it
+// (`busbar_stream_options opts = {0};`): a field left 0 keeps core's default.
+typedef struct busbar_stream_options {
+  // Oldest message kept, in milliseconds; 0: the bus's `retention_days` (0 = forever).
+  uint64_t max_age_ms;
+  // Most bytes kept (oldest discarded first); 0: no limit.
+  uint64_t max_bytes;
+  // Most messages kept (oldest discarded first); 0: no limit.
+  uint64_t max_messages;
+  // A publish whose id was stored within this window, in milliseconds, is stored once;
+  // 0: 2 minutes (never longer than `max_age_ms`).
+  uint64_t duplicate_window_ms;
+} busbar_stream_options;
+
+// What a durable stream holds now (`busbar_bus_declare_stream`, `busbar_bus_stream_info`).
+typedef struct busbar_stream_info {
+  // Name of the stream, NUL-terminated.
+  char name[BUSBAR_STREAM_NAME_CAP];
+  // Messages stored.
+  uint64_t messages;
+  // Bytes stored (payloads on the in-memory bus; the server's count on NATS).
+  uint64_t bytes;
+  // Sequence of the oldest stored message (0 when empty).
+  uint64_t first_sequence;
+  // Sequence of the newest stored message (0 when nothing was ever stored).
+  uint64_t last_sequence;
+} busbar_stream_info;
+
+// The broker's acknowledgement of `busbar_bus_publish_durable`.
+typedef struct busbar_publish_ack {
+  // Stream that stored the message, NUL-terminated.
+  char stream[BUSBAR_STREAM_NAME_CAP];
+  // Its sequence in that stream (of the first copy, for a duplicate).
+  uint64_t sequence;
+  // Whether a message with the same id was already stored inside the dedupe window.
+  bool duplicate;
+} busbar_publish_ack;
+
+// Settings of a durable consumer for `busbar_bus_durable_subscribe`. Zero-initialise it
+// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default.
+// The strings are borrowed for the call only.
+typedef struct busbar_consumer_options {
+  // Only messages whose subject matches this pattern; NULL: the whole stream.
+  const char *filter;
+  // Where a new consumer starts: `BUSBAR_START_BEGINNING` (0), `_SEQUENCE`, `_TIME` or
+  // `_NEW`. A consumer that exists already resumes where it was.
+  uint32_t start;
+  // The first sequence delivered, with `BUSBAR_START_SEQUENCE`.
+  uint64_t start_sequence;
+  // Milliseconds since the Unix epoch, with `BUSBAR_START_TIME`.
+  uint64_t start_time_ms;
+  // Time a delivery may stay unsettled before it is redelivered, in milliseconds;
+  // 0: 30 seconds.
+  uint64_t ack_wait_ms;
+  // Delivery attempts before the message is dead-lettered; 0: 5.
+  uint32_t max_deliver;
+  // Delay before the first redelivery after a nak without a delay, in milliseconds;
+  // 0: 1 second.
+  uint64_t backoff_base_ms;
+  // Growth of that delay per attempt (at least 1); 0: 2.
+  double backoff_factor;
+  // Longest backoff delay, in milliseconds; 0: 60 seconds.
+  uint64_t backoff_cap_ms;
+  // Dead letters go to `<dlq_prefix>.<subject>`, stored in stream `DLQ_<PREFIX>`;
+  // NULL: `"dlq"`.
+  const char *dlq_prefix;
+  // Most messages per second handed to this subscription (replays); 0: no limit.
+  double rate_limit;
+  // Most delivered-but-unsettled messages; 0: 1024.
+  size_t max_ack_pending;
+} busbar_consumer_options;
 
 // Called with each item of a subscription in callback mode (see
 // `busbar_subscription_set_callback`).
@@ -196,6 +289,102 @@ enum busbar_status busbar_config_set(struct busbar_config *config,
 // Frees a config. `NULL` does nothing. A bus connected with it does not need it.
 void busbar_config_free(struct busbar_config *config);
 
+// Declares durable stream `name` over the `n_subjects` subject patterns at `subjects`
+// (JetStream on NATS, a log in memory), with the limits in `options` (NULL: all
+// defaults), and sets `*info` to what it holds when `info` is not NULL. Idempotent: a
+// stream of that name that exists already is kept as it is. Everything is borrowed for
+// the call only. `invalid_argument` for a bad name, no subject, or subjects another
+// stream captures.
+enum busbar_status busbar_bus_declare_stream(const struct busbar_bus *bus,
+                                             const char *name,
+                                             const char *const *subjects,
+                                             size_t n_subjects,
+                                             const struct busbar_stream_options *options,
+                                             struct busbar_stream_info *info);
+
+// Sets `*info` to what durable stream `name` (borrowed) holds now.
+// `invalid_argument` for a stream that was never declared.
+enum busbar_status busbar_bus_stream_info(const struct busbar_bus *bus,
+                                          const char *name,
+                                          struct busbar_stream_info *info);
+
+// Stores `len` bytes at `data` (copied; NULL allowed when `len` is 0) under `subject`,
+// with `headers_len` user headers at `headers` (NULL when 0), in the durable stream that
+// captures `subject`, and returns once the broker has acknowledged it, setting `*ack`
+// when `ack` is not NULL. `id` (NULL: a new one) is the message id: publishing the same
+// id again inside the stream's duplicate window stores it once (`ack->duplicate`).
+// Every string is borrowed for the call only. `invalid_argument` when no stream captures
+// `subject`.
+enum busbar_status busbar_bus_publish_durable(const struct busbar_bus *bus,
+                                              const char *subject,
+                                              const uint8_t *data,
+                                              size_t len,
+                                              const struct busbar_header *headers,
+                                              size_t headers_len,
+                                              const char *id,
+                                              struct busbar_publish_ack *ack);
+
+// Opens durable consumer `name` on stream `stream` (created at `options->start` when new;
+// resumed where it was otherwise) with `options` (NULL: all defaults) and sets
+// `*subscription`. Several subscriptions with the same name share its messages. Receive
+// with `busbar_durable_subscription_next`. Strings are borrowed for the call only.
+// `invalid_argument` for an unknown stream or a bad setting.
+// Owned: free with `busbar_durable_subscription_free`.
+enum busbar_status busbar_bus_durable_subscribe(const struct busbar_bus *bus,
+                                                const char *stream,
+                                                const char *name,
+                                                const struct busbar_consumer_options *options,
+                                                struct busbar_durable_subscription **subscription);
+
+// Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
+// next delivery and sets `*message`, a message whose `busbar_message_attempt`,
+// `_sequence`, `_stream`, `_ack`, `_nak`, `_term` and `_in_progress` work. Settle it with
+// one of ack, nak or term: an unsettled delivery comes again after `ack_wait`.
+// Owned: free `*message` with `busbar_message_free` (freeing does not settle it).
+//
+// Returns `BUSBAR_TIMEOUT` when none came in time and `BUSBAR_CLOSED` once the bus has
+// closed. One thread at a time receives; others wait for it.
+enum busbar_status busbar_durable_subscription_next(struct busbar_durable_subscription *subscription,
+                                                    uint64_t timeout_ms,
+                                                    struct busbar_message **message);
+
+// Frees the subscription: deliveries stop; what was delivered but not settled comes
+// again (to this consumer's next subscription) after `ack_wait`. Messages taken from it
+// stay valid and can still be settled. `NULL` does nothing. No other thread may be
+// using the handle.
+void busbar_durable_subscription_free(struct busbar_durable_subscription *subscription);
+
+// Sets `*attempt` to which delivery of its message this is, from 1.
+// `invalid_argument` for a message no durable subscription delivered.
+enum busbar_status busbar_message_attempt(const struct busbar_message *message, uint32_t *attempt);
+
+// Sets `*sequence` to the message's sequence in its stream.
+// `invalid_argument` for a message no durable subscription delivered.
+enum busbar_status busbar_message_sequence(const struct busbar_message *message,
+                                           uint64_t *sequence);
+
+// Settles a durable message as processed: it is not delivered again. Blocks until the
+// broker has it. `invalid_argument` for a message already settled (acked, nacked or
+// terminated) or one no durable subscription delivered.
+enum busbar_status busbar_message_ack(const struct busbar_message *message);
+
+// Settles a durable message as not processed now: it comes again after `delay_ms`
+// milliseconds, or, when `delay_ms` is negative, after the consumer's backoff for this
+// attempt. On the consumer's last allowed attempt it is dead-lettered instead.
+// `invalid_argument` as for `busbar_message_ack`.
+enum busbar_status busbar_message_nak(const struct busbar_message *message, int64_t delay_ms);
+
+// Settles a durable message as never processable: it goes at once to the dead-letter
+// subject `<dlq_prefix>.<subject>` with header `busbar-dlq-reason` "terminated:
+// <reason>" (`reason` borrowed for the call), and is not delivered again.
+// `invalid_argument` as for `busbar_message_ack`.
+enum busbar_status busbar_message_term(const struct busbar_message *message, const char *reason);
+
+// Tells the broker the durable message is still being worked on: restarts its
+// `ack_wait` clock. `invalid_argument` for a settled message or one no durable
+// subscription delivered.
+enum busbar_status busbar_message_in_progress(const struct busbar_message *message);
+
 // The message of the last call on this thread that returned a status other than
 // `BUSBAR_OK`, or `""` when the last such call succeeded.
 //
@@ -234,6 +423,10 @@ enum busbar_status busbar_message_correlation_id(const struct busbar_message *me
 // Borrowed: valid while `message` lives.
 enum busbar_status busbar_message_reply_to(const struct busbar_message *message, const char **out);
 
+// Sets `*out` to the stream a durable message comes from, or to NULL for a message
+// that no durable subscription delivered. Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_stream(const struct busbar_message *message, const char **out);
+
 // Sets `*data` and `*len` to the payload (`*data` may be NULL when `*len` is 0).
 // Borrowed: valid while `message` lives.
 enum busbar_status busbar_message_data(const struct busbar_message *message,
@@ -265,7 +458,9 @@ enum busbar_status busbar_message_respond(const struct busbar_message *message,
                                           size_t len);
 
 // Sets `*copy` to a new handle on the same message (no payload byte is copied), e.g. to
-// keep a message a callback borrowed. Owned: free with `busbar_message_free`.
+// keep a message a callback borrowed. The copy of a durable message shares its
+// delivery: settling it through either handle settles it, once.
+// Owned: free with `busbar_message_free`.
 enum busbar_status busbar_message_clone(const struct busbar_message *message,
                                         struct busbar_message **copy);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C suite: builds libbusbar, checks that include/busbar.h is the generated one, runs
 # the C tests (plainly, under valgrind, and against a private nats-server), and builds
-# and runs the C quickstart against the static and the shared library.
+# and runs the C quickstart against the static and the shared library and the durable
+# streams example (in memory and on NATS).
 # Needs cargo, a C compiler, make, python3 and git; installs Debian's valgrind package
 # when valgrind is missing. Build output goes to target/ (git-ignored).
 set -euo pipefail
@@ -71,6 +72,16 @@ for exe in "$OUT"/quickstart "$OUT"/quickstart-shared; do
     echo "$exe ran the scenario"
 done
 
+step "C durable-streams example"
+check_durable() {
+    grep -q "sequence 1 (duplicate: stored once)" <<<"$1"
+    grep -q "acked; acking twice: \[invalid_argument\]" <<<"$1"
+    grep -q 'on dlq.orders.created, reason "terminated: unparsable order"' <<<"$1"
+    grep -q "ORDERS holds 2 messages" <<<"$1"
+}
+check_durable "$("$OUT"/durable)"
+echo "$OUT/durable ran the scenario"
+
 step "C tests and quickstart against a private nats-server"
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
 [ -x "$NATS_SERVER" ] || { echo "nats-server not found (apt-get install nats-server)" >&2; exit 1; }
@@ -97,5 +108,7 @@ echo "nats-server pid $NATS_PID on 127.0.0.1:$PORT"
 "$OUT"/test_busbar "nats://127.0.0.1:$PORT"
 BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/quickstart | grep -q "1 request(s) answered"
 echo "quickstart ran on NATS"
+check_durable "$(BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/durable)"
+echo "durable example ran on NATS"
 
 printf '\nc: all passed\n'

@@ -5,7 +5,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use busbar_core::{Bytes, EventBus, Result};
+use busbar_core::{Bytes, EventBus, MessageBuilder, Result};
 
 use crate::args::{array_arg, handle, out, str_arg, timeout_arg};
 use crate::config::{busbar_config, config_from_json, config_or_env};
@@ -17,7 +17,7 @@ use crate::subscription::busbar_subscription;
 /// A connected bus. Opaque; owned by the caller, free with `busbar_bus_free`. Thread-safe:
 /// any number of threads may use one bus at once.
 pub struct busbar_bus {
-    bus: Arc<dyn EventBus>,
+    pub(crate) bus: Arc<dyn EventBus>,
 }
 
 /// One user header of a message to publish: two borrowed NUL-terminated UTF-8 strings.
@@ -87,19 +87,48 @@ pub extern "C" fn busbar_publish(
     headers_len: usize,
 ) -> busbar_status {
     ffi_boundary! {
-        let bus = &handle(bus, "bus")?.bus;
-        let subject = str_arg(subject, "subject")?;
-        let headers = array_arg(headers, headers_len, "headers")?;
-        let data = Bytes::copy_from_slice(array_arg(data, len, "data")?);
+        let PublishArgs { bus, subject, data, headers } = publish_args(bus, subject, data, len, headers, headers_len)?;
         if headers.is_empty() {
             return block_on(bus.publish(subject, data));
         }
-        let mut message = bus.message(subject).data(data);
-        for (i, h) in headers.iter().enumerate() {
-            message = message.header(str_arg(h.name, &format!("headers[{i}].name"))?, str_arg(h.value, &format!("headers[{i}].value"))?);
-        }
-        block_on(bus.publish_message(message.build()?))
+        block_on(bus.publish_message(with_headers(bus.message(subject).data(data), headers)?.build()?))
     }
+}
+
+/// The checked arguments of a publish: the payload is copied, the headers are checked
+/// one by one by [`with_headers`].
+pub(crate) struct PublishArgs<'a> {
+    pub bus: &'a Arc<dyn EventBus>,
+    pub subject: &'a str,
+    pub data: Bytes,
+    pub headers: &'a [busbar_header],
+}
+
+pub(crate) fn publish_args<'a>(
+    bus: *const busbar_bus,
+    subject: *const c_char,
+    data: *const u8,
+    len: usize,
+    headers: *const busbar_header,
+    headers_len: usize,
+) -> Result<PublishArgs<'a>> {
+    Ok(PublishArgs {
+        bus: &handle(bus, "bus")?.bus,
+        subject: str_arg(subject, "subject")?,
+        data: Bytes::copy_from_slice(array_arg(data, len, "data")?),
+        headers: array_arg(headers, headers_len, "headers")?,
+    })
+}
+
+/// Adds the C `headers` (each checked for NULL and UTF-8) to a message being built.
+pub(crate) fn with_headers(mut message: MessageBuilder, headers: &[busbar_header]) -> Result<MessageBuilder> {
+    for (i, h) in headers.iter().enumerate() {
+        message = message.header(
+            str_arg(h.name, &format!("headers[{i}].name"))?,
+            str_arg(h.value, &format!("headers[{i}].value"))?,
+        );
+    }
+    Ok(message)
 }
 
 fn subscribe_with(

@@ -8,8 +8,8 @@
 //! - a failure sets the thread's last error message ([`busbar_last_error`]);
 //! - blocking calls run on one lazily created tokio runtime shared by every handle.
 //!
-//! The handles are opaque: `busbar_config`, `busbar_bus`, `busbar_subscription` and
-//! `busbar_message`. What each function borrows and what the caller owns (and frees with
+//! The handles are opaque: `busbar_config`, `busbar_bus`, `busbar_subscription`,
+//! `busbar_durable_subscription` and `busbar_message`. What each function borrows and what the caller owns (and frees with
 //! which `_free`) is written on the function.
 #![allow(non_camel_case_types)]
 // The C entry points check every pointer they dereference; their safety contract is the
@@ -22,6 +22,7 @@ mod panic;
 mod args;
 pub mod bus;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod message;
 mod runtime;
@@ -31,6 +32,7 @@ pub mod userdata;
 
 pub use bus::*;
 pub use config::*;
+pub use durable::*;
 pub use error::*;
 pub use message::*;
 pub use subject::*;

@@ -1,14 +1,15 @@
 //! `busbar_message`: a received message (or a reply) and its accessors.
 //!
 //! The handle wraps core's `Message` plus its text fields as C strings, made once on first
-//! use. It is opaque, so later fields (the acknowledgement handle of a durable message for
-//! `busbar_message_ack`/`_nak`/`_term`) are added without changing the ABI.
+//! use, and, for a delivery of a durable subscription, core's `DurableMessage` (settled
+//! with `busbar_message_ack`/`_nak`/`_term`, see `durable.rs`). It is opaque, so such
+//! fields are added without changing the ABI.
 
 use std::ffi::{c_char, CString};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use busbar_core::{Bytes, Error, Message, Result};
+use busbar_core::{Bytes, DurableMessage, Error, Message, Result};
 
 use crate::args::{array_arg, handle, out, str_arg};
 use crate::error::busbar_status;
@@ -20,6 +21,9 @@ use crate::runtime::block_on;
 /// with `busbar_message_free`. Safe to read from several threads at once.
 pub struct busbar_message {
     msg: Message,
+    /// The delivery of a durable subscription this message is (shared by its clones, so
+    /// settling through any of them settles it once); `None` for a plain message.
+    durable: Option<Arc<DurableMessage>>,
     text: OnceLock<Text>,
 }
 
@@ -31,6 +35,8 @@ struct Text {
     event_type: CString,
     correlation_id: Option<CString>,
     reply_to: Option<CString>,
+    /// The stream of a durable message.
+    stream: Option<CString>,
     /// In core's order (sorted by name).
     headers: Vec<(CString, CString)>,
 }
@@ -47,12 +53,34 @@ impl busbar_message {
     pub(crate) fn new(msg: Message) -> Self {
         busbar_message {
             msg,
+            durable: None,
             text: OnceLock::new(),
         }
     }
 
     pub(crate) fn boxed(msg: Message) -> *mut busbar_message {
         Box::into_raw(Box::new(Self::new(msg)))
+    }
+
+    /// A handle on a delivery of a durable subscription.
+    pub(crate) fn boxed_durable(durable: DurableMessage) -> *mut busbar_message {
+        Box::into_raw(Box::new(busbar_message {
+            msg: durable.message().clone(),
+            durable: Some(Arc::new(durable)),
+            text: OnceLock::new(),
+        }))
+    }
+
+    /// The durable delivery behind this message, or `invalid_argument` naming `what` the
+    /// caller tried (`busbar_message_ack`, ...) for a plain message.
+    pub(crate) fn durable(&self, what: &str) -> Result<&DurableMessage> {
+        self.durable.as_deref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{what} needs a message from a durable subscription; message {} on {:?} was not delivered by one",
+                self.msg.id(),
+                self.msg.subject()
+            ))
+        })
     }
 
     fn text(&self) -> Result<&Text> {
@@ -68,6 +96,7 @@ impl busbar_message {
             event_type: c_string("type", m.event_type())?,
             correlation_id: optional("correlation_id", m.correlation_id())?,
             reply_to: optional("reply_to", m.reply_to())?,
+            stream: optional("stream", self.durable.as_deref().map(DurableMessage::stream))?,
             headers: m
                 .headers()
                 .iter()
@@ -148,6 +177,16 @@ pub extern "C" fn busbar_message_reply_to(
     out: *mut *const c_char,
 ) -> busbar_status {
     ffi_boundary! { text_field(message, out, |t| t.reply_to.as_ref()) }
+}
+
+/// Sets `*out` to the stream a durable message comes from, or to NULL for a message
+/// that no durable subscription delivered. Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_stream(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.stream.as_ref()) }
 }
 
 /// Sets `*data` and `*len` to the payload (`*data` may be NULL when `*len` is 0).
@@ -240,7 +279,9 @@ pub extern "C" fn busbar_message_respond(
 }
 
 /// Sets `*copy` to a new handle on the same message (no payload byte is copied), e.g. to
-/// keep a message a callback borrowed. Owned: free with `busbar_message_free`.
+/// keep a message a callback borrowed. The copy of a durable message shares its
+/// delivery: settling it through either handle settles it, once.
+/// Owned: free with `busbar_message_free`.
 #[no_mangle]
 pub extern "C" fn busbar_message_clone(
     message: *const busbar_message,
@@ -248,7 +289,12 @@ pub extern "C" fn busbar_message_clone(
 ) -> busbar_status {
     ffi_boundary! {
         let copy = out(copy, ptr::null_mut(), "copy")?;
-        *copy = busbar_message::boxed(handle(message, "message")?.msg.clone());
+        let message = handle(message, "message")?;
+        *copy = Box::into_raw(Box::new(busbar_message {
+            msg: message.msg.clone(),
+            durable: message.durable.clone(),
+            text: OnceLock::new(),
+        }));
         Ok(())
     }
 }

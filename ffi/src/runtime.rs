@@ -53,3 +53,16 @@ where
         }),
     }
 }
+
+/// [`block_on`] for at most `timeout_ms` (0: one poll; `BUSBAR_WAIT_FOREVER`: no limit);
+/// `None` when the time ran out first.
+pub(crate) fn block_on_for<F>(timeout_ms: u64, fut: F) -> Option<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    match crate::args::timeout_arg(timeout_ms) {
+        None => Some(block_on(fut)),
+        Some(limit) => block_on(async { tokio::time::timeout(limit, fut).await }).ok(),
+    }
+}

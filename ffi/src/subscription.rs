@@ -4,14 +4,15 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use busbar_core::{Error, Result, Subscription, SubscriptionHandle};
 use tokio::task::JoinHandle;
 
-use crate::args::{handle, out, timeout_arg};
+use crate::args::{handle, out};
 use crate::error::{busbar_status, set_last_error};
 use crate::message::busbar_message;
-use crate::runtime::{block_on, RUNTIME};
+use crate::runtime::{block_on, block_on_for, RUNTIME};
 use crate::userdata::{busbar_message_callback, busbar_userdata_drop, Callback};
 
 /// A subscription. Opaque; owned by the caller, free with `busbar_subscription_free`.
@@ -74,11 +75,10 @@ pub extern "C" fn busbar_subscription_next(
                 "the subscription delivers to a callback; busbar_subscription_next cannot take from it".into(),
             ));
         };
-        let item = match timeout_arg(timeout_ms) {
-            None => block_on(sub.next()),
-            Some(limit) => block_on(async { tokio::time::timeout(limit, sub.next()).await })
-                .map_err(|_| Error::Timeout { subject: sub.pattern().to_owned(), timeout: limit })?,
-        };
+        let item = block_on_for(timeout_ms, sub.next()).ok_or_else(|| Error::Timeout {
+            subject: sub.pattern().to_owned(),
+            timeout: Duration::from_millis(timeout_ms),
+        })?;
         let msg = item.ok_or(Error::Closed("subscription"))??;
         *slot = busbar_message::boxed(msg);
         Ok(())
