@@ -10,48 +10,7 @@ Every call that does work returns an awaitable. Calls that finish at once (most 
 return an already-finished awaitable, so awaiting them costs no trip through the event loop.
 """
 
-from ._busbar import (
-    CONFIG_KEYS,
-    BackendError,
-    Bus,
-    BusError,
-    Closed,
-    CryptoError,
-    DecodeError,
-    Forbidden,
-    InvalidArgument,
-    InvalidSubject,
-    Lagged,
-    Message,
-    NoResponders,
-    PayloadTooLarge,
-    Subscription,
-    Timeout,
-    connect,
-    subject_matches,
-    validate_pattern,
-    validate_subject,
-)
+from . import _busbar
+from ._busbar import *  # noqa: F403  (the native module's __all__ is the public API)
 
-__all__ = [
-    "CONFIG_KEYS",
-    "BackendError",
-    "Bus",
-    "BusError",
-    "Closed",
-    "CryptoError",
-    "DecodeError",
-    "Forbidden",
-    "InvalidArgument",
-    "InvalidSubject",
-    "Lagged",
-    "Message",
-    "NoResponders",
-    "PayloadTooLarge",
-    "Subscription",
-    "Timeout",
-    "connect",
-    "subject_matches",
-    "validate_pattern",
-    "validate_subject",
-]
+__all__ = _busbar.__all__
