@@ -10,7 +10,5 @@ Every call that does work returns an awaitable. Calls that finish at once (most 
 return an already-finished awaitable, so awaiting them costs no trip through the event loop.
 """
 
-from . import _busbar
 from ._busbar import *  # noqa: F403  (the native module's __all__ is the public API)
-
-__all__ = _busbar.__all__
+from ._busbar import __all__ as __all__
