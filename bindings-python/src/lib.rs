@@ -13,6 +13,10 @@ mod error;
 mod message;
 mod subscription;
 
+/// Rust allocations of this module (Python's own are untouched): see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The one tokio runtime of the process, created on first use; every awaitable runs on it.
 pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
