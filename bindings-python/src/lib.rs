@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use pyo3::prelude::*;
 
 mod awaitable;
+mod bridge;
 mod bus;
 mod config;
 mod error;
@@ -50,9 +51,6 @@ fn validate_pattern(pattern: &Bound<'_, PyAny>) -> PyResult<()> {
 
 #[pymodule]
 fn _busbar(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Runtime tasks stop touching Python once the interpreter begins to exit.
-    let exiting = wrap_pyfunction!(awaitable::_mark_exiting, m)?;
-    m.py().import("atexit")?.call_method1("register", (exiting,))?;
     m.add_function(wrap_pyfunction!(bus::connect, m)?)?;
     m.add_function(wrap_pyfunction!(subject_matches, m)?)?;
     m.add_function(wrap_pyfunction!(validate_subject, m)?)?;
