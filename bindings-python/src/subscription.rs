@@ -6,14 +6,14 @@
 //! nothing is queued does it wait on the runtime through an asyncio future.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::StreamExt;
-use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::awaitable::{self, Ready};
 use crate::error::to_py;
@@ -23,31 +23,49 @@ use crate::RUNTIME;
 /// Most messages moved from the core stream to the local buffer at once.
 const BATCH: usize = 256;
 
-struct State {
-    sub: busbar::Subscription,
-    buffered: VecDeque<busbar::Result<busbar::Message>>,
+type Item = busbar::Result<busbar::Message>;
+
+/// What the Python object and its waiting runtime tasks share.
+struct Shared {
+    /// Messages taken off the stream, not yet handed to Python. Locked briefly only.
+    buffered: StdMutex<VecDeque<Item>>,
+    /// Wakes a waiting task when a message comes back to `buffered` (see [`Claim`]).
+    returned: Notify,
+    /// The core stream; a waiting `__anext__` holds it while it waits.
+    stream: Mutex<busbar::Subscription>,
 }
 
-impl State {
-    /// Moves what the stream holds right now into the buffer; true when it has ended.
-    fn fill(&mut self) -> bool {
-        let _runtime = RUNTIME.enter();
-        let mut cx = Context::from_waker(Waker::noop());
-        while self.buffered.len() < BATCH {
-            match self.sub.poll_next_unpin(&mut cx) {
-                Poll::Ready(Some(item)) => self.buffered.push_back(item),
-                Poll::Ready(None) => return true,
-                Poll::Pending => break,
-            }
-        }
-        false
+impl Shared {
+    fn buffered(&self) -> MutexGuard<'_, VecDeque<Item>> {
+        self.buffered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn pop(&self) -> Option<Item> {
+        self.buffered().pop_front()
+    }
+}
+
+/// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`; true when the
+/// stream has ended.
+fn fill(stream: &mut busbar::Subscription, buffered: &mut VecDeque<Item>) -> bool {
+    let _runtime = RUNTIME.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    while buffered.len() < BATCH {
+        match stream.poll_next_unpin(&mut cx) {
+            Poll::Ready(Some(item)) => buffered.push_back(item),
+            Poll::Ready(None) => return true,
+            Poll::Pending => break,
+        }
+    }
+    false
 }
 
 /// Messages on a pattern: `async for msg in sub`. `async with` unsubscribes at the end.
 #[pyclass(frozen, module = "busbar", name = "Subscription")]
 pub struct Subscription {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     handle: busbar::SubscriptionHandle,
     pattern: String,
     queue_group: Option<String>,
@@ -59,17 +77,63 @@ impl Subscription {
             handle: sub.handle(),
             pattern: sub.pattern().to_owned(),
             queue_group: sub.queue_group().map(str::to_owned),
-            state: Arc::new(Mutex::new(State {
-                sub,
-                buffered: VecDeque::new(),
-            })),
+            shared: Arc::new(Shared {
+                buffered: StdMutex::new(VecDeque::new()),
+                returned: Notify::new(),
+                stream: Mutex::new(sub),
+            }),
         }
     }
 }
 
-/// One stream item for Python: a `Message`, or the error it carries (e.g. `Lagged`).
-fn item_to_py(item: busbar::Result<busbar::Message>) -> PyResult<Message> {
-    item.map(Message::from).map_err(to_py)
+/// A message taken off the stream for a waiting `__anext__`. If that wait was cancelled
+/// before the message reached Python, dropping the claim puts it back at the front of the
+/// buffer, so a timed-out wait (`asyncio.wait_for(sub.__anext__(), t)`) loses nothing.
+struct Claim {
+    msg: Option<busbar::Message>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(msg) = self.msg.take() {
+            self.shared.buffered().push_front(Ok(msg));
+            self.shared.returned.notify_one();
+        }
+    }
+}
+
+impl<'py> IntoPyObject<'py> for Claim {
+    type Target = Message;
+    type Output = Bound<'py, Message>;
+    type Error = PyErr;
+
+    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, Message>> {
+        match self.msg.take() {
+            Some(msg) => Bound::new(py, Message::from(msg)),
+            None => Err(PyRuntimeError::new_err("busbar: a message was claimed twice")),
+        }
+    }
+}
+
+/// Waits for the next item: from the buffer, or from the stream (then moving what else is
+/// ready into the buffer). `None` once the stream has ended.
+async fn wait_next(shared: &Arc<Shared>) -> Option<Item> {
+    let mut stream = shared.stream.lock().await;
+    loop {
+        if let Some(item) = shared.pop() {
+            return Some(item);
+        }
+        tokio::select! {
+            item = stream.next() => {
+                let item = item?;
+                let mut buffered = shared.buffered();
+                buffered.push_back(item);
+                fill(&mut stream, &mut buffered);
+            }
+            _ = shared.returned.notified() => {}
+        }
+    }
 }
 
 #[pymethods]
@@ -93,31 +157,34 @@ impl Subscription {
     /// The next message; `StopAsyncIteration` once the subscription has ended.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         // Fast path: a message already buffered, or already queued in the core stream.
-        if let Ok(mut state) = self.state.try_lock() {
-            let mut ended = false;
-            if state.buffered.is_empty() {
-                ended = py.detach(|| state.fill());
-            }
-            match state.buffered.pop_front() {
-                Some(Ok(msg)) => {
-                    return Ready::value(py, Bound::new(py, Message::from(msg))?.into_any());
+        let mut next = self.shared.pop();
+        if next.is_none() {
+            if let Ok(mut stream) = self.shared.stream.try_lock() {
+                let shared = &self.shared;
+                let (first, ended) = py.detach(|| {
+                    let mut buffered = shared.buffered();
+                    let ended = fill(&mut stream, &mut buffered);
+                    (buffered.pop_front(), ended)
+                });
+                if first.is_none() && ended {
+                    return Ready::error(py, PyStopAsyncIteration::new_err(()));
                 }
-                Some(Err(e)) => return Ready::error(py, to_py(e)),
-                None if ended => return Ready::error(py, PyStopAsyncIteration::new_err(())),
-                None => {}
+                next = first;
             }
         }
-        let state = self.state.clone();
+        match next {
+            Some(Ok(msg)) => return Ready::value(py, Bound::new(py, Message::from(msg))?.into_any()),
+            Some(Err(e)) => return Ready::error(py, to_py(e)),
+            None => {}
+        }
+        let shared = self.shared.clone();
         awaitable::spawn(py, async move {
-            let mut state = state.lock().await;
-            if let Some(item) = state.buffered.pop_front() {
-                return item_to_py(item);
-            }
-            match state.sub.next().await {
-                Some(item) => {
-                    state.fill();
-                    item_to_py(item)
-                }
+            match wait_next(&shared).await {
+                Some(Ok(msg)) => Ok(Claim {
+                    msg: Some(msg),
+                    shared: shared.clone(),
+                }),
+                Some(Err(e)) => Err(to_py(e)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }
         })
@@ -126,12 +193,10 @@ impl Subscription {
     /// Stops delivery at once; buffered messages are discarded and iteration ends.
     fn unsubscribe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
-        let state = self.state.clone();
+        let shared = self.shared.clone();
         awaitable::run(py, async move {
             handle.unsubscribe().await?;
-            if let Ok(mut state) = state.try_lock() {
-                state.buffered.clear();
-            }
+            shared.buffered().clear();
             Ok(())
         })
     }
@@ -145,7 +210,7 @@ impl Subscription {
     /// Counters: delivered, missed, pending (queued in core plus buffered here), lagging.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.handle.stats();
-        let buffered = self.state.try_lock().map_or(0, |s| s.buffered.len() as u64);
+        let buffered = self.shared.buffered().len() as u64;
         let dict = PyDict::new(py);
         dict.set_item("delivered", s.delivered)?;
         dict.set_item("missed", s.missed)?;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -221,3 +222,27 @@ async def test_stats_count(bus: busbar.Bus) -> None:
     assert bus.stats()["published"] >= 5
     assert sub.stats()["delivered"] == 5
     assert sub.stats()["pending"] == 0
+
+
+async def test_cancelled_waits_release_their_calls(bus: busbar.Bus) -> None:
+    silent = await bus.subscribe("slow")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(bus.request("slow", b"?", timeout=5), 0.1)
+    sub = await bus.subscribe("after")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(sub.__anext__(), 0.05)
+    await bus.publish("after", b"1")
+    assert (await asyncio.wait_for(sub.__anext__(), 2)).data == b"1"
+    await silent.unsubscribe()
+
+
+async def test_a_message_for_a_cancelled_wait_is_kept(bus: busbar.Bus) -> None:
+    sub = await bus.subscribe("kept")
+    await bus.flush()
+    waiting = asyncio.ensure_future(sub.__anext__())
+    await asyncio.sleep(0.05)  # the wait is now parked in the runtime
+    await bus.publish("kept", b"1")
+    time.sleep(0.2)  # noqa: ASYNC251  (blocks the loop on purpose: the runtime finishes the wait first)
+    assert not waiting.done()
+    waiting.cancel()
+    assert (await asyncio.wait_for(sub.__anext__(), 2)).data == b"1"

@@ -115,3 +115,16 @@ async def test_lag_mode_raises_lagged_then_goes_on() -> None:
     await bus.publish("lag", b"after")
     assert (await sub.__anext__()).data == b"after"
     await bus.close()
+
+
+async def test_a_full_buffer_makes_publish_wait_in_block_mode() -> None:
+    bus = await busbar.connect(subscription_capacity=1)
+    sub = await bus.subscribe("bp")
+    await bus.publish("bp", b"1")
+    second = asyncio.ensure_future(bus.publish("bp", b"2"))
+    await asyncio.sleep(0.05)
+    assert not second.done(), "the publisher waits for room"
+    assert (await sub.__anext__()).data == b"1"
+    await asyncio.wait_for(second, 2)
+    assert (await asyncio.wait_for(sub.__anext__(), 2)).data == b"2"
+    await bus.close()
