@@ -76,18 +76,27 @@ impl LoopReader {
         let mut buf = [0u8; 256];
         while matches!((&self.0.rx).read(&mut buf), Ok(n) if n == buf.len()) {}
         let batch = std::mem::take(&mut *self.0.queue());
-        for Completion { future, outcome } in batch {
-            let future = future.bind(py);
-            if future.call_method0(intern!(py, "done"))?.is_truthy()? {
-                continue; // cancelled meanwhile
+        for completion in batch {
+            // One future that cannot be completed must not strand the rest of the batch.
+            if let Err(err) = complete(py, completion) {
+                err.write_unraisable(py, None);
             }
-            match outcome(py) {
-                Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
-                Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?,
-            };
         }
         Ok(())
     }
+}
+
+/// Hands a finished call's outcome to its asyncio future, unless that was cancelled.
+fn complete(py: Python<'_>, Completion { future, outcome }: Completion) -> PyResult<()> {
+    let future = future.bind(py);
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(()); // cancelled meanwhile; dropping `outcome` releases what it holds
+    }
+    match outcome(py) {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+        Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?,
+    };
+    Ok(())
 }
 
 /// The wake-up of each live event loop, found by a weak reference to the loop.
