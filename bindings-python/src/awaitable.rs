@@ -5,6 +5,7 @@
 //! as a [`Ready`] (awaiting it yields the result at once, no event-loop round trip), and
 //! only a call that has to wait becomes an asyncio future, completed by [`spawn`].
 
+use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -92,6 +93,21 @@ impl Ready {
     }
 }
 
+/// `value` as a Python object; `()` (what most calls return) is `None`, not pyo3's `()`.
+pub(crate) fn to_object<'py, T>(py: Python<'py>, value: T) -> PyResult<Bound<'py, PyAny>>
+where
+    T: IntoPyObject<'py> + 'static,
+{
+    if TypeId::of::<T>() == TypeId::of::<()>() {
+        return Ok(py.None().into_bound(py));
+    }
+    Ok(value
+        .into_pyobject(py)
+        .map_err(Into::into)?
+        .into_any()
+        .into_bound())
+}
+
 /// A boxed core future, so it can be polled here and finished on the runtime.
 type Pending<T> = Pin<Box<dyn Future<Output = busbar::Result<T>> + Send>>;
 
@@ -112,14 +128,7 @@ where
 {
     let mut fut: Pending<T> = Box::pin(fut);
     match poll_once(py, &mut fut) {
-        Poll::Ready(Ok(value)) => {
-            let value = value
-                .into_pyobject(py)
-                .map_err(Into::into)?
-                .into_any()
-                .into_bound();
-            Ready::value(py, value)
-        }
+        Poll::Ready(Ok(value)) => Ready::value(py, to_object(py, value)?),
         Poll::Ready(Err(e)) => Ready::error(py, to_py(e)),
         Poll::Pending => spawn(py, async move { fut.await.map_err(to_py) }),
     }

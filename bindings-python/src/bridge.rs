@@ -15,9 +15,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::{intern, BoundObject};
 
 use crate::RUNTIME;
 
@@ -158,7 +158,7 @@ where
         wakeup.push(Completion {
             future: target,
             outcome: Box::new(move |py| {
-                output.and_then(|v| Ok(v.into_pyobject(py).map_err(Into::into)?.into_any().unbind()))
+                output.and_then(|v| Ok(crate::awaitable::to_object(py, v)?.unbind()))
             }),
         });
     });

@@ -1,6 +1,5 @@
 //! `busbar.connect(**kwargs)` and `busbar.Bus`: the EventBus calls as awaitables.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,9 +52,10 @@ impl Bus {
         py: Python<'py>,
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
-        headers: Option<BTreeMap<String, String>>,
+        headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let subject = message::text(subject, "publish(): subject")?;
+        let headers = message::headers(headers, "publish(): headers")?;
         let payload = message::payload(data)?;
         let bus = self.bus.clone();
         if headers.is_none() && payload.content_type.is_none() {
@@ -100,9 +100,10 @@ impl Bus {
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
         timeout: f64,
-        headers: Option<BTreeMap<String, String>>,
+        headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = seconds(timeout)?;
+        let headers = message::headers(headers, "request(): headers")?;
         let payload = message::payload(data)?;
         let bus = self.bus.clone();
         let subject = message::text(subject, "request(): subject")?;

@@ -83,6 +83,30 @@ pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
     })
 }
 
+/// `headers=` as core takes them: `None`, or a dict of str to str (else a TypeError
+/// naming the call, e.g. `"publish(): headers must be a dict of str to str, not list"`).
+pub(crate) fn headers(
+    value: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<BTreeMap<String, String>>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let Ok(dict) = value.cast::<PyDict>() else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a dict of str to str, not {}",
+            value.get_type().name()?
+        )));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in dict.iter() {
+        let name = text(&k, &format!("{what} key"))?.to_owned();
+        let value = text(&v, &format!("{what}[{name:?}]"))?.to_owned();
+        out.insert(name, value);
+    }
+    Ok(Some(out))
+}
+
 /// A core message built from Python arguments: subject, payload and optional headers.
 pub(crate) fn build(
     builder: busbar::MessageBuilder,
@@ -195,8 +219,9 @@ impl Message {
         &self,
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
-        headers: Option<BTreeMap<String, String>>,
+        headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let headers = self::headers(headers, "respond(): headers")?;
         let payload = payload(Some(data))?;
         let reply = self
             .inner

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 
 import pytest
 
@@ -162,8 +163,12 @@ async def test_wrong_types_raise_type_error(bus: busbar.Bus) -> None:
         await bus.subscribe(b"a.b")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="group must be a str"):
         await bus.queue_subscribe("a", None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r'publish\(\): headers\["k"\] must be a str, not int'):
         await bus.publish("a", b"x", headers={"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(
+        TypeError, match=r"request\(\): headers must be a dict of str to str, not list"
+    ):
+        await bus.request("a", b"x", headers=[("k", "v")])  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         await bus.request("a", b"x", timeout="soon")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -246,3 +251,20 @@ async def test_a_message_for_a_cancelled_wait_is_kept(bus: busbar.Bus) -> None:
     assert not waiting.done()
     waiting.cancel()
     assert (await asyncio.wait_for(sub.__anext__(), 2)).data == b"1"
+
+
+async def result_of(call: Awaitable[object]) -> object:
+    return await call
+
+
+async def test_calls_without_a_result_return_none(bus: busbar.Bus) -> None:
+    sub = await bus.subscribe("none")
+    calls: list[Awaitable[object]] = [
+        bus.publish("none", b"x"),
+        bus.publish("none", {"a": 1}, headers={"h": "v"}),
+        bus.flush(),
+        sub.drain(),
+        sub.unsubscribe(),
+        bus.close(),
+    ]
+    assert [await result_of(c) for c in calls] == [None] * 6
