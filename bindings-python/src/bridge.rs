@@ -1,0 +1,170 @@
+//! Completing asyncio futures from runtime threads without taking the GIL there.
+//!
+//! Each event loop gets one [`Wakeup`]: a queue of finished calls and a socket pair whose
+//! reading end the loop watches (`loop.add_reader`). A runtime task that finishes pushes
+//! its outcome onto the queue and, if the queue was empty, writes one byte; the loop then
+//! runs [`LoopReader`] on its own thread, with the GIL it already holds, and completes
+//! every queued future in one go. So runtime threads never wait for the GIL (which the
+//! loop's thread may hold for a whole switch interval), a burst of completions costs one
+//! wake-up of the loop, and nothing touches Python from a runtime thread while the
+//! interpreter exits.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::RUNTIME;
+
+/// Turns a finished call's output into a Python object, on the loop's thread.
+type Outcome = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+struct Completion {
+    future: Py<PyAny>,
+    outcome: Outcome,
+}
+
+/// The finished calls of one event loop, and the socket pair that wakes it.
+struct Wakeup {
+    queue: Mutex<Vec<Completion>>,
+    tx: UnixStream,
+    rx: UnixStream,
+}
+
+impl Wakeup {
+    fn new() -> PyResult<Self> {
+        let (tx, rx) = UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        Ok(Wakeup {
+            queue: Mutex::new(Vec::new()),
+            tx,
+            rx,
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Vec<Completion>> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From any thread: queues a completion and wakes the loop if it was not yet woken.
+    fn push(&self, completion: Completion) {
+        let mut queue = self.queue();
+        queue.push(completion);
+        let first = queue.len() == 1;
+        drop(queue);
+        if first {
+            // A full socket buffer already holds a wake-up byte, so a failed write loses nothing.
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+}
+
+/// The loop's reader callback: completes every queued future that is still waiting.
+#[pyclass(frozen, module = "busbar")]
+struct LoopReader(Arc<Wakeup>);
+
+#[pymethods]
+impl LoopReader {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        // Read the wake-up bytes before taking the queue, so no push goes unnoticed.
+        let mut buf = [0u8; 256];
+        while matches!((&self.0.rx).read(&mut buf), Ok(n) if n == buf.len()) {}
+        let batch = std::mem::take(&mut *self.0.queue());
+        for completion in batch {
+            // One future that cannot be completed must not strand the rest of the batch.
+            if let Err(err) = complete(py, completion) {
+                err.write_unraisable(py, None);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hands a finished call's outcome to its asyncio future, unless that was cancelled.
+fn complete(py: Python<'_>, Completion { future, outcome }: Completion) -> PyResult<()> {
+    let future = future.bind(py);
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(()); // cancelled meanwhile; dropping `outcome` releases what it holds
+    }
+    match outcome(py) {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+        Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?,
+    };
+    Ok(())
+}
+
+/// The wake-up of each live event loop, found by a weak reference to the loop.
+static LOOPS: Mutex<Vec<(Py<PyAny>, Arc<Wakeup>)>> = Mutex::new(Vec::new());
+
+/// The wake-up of `event_loop`, registering its reader on first use.
+fn wakeup_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Wakeup>> {
+    let mut loops = LOOPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut found = None;
+    loops.retain(|(weak, wakeup)| match weak.bind(py).call0() {
+        Ok(l) if l.is(event_loop) => {
+            found = Some(wakeup.clone());
+            true
+        }
+        Ok(l) => !l.is_none(), // forget loops that are gone
+        Err(_) => false,
+    });
+    if let Some(wakeup) = found {
+        return Ok(wakeup);
+    }
+    let wakeup = Arc::new(Wakeup::new()?);
+    let reader = LoopReader(wakeup.clone());
+    event_loop.call_method1("add_reader", (wakeup.rx.as_raw_fd(), reader))?;
+    let weak = py.import("weakref")?.getattr("ref")?.call1((event_loop,))?;
+    loops.push((weak.unbind(), wakeup.clone()));
+    Ok(wakeup)
+}
+
+/// The asyncio future's done-callback: aborts the runtime task (a no-op once it finished).
+#[pyclass(frozen, module = "busbar")]
+struct AbortTask(tokio::task::AbortHandle);
+
+#[pymethods]
+impl AbortTask {
+    fn __call__(&self, _future: &Bound<'_, PyAny>) {
+        self.0.abort();
+    }
+}
+
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Runs `fut` on the runtime and returns an asyncio future of the running loop that gets
+/// its output. Cancelling that future aborts the task, dropping `fut`. Errors are
+/// `PyErr`s made without the GIL (see `error::to_py`).
+pub(crate) fn spawn<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    let event_loop = get_loop.bind(py).call0()?;
+    let wakeup = wakeup_for(py, &event_loop)?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    let target = future.clone().unbind();
+    let task = RUNTIME.spawn(async move {
+        let output = fut.await;
+        wakeup.push(Completion {
+            future: target,
+            outcome: Box::new(move |py| {
+                output.and_then(|v| Ok(crate::awaitable::to_object(py, v)?.unbind()))
+            }),
+        });
+    });
+    future.call_method1(
+        intern!(py, "add_done_callback"),
+        (AbortTask(task.abort_handle()),),
+    )?;
+    Ok(future)
+}

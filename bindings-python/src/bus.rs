@@ -1,0 +1,162 @@
+//! `busbar.connect(**kwargs)` and `busbar.Bus`: the EventBus calls as awaitables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use busbar::EventBus;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::awaitable::{self, Ready};
+use crate::config;
+use crate::message::{self, Message};
+use crate::subscription::Subscription;
+
+/// Connects with keyword settings (`backend="nats"`, `nats_url=...`, `max_payload=...`):
+/// the in-memory bus unless `backend` or `BUSBAR_BACKEND` says otherwise. Awaitable.
+#[pyfunction]
+#[pyo3(signature = (**kwargs))]
+pub(crate) fn connect<'py>(
+    py: Python<'py>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config = config::from_kwargs(kwargs)?;
+    awaitable::run(
+        py,
+        async move { busbar::connect(config).await.map(|bus| Bus { bus }) },
+    )
+}
+
+/// A connected bus. Use it as `async with await busbar.connect() as bus:` to close it.
+#[pyclass(frozen, module = "busbar", name = "Bus")]
+pub struct Bus {
+    bus: Arc<dyn EventBus>,
+}
+
+/// A timeout in seconds as a Duration; refuses negative, NaN and infinite values.
+fn seconds(timeout: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(timeout).map_err(|_| {
+        PyValueError::new_err(format!(
+            "timeout must be a finite number of seconds >= 0, not {timeout}"
+        ))
+    })
+}
+
+#[pymethods]
+impl Bus {
+    /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`.
+    #[pyo3(signature = (subject, data = None, *, headers = None))]
+    fn publish<'py>(
+        &self,
+        py: Python<'py>,
+        subject: &Bound<'py, PyAny>,
+        data: Option<&Bound<'py, PyAny>>,
+        headers: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let subject = message::text(subject, "publish(): subject")?;
+        let headers = message::headers(headers, "publish(): headers")?;
+        let payload = message::payload(data)?;
+        let bus = self.bus.clone();
+        if headers.is_none() && payload.content_type.is_none() {
+            let subject = subject.to_owned();
+            return awaitable::run(py, async move { bus.publish(&subject, payload.data).await });
+        }
+        let msg = message::build(bus.message(subject), payload, headers);
+        awaitable::run(py, async move { bus.publish_message(msg?).await })
+    }
+
+    /// Receives every message whose subject matches `pattern`. Awaitable.
+    fn subscribe<'py>(&self, py: Python<'py>, pattern: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let pattern = message::text(pattern, "subscribe(): pattern")?.to_owned();
+        let bus = self.bus.clone();
+        awaitable::run(
+            py,
+            async move { bus.subscribe(&pattern).await.map(Subscription::new) },
+        )
+    }
+
+    /// Receives matching messages as one member of `group`. Awaitable.
+    fn queue_subscribe<'py>(
+        &self,
+        py: Python<'py>,
+        pattern: &Bound<'py, PyAny>,
+        group: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pattern = message::text(pattern, "queue_subscribe(): pattern")?.to_owned();
+        let group = message::text(group, "queue_subscribe(): group")?.to_owned();
+        let bus = self.bus.clone();
+        awaitable::run(py, async move {
+            bus.queue_subscribe(&pattern, &group).await.map(Subscription::new)
+        })
+    }
+
+    /// Sends a request and returns the reply `Message`; raises `NoResponders` at once when
+    /// nothing listens, `Timeout` after `timeout` seconds. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, timeout = 5.0, headers = None))]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        subject: &Bound<'py, PyAny>,
+        data: Option<&Bound<'py, PyAny>>,
+        timeout: f64,
+        headers: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = seconds(timeout)?;
+        let headers = message::headers(headers, "request(): headers")?;
+        let payload = message::payload(data)?;
+        let bus = self.bus.clone();
+        let subject = message::text(subject, "request(): subject")?;
+        let msg = message::build(bus.message(subject), payload, headers);
+        awaitable::run(py, async move {
+            bus.request_message(msg?, timeout).await.map(Message::from)
+        })
+    }
+
+    /// Returns once everything published before has reached the bus (on NATS: the server).
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let bus = self.bus.clone();
+        awaitable::run(py, async move { bus.flush().await })
+    }
+
+    /// Closes the bus: subscriptions end after what they hold; later calls raise `Closed`.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let bus = self.bus.clone();
+        awaitable::run(py, async move { bus.close().await })
+    }
+
+    /// `"memory"` or `"nats"`.
+    #[getter]
+    fn backend(&self) -> String {
+        self.bus.backend().to_string()
+    }
+
+    /// Counters of this bus: published, delivered, missed, late_replies, subscriptions.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.bus.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("published", s.published)?;
+        dict.set_item("delivered", s.delivered)?;
+        dict.set_item("missed", s.missed)?;
+        dict.set_item("late_replies", s.late_replies)?;
+        dict.set_item("subscriptions", s.subscriptions)?;
+        Ok(dict)
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Ready::value(slf.py(), slf.into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, pyo3::types::PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<busbar.Bus backend={}>", self.bus.backend())
+    }
+}

@@ -1,0 +1,144 @@
+//! Core errors as Python exceptions: `BusError` and one subclass per stable code
+//! (DESIGN.md §7), each with a `code` class attribute. Mapping is on the code only.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+create_exception!(
+    busbar,
+    BusError,
+    PyException,
+    "Every busbar failure; `.code` is its stable code."
+);
+create_exception!(
+    busbar,
+    InvalidSubject,
+    BusError,
+    "code `invalid_subject`: a subject or pattern breaks the rules."
+);
+create_exception!(
+    busbar,
+    InvalidArgument,
+    BusError,
+    "code `invalid_argument`: an argument other than a subject is unacceptable."
+);
+create_exception!(
+    busbar,
+    PayloadTooLarge,
+    BusError,
+    "code `payload_too_large`: the payload exceeds max_payload."
+);
+create_exception!(
+    busbar,
+    Timeout,
+    BusError,
+    "code `timeout`: no reply arrived in time."
+);
+create_exception!(
+    busbar,
+    NoResponders,
+    BusError,
+    "code `no_responders`: nothing listens on the request's subject."
+);
+create_exception!(
+    busbar,
+    Forbidden,
+    BusError,
+    "code `forbidden`: the caller is not allowed to do this."
+);
+create_exception!(
+    busbar,
+    Closed,
+    BusError,
+    "code `closed`: the bus or subscription is closed."
+);
+create_exception!(
+    busbar,
+    DecodeError,
+    BusError,
+    "code `decode`: bytes on the wire could not be read as a message."
+);
+create_exception!(
+    busbar,
+    CryptoError,
+    BusError,
+    "code `crypto`: encryption or decryption failed."
+);
+create_exception!(
+    busbar,
+    BackendError,
+    BusError,
+    "code `backend`: the backend (broker connection, runtime) failed."
+);
+create_exception!(
+    busbar,
+    Lagged,
+    BusError,
+    "code `lagged`: a subscription missed messages because its buffer was full."
+);
+
+/// Each stable code and its class: the one table `to_py` and `register` read.
+macro_rules! by_code {
+    ($($code:literal => $class:ident),* $(,)?) => {
+        /// The exception for a core error, chosen by its code. Made lazily, so it needs
+        /// no GIL (runtime threads build them); `register` checks every code has a class.
+        pub(crate) fn to_py(err: busbar::Error) -> PyErr {
+            let text = describe(&err);
+            match err.code() {
+                $($code => $class::new_err(text),)*
+                other => BusError::new_err(format!("[{other}] {text}")),
+            }
+        }
+
+        fn class_of<'py>(py: Python<'py>, code: &str) -> Option<Bound<'py, PyType>> {
+            match code {
+                $($code => Some(py.get_type::<$class>()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+by_code! {
+    "invalid_subject" => InvalidSubject,
+    "invalid_argument" => InvalidArgument,
+    "payload_too_large" => PayloadTooLarge,
+    "timeout" => Timeout,
+    "no_responders" => NoResponders,
+    "forbidden" => Forbidden,
+    "closed" => Closed,
+    "decode" => DecodeError,
+    "crypto" => CryptoError,
+    "backend" => BackendError,
+    "lagged" => Lagged,
+}
+
+/// The text of `err` with its cause chain, so a backend failure says why.
+fn describe(err: &busbar::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Adds `BusError` and its subclasses to the module, each with its `code`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let base = py.get_type::<BusError>();
+    base.setattr("code", "")?;
+    m.add("BusError", base)?;
+    for code in busbar::Error::CODES {
+        let class = class_of(py, code).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("busbar: no exception class for code {code:?}"))
+        })?;
+        class.setattr("code", *code)?;
+        m.add(class.name()?, class)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+"""The examples in examples/python run to the end on both backends and say what they did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def run_example(backend: str, request: pytest.FixtureRequest, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUSBAR_")}
+    env["BUSBAR_BACKEND"] = backend
+    if backend == "nats":
+        env["BUSBAR_NATS_URL"] = request.getfixturevalue("nats_server").url
+    done = subprocess.run(
+        [sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_quickstart(backend: str, request: pytest.FixtureRequest) -> None:
+    out = run_example(backend, request, "examples/python/quickstart.py")
+    assert f"connected to the {backend} bus" in out
+    assert (
+        "'orders.>'    got ['orders.eu.created', 'orders.us.created', 'orders.eu.paid.late']" in out
+    )
+    assert "'orders.eu.*' got ['orders.eu.created']" in out
+    assert "four jobs, each done once" in out
+    assert "reply: it is tea time (you asked 'what time is it?')" in out
+    assert "[no_responders]" in out and "[invalid_subject]" in out
+    assert "1 request(s) answered" in out
+
+
+def test_responder_demo(backend: str, request: pytest.FixtureRequest) -> None:
+    out = run_example(backend, request, "examples/python/responder.py", "--demo")
+    assert "'greeting': 'hello, ada'" in out and "'greeting': 'hello, linus'" in out
+    assert "served 3 requests" in out

@@ -1,0 +1,102 @@
+"""Interop with a plain NATS client (nats-py) through a private nats-server: what busbar
+publishes arrives intact with its CloudEvents `ce-` headers, and requests cross both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+import busbar
+from nats_server import NatsServer
+
+
+@pytest.fixture
+async def plain(nats_server: NatsServer) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_server.url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def nbus(nats_server: NatsServer) -> AsyncIterator[busbar.Bus]:
+    bus = await busbar.connect(backend="nats", nats_url=nats_server.url, source="svc-orders")
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def test_nats_py_receives_payload_and_ce_headers(plain: Client, nbus: busbar.Bus) -> None:
+    sub = await plain.subscribe("interop.orders.*")
+    await plain.flush()
+    await nbus.publish("interop.orders.created", {"qty": 3}, headers={"tenant": "st-marys"})
+    await nbus.publish("interop.orders.raw", b"\x00\x01binary\xff")
+    await nbus.flush()
+    first = await sub.next_msg(timeout=2)
+    second = await sub.next_msg(timeout=2)
+    assert first.subject == "interop.orders.created"
+    assert json.loads(first.data) == {"qty": 3}
+    h = first.headers or {}
+    assert h["ce-specversion"] == "1.0"
+    assert h["ce-source"] == "svc-orders"
+    assert h["ce-type"] == "busbar.event"
+    assert h["ce-subject"] == "interop.orders.created"
+    assert h["content-type"] == "application/json"
+    assert h["tenant"] == "st-marys"
+    assert h["Nats-Msg-Id"] == h["ce-id"] and len(h["ce-id"]) == 36
+    assert "ce-time" in h
+    assert second.data == b"\x00\x01binary\xff"
+    assert (second.headers or {})["ce-id"] != h["ce-id"]
+
+
+async def test_busbar_reads_plain_nats_messages(plain: Client, nbus: busbar.Bus) -> None:
+    sub = await nbus.subscribe("interop.plain")
+    await nbus.flush()
+    await plain.publish("interop.plain", b"no headers at all")
+    await plain.publish("interop.plain", b"with one", headers={"x-team": "billing"})
+    await plain.flush()
+    got = []
+    for _ in range(2):
+        got.append(await asyncio.wait_for(sub.__anext__(), 2))
+    assert [m.data for m in got] == [b"no headers at all", b"with one"]
+    assert got[1].headers == {"x-team": "billing"}
+    assert all(len(m.id) == 36 for m in got), "generated ids for plain messages"
+
+
+async def test_nats_py_request_is_answered_by_a_busbar_responder(
+    plain: Client, nbus: busbar.Bus
+) -> None:
+    responder = await nbus.subscribe("interop.time")
+    await nbus.flush()
+
+    async def serve() -> None:
+        async for req in responder:
+            await req.respond(b"tea time for " + req.data)
+
+    server = asyncio.ensure_future(serve())
+    try:
+        reply = await plain.request("interop.time", b"nats-py", timeout=2)
+        assert reply.data == b"tea time for nats-py"
+        assert (reply.headers or {}).get("ce-correlationid"), "the reply carries a correlation id"
+    finally:
+        server.cancel()
+
+
+async def test_busbar_request_is_answered_by_a_nats_py_responder(
+    plain: Client, nbus: busbar.Bus
+) -> None:
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"plain answer to " + msg.data)
+
+    await plain.subscribe("interop.plain-service", cb=answer)
+    await plain.flush()
+    reply = await nbus.request("interop.plain-service", b"busbar", timeout=2)
+    assert reply.data == b"plain answer to busbar"
