@@ -30,7 +30,11 @@ async fn a_plain_nats_client_reads_cloudevents_headers() {
     let bus = bus(&server).await;
     let plain = async_nats::connect(server.url()).await.unwrap();
     let mut raw = plain.subscribe("orders.>").await.unwrap();
-    plain.flush().await.unwrap();
+    // async-nats' flush is no round trip: wait for the server to echo a probe through the
+    // subscription, so it is registered before busbar publishes on another connection.
+    plain.publish("orders.probe", "".into()).await.unwrap();
+    let probe = tokio::time::timeout(WAIT, raw.next()).await.unwrap().unwrap();
+    assert_eq!(probe.subject.as_str(), "orders.probe");
     let sent = bus
         .message("orders.eu.created")
         .data(&b"{\"qty\":2}"[..])

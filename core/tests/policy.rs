@@ -712,7 +712,11 @@ async fn on_nats_a_plain_client_never_sees_a_protected_value() {
         .with_nats_url(server.url());
     let plain = async_nats::connect(server.url()).await.unwrap();
     let mut raw = plain.subscribe("patients.>").await.unwrap();
-    plain.flush().await.unwrap();
+    // async-nats' flush is no round trip: wait for the server to echo a probe through the
+    // subscription, so it is registered before busbar publishes on another connection.
+    plain.publish("patients.probe", "".into()).await.unwrap();
+    let probe = tokio::time::timeout(WAIT, raw.next()).await.unwrap().unwrap();
+    assert_eq!(probe.subject.as_str(), "patients.probe");
     // Publisher and subscribers in separate processes' worth of buses, sharing the ring.
     let publisher = PolicyBus::builder(busbar::connect(config.clone()).await.unwrap())
         .policy(policy())
