@@ -90,8 +90,10 @@ function durableContract(name, options) {
     it('redelivers a nacked message with attempt 2, after the backoff or the given delay', async () => {
       const { stream, root } = fresh('nak')
       await bus.declareStream(stream, [`${root}.>`])
+      // Backoff 150 ms after attempt 1, then a minute: only an explicit delay brings
+      // attempt 3 within take()'s two seconds.
       const sub = await bus.durableSubscribe(stream, 'retry', {
-        backoff: { baseMs: 150, factor: 2, capMs: 1000 },
+        backoff: { baseMs: 150, factor: 400, capMs: 60000 },
       })
       await bus.publishDurable(`${root}.created`, 'a')
       const [first] = await take(sub, 1)
@@ -104,8 +106,8 @@ function durableContract(name, options) {
       const again = Date.now()
       await second.nak(50)
       const [third] = await take(sub, 1)
-      assert.equal(third.attempt, 3)
-      assert.ok(Date.now() - again >= 40, 'an explicit delay overrides the backoff')
+      assert.equal(third.attempt, 3, 'an explicit delay overrides the backoff')
+      assert.ok(Date.now() - again >= 40, `redelivered ${Date.now() - again} ms after nak(50)`)
       await third.inProgress()
       await third.ack()
       await quiet(sub, 500)
