@@ -4,13 +4,13 @@
 // reach `for await` without a native call per message.
 module.exports = require('./index.js')
 
-const { Bus, Subscription } = module.exports
+const { Bus, DurableSubscription, Subscription } = module.exports
 
-// -- Subscriptions are async iterators over nextBatch() --------------------------------
+// -- Subscriptions (plain and durable) are async iterators over nextBatch() ------------
 const queued = Symbol('busbar.queued')
 const DONE = Object.freeze({ value: undefined, done: true })
 
-Subscription.prototype.next = async function next() {
+async function next() {
   let q = this[queued]
   if (q === undefined) q = this[queued] = { items: [], head: 0 }
   while (q.head >= q.items.length) {
@@ -28,14 +28,21 @@ Subscription.prototype.next = async function next() {
   return { value, done: false }
 }
 
-// `break` (or an exception) inside `for await` ends the subscription.
-Subscription.prototype.return = async function (value) {
+// `break` (or an exception) inside `for await` ends the subscription. Durable messages
+// that were fetched but not yet yielded are redelivered after their ack wait.
+async function end(value) {
   await this.unsubscribe()
   return { value, done: true }
 }
 
-Subscription.prototype[Symbol.asyncIterator] = function () {
+function self() {
   return this
+}
+
+for (const Iterated of [Subscription, DurableSubscription]) {
+  Iterated.prototype.next = next
+  Iterated.prototype.return = end
+  Iterated.prototype[Symbol.asyncIterator] = self
 }
 
 // -- Callback subscriptions: the native side calls with a whole batch ------------------

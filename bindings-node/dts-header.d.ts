@@ -13,3 +13,23 @@ export type Payload = Buffer | ArrayBufferView | string | number | boolean | nul
  * Leaving the loop early (break, return, throw) unsubscribes.
  */
 export interface Subscription extends AsyncIterableIterator<Message> {}
+
+/**
+ * A durable subscription is an async iterator of its messages:
+ * `for await (const msg of sub) { ...; await msg.ack() }`. Leaving the loop early
+ * unsubscribes; messages fetched but not settled are redelivered after `ackWaitMs`.
+ */
+export interface DurableSubscription extends AsyncIterableIterator<DurableMessage> {}
+
+/**
+ * A message from a durable subscription: a `Message` whose durable attributes are set.
+ * Settle it with exactly one of `ack()`, `nak(delayMs?)` or `term(reason)`.
+ */
+export interface DurableMessage extends Message {
+  /** Which delivery attempt this is, from 1. */
+  readonly attempt: number
+  /** Its sequence in the stream. */
+  readonly sequence: number
+  /** The stream it comes from. */
+  readonly stream: string
+}

@@ -15,6 +15,26 @@ export type Payload = Buffer | ArrayBufferView | string | number | boolean | nul
 export interface Subscription extends AsyncIterableIterator<Message> {}
 
 /**
+ * A durable subscription is an async iterator of its messages:
+ * `for await (const msg of sub) { ...; await msg.ack() }`. Leaving the loop early
+ * unsubscribes; messages fetched but not settled are redelivered after `ackWaitMs`.
+ */
+export interface DurableSubscription extends AsyncIterableIterator<DurableMessage> {}
+
+/**
+ * A message from a durable subscription: a `Message` whose durable attributes are set.
+ * Settle it with exactly one of `ack()`, `nak(delayMs?)` or `term(reason)`.
+ */
+export interface DurableMessage extends Message {
+  /** Which delivery attempt this is, from 1. */
+  readonly attempt: number
+  /** Its sequence in the stream. */
+  readonly sequence: number
+  /** The stream it comes from. */
+  readonly stream: string
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -61,13 +81,83 @@ export declare class Bus {
   close(): Promise<void>
   /** Counters of this bus. */
   stats(): BusStats
+  /**
+   * Declares a durable stream storing the messages published to `subjects` (patterns).
+   * Idempotent: a stream of that name that exists already is kept as it is.
+   */
+  declareStream(name: string, subjects: string[], options?: StreamOptions): Promise<StreamInfo>
+  /**
+   * What the durable stream `name` holds now; rejects with `invalid_argument` when there
+   * is no such stream.
+   */
+  streamInfo(name: string): Promise<StreamInfo>
+  /**
+   * Stores a message in the durable stream whose subjects match `subject`, resolving
+   * once the broker has it. Publishing the same `options.id` again inside the stream's
+   * duplicate window stores it once (`duplicate: true`). Rejects with `invalid_argument`
+   * when no stream captures `subject`.
+   */
+  publishDurable(subject: string, data?: Payload, options?: PublishOptions): Promise<PublishAck>
+  /**
+   * Opens the durable consumer `name` on `stream` (created at `options.start` when new)
+   * and resolves with its subscription: iterate it with `for await` and settle each
+   * message with `ack()`, `nak()` or `term()`. Rejects with `invalid_argument` when the
+   * stream does not exist.
+   */
+  durableSubscribe(stream: string, name: string, options?: ConsumerOptions): Promise<DurableSubscription>
+}
+
+/**
+ * The messages of a durable consumer, from `bus.durableSubscribe()`. Iterate it with
+ * `for await (const msg of sub)` and settle each message; leaving the loop early
+ * unsubscribes. What was delivered but not settled is redelivered after `ackWaitMs`.
+ */
+export declare class DurableSubscription {
+  /** The stream this subscription reads. */
+  get stream(): string
+  /** The durable name of its consumer. */
+  get name(): string
+  /**
+   * The next messages: at least one, at most `max` (default 64), waiting only for the
+   * first. Resolves with `null` once the subscription has ended.
+   */
+  nextBatch(max?: number): Promise<DurableMessage[] | null>
+  /**
+   * Stops the deliveries: iteration ends, and what was delivered but not settled is
+   * redelivered (to another subscription of the consumer) after `ackWaitMs`.
+   */
+  unsubscribe(): Promise<void>
 }
 
 /**
  * A received event (CloudEvents 1.0 attributes, user headers, payload). Requests can be
- * answered with `respond`. Durable deliveries will add `ack`/`nak`/`term` here.
+ * answered with `respond`; a delivery of a durable subscription is settled with `ack`,
+ * `nak`, `term` (see `src/durable.rs`).
  */
 export declare class Message {
+  /** Delivery attempt of a durable message, from 1 (`null` for other messages). */
+  get attempt(): number | null
+  /** Sequence of a durable message in its stream (`null` for other messages). */
+  get sequence(): number | null
+  /** Stream of a durable message (`null` for other messages). */
+  get stream(): string | null
+  /**
+   * Processed: the durable message is not delivered again. Settling a message twice (or
+   * a message that is not durable) rejects with `invalid_argument`.
+   */
+  ack(): Promise<void>
+  /**
+   * Not processed now: redelivered after `delayMs`, or after the consumer's backoff
+   * when no delay is given; on the last allowed attempt it is dead-lettered instead.
+   */
+  nak(delayMs?: number): Promise<void>
+  /**
+   * Cannot ever be processed: the message goes to the dead-letter subject
+   * (`<dlqPrefix>.<subject>`) at once, its header `busbar-dlq-reason` giving `reason`.
+   */
+  term(reason: string): Promise<void>
+  /** Still working: restarts the `ackWaitMs` clock of this delivery. */
+  inProgress(): Promise<void>
   /** The subject it was published to. */
   get subject(): string
   /** The payload (a copy). */
@@ -123,6 +213,19 @@ export declare class Subscription {
   stats(): SubscriptionStats
 }
 
+/**
+ * Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
+ * at most `capMs` (default 1000 ms × 2 up to 60000 ms).
+ */
+export interface BackoffOptions {
+  /** Delay after the first attempt, in milliseconds. */
+  baseMs?: number
+  /** Growth per attempt (1 for a constant delay). */
+  factor?: number
+  /** Longest delay, in milliseconds. */
+  capMs?: number
+}
+
 /** Counters of a bus since it was created. */
 export interface BusStats {
   /** Messages accepted by `publish` (requests and replies included). */
@@ -174,12 +277,56 @@ export interface ConnectOptions {
   natsTlsCert?: string
   /** Client key (PEM, with `natsTlsCert`). */
   natsTlsKey?: string
+  /**
+   * Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
+   * (0 = forever).
+   */
+  retentionDays?: number | string
   /** Refuse a connection without TLS. */
   natsRequireTls?: boolean | string
 }
 
+/** Settings of `durableSubscribe()`; unset ones take the core's defaults. */
+export interface ConsumerOptions {
+  /** Only messages whose subject matches this pattern (default: the whole stream). */
+  filter?: string
+  /**
+   * Where a new consumer starts: `'beginning'` (default), `'new'`, a stream sequence,
+   * or a `Date`. A consumer that exists already resumes where it was.
+   */
+  start?: 'beginning' | 'new' | number | Date
+  /**
+   * Time a delivery may stay unsettled before it is redelivered, in milliseconds
+   * (default 30000).
+   */
+  ackWaitMs?: number
+  /** Delivery attempts before the message is dead-lettered (default 5). */
+  maxDeliver?: number
+  /** Backoff of `nak()` without a delay. */
+  backoff?: BackoffOptions
+  /**
+   * Dead letters go to `<dlqPrefix>.<subject>`, stored in the stream
+   * `DLQ_<DLQPREFIX>` (default `dlq`, stream `DLQ_DLQ`).
+   */
+  dlqPrefix?: string
+  /** Most messages per second handed to this subscription (default: no limit). */
+  rateLimit?: number
+  /** Most delivered but unsettled messages (default 1024). */
+  maxAckPending?: number
+}
+
 /** The stable error codes an `Error` from busbar can carry in `code`. */
 export declare function errorCodes(): Array<string>
+
+/** The broker's acknowledgement of `publishDurable()`. */
+export interface PublishAck {
+  /** Stream that stored the message. */
+  stream: string
+  /** Its sequence in that stream (of the first copy, for a duplicate). */
+  sequence: number
+  /** Whether a message with the same `id` was already stored inside the dedupe window. */
+  duplicate: boolean
+}
 
 /** Attributes and headers a published message may carry. */
 export interface PublishOptions {
@@ -206,6 +353,35 @@ export interface RequestOptions {
    * (generated when absent).
    */
   id?: string
+}
+
+/** What a durable stream holds now. */
+export interface StreamInfo {
+  /** Name of the stream. */
+  name: string
+  /** Messages stored. */
+  messages: number
+  /** Bytes stored. */
+  bytes: number
+  /** Sequence of the oldest stored message (0 when empty). */
+  firstSequence: number
+  /** Sequence of the newest stored message (0 when nothing was ever stored). */
+  lastSequence: number
+}
+
+/** Limits of `declareStream()`; unset ones take the core's defaults. */
+export interface StreamOptions {
+  /** Oldest message kept, in milliseconds (default: the bus's `retentionDays`, 0 = forever). */
+  maxAgeMs?: number
+  /** Most bytes kept, oldest discarded first (default: no limit). */
+  maxBytes?: number
+  /** Most messages kept, oldest discarded first (default: no limit). */
+  maxMessages?: number
+  /**
+   * A second publish with the same `id` inside this window, in milliseconds, is stored
+   * once (default 120000).
+   */
+  duplicateWindowMs?: number
 }
 
 /**

@@ -3,7 +3,7 @@
 # (bindings-node/ and examples/node/, both git-ignored, from the committed lock files),
 # builds the native module with @napi-rs/cli, checks that the generated index.js and
 # index.d.ts are current, installs the package into examples/node as a user would
-# (npm install runs its cargo build), type-checks the TypeScript example, and runs the
+# (npm install runs its cargo build), type-checks the TypeScript examples, and runs the
 # node:test suite (shared vectors, both backends with private nats-servers, nats.js interop,
 # the examples).
 set -euo pipefail
@@ -43,7 +43,7 @@ npm ci --no-audit --no-fund --loglevel=error
 node -e "require('busbar'); console.log('require(\"busbar\") works')"
 node --input-type=module -e "import { connect } from 'busbar'; const bus = await connect(); await bus.close(); console.log('import { connect } from \"busbar\" works')"
 
-step "Node: tsc --noEmit on the TypeScript example"
+step "Node: tsc --noEmit on the TypeScript examples"
 npx tsc --noEmit -p tsconfig.json
 echo "ok"
 

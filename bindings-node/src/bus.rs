@@ -19,7 +19,7 @@ const DEFAULT_REQUEST_TIMEOUT_MS: f64 = 5000.0;
 /// collected without being closed releases its resources then.
 #[napi]
 pub struct Bus {
-    inner: Arc<dyn EventBus>,
+    pub(crate) inner: Arc<dyn EventBus>,
 }
 
 /// Options of `request()`.

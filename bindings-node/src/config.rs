@@ -39,6 +39,10 @@ pub struct ConnectOptions {
     pub nats_tls_cert: Option<String>,
     /// Client key (PEM, with `natsTlsCert`).
     pub nats_tls_key: Option<String>,
+    /// Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
+    /// (0 = forever).
+    #[napi(ts_type = "number | string")]
+    pub retention_days: Option<u32>,
     /// Refuse a connection without TLS.
     #[napi(ts_type = "boolean | string")]
     pub nats_require_tls: Option<bool>,

@@ -12,6 +12,7 @@ extern crate napi_derive;
 
 mod bus;
 mod config;
+mod durable;
 mod error;
 mod message;
 mod promise;
@@ -27,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use bus::Bus;
 pub use config::ConnectOptions;
+pub use durable::DurableSubscription;
 pub use message::Message;
 pub use subscription::Subscription;
 

@@ -2,6 +2,7 @@
 //! into core messages.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use busbar::{Bytes, EventBus, MessageBuilder};
 use napi::bindgen_prelude::*;
@@ -10,15 +11,43 @@ use napi::{sys, JsValue};
 use crate::error::{describe, to_js, type_error, typed};
 
 /// A received event (CloudEvents 1.0 attributes, user headers, payload). Requests can be
-/// answered with `respond`. Durable deliveries will add `ack`/`nak`/`term` here.
+/// answered with `respond`; a delivery of a durable subscription is settled with `ack`,
+/// `nak`, `term` (see `src/durable.rs`).
 #[napi]
 pub struct Message {
-    inner: busbar::Message,
+    pub(crate) inner: Received,
+}
+
+/// What a `Message` holds: a plain event, or a durable delivery (shared with the futures
+/// that settle it).
+pub(crate) enum Received {
+    Plain(busbar::Message),
+    Durable(Arc<busbar::DurableMessage>),
+}
+
+impl Message {
+    /// The event itself, whichever way it was received.
+    fn event(&self) -> &busbar::Message {
+        match &self.inner {
+            Received::Plain(m) => m,
+            Received::Durable(d) => d.message(),
+        }
+    }
 }
 
 impl From<busbar::Message> for Message {
     fn from(inner: busbar::Message) -> Self {
-        Message { inner }
+        Message {
+            inner: Received::Plain(inner),
+        }
+    }
+}
+
+impl From<busbar::DurableMessage> for Message {
+    fn from(inner: busbar::DurableMessage) -> Self {
+        Message {
+            inner: Received::Durable(Arc::new(inner)),
+        }
     }
 }
 
@@ -27,28 +56,28 @@ impl Message {
     /// The subject it was published to.
     #[napi(getter, catch_unwind)]
     pub fn subject(&self) -> &str {
-        self.inner.subject()
+        self.event().subject()
     }
 
     /// The payload (a copy).
     #[napi(getter, catch_unwind)]
     pub fn data(&self) -> Buffer {
-        Buffer::from(self.inner.data().as_ref())
+        Buffer::from(self.event().data().as_ref())
     }
 
     /// The payload decoded as UTF-8 (invalid sequences become U+FFFD).
     #[napi(catch_unwind)]
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(self.inner.data()).into_owned()
+        String::from_utf8_lossy(self.event().data()).into_owned()
     }
 
     /// The payload parsed as JSON; throws an `Error` with code `decode` when it is not JSON.
     #[napi(catch_unwind, ts_return_type = "any")]
     pub fn json(&self, env: &Env) -> Result<serde_json::Value> {
-        serde_json::from_slice(self.inner.data()).map_err(|e| {
+        serde_json::from_slice(self.event().data()).map_err(|e| {
             to_js(
                 env,
-                &busbar::Error::Decode(format!("payload of {} is not JSON: {e}", self.inner.id())),
+                &busbar::Error::Decode(format!("payload of {} is not JSON: {e}", self.event().id())),
             )
         })
     }
@@ -56,7 +85,7 @@ impl Message {
     /// The user headers.
     #[napi(getter, catch_unwind)]
     pub fn headers(&self) -> HashMap<String, String> {
-        self.inner
+        self.event()
             .headers()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -66,43 +95,43 @@ impl Message {
     /// CloudEvents `id`: unique per event.
     #[napi(getter, catch_unwind)]
     pub fn id(&self) -> &str {
-        self.inner.id()
+        self.event().id()
     }
 
     /// `correlationid`: on a reply, the `id` of its request.
     #[napi(getter, catch_unwind)]
     pub fn correlation_id(&self) -> Option<&str> {
-        self.inner.correlation_id()
+        self.event().correlation_id()
     }
 
     /// Where a reply goes, for requests.
     #[napi(getter, catch_unwind)]
     pub fn reply_to(&self) -> Option<&str> {
-        self.inner.reply_to()
+        self.event().reply_to()
     }
 
     /// CloudEvents `source`.
     #[napi(getter, catch_unwind)]
     pub fn source(&self) -> &str {
-        self.inner.source()
+        self.event().source()
     }
 
     /// CloudEvents `type`.
     #[napi(getter, js_name = "type", catch_unwind)]
     pub fn event_type(&self) -> &str {
-        self.inner.event_type()
+        self.event().event_type()
     }
 
     /// CloudEvents `datacontenttype`.
     #[napi(getter, catch_unwind)]
     pub fn content_type(&self) -> Option<&str> {
-        self.inner.content_type()
+        self.event().content_type()
     }
 
     /// CloudEvents `time`, in milliseconds since the Unix epoch.
     #[napi(getter, catch_unwind)]
     pub fn time(&self) -> f64 {
-        self.inner
+        self.event()
             .time()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -123,7 +152,7 @@ impl Message {
     ) -> Result<Unknown<'env>> {
         let payload = Payload::from_js(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
-        let request = self.inner.clone();
+        let request = self.event().clone();
         let reply = request
             .reply_builder()
             .and_then(|builder| options.apply(payload.apply(builder)).build());

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use busbar::Error;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream, StreamExt};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio::sync::{Mutex, Semaphore};
@@ -98,11 +98,12 @@ async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
 }
 
 /// The next message and those already waiting behind it, up to `max`; `None` at the end.
-/// Lag notices are skipped here: `stats()` counts what was missed.
-async fn next_batch(
-    sub: &mut busbar::Subscription,
-    max: usize,
-) -> Option<busbar::Result<Vec<busbar::Message>>> {
+/// Lag notices are skipped here: `stats()` counts what was missed. Serves durable
+/// subscriptions too, which have no lag notices.
+pub(crate) async fn next_batch<T, S>(sub: &mut S, max: usize) -> Option<busbar::Result<Vec<T>>>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin,
+{
     let first = loop {
         match sub.next().await? {
             Ok(m) => break m,
@@ -120,6 +121,15 @@ async fn next_batch(
         }
     }
     Some(Ok(batch))
+}
+
+/// The `max` argument of `nextBatch()`: a count from 1, `default` when absent.
+pub(crate) fn batch_size(env: &Env, max: Option<Unknown>, default: u32) -> Result<usize> {
+    let max = match max {
+        Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
+        _ => default,
+    };
+    Ok(max.max(1) as usize)
 }
 
 #[napi]
@@ -144,10 +154,7 @@ impl Subscription {
         ts_return_type = "Promise<Message[] | null>"
     )]
     pub fn next_batch<'env>(&self, env: &'env Env, max: Option<Unknown>) -> Result<Unknown<'env>> {
-        let max = match max {
-            Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
-            _ => MAX_BATCH,
-        };
+        let max = batch_size(env, max, MAX_BATCH)?;
         let Some(stream) = self.stream.clone() else {
             let e = Error::InvalidArgument(format!(
                 "the subscription on {:?} delivers to its callback; it cannot also be iterated",
@@ -155,12 +162,11 @@ impl Subscription {
             ));
             return crate::promise::settle::<()>(env, Err(to_js(env, &e)));
         };
-        let max = max.max(1) as usize;
         run(
             env,
             async move {
                 let mut sub = stream.lock().await;
-                next_batch(&mut sub, max).await.transpose()
+                next_batch(&mut *sub, max).await.transpose()
             },
             |_, batch| Ok(batch.map(|b| b.into_iter().map(Message::from).collect::<Vec<_>>())),
         )

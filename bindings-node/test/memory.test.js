@@ -8,9 +8,11 @@ const v8 = require('node:v8')
 const vm = require('node:vm')
 
 const busbar = require('..')
+const { durableContract } = require('./support/durable')
 const { contract, take, rejectsWith } = require('./support/contract')
 
 contract('memory', () => undefined)
+durableContract('memory', () => undefined)
 
 describe('configuration', () => {
   it('passes camelCase options to the core as snake_case keys', async () => {

@@ -8,6 +8,7 @@ const nats = require('nats')
 
 const busbar = require('..')
 const { NatsServer } = require('./support/nats-server')
+const { durableContract } = require('./support/durable')
 const { contract, take } = require('./support/contract')
 
 let server
@@ -19,6 +20,7 @@ after(async () => {
 })
 
 contract('nats', () => ({ backend: 'nats', natsUrl: server.url }))
+durableContract('nats', () => ({ backend: 'nats', natsUrl: server.url }))
 
 describe('configuration of the NATS backend', () => {
   it('is chosen by BUSBAR_BACKEND and BUSBAR_NATS_URL alone', async () => {

@@ -1,0 +1,586 @@
+//! Durable streams: `Bus.declareStream`, `streamInfo`, `publishDurable`,
+//! `durableSubscribe`, the `DurableSubscription` it resolves with (batches for
+//! `for await`, as `Subscription`), and the settling methods of a durable `Message`
+//! (`ack`, `nak`, `term`, `inProgress`). Validation, backoff, dead letters and errors
+//! are the core's; this file converts milliseconds, counts and start positions.
+
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use busbar::{ConsumerConfig, StartAt, StreamConfig};
+use futures_util::future::{select, Either};
+use napi::bindgen_prelude::*;
+use napi::sys;
+use tokio::sync::{Mutex, Notify};
+
+use crate::bus::Bus;
+use crate::error::{describe, string_arg, to_js, type_error, typed};
+use crate::message::{options_arg, Message, Payload, PublishOptions, Received};
+use crate::promise::{run, settle};
+use crate::subscription::{batch_size, next_batch};
+
+/// Most messages handed to JavaScript in one batch. Smaller than a plain subscription's:
+/// the `ackWaitMs` clock of a durable message runs from when it is fetched, so the batch
+/// waiting in `for await` is kept as short as the core's pull-ahead on NATS.
+const MAX_BATCH: u32 = 64;
+
+/// Largest integer a JavaScript number holds exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Limits of `declareStream()`; unset ones take the core's defaults.
+#[napi(object, object_to_js = false)]
+pub struct StreamOptions {
+    /// Oldest message kept, in milliseconds (default: the bus's `retentionDays`, 0 = forever).
+    pub max_age_ms: Option<f64>,
+    /// Most bytes kept, oldest discarded first (default: no limit).
+    pub max_bytes: Option<f64>,
+    /// Most messages kept, oldest discarded first (default: no limit).
+    pub max_messages: Option<f64>,
+    /// A second publish with the same `id` inside this window, in milliseconds, is stored
+    /// once (default 120000).
+    pub duplicate_window_ms: Option<f64>,
+}
+
+/// What a durable stream holds now.
+#[napi(object, object_from_js = false)]
+pub struct StreamInfo {
+    /// Name of the stream.
+    pub name: String,
+    /// Messages stored.
+    pub messages: f64,
+    /// Bytes stored.
+    pub bytes: f64,
+    /// Sequence of the oldest stored message (0 when empty).
+    pub first_sequence: f64,
+    /// Sequence of the newest stored message (0 when nothing was ever stored).
+    pub last_sequence: f64,
+}
+
+impl From<busbar::StreamInfo> for StreamInfo {
+    fn from(info: busbar::StreamInfo) -> Self {
+        StreamInfo {
+            name: info.name,
+            messages: info.messages as f64,
+            bytes: info.bytes as f64,
+            first_sequence: info.first_sequence as f64,
+            last_sequence: info.last_sequence as f64,
+        }
+    }
+}
+
+/// The broker's acknowledgement of `publishDurable()`.
+#[napi(object, object_from_js = false)]
+pub struct PublishAck {
+    /// Stream that stored the message.
+    pub stream: String,
+    /// Its sequence in that stream (of the first copy, for a duplicate).
+    pub sequence: f64,
+    /// Whether a message with the same `id` was already stored inside the dedupe window.
+    pub duplicate: bool,
+}
+
+/// Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
+/// at most `capMs` (default 1000 ms × 2 up to 60000 ms).
+#[napi(object, object_to_js = false)]
+pub struct BackoffOptions {
+    /// Delay after the first attempt, in milliseconds.
+    pub base_ms: Option<f64>,
+    /// Growth per attempt (1 for a constant delay).
+    pub factor: Option<f64>,
+    /// Longest delay, in milliseconds.
+    pub cap_ms: Option<f64>,
+}
+
+/// Settings of `durableSubscribe()`; unset ones take the core's defaults.
+#[napi(object, object_to_js = false)]
+pub struct ConsumerOptions {
+    /// Only messages whose subject matches this pattern (default: the whole stream).
+    pub filter: Option<String>,
+    /// Where a new consumer starts: `'beginning'` (default), `'new'`, a stream sequence,
+    /// or a `Date`. A consumer that exists already resumes where it was.
+    #[napi(ts_type = "'beginning' | 'new' | number | Date")]
+    pub start: Option<Start>,
+    /// Time a delivery may stay unsettled before it is redelivered, in milliseconds
+    /// (default 30000).
+    pub ack_wait_ms: Option<f64>,
+    /// Delivery attempts before the message is dead-lettered (default 5).
+    pub max_deliver: Option<f64>,
+    /// Backoff of `nak()` without a delay.
+    pub backoff: Option<BackoffOptions>,
+    /// Dead letters go to `<dlqPrefix>.<subject>`, stored in the stream
+    /// `DLQ_<DLQPREFIX>` (default `dlq`, stream `DLQ_DLQ`).
+    pub dlq_prefix: Option<String>,
+    /// Most messages per second handed to this subscription (default: no limit).
+    pub rate_limit: Option<f64>,
+    /// Most delivered but unsettled messages (default 1024).
+    pub max_ack_pending: Option<f64>,
+}
+
+/// The `start` of `ConsumerOptions`.
+pub struct Start(StartAt);
+
+impl TypeName for Start {
+    fn type_name() -> &'static str {
+        "'beginning' | 'new' | number | Date"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl FromNapiValue for Start {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        let bad = |got: String| {
+            Error::new(
+                Status::InvalidArg,
+                format!("start must be 'beginning', 'new', a sequence number or a Date, not {got}"),
+            )
+        };
+        // SAFETY (each conversion): `value` is a live handle of the type just checked.
+        let unknown = unsafe { Unknown::from_raw_unchecked(env, value) };
+        match unknown.get_type()? {
+            ValueType::String => match unsafe { String::from_napi_value(env, value) }?.as_str() {
+                "beginning" => Ok(Start(StartAt::Beginning)),
+                "new" => Ok(Start(StartAt::New)),
+                other => Err(bad(format!("{other:?}"))),
+            },
+            ValueType::Number => {
+                let n = unsafe { f64::from_napi_value(env, value) }?;
+                whole(n)
+                    .map(|n| Start(StartAt::Sequence(n)))
+                    .ok_or_else(|| bad(n.to_string()))
+            }
+            ValueType::Object if unknown.is_date()? => {
+                let mut ms = 0.0;
+                check_status!(unsafe { sys::napi_get_date_value(env, value, &mut ms) })?;
+                let offset = Duration::try_from_secs_f64(ms.abs() / 1000.0)
+                    .map_err(|_| bad("an invalid Date".into()))?;
+                let time = if ms >= 0.0 {
+                    UNIX_EPOCH.checked_add(offset)
+                } else {
+                    UNIX_EPOCH.checked_sub(offset)
+                };
+                time.map(|t| Start(StartAt::Time(t)))
+                    .ok_or_else(|| bad("a Date out of range".into()))
+            }
+            other => Err(bad(describe(other).into())),
+        }
+    }
+}
+
+/// `n` as a count, when it is a whole number from 0 to 2^53 - 1.
+fn whole(n: f64) -> Option<u64> {
+    (n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER).then_some(n as u64)
+}
+
+/// An optional count option, or a `TypeError` naming it.
+fn count(env: &Env, name: &str, value: Option<f64>) -> Result<Option<u64>> {
+    value
+        .map(|n| {
+            whole(n).ok_or_else(|| type_error(env, format!("{name} must be a whole number >= 0, not {n}")))
+        })
+        .transpose()
+}
+
+/// An optional duration option in milliseconds, or a `TypeError` naming it.
+pub(crate) fn millis(env: &Env, name: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    value
+        .map(|ms| {
+            if ms.is_finite() && ms >= 0.0 {
+                Ok(Duration::from_secs_f64(ms / 1000.0))
+            } else {
+                Err(type_error(
+                    env,
+                    format!("{name} must be a finite number of milliseconds >= 0, not {ms}"),
+                ))
+            }
+        })
+        .transpose()
+}
+
+impl StreamOptions {
+    fn apply(self, env: &Env, mut config: StreamConfig) -> Result<StreamConfig> {
+        if let Some(age) = millis(env, "options.maxAgeMs", self.max_age_ms)? {
+            config = config.max_age(age);
+        }
+        if let Some(bytes) = count(env, "options.maxBytes", self.max_bytes)? {
+            config = config.max_bytes(bytes);
+        }
+        if let Some(messages) = count(env, "options.maxMessages", self.max_messages)? {
+            config = config.max_messages(messages);
+        }
+        if let Some(window) = millis(env, "options.duplicateWindowMs", self.duplicate_window_ms)? {
+            config = config.duplicate_window(window);
+        }
+        Ok(config)
+    }
+}
+
+impl ConsumerOptions {
+    fn apply(self, env: &Env, mut config: ConsumerConfig) -> Result<ConsumerConfig> {
+        if let Some(filter) = self.filter {
+            config = config.filter(filter);
+        }
+        if let Some(Start(start)) = self.start {
+            config = config.start(start);
+        }
+        if let Some(wait) = millis(env, "options.ackWaitMs", self.ack_wait_ms)? {
+            config = config.ack_wait(wait);
+        }
+        if let Some(n) = count(env, "options.maxDeliver", self.max_deliver)? {
+            config = config.max_deliver(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        if let Some(b) = self.backoff {
+            let default = busbar::Backoff::default();
+            let base = millis(env, "options.backoff.baseMs", b.base_ms)?.unwrap_or(default.base);
+            let cap = millis(env, "options.backoff.capMs", b.cap_ms)?.unwrap_or(default.cap);
+            config = config.backoff(base, b.factor.unwrap_or(default.factor), cap);
+        }
+        if let Some(prefix) = self.dlq_prefix {
+            config = config.dlq_prefix(prefix);
+        }
+        if let Some(rate) = self.rate_limit {
+            config = config.rate_limit(rate);
+        }
+        if let Some(n) = count(env, "options.maxAckPending", self.max_ack_pending)? {
+            config = config.max_ack_pending(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(config)
+    }
+}
+
+/// An array-of-strings argument, or a `TypeError`.
+fn strings_arg(env: &Env, name: &str, value: Unknown) -> Result<Vec<String>> {
+    if !value.is_array()? {
+        let got = describe(value.get_type()?);
+        return Err(type_error(
+            env,
+            format!("{name} must be an array of strings, not {got}"),
+        ));
+    }
+    typed(env, name, value)
+}
+
+/// napi's conversion would take a number for `options.backoff` as an empty object, so its
+/// type is checked here first.
+fn backoff_is_object(env: &Env, options: Option<&Unknown>) -> Result<()> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    if options.get_type()? != ValueType::Object {
+        return Ok(()); // options_arg says what is wrong
+    }
+    // SAFETY: `options` is a live object handle of the current call.
+    let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
+    let backoff: Unknown = object.get_named_property("backoff")?;
+    match backoff.get_type()? {
+        ValueType::Undefined | ValueType::Null | ValueType::Object => Ok(()),
+        other => Err(type_error(
+            env,
+            format!("options.backoff must be an object, not {}", describe(other)),
+        )),
+    }
+}
+
+#[napi]
+impl Bus {
+    /// Declares a durable stream storing the messages published to `subjects` (patterns).
+    /// Idempotent: a stream of that name that exists already is kept as it is.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "name: string, subjects: string[], options?: StreamOptions",
+        ts_return_type = "Promise<StreamInfo>"
+    )]
+    pub fn declare_stream<'env>(
+        &self,
+        env: &'env Env,
+        name: Unknown,
+        subjects: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'env>> {
+        let name = string_arg(env, "name", name)?;
+        let subjects = strings_arg(env, "subjects", subjects)?;
+        let mut config = StreamConfig::new(name, subjects);
+        if let Some(options) = options_arg::<StreamOptions>(env, options)? {
+            config = options.apply(env, config)?;
+        }
+        let bus = self.inner.clone();
+        run(env, async move { bus.declare_stream(config).await }, |_, info| {
+            Ok(StreamInfo::from(info))
+        })
+    }
+
+    /// What the durable stream `name` holds now; rejects with `invalid_argument` when there
+    /// is no such stream.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "name: string",
+        ts_return_type = "Promise<StreamInfo>"
+    )]
+    pub fn stream_info<'env>(&self, env: &'env Env, name: Unknown) -> Result<Unknown<'env>> {
+        let name = string_arg(env, "name", name)?;
+        let bus = self.inner.clone();
+        run(env, async move { bus.stream_info(&name).await }, |_, info| {
+            Ok(StreamInfo::from(info))
+        })
+    }
+
+    /// Stores a message in the durable stream whose subjects match `subject`, resolving
+    /// once the broker has it. Publishing the same `options.id` again inside the stream's
+    /// duplicate window stores it once (`duplicate: true`). Rejects with `invalid_argument`
+    /// when no stream captures `subject`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "subject: string, data?: Payload, options?: PublishOptions",
+        ts_return_type = "Promise<PublishAck>"
+    )]
+    pub fn publish_durable<'env>(
+        &self,
+        env: &'env Env,
+        subject: Unknown,
+        data: Option<Unknown>,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'env>> {
+        let subject = string_arg(env, "subject", subject)?;
+        let payload = Payload::from_js(env, data)?;
+        let options = PublishOptions::from_js(env, options)?;
+        let bus = self.inner.clone();
+        let message = payload.message(&*bus, &subject, options);
+        run(
+            env,
+            async move { bus.publish_durable(message?).await },
+            |_, ack| {
+                Ok(PublishAck {
+                    stream: ack.stream,
+                    sequence: ack.sequence as f64,
+                    duplicate: ack.duplicate,
+                })
+            },
+        )
+    }
+
+    /// Opens the durable consumer `name` on `stream` (created at `options.start` when new)
+    /// and resolves with its subscription: iterate it with `for await` and settle each
+    /// message with `ack()`, `nak()` or `term()`. Rejects with `invalid_argument` when the
+    /// stream does not exist.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, name: string, options?: ConsumerOptions",
+        ts_return_type = "Promise<DurableSubscription>"
+    )]
+    pub fn durable_subscribe<'env>(
+        &self,
+        env: &'env Env,
+        stream: Unknown,
+        name: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'env>> {
+        let stream = string_arg(env, "stream", stream)?;
+        let name = string_arg(env, "name", name)?;
+        let mut config = ConsumerConfig::new(stream, name);
+        backoff_is_object(env, options.as_ref())?;
+        if let Some(options) = options_arg::<ConsumerOptions>(env, options)? {
+            config = options.apply(env, config)?;
+        }
+        let bus = self.inner.clone();
+        run(
+            env,
+            async move { bus.durable_subscribe(config).await },
+            |_, sub| Ok(DurableSubscription::new(sub)),
+        )
+    }
+}
+
+/// The messages of a durable consumer, from `bus.durableSubscribe()`. Iterate it with
+/// `for await (const msg of sub)` and settle each message; leaving the loop early
+/// unsubscribes. What was delivered but not settled is redelivered after `ackWaitMs`.
+#[napi]
+pub struct DurableSubscription {
+    feed: Arc<Feed>,
+    stream: String,
+    name: String,
+}
+
+/// The core subscription, and the signal that ends a wait for it.
+struct Feed {
+    sub: Mutex<Option<busbar::DurableSubscription>>,
+    closed: AtomicBool,
+    wake: Notify,
+}
+
+impl DurableSubscription {
+    fn new(sub: busbar::DurableSubscription) -> Self {
+        let stream = sub.config().stream.clone();
+        let name = sub.config().name.clone();
+        DurableSubscription {
+            feed: Arc::new(Feed {
+                sub: Mutex::new(Some(sub)),
+                closed: AtomicBool::new(false),
+                wake: Notify::new(),
+            }),
+            stream,
+            name,
+        }
+    }
+}
+
+#[napi]
+impl DurableSubscription {
+    /// The stream this subscription reads.
+    #[napi(getter, catch_unwind)]
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The durable name of its consumer.
+    #[napi(getter, catch_unwind)]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next messages: at least one, at most `max` (default 64), waiting only for the
+    /// first. Resolves with `null` once the subscription has ended.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "max?: number",
+        ts_return_type = "Promise<DurableMessage[] | null>"
+    )]
+    pub fn next_batch<'env>(&self, env: &'env Env, max: Option<Unknown>) -> Result<Unknown<'env>> {
+        let max = batch_size(env, max, MAX_BATCH)?;
+        let feed = self.feed.clone();
+        run(
+            env,
+            async move {
+                let mut guard = feed.sub.lock().await;
+                // Registered before the flag is read, so an unsubscribe in between wakes it.
+                let closed = feed.wake.notified();
+                if feed.closed.load(Acquire) {
+                    return Ok(None);
+                }
+                let Some(sub) = guard.as_mut() else {
+                    return Ok(None);
+                };
+                let batch = match select(Box::pin(next_batch(sub, max)), Box::pin(closed)).await {
+                    Either::Left((batch, _)) => batch.transpose(),
+                    Either::Right(_) => Ok(None),
+                };
+                batch
+            },
+            |_, batch| Ok(batch.map(|b| b.into_iter().map(Message::from).collect::<Vec<_>>())),
+        )
+    }
+
+    /// Stops the deliveries: iteration ends, and what was delivered but not settled is
+    /// redelivered (to another subscription of the consumer) after `ackWaitMs`.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn unsubscribe<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let feed = self.feed.clone();
+        feed.closed.store(true, Release);
+        feed.wake.notify_waiters();
+        run(
+            env,
+            async move {
+                feed.sub.lock().await.take();
+                Ok(())
+            },
+            |_, ()| Ok(()),
+        )
+    }
+}
+
+impl Message {
+    /// The durable delivery behind this message, or the `invalid_argument` error saying it
+    /// has none.
+    fn durable(&self) -> busbar::Result<Arc<busbar::DurableMessage>> {
+        match &self.inner {
+            Received::Durable(d) => Ok(d.clone()),
+            Received::Plain(m) => Err(busbar::Error::InvalidArgument(format!(
+                "message {} was not delivered by a durable subscription: there is nothing to settle",
+                m.id()
+            ))),
+        }
+    }
+
+    /// A Promise of `settle_with`'s future on the durable delivery, or rejected when there
+    /// is none.
+    fn settle_with<'env, F, Fut>(&self, env: &'env Env, settle_with: F) -> Result<Unknown<'env>>
+    where
+        F: FnOnce(Arc<busbar::DurableMessage>) -> Fut,
+        Fut: std::future::Future<Output = busbar::Result<()>> + Send + 'static,
+    {
+        match self.durable() {
+            Ok(d) => run(env, settle_with(d), |_, ()| Ok(())),
+            Err(e) => settle::<()>(env, Err(to_js(env, &e))),
+        }
+    }
+}
+
+#[napi]
+impl Message {
+    /// Delivery attempt of a durable message, from 1 (`null` for other messages).
+    #[napi(getter, catch_unwind)]
+    pub fn attempt(&self) -> Option<u32> {
+        self.durable().ok().map(|d| d.attempt())
+    }
+
+    /// Sequence of a durable message in its stream (`null` for other messages).
+    #[napi(getter, catch_unwind)]
+    pub fn sequence(&self) -> Option<f64> {
+        self.durable().ok().map(|d| d.sequence() as f64)
+    }
+
+    /// Stream of a durable message (`null` for other messages).
+    #[napi(getter, catch_unwind)]
+    pub fn stream(&self) -> Option<String> {
+        self.durable().ok().map(|d| d.stream().to_owned())
+    }
+
+    /// Processed: the durable message is not delivered again. Settling a message twice (or
+    /// a message that is not durable) rejects with `invalid_argument`.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn ack<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        self.settle_with(env, |d| async move { d.ack().await })
+    }
+
+    /// Not processed now: redelivered after `delayMs`, or after the consumer's backoff
+    /// when no delay is given; on the last allowed attempt it is dead-lettered instead.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "delayMs?: number",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn nak<'env>(&self, env: &'env Env, delay_ms: Option<Unknown>) -> Result<Unknown<'env>> {
+        let delay = match delay_ms {
+            None => None,
+            Some(d) => match d.get_type()? {
+                ValueType::Undefined | ValueType::Null => None,
+                ValueType::Number => millis(env, "delayMs", Some(typed::<f64>(env, "delayMs", d)?))?,
+                other => {
+                    let got = describe(other);
+                    return Err(type_error(env, format!("delayMs must be a number, not {got}")));
+                }
+            },
+        };
+        self.settle_with(env, move |d| async move { d.nak(delay).await })
+    }
+
+    /// Cannot ever be processed: the message goes to the dead-letter subject
+    /// (`<dlqPrefix>.<subject>`) at once, its header `busbar-dlq-reason` giving `reason`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "reason: string",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn term<'env>(&self, env: &'env Env, reason: Unknown) -> Result<Unknown<'env>> {
+        let reason = string_arg(env, "reason", reason)?;
+        self.settle_with(env, move |d| async move { d.term(&reason).await })
+    }
+
+    /// Still working: restarts the `ackWaitMs` clock of this delivery.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn in_progress<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        self.settle_with(env, |d| async move { d.in_progress().await })
+    }
+}
