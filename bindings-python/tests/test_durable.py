@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import threading
+import time
 import uuid
 
 import pytest
@@ -188,6 +190,30 @@ async def test_closing_ends_iteration_and_unsettled_messages_come_back(bus: busb
     assert (again.sequence, again.attempt, again.data) == (1, 2, b"held")
     await again.ack()
     await resumed.close()
+
+
+async def test_a_delivery_for_a_cancelled_wait_is_kept(bus: busbar.Bus) -> None:
+    name, prefix = await stream(bus)
+    sub = await bus.durable_subscribe(name, f"c{unique()}", ack_wait=30)
+    waiting = asyncio.ensure_future(sub.__anext__())
+    await asyncio.sleep(0.05)  # the wait is now parked in the runtime
+
+    async def publish() -> None:
+        await bus.publish_durable(f"{prefix}.kept", b"1")
+
+    # Published from another thread's loop while this loop is blocked on purpose, so the
+    # runtime finishes the wait before this loop could hand the message over.
+    publisher = threading.Thread(target=asyncio.run, args=(publish(),))
+    publisher.start()
+    publisher.join()
+    time.sleep(0.3)  # noqa: ASYNC251
+    assert not waiting.done()
+    waiting.cancel()
+    # Handed to the next wait at once, not redelivered after ack_wait as attempt 2.
+    m = await receive(sub, 2)
+    assert (m.data, m.attempt) == (b"1", 1)
+    await m.ack()
+    await sub.close()
 
 
 async def test_errors_map_to_invalid_argument(bus: busbar.Bus) -> None:
