@@ -19,7 +19,7 @@ fi
 step "test tools (maturin, pytest, pytest-asyncio, nats-py, mypy, ruff)"
 "$PY" -m pip install --quiet --disable-pip-version-check \
     "maturin>=1.9.4,<2" "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" \
-    "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.12"
+    "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
 
 step "Rust: formatting and clippy of bindings-python (its own crate, outside the workspace)"
 (cd bindings-python && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings)

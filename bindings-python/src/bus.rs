@@ -10,6 +10,7 @@ use pyo3::types::PyDict;
 
 use crate::awaitable::{self, Ready};
 use crate::config;
+use crate::durable;
 use crate::message::{self, Message};
 use crate::subscription::Subscription;
 
@@ -34,11 +35,11 @@ pub struct Bus {
     bus: Arc<dyn EventBus>,
 }
 
-/// A timeout in seconds as a Duration; refuses negative, NaN and infinite values.
-fn seconds(timeout: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(timeout).map_err(|_| {
+/// Seconds as a Duration; refuses negative, NaN and infinite values, naming `what`.
+pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
         PyValueError::new_err(format!(
-            "timeout must be a finite number of seconds >= 0, not {timeout}"
+            "{what} must be a finite number of seconds >= 0, not {value}"
         ))
     })
 }
@@ -102,7 +103,7 @@ impl Bus {
         timeout: f64,
         headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = seconds(timeout)?;
+        let timeout = seconds(timeout, "request(): timeout")?;
         let headers = message::headers(headers, "request(): headers")?;
         let payload = message::payload(data)?;
         let bus = self.bus.clone();
@@ -111,6 +112,78 @@ impl Bus {
         awaitable::run(py, async move {
             bus.request_message(msg?, timeout).await.map(Message::from)
         })
+    }
+
+    /// Declares a durable stream over subject patterns (idempotent); returns its
+    /// `StreamInfo`. Durations in seconds. Awaitable.
+    #[pyo3(signature = (name, subjects, *, max_age = None, max_bytes = None, max_messages = None, duplicate_window = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn declare_stream<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+        subjects: &Bound<'py, PyAny>,
+        max_age: Option<&Bound<'py, PyAny>>,
+        max_bytes: Option<&Bound<'py, PyAny>>,
+        max_messages: Option<&Bound<'py, PyAny>>,
+        duplicate_window: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limits = durable::StreamLimits {
+            max_age,
+            max_bytes,
+            max_messages,
+            duplicate_window,
+        };
+        durable::declare_stream(py, &self.bus, name, subjects, limits)
+    }
+
+    /// What a durable stream holds now, as a `StreamInfo`. Awaitable.
+    fn stream_info<'py>(&self, py: Python<'py>, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        durable::stream_info(py, &self.bus, name)
+    }
+
+    /// Stores a message in the durable stream that captures `subject` and returns the
+    /// `PublishAck`; a repeated `id` inside the dedupe window is stored once. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, headers = None, id = None))]
+    fn publish_durable<'py>(
+        &self,
+        py: Python<'py>,
+        subject: &Bound<'py, PyAny>,
+        data: Option<&Bound<'py, PyAny>>,
+        headers: Option<&Bound<'py, PyAny>>,
+        id: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        durable::publish_durable(py, &self.bus, subject, data, headers, id)
+    }
+
+    /// Opens durable consumer `name` on `stream`: a `DurableSubscription`. Awaitable.
+    #[pyo3(signature = (stream, name, *, filter = None, start = None, ack_wait = None, max_deliver = None, backoff = None, dlq_prefix = None, rate_limit = None, max_ack_pending = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn durable_subscribe<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyAny>,
+        filter: Option<&Bound<'py, PyAny>>,
+        start: Option<&Bound<'py, PyAny>>,
+        ack_wait: Option<&Bound<'py, PyAny>>,
+        max_deliver: Option<&Bound<'py, PyAny>>,
+        backoff: Option<&Bound<'py, PyAny>>,
+        dlq_prefix: Option<&Bound<'py, PyAny>>,
+        rate_limit: Option<&Bound<'py, PyAny>>,
+        max_ack_pending: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = durable::ConsumerOptions {
+            filter,
+            start,
+            ack_wait,
+            max_deliver,
+            backoff,
+            dlq_prefix,
+            rate_limit,
+            max_ack_pending,
+        };
+        durable::durable_subscribe(py, &self.bus, stream, name, options)
     }
 
     /// Returns once everything published before has reached the bus (on NATS: the server).

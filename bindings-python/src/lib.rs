@@ -10,6 +10,7 @@ mod awaitable;
 mod bridge;
 mod bus;
 mod config;
+mod durable;
 mod error;
 mod message;
 mod subscription;
@@ -58,6 +59,10 @@ fn _busbar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::Bus>()?;
     m.add_class::<subscription::Subscription>()?;
     m.add_class::<message::Message>()?;
+    m.add_class::<durable::DurableSubscription>()?;
+    m.add_class::<durable::DurableMessage>()?;
+    m.add_class::<durable::StreamInfo>()?;
+    m.add_class::<durable::PublishAck>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add("CONFIG_KEYS", busbar::config::KEYS.to_vec())?;
     error::register(m)?;

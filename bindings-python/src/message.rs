@@ -1,6 +1,8 @@
 //! `busbar.Message`: a received event, and the conversion of Python payloads to bytes.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use busbar::Bytes;
 use pyo3::exceptions::PyTypeError;
@@ -123,18 +125,35 @@ pub(crate) fn build(
     builder.build()
 }
 
-/// One event received from a subscription or as a reply. Read-only.
-///
-/// Durable deliveries will add `ack()`, `nak(delay)` and `term(reason)` here: they need
-/// only a handle next to `inner`, so plain messages keep this shape.
-#[pyclass(frozen, module = "busbar", name = "Message")]
+/// What a `Message` reads: a plain message, or the message of a durable delivery (which a
+/// `DurableMessage`, the subclass, also holds to settle it).
+pub(crate) enum Held {
+    Plain(busbar::Message),
+    Durable(Arc<busbar::DurableMessage>),
+}
+
+impl Deref for Held {
+    type Target = busbar::Message;
+    fn deref(&self) -> &busbar::Message {
+        match self {
+            Held::Plain(m) => m,
+            Held::Durable(d) => d.message(),
+        }
+    }
+}
+
+/// One event received from a subscription or as a reply. Read-only. `DurableMessage`
+/// extends it with the delivery's attempt, sequence and ack/nak/term.
+#[pyclass(frozen, subclass, module = "busbar", name = "Message")]
 pub struct Message {
-    pub(crate) inner: busbar::Message,
+    pub(crate) inner: Held,
 }
 
 impl From<busbar::Message> for Message {
     fn from(inner: busbar::Message) -> Self {
-        Message { inner }
+        Message {
+            inner: Held::Plain(inner),
+        }
     }
 }
 
@@ -228,7 +247,7 @@ impl Message {
             .reply_builder()
             .and_then(|b| build(b, payload, headers))
             .map_err(to_py)?;
-        let request = self.inner.clone();
+        let request = busbar::Message::clone(&self.inner);
         awaitable::run(py, async move { request.respond_message(reply).await })
     }
 

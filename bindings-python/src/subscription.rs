@@ -1,4 +1,5 @@
-//! `busbar.Subscription`: a core subscription as an async iterator of `Message`s.
+//! `busbar.Subscription`: a core subscription as an async iterator of `Message`s, and the
+//! [`Inbox`] that `DurableSubscription` shares with it.
 //!
 //! Crossing into asyncio per message is the cost to avoid, so `__anext__` first takes
 //! what is already queued: it moves up to [`BATCH`] ready messages from the core stream
@@ -6,10 +7,11 @@
 //! nothing is queued does it wait on the runtime through an asyncio future.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -23,33 +25,123 @@ use crate::RUNTIME;
 /// Most messages moved from the core stream to the local buffer at once.
 const BATCH: usize = 256;
 
-type Item = busbar::Result<busbar::Message>;
-
-/// What the Python object and its waiting runtime tasks share.
-struct Shared {
-    /// Messages taken off the stream, not yet handed to Python. Locked briefly only.
-    buffered: StdMutex<VecDeque<Item>>,
-    /// Wakes a waiting task when a message comes back to `buffered` (see [`Claim`]).
-    returned: Notify,
-    /// The core stream; a waiting `__anext__` holds it while it waits.
-    stream: Mutex<busbar::Subscription>,
+/// What a core stream yields, as the Python object `__anext__` returns.
+pub(crate) trait Delivered: Send + Sized + 'static {
+    fn into_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
 }
 
-impl Shared {
-    fn buffered(&self) -> MutexGuard<'_, VecDeque<Item>> {
+impl Delivered for busbar::Message {
+    fn into_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(Bound::new(py, Message::from(self))?.into_any())
+    }
+}
+
+/// What a Python subscription object and its waiting runtime tasks share: a core stream
+/// `S` of `T`s and the messages already taken off it.
+pub(crate) struct Inbox<S, T> {
+    /// Messages taken off the stream, not yet handed to Python. Locked briefly only.
+    buffered: StdMutex<VecDeque<busbar::Result<T>>>,
+    /// Wakes a waiting task when a message comes back to `buffered` (see [`Claim`]) or
+    /// the inbox is closed.
+    returned: Notify,
+    /// Set by [`Inbox::close`]: iteration ends.
+    closed: AtomicBool,
+    /// The core stream (`None` once closed); a waiting `__anext__` holds it while it waits.
+    stream: Mutex<Option<S>>,
+}
+
+impl<S, T> Inbox<S, T>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin + Send + 'static,
+    T: Delivered,
+{
+    pub(crate) fn new(stream: S) -> Arc<Self> {
+        Arc::new(Inbox {
+            buffered: StdMutex::new(VecDeque::new()),
+            returned: Notify::new(),
+            closed: AtomicBool::new(false),
+            stream: Mutex::new(Some(stream)),
+        })
+    }
+
+    fn buffered(&self) -> MutexGuard<'_, VecDeque<busbar::Result<T>>> {
         self.buffered
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn pop(&self) -> Option<Item> {
+    fn pop(&self) -> Option<busbar::Result<T>> {
         self.buffered().pop_front()
+    }
+
+    /// How many messages are buffered here.
+    pub(crate) fn len(&self) -> usize {
+        self.buffered().len()
+    }
+
+    /// Discards the buffered messages.
+    pub(crate) fn clear(&self) {
+        self.buffered().clear();
+    }
+
+    /// Ends iteration and drops the core stream (once a waiting `__anext__` lets go of it)
+    /// and what is buffered.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.returned.notify_one();
+        self.stream.lock().await.take();
+        self.clear();
+    }
+
+    /// The next message as an awaitable: at once from the buffer or from what the stream
+    /// holds already, else an asyncio future; `StopAsyncIteration` once the stream ended.
+    pub(crate) fn next<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ready::error(py, PyStopAsyncIteration::new_err(()));
+        }
+        // Fast path: a message already buffered, or already queued in the core stream.
+        let mut next = self.pop();
+        if next.is_none() {
+            if let Ok(mut stream) = self.stream.try_lock() {
+                let (first, ended) = py.detach(|| {
+                    let Some(stream) = stream.as_mut() else {
+                        return (None, true);
+                    };
+                    let mut buffered = self.buffered();
+                    let ended = fill(stream, &mut buffered);
+                    (buffered.pop_front(), ended)
+                });
+                if first.is_none() && ended {
+                    return Ready::error(py, PyStopAsyncIteration::new_err(()));
+                }
+                next = first;
+            }
+        }
+        match next {
+            Some(Ok(msg)) => return Ready::value(py, msg.into_python(py)?),
+            Some(Err(e)) => return Ready::error(py, to_py(e)),
+            None => {}
+        }
+        let inbox = self.clone();
+        awaitable::spawn(py, async move {
+            match wait_next(&inbox).await {
+                Some(Ok(msg)) => Ok(Claim {
+                    msg: Some(msg),
+                    inbox: inbox.clone(),
+                }),
+                Some(Err(e)) => Err(to_py(e)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
     }
 }
 
 /// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`; true when the
 /// stream has ended.
-fn fill(stream: &mut busbar::Subscription, buffered: &mut VecDeque<Item>) -> bool {
+fn fill<S, T>(stream: &mut S, buffered: &mut VecDeque<busbar::Result<T>>) -> bool
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin,
+{
     let _runtime = RUNTIME.enter();
     let mut cx = Context::from_waker(Waker::noop());
     while buffered.len() < BATCH {
@@ -62,10 +154,82 @@ fn fill(stream: &mut busbar::Subscription, buffered: &mut VecDeque<Item>) -> boo
     false
 }
 
+/// A message taken off the stream for a waiting `__anext__`. If that wait was cancelled
+/// before the message reached Python, dropping the claim puts it back at the front of the
+/// buffer, so a timed-out wait (`asyncio.wait_for(sub.__anext__(), t)`) loses nothing.
+struct Claim<S, T>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin + Send + 'static,
+    T: Delivered,
+{
+    msg: Option<T>,
+    inbox: Arc<Inbox<S, T>>,
+}
+
+impl<S, T> Drop for Claim<S, T>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin + Send + 'static,
+    T: Delivered,
+{
+    fn drop(&mut self) {
+        if let Some(msg) = self.msg.take() {
+            self.inbox.buffered().push_front(Ok(msg));
+            self.inbox.returned.notify_one();
+        }
+    }
+}
+
+impl<'py, S, T> IntoPyObject<'py> for Claim<S, T>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin + Send + 'static,
+    T: Delivered,
+{
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.msg.take() {
+            Some(msg) => msg.into_python(py),
+            None => Err(PyRuntimeError::new_err("busbar: a message was claimed twice")),
+        }
+    }
+}
+
+/// Waits for the next item: from the buffer, or from the stream (then moving what else is
+/// ready into the buffer). `None` once the stream has ended or the inbox was closed.
+async fn wait_next<S, T>(inbox: &Arc<Inbox<S, T>>) -> Option<busbar::Result<T>>
+where
+    S: Stream<Item = busbar::Result<T>> + Unpin + Send + 'static,
+    T: Delivered,
+{
+    let mut stream = inbox.stream.lock().await;
+    loop {
+        if inbox.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(item) = inbox.pop() {
+            return Some(item);
+        }
+        let stream = stream.as_mut()?;
+        tokio::select! {
+            item = stream.next() => {
+                let item = item?;
+                let mut buffered = inbox.buffered();
+                buffered.push_back(item);
+                fill(stream, &mut buffered);
+            }
+            _ = inbox.returned.notified() => {}
+        }
+    }
+}
+
+type Messages = Inbox<busbar::Subscription, busbar::Message>;
+
 /// Messages on a pattern: `async for msg in sub`. `async with` unsubscribes at the end.
 #[pyclass(frozen, module = "busbar", name = "Subscription")]
 pub struct Subscription {
-    shared: Arc<Shared>,
+    inbox: Arc<Messages>,
     handle: busbar::SubscriptionHandle,
     pattern: String,
     queue_group: Option<String>,
@@ -77,61 +241,7 @@ impl Subscription {
             handle: sub.handle(),
             pattern: sub.pattern().to_owned(),
             queue_group: sub.queue_group().map(str::to_owned),
-            shared: Arc::new(Shared {
-                buffered: StdMutex::new(VecDeque::new()),
-                returned: Notify::new(),
-                stream: Mutex::new(sub),
-            }),
-        }
-    }
-}
-
-/// A message taken off the stream for a waiting `__anext__`. If that wait was cancelled
-/// before the message reached Python, dropping the claim puts it back at the front of the
-/// buffer, so a timed-out wait (`asyncio.wait_for(sub.__anext__(), t)`) loses nothing.
-struct Claim {
-    msg: Option<busbar::Message>,
-    shared: Arc<Shared>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if let Some(msg) = self.msg.take() {
-            self.shared.buffered().push_front(Ok(msg));
-            self.shared.returned.notify_one();
-        }
-    }
-}
-
-impl<'py> IntoPyObject<'py> for Claim {
-    type Target = Message;
-    type Output = Bound<'py, Message>;
-    type Error = PyErr;
-
-    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, Message>> {
-        match self.msg.take() {
-            Some(msg) => Bound::new(py, Message::from(msg)),
-            None => Err(PyRuntimeError::new_err("busbar: a message was claimed twice")),
-        }
-    }
-}
-
-/// Waits for the next item: from the buffer, or from the stream (then moving what else is
-/// ready into the buffer). `None` once the stream has ended.
-async fn wait_next(shared: &Arc<Shared>) -> Option<Item> {
-    let mut stream = shared.stream.lock().await;
-    loop {
-        if let Some(item) = shared.pop() {
-            return Some(item);
-        }
-        tokio::select! {
-            item = stream.next() => {
-                let item = item?;
-                let mut buffered = shared.buffered();
-                buffered.push_back(item);
-                fill(&mut stream, &mut buffered);
-            }
-            _ = shared.returned.notified() => {}
+            inbox: Inbox::new(sub),
         }
     }
 }
@@ -156,47 +266,16 @@ impl Subscription {
 
     /// The next message; `StopAsyncIteration` once the subscription has ended.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        // Fast path: a message already buffered, or already queued in the core stream.
-        let mut next = self.shared.pop();
-        if next.is_none() {
-            if let Ok(mut stream) = self.shared.stream.try_lock() {
-                let shared = &self.shared;
-                let (first, ended) = py.detach(|| {
-                    let mut buffered = shared.buffered();
-                    let ended = fill(&mut stream, &mut buffered);
-                    (buffered.pop_front(), ended)
-                });
-                if first.is_none() && ended {
-                    return Ready::error(py, PyStopAsyncIteration::new_err(()));
-                }
-                next = first;
-            }
-        }
-        match next {
-            Some(Ok(msg)) => return Ready::value(py, Bound::new(py, Message::from(msg))?.into_any()),
-            Some(Err(e)) => return Ready::error(py, to_py(e)),
-            None => {}
-        }
-        let shared = self.shared.clone();
-        awaitable::spawn(py, async move {
-            match wait_next(&shared).await {
-                Some(Ok(msg)) => Ok(Claim {
-                    msg: Some(msg),
-                    shared: shared.clone(),
-                }),
-                Some(Err(e)) => Err(to_py(e)),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
+        self.inbox.next(py)
     }
 
     /// Stops delivery at once; buffered messages are discarded and iteration ends.
     fn unsubscribe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
-        let shared = self.shared.clone();
+        let inbox = self.inbox.clone();
         awaitable::run(py, async move {
             handle.unsubscribe().await?;
-            shared.buffered().clear();
+            inbox.clear();
             Ok(())
         })
     }
@@ -210,7 +289,7 @@ impl Subscription {
     /// Counters: delivered, missed, pending (queued in core plus buffered here), lagging.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.handle.stats();
-        let buffered = self.shared.buffered().len() as u64;
+        let buffered = self.inbox.len() as u64;
         let dict = PyDict::new(py);
         dict.set_item("delivered", s.delivered)?;
         dict.set_item("missed", s.missed)?;

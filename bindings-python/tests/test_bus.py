@@ -265,6 +265,7 @@ async def test_calls_without_a_result_return_none(bus: busbar.Bus) -> None:
         bus.flush(),
         sub.drain(),
         sub.unsubscribe(),
-        bus.close(),
     ]
-    assert [await result_of(c) for c in calls] == [None] * 6
+    assert [await result_of(c) for c in calls] == [None] * 5
+    # Made only now: a call starts when it is made, and a flush the close overtakes fails.
+    assert await result_of(bus.close()) is None

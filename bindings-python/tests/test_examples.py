@@ -9,13 +9,16 @@ import sys
 import pytest
 
 from conftest import REPO
+from nats_server import NatsServer
 
 
-def run_example(backend: str, request: pytest.FixtureRequest, *args: str) -> str:
+def run_example(
+    backend: str, request: pytest.FixtureRequest, *args: str, server: NatsServer | None = None
+) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUSBAR_")}
     env["BUSBAR_BACKEND"] = backend
     if backend == "nats":
-        env["BUSBAR_NATS_URL"] = request.getfixturevalue("nats_server").url
+        env["BUSBAR_NATS_URL"] = (server or request.getfixturevalue("nats_server")).url
     done = subprocess.run(
         [sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
@@ -40,3 +43,21 @@ def test_responder_demo(backend: str, request: pytest.FixtureRequest) -> None:
     out = run_example(backend, request, "examples/python/responder.py", "--demo")
     assert "'greeting': 'hello, ada'" in out and "'greeting': 'hello, linus'" in out
     assert "served 3 requests" in out
+
+
+def test_durable(backend: str, request: pytest.FixtureRequest) -> None:
+    # A fresh server on NATS: the example's stream and consumers persist, and a stream over
+    # orders.> would answer the other tests' requests on those subjects.
+    server = NatsServer() if backend == "nats" else None
+    try:
+        out = run_example(backend, request, "examples/python/durable.py", server=server)
+    finally:
+        if server is not None:
+            server.close()
+    assert "1. stored in ORDERS at sequence 1\n" in out
+    assert "1. stored in ORDERS at sequence 1 (duplicate: stored once)" in out
+    assert "(sequence 1, attempt 1)\n            nacked" in out
+    assert "(sequence 1, attempt 2)\n            acked; acking twice: [invalid_argument]" in out
+    assert "terminated: to the dead-letter stream" in out
+    assert 'on dlq.orders.created, reason "terminated: unparsable order"' in out
+    assert "4. ORDERS holds 2 messages, sequences 1 to 2" in out

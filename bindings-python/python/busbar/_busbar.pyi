@@ -1,10 +1,11 @@
 """Type stubs of the native module busbar._busbar (checked with mypy.stubtest)."""
 
-from collections.abc import Awaitable, Generator
+import datetime
+from collections.abc import Awaitable, Generator, Sequence
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Literal, final
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "CONFIG_KEYS",
@@ -14,6 +15,8 @@ __all__ = [
     "Closed",
     "CryptoError",
     "DecodeError",
+    "DurableMessage",
+    "DurableSubscription",
     "Forbidden",
     "InvalidArgument",
     "InvalidSubject",
@@ -21,7 +24,9 @@ __all__ = [
     "Message",
     "NoResponders",
     "PayloadTooLarge",
+    "PublishAck",
     "Ready",
+    "StreamInfo",
     "Subscription",
     "Timeout",
     "connect",
@@ -70,6 +75,39 @@ class Bus:
     def flush(self) -> Awaitable[None]: ...
     def close(self) -> Awaitable[None]: ...
     def stats(self) -> dict[str, int]: ...
+    def declare_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_bytes: int | None = None,
+        max_messages: int | None = None,
+        duplicate_window: float | None = None,
+    ) -> Awaitable[StreamInfo]: ...
+    def stream_info(self, name: str) -> Awaitable[StreamInfo]: ...
+    def publish_durable(
+        self,
+        subject: str,
+        data: _Data = None,
+        *,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Awaitable[PublishAck]: ...
+    def durable_subscribe(
+        self,
+        stream: str,
+        name: str,
+        *,
+        filter: str | None = None,
+        start: Literal["beginning", "new"] | int | datetime.datetime | None = None,
+        ack_wait: float | None = None,
+        max_deliver: int | None = None,
+        backoff: tuple[float, float, float] | None = None,
+        dlq_prefix: str | None = None,
+        rate_limit: float | None = None,
+        max_ack_pending: int | None = None,
+    ) -> Awaitable[DurableSubscription]: ...
     def __aenter__(self) -> Awaitable[Self]: ...
     def __aexit__(
         self,
@@ -97,7 +135,7 @@ class Subscription:
         tb: TracebackType | None,
     ) -> Awaitable[None]: ...
 
-@final
+@disjoint_base
 class Message:
     @property
     def subject(self) -> str: ...
@@ -125,6 +163,60 @@ class Message:
     def classification(self) -> str | None: ...
     def json(self) -> Any: ...
     def respond(self, data: _Data, *, headers: dict[str, str] | None = None) -> Awaitable[None]: ...
+
+@final
+class DurableMessage(Message):
+    """A Message from a durable stream; settle it with one of ack(), nak() or term()."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def stream(self) -> str: ...
+    def ack(self) -> Awaitable[None]: ...
+    def nak(self, delay: float | None = None) -> Awaitable[None]: ...
+    def term(self, reason: str) -> Awaitable[None]: ...
+    def in_progress(self) -> Awaitable[None]: ...
+
+@final
+class DurableSubscription:
+    @property
+    def stream(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> Awaitable[DurableMessage]: ...
+    def close(self) -> Awaitable[None]: ...
+    def __aenter__(self) -> Awaitable[Self]: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Awaitable[None]: ...
+
+@final
+class StreamInfo:
+    @property
+    def name(self) -> str: ...
+    @property
+    def messages(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def first_sequence(self) -> int: ...
+    @property
+    def last_sequence(self) -> int: ...
+
+@final
+class PublishAck:
+    @property
+    def stream(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def duplicate(self) -> bool: ...
 
 class BusError(Exception):
     code: str

@@ -1,0 +1,472 @@
+//! Durable streams (core's `durable` module) for Python: what `Bus.declare_stream`,
+//! `stream_info`, `publish_durable` and `durable_subscribe` take and return, and
+//! `DurableMessage`'s ack/nak/term. Conversion only: every check, the backoff and the
+//! dead-lettering are core's.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use busbar::{ConsumerConfig, EventBus, StartAt, StreamConfig};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDateTime, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::PyClassInitializer;
+
+use crate::awaitable::{self, Ready};
+use crate::bus::seconds;
+use crate::message::{self, Held, Message};
+use crate::subscription::{Delivered, Inbox};
+
+/// What a durable stream holds now (`Bus.declare_stream`, `Bus.stream_info`).
+#[pyclass(frozen, module = "busbar", name = "StreamInfo")]
+pub struct StreamInfo {
+    /// Name of the stream.
+    #[pyo3(get)]
+    name: String,
+    /// Messages stored.
+    #[pyo3(get)]
+    messages: u64,
+    /// Bytes stored.
+    #[pyo3(get)]
+    bytes: u64,
+    /// Sequence of the oldest stored message (0 when empty).
+    #[pyo3(get)]
+    first_sequence: u64,
+    /// Sequence of the newest stored message (0 when nothing was ever stored).
+    #[pyo3(get)]
+    last_sequence: u64,
+}
+
+impl From<busbar::StreamInfo> for StreamInfo {
+    fn from(i: busbar::StreamInfo) -> Self {
+        StreamInfo {
+            name: i.name,
+            messages: i.messages,
+            bytes: i.bytes,
+            first_sequence: i.first_sequence,
+            last_sequence: i.last_sequence,
+        }
+    }
+}
+
+#[pymethods]
+impl StreamInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.StreamInfo name={:?} messages={} bytes={} first_sequence={} last_sequence={}>",
+            self.name, self.messages, self.bytes, self.first_sequence, self.last_sequence
+        )
+    }
+}
+
+/// The broker's acknowledgement of `Bus.publish_durable`.
+#[pyclass(frozen, module = "busbar", name = "PublishAck")]
+pub struct PublishAck {
+    /// Stream that stored the message.
+    #[pyo3(get)]
+    stream: String,
+    /// Its sequence in that stream (of the first copy, for a duplicate).
+    #[pyo3(get)]
+    sequence: u64,
+    /// Whether a message with the same id was already stored inside the dedupe window.
+    #[pyo3(get)]
+    duplicate: bool,
+}
+
+#[pymethods]
+impl PublishAck {
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.PublishAck stream={:?} sequence={} duplicate={}>",
+            self.stream,
+            self.sequence,
+            if self.duplicate { "True" } else { "False" }
+        )
+    }
+}
+
+/// `value` unless it is absent or `None`.
+fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+    value.filter(|v| !v.is_none())
+}
+
+fn type_error(what: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr {
+    let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    PyTypeError::new_err(format!("{what} must be {expected}, not {name}"))
+}
+
+/// An int or float argument (not a bool), or a TypeError naming it.
+fn number(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    let numeric = value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>();
+    if !numeric || value.is_instance_of::<PyBool>() {
+        return Err(type_error(what, "a number", value));
+    }
+    value.extract()
+}
+
+/// An optional duration in seconds (int or float, like `timeout`).
+fn duration(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
+    given(value).map(|v| seconds(number(v, what)?, what)).transpose()
+}
+
+/// An optional non-negative int (not a bool) that fits `T`.
+fn count<T: TryFrom<u64>>(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<T>> {
+    let Some(v) = given(value) else {
+        return Ok(None);
+    };
+    if !v.is_instance_of::<PyInt>() || v.is_instance_of::<PyBool>() {
+        return Err(type_error(what, "an int", v));
+    }
+    let n = v.extract::<u64>().ok().and_then(|n| T::try_from(n).ok());
+    n.map(Some)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} is out of range: {v}")))
+}
+
+/// `subjects`: one pattern, or a list or tuple of them.
+fn subjects(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    const WHAT: &str = "declare_stream(): subjects";
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(vec![s.to_str()?.to_owned()]);
+    }
+    if !(value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>()) {
+        return Err(type_error(WHAT, "a str or a list of str", value));
+    }
+    value
+        .try_iter()?
+        .map(|item| Ok(message::text(&item?, &format!("{WHAT} item"))?.to_owned()))
+        .collect()
+}
+
+/// `start`: `None`, `"beginning"`, `"new"`, a sequence number or a datetime.
+fn start(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<StartAt>> {
+    const WHAT: &str = "durable_subscribe(): start";
+    let Some(v) = given(value) else {
+        return Ok(None);
+    };
+    if let Ok(s) = v.cast::<PyString>() {
+        return match s.to_str()? {
+            "beginning" => Ok(Some(StartAt::Beginning)),
+            "new" => Ok(Some(StartAt::New)),
+            other => Err(PyValueError::new_err(format!(
+                "{WHAT} must be \"beginning\", \"new\", a sequence number or a datetime, not {other:?}"
+            ))),
+        };
+    }
+    if v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>() {
+        return Ok(count::<u64>(Some(v), WHAT)?.map(StartAt::Sequence));
+    }
+    if v.is_instance_of::<PyDateTime>() {
+        let since_epoch: f64 = v.call_method0("timestamp")?.extract()?;
+        let at = Duration::try_from_secs_f64(since_epoch)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| PyValueError::new_err(format!("{WHAT} must not be before 1970, got {v}")))?;
+        return Ok(Some(StartAt::Time(at)));
+    }
+    Err(type_error(
+        WHAT,
+        "None, \"beginning\", \"new\", an int sequence or a datetime",
+        v,
+    ))
+}
+
+/// `backoff`: a tuple `(base seconds, factor, cap seconds)`.
+fn backoff(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<(Duration, f64, Duration)>> {
+    const WHAT: &str = "durable_subscribe(): backoff";
+    let Some(v) = given(value) else {
+        return Ok(None);
+    };
+    let parts = v.cast::<PyTuple>().ok().filter(|t| t.len() == 3);
+    let Some(parts) = parts else {
+        return Err(type_error(WHAT, "a tuple (base seconds, factor, cap seconds)", v));
+    };
+    let base = seconds(number(&parts.get_item(0)?, WHAT)?, WHAT)?;
+    let factor = number(&parts.get_item(1)?, WHAT)?;
+    let cap = seconds(number(&parts.get_item(2)?, WHAT)?, WHAT)?;
+    Ok(Some((base, factor, cap)))
+}
+
+/// The stream limits `declare_stream` takes as keywords.
+pub(crate) struct StreamLimits<'a, 'py> {
+    pub(crate) max_age: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) max_bytes: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) max_messages: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) duplicate_window: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// `await bus.declare_stream(name, subjects, **limits)` → `StreamInfo`.
+pub(crate) fn declare_stream<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    name: &Bound<'py, PyAny>,
+    subjects_: &Bound<'py, PyAny>,
+    limits: StreamLimits<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut config = StreamConfig::new(
+        message::text(name, "declare_stream(): name")?,
+        subjects(subjects_)?,
+    );
+    if let Some(age) = duration(limits.max_age, "declare_stream(): max_age")? {
+        config = config.max_age(age);
+    }
+    if let Some(n) = count(limits.max_bytes, "declare_stream(): max_bytes")? {
+        config = config.max_bytes(n);
+    }
+    if let Some(n) = count(limits.max_messages, "declare_stream(): max_messages")? {
+        config = config.max_messages(n);
+    }
+    if let Some(w) = duration(limits.duplicate_window, "declare_stream(): duplicate_window")? {
+        config = config.duplicate_window(w);
+    }
+    let bus = bus.clone();
+    awaitable::run(py, async move {
+        bus.declare_stream(config).await.map(StreamInfo::from)
+    })
+}
+
+/// `await bus.stream_info(name)` → `StreamInfo`.
+pub(crate) fn stream_info<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let name = message::text(name, "stream_info(): name")?.to_owned();
+    let bus = bus.clone();
+    awaitable::run(
+        py,
+        async move { bus.stream_info(&name).await.map(StreamInfo::from) },
+    )
+}
+
+/// `await bus.publish_durable(subject, data, headers=, id=)` → `PublishAck`; the message
+/// is built exactly as `publish` builds it, with `id` for deduplication.
+pub(crate) fn publish_durable<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    subject: &Bound<'py, PyAny>,
+    data: Option<&Bound<'py, PyAny>>,
+    headers: Option<&Bound<'py, PyAny>>,
+    id: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let subject = message::text(subject, "publish_durable(): subject")?;
+    let headers = message::headers(headers, "publish_durable(): headers")?;
+    let payload = message::payload(data)?;
+    let mut builder = bus.message(subject);
+    if let Some(id) = given(id) {
+        builder = builder.id(message::text(id, "publish_durable(): id")?);
+    }
+    let msg = message::build(builder, payload, headers);
+    let bus = bus.clone();
+    awaitable::run(py, async move {
+        let ack = bus.publish_durable(msg?).await?;
+        Ok(PublishAck {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    })
+}
+
+/// The consumer settings `durable_subscribe` takes as keywords.
+pub(crate) struct ConsumerOptions<'a, 'py> {
+    pub(crate) filter: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) start: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) ack_wait: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) max_deliver: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) backoff: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) dlq_prefix: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) rate_limit: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) max_ack_pending: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// `await bus.durable_subscribe(stream, name, **options)` → `DurableSubscription`.
+pub(crate) fn durable_subscribe<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    stream: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+    o: ConsumerOptions<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const CALL: &str = "durable_subscribe()";
+    let mut config = ConsumerConfig::new(
+        message::text(stream, &format!("{CALL}: stream"))?,
+        message::text(name, &format!("{CALL}: name"))?,
+    );
+    if let Some(f) = given(o.filter) {
+        config = config.filter(message::text(f, &format!("{CALL}: filter"))?);
+    }
+    if let Some(s) = start(o.start)? {
+        config = config.start(s);
+    }
+    if let Some(w) = duration(o.ack_wait, &format!("{CALL}: ack_wait"))? {
+        config = config.ack_wait(w);
+    }
+    if let Some(n) = count(o.max_deliver, &format!("{CALL}: max_deliver"))? {
+        config = config.max_deliver(n);
+    }
+    if let Some((base, factor, cap)) = backoff(o.backoff)? {
+        config = config.backoff(base, factor, cap);
+    }
+    if let Some(p) = given(o.dlq_prefix) {
+        config = config.dlq_prefix(message::text(p, &format!("{CALL}: dlq_prefix"))?);
+    }
+    if let Some(r) = given(o.rate_limit) {
+        config = config.rate_limit(number(r, &format!("{CALL}: rate_limit"))?);
+    }
+    if let Some(n) = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))? {
+        config = config.max_ack_pending(n);
+    }
+    let bus = bus.clone();
+    awaitable::run(py, async move {
+        bus.durable_subscribe(config).await.map(DurableSubscription::new)
+    })
+}
+
+type Deliveries = Inbox<busbar::DurableSubscription, busbar::DurableMessage>;
+
+/// The messages of a durable consumer: `async for msg in sub` yields `DurableMessage`s.
+/// `async with` (or `close()`) stops the deliveries; what was delivered but not settled
+/// is redelivered after `ack_wait`.
+#[pyclass(frozen, module = "busbar", name = "DurableSubscription")]
+pub struct DurableSubscription {
+    inbox: Arc<Deliveries>,
+    stream: String,
+    name: String,
+}
+
+impl DurableSubscription {
+    fn new(sub: busbar::DurableSubscription) -> Self {
+        DurableSubscription {
+            stream: sub.config().stream.clone(),
+            name: sub.config().name.clone(),
+            inbox: Inbox::new(sub),
+        }
+    }
+}
+
+#[pymethods]
+impl DurableSubscription {
+    /// The stream this consumer reads.
+    #[getter]
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The durable name of the consumer.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// The next delivery; `StopAsyncIteration` once closed or the bus is closed.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.inbox.next(py)
+    }
+
+    /// Stops the deliveries; iteration ends. Unsettled messages are redelivered later.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inbox = self.inbox.clone();
+        awaitable::run(py, async move {
+            inbox.close().await;
+            Ok(())
+        })
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Ready::value(slf.py(), slf.into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.DurableSubscription stream={:?} name={:?}>",
+            self.stream, self.name
+        )
+    }
+}
+
+impl Delivered for busbar::DurableMessage {
+    fn into_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        let durable = Arc::new(self);
+        let init = PyClassInitializer::from(Message {
+            inner: Held::Durable(durable.clone()),
+        })
+        .add_subclass(DurableMessage { durable });
+        Ok(Bound::new(py, init)?.into_any())
+    }
+}
+
+/// A message from a durable stream: a `Message` plus its delivery. Settle it with one of
+/// `ack()`, `nak()` or `term()`; settling twice raises `InvalidArgument`.
+#[pyclass(frozen, extends = Message, module = "busbar", name = "DurableMessage")]
+pub struct DurableMessage {
+    durable: Arc<busbar::DurableMessage>,
+}
+
+#[pymethods]
+impl DurableMessage {
+    /// Which delivery attempt this is, from 1.
+    #[getter]
+    fn attempt(&self) -> u32 {
+        self.durable.attempt()
+    }
+
+    /// The message's sequence in its stream.
+    #[getter]
+    fn sequence(&self) -> u64 {
+        self.durable.sequence()
+    }
+
+    /// The stream the message comes from.
+    #[getter]
+    fn stream(&self) -> &str {
+        self.durable.stream()
+    }
+
+    /// Processed: the message is not delivered again. Awaitable.
+    fn ack<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.durable.clone();
+        awaitable::run(py, async move { m.ack().await })
+    }
+
+    /// Not processed now: redelivered after `delay` seconds, or after the consumer's
+    /// backoff when `None`; dead-lettered instead on the last allowed attempt. Awaitable.
+    #[pyo3(signature = (delay = None))]
+    fn nak<'py>(&self, py: Python<'py>, delay: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let delay = duration(delay, "nak(): delay")?;
+        let m = self.durable.clone();
+        awaitable::run(py, async move { m.nak(delay).await })
+    }
+
+    /// Cannot ever be processed: dead-lettered at once with `reason`. Awaitable.
+    fn term<'py>(&self, py: Python<'py>, reason: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let reason = message::text(reason, "term(): reason")?.to_owned();
+        let m = self.durable.clone();
+        awaitable::run(py, async move { m.term(&reason).await })
+    }
+
+    /// Still working: restarts the `ack_wait` clock of this delivery. Awaitable.
+    fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.durable.clone();
+        awaitable::run(py, async move { m.in_progress().await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.DurableMessage stream={:?} sequence={} attempt={} subject={:?} id={:?}>",
+            self.durable.stream(),
+            self.durable.sequence(),
+            self.durable.attempt(),
+            self.durable.subject(),
+            self.durable.id()
+        )
+    }
+}
