@@ -284,6 +284,18 @@ export interface ConnectOptions {
   retentionDays?: number | string
   /** Refuse a connection without TLS. */
   natsRequireTls?: boolean | string
+  /** Path of a policy JSON file: classes, field rules, restricted subjects, grants. */
+  policy?: string
+  /** Path of a key ring JSON file (hash and encryption keys). */
+  keyRing?: string
+  /** Encrypt classified fields before they leave the process (needs `keyRing`). */
+  encryption?: boolean | string
+  /** Path of the hash-chained JSON-lines audit log. */
+  auditLog?: string
+  /** Name this bus subscribes and requests as under the policy (default `anonymous`). */
+  principal?: string
+  /** Comma-separated roles of `principal`, e.g. `"clinician,billing"`. */
+  roles?: string
 }
 
 /** Settings of `durableSubscribe()`; unset ones take the core's defaults. */

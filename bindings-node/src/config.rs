@@ -46,6 +46,19 @@ pub struct ConnectOptions {
     /// Refuse a connection without TLS.
     #[napi(ts_type = "boolean | string")]
     pub nats_require_tls: Option<bool>,
+    /// Path of a policy JSON file: classes, field rules, restricted subjects, grants.
+    pub policy: Option<String>,
+    /// Path of a key ring JSON file (hash and encryption keys).
+    pub key_ring: Option<String>,
+    /// Encrypt classified fields before they leave the process (needs `keyRing`).
+    #[napi(ts_type = "boolean | string")]
+    pub encryption: Option<bool>,
+    /// Path of the hash-chained JSON-lines audit log.
+    pub audit_log: Option<String>,
+    /// Name this bus subscribes and requests as under the policy (default `anonymous`).
+    pub principal: Option<String>,
+    /// Comma-separated roles of `principal`, e.g. `"clinician,billing"`.
+    pub roles: Option<String>,
 }
 
 /// The configuration for `options`. A wrong JavaScript type throws a `TypeError` now; a

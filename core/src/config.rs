@@ -73,6 +73,12 @@ pub struct Config {
     pub key_ring: Option<String>,
     /// `audit_log` / `BUSBAR_AUDIT_LOG`: path of the JSON-lines audit log.
     pub audit_log: Option<String>,
+    /// `principal` / `BUSBAR_PRINCIPAL`: the name this bus subscribes and requests as under
+    /// a policy (default `anonymous`); every language gets principal-bound subscriptions
+    /// by configuration.
+    pub principal: Option<String>,
+    /// `roles` / `BUSBAR_ROLES`: comma-separated roles of `principal`.
+    pub roles: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +104,8 @@ impl fmt::Debug for Config {
             .field("policy", &self.policy)
             .field("key_ring", &self.key_ring)
             .field("audit_log", &self.audit_log)
+            .field("principal", &self.principal)
+            .field("roles", &self.roles)
             .finish()
     }
 }
@@ -130,6 +138,8 @@ pub const KEYS: &[&str] = &[
     "policy",
     "key_ring",
     "audit_log",
+    "principal",
+    "roles",
 ];
 
 impl Default for Config {
@@ -154,6 +164,8 @@ impl Default for Config {
             policy: None,
             key_ring: None,
             audit_log: None,
+            principal: None,
+            roles: Vec::new(),
         }
     }
 }
@@ -230,6 +242,15 @@ impl Config {
             "policy" => self.policy = non_empty(key, value)?,
             "key_ring" => self.key_ring = non_empty(key, value)?,
             "audit_log" => self.audit_log = non_empty(key, value)?,
+            "principal" => self.principal = non_empty(key, value)?,
+            "roles" => {
+                self.roles = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown config key {other:?}; known keys: {}",

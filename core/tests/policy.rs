@@ -516,6 +516,48 @@ async fn configuration_alone_turns_the_policy_on() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn a_bus_acts_as_the_configured_principal() {
+    let dir = temp_path("principal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.json");
+    std::fs::write(
+        &policy_path,
+        r#"{"classes":["pii"],"fields":[{"path":"/ssn","class":"pii","action":"partial","keep":4}],
+            "restricted":[{"subjects":"hr.secret.>","roles":["hr"]}],"grants":{"hr":["pii"]}}"#,
+    )
+    .unwrap();
+    let connect = |roles: &'static str| {
+        let policy = policy_path.to_str().unwrap().to_owned();
+        async move {
+            let vars = [
+                ("BUSBAR_POLICY", policy.as_str()),
+                ("BUSBAR_PRINCIPAL", "ann"),
+                ("BUSBAR_ROLES", roles),
+            ];
+            busbar::connect(Config::from_vars(vars).unwrap()).await.unwrap()
+        }
+    };
+    let payload = format!(r#"{{"ssn":"{SSN}"}}"#);
+    let hr = connect("auditor, hr").await;
+    let mut sub = hr.subscribe("hr.>").await.unwrap();
+    hr.publish("hr.secret.raise", payload.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(text(&next(&mut sub).await.unwrap()), payload, "hr is granted pii");
+
+    let other = connect("auditor").await;
+    assert_eq!(
+        other.subscribe("hr.secret.>").await.unwrap_err().code(),
+        "forbidden"
+    );
+    let mut sub = other.subscribe("people.>").await.unwrap();
+    other.publish("people.joined", payload.into()).await.unwrap();
+    let got = text(&next(&mut sub).await.unwrap());
+    assert!(!got.contains(SSN) && got.ends_with(r#"6789"}"#), "{got}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------- audit log
 
 fn entry(n: usize) -> AuditEntry {

@@ -638,12 +638,17 @@ impl EventBus for PolicyBus {
 /// Whether `config` asks for the policy layer (a policy, a key ring, encryption or an
 /// audit log).
 pub fn configured(config: &Config) -> bool {
-    config.encryption || config.policy.is_some() || config.key_ring.is_some() || config.audit_log.is_some()
+    config.encryption
+        || config.policy.is_some()
+        || config.key_ring.is_some()
+        || config.audit_log.is_some()
+        || config.principal.is_some()
+        || !config.roles.is_empty()
 }
 
 /// Wraps `inner` in the policy layer that `config` describes: the policy file
 /// (`policy`), the key ring file (`key_ring`), `encryption`, and the audit log file
-/// (`audit_log`, keyed with the ring when there is one).
+/// (`audit_log`, keyed with the ring when there is one), acting as `principal` with `roles`.
 pub fn from_config(inner: Arc<dyn EventBus>, config: &Config) -> Result<PolicyBus> {
     let policy = match &config.policy {
         Some(path) => Policy::from_file(path)?,
@@ -663,6 +668,10 @@ pub fn from_config(inner: Arc<dyn EventBus>, config: &Config) -> Result<PolicyBu
     if let Some(audit) = audit {
         builder = builder.audit_log(audit);
     }
+    if config.principal.is_some() || !config.roles.is_empty() {
+        let name = config.principal.as_deref().unwrap_or("anonymous");
+        builder = builder.principal(Principal::new(name, config.roles.iter().map(String::as_str)));
+    }
     builder.build()
 }
 
@@ -674,6 +683,8 @@ pub async fn connect(config: Config) -> Result<PolicyBus> {
     plain.policy = None;
     plain.key_ring = None;
     plain.audit_log = None;
+    plain.principal = None;
+    plain.roles = Vec::new();
     let inner = crate::connect(plain).await?;
     from_config(inner, &config)
 }
