@@ -208,7 +208,9 @@ async fn js_publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
     rate
 }
 
-async fn js_publish_rate_raw(url: &str, payload: Bytes) -> f64 {
+/// Raw JetStream publishes; with `headers`, carrying the header block busbar sends
+/// (a fresh id each, as busbar's messages have).
+async fn js_publish_rate_raw(url: &str, payload: Bytes, headers: bool) -> f64 {
     use futures_util::stream;
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
@@ -217,7 +219,22 @@ async fn js_publish_rate_raw(url: &str, payload: Bytes) -> f64 {
     let acked = stream::iter(0..JS_PUBLISHES)
         .map(|_| {
             let payload = payload.clone();
-            async move { js_ref.publish("bench.js", payload).await.unwrap().await.unwrap() }
+            let block = headers.then(|| {
+                let msg = busbar::Message::builder("bench.js")
+                    .data(payload.clone())
+                    .build()
+                    .unwrap();
+                busbar::nats::nats_headers(&msg).unwrap()
+            });
+            async move {
+                match block {
+                    Some(h) => js_ref.publish_with_headers("bench.js", h, payload).await,
+                    None => js_ref.publish("bench.js", payload).await,
+                }
+                .unwrap()
+                .await
+                .unwrap()
+            }
         })
         .buffer_unordered(JS_WINDOW)
         .count()
@@ -303,7 +320,7 @@ pub fn main() {
     );
     let raw = median(
         (0..ROUNDS)
-            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone())))
+            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone(), false)))
             .collect(),
     );
     row(
@@ -312,6 +329,12 @@ pub fn main() {
         ours,
         "msgs/s",
     );
+    let same = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone(), true)))
+            .collect(),
+    );
+    row("  raw with busbar's headers", same, ours, "msgs/s");
     let mut raw = rt.block_on(request_latency_raw(&url, payload.clone()));
     let mut ours = rt.block_on(request_latency_busbar(&url, payload.clone()));
     raw.sort();
