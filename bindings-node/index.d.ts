@@ -247,7 +247,7 @@ export interface BusStats {
 export declare function connect(options?: ConnectOptions): Promise<Bus>
 
 /**
- * The settings of `connect()` (DESIGN.md §8); unset keys come from `BUSBAR_*` variables,
+ * The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
  * then the defaults. Numbers and booleans may also be given as strings.
  */
 export interface ConnectOptions {

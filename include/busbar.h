@@ -37,7 +37,7 @@
 #define BUSBAR_START_NEW 3
 
 // The outcome of a call. `BUSBAR_OK` is 0; every other value is one of core's stable
-// error codes (DESIGN.md §7), one to one, with a number that never changes or is reused.
+// error codes (docs/design.md §7), one to one, with a number that never changes or is reused.
 // `busbar_status_code` gives the code as text; `busbar_last_error` the message.
 typedef enum busbar_status {
   // Success.

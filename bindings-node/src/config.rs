@@ -5,7 +5,7 @@ use napi::bindgen_prelude::*;
 
 use crate::error::{describe, type_error};
 
-/// The settings of `connect()` (DESIGN.md §8); unset keys come from `BUSBAR_*` variables,
+/// The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
 /// then the defaults. Numbers and booleans may also be given as strings.
 #[napi(object)]
 pub struct ConnectOptions {

@@ -1,5 +1,5 @@
 //! Core errors as Python exceptions: `BusError` and one subclass per stable code
-//! (DESIGN.md §7), each with a `code` class attribute. Mapping is on the code only.
+//! (docs/design.md §7), each with a `code` class attribute. Mapping is on the code only.
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;

@@ -141,7 +141,7 @@ pub struct BusStats {
     pub subscriptions: u64,
 }
 
-/// Refuses a payload of `size` bytes over `max` (DESIGN.md §4), naming both sizes.
+/// Refuses a payload of `size` bytes over `max` (docs/design.md §4), naming both sizes.
 pub(crate) fn check_payload(size: usize, max: usize) -> Result<()> {
     if size > max {
         return Err(Error::PayloadTooLarge { size, max });
@@ -322,7 +322,7 @@ impl SubscriptionHandle {
 pub async fn connect(config: Config) -> Result<Arc<dyn EventBus>> {
     config.check()?;
     if crate::policy::configured(&config) {
-        // A policy, key ring, encryption or audit log wraps the backend (DESIGN.md §6).
+        // A policy, key ring, encryption or audit log wraps the backend (docs/design.md §6).
         return Ok(Arc::new(Box::pin(crate::policy::connect(config)).await?));
     }
     match config.backend {

@@ -1,4 +1,4 @@
-//! One configuration shape for every language (DESIGN.md §8), built in code or read
+//! One configuration shape for every language (docs/design.md §8), built in code or read
 //! from `BUSBAR_*` environment variables. Every binding funnels its options through
 //! [`Config::set`], so a key means the same thing everywhere.
 
@@ -17,7 +17,7 @@ pub enum Backend {
     Nats,
 }
 
-/// What a publisher does when a subscription's buffer is full (DESIGN.md §4).
+/// What a publisher does when a subscription's buffer is full (docs/design.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backpressure {
     /// The publisher waits until the subscriber makes room: nothing is lost.

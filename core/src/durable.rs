@@ -1,4 +1,4 @@
-//! Durable streams (DESIGN.md §4): at-least-once delivery with ack, nak, term and
+//! Durable streams (docs/design.md §4): at-least-once delivery with ack, nak, term and
 //! in-progress, exponential backoff, dead-lettering after `max_deliver` attempts,
 //! deduplication by message id, and replay from a sequence or a time.
 //!

@@ -1,4 +1,4 @@
-//! The message envelope (DESIGN.md §3): a CloudEvents 1.0 event with busbar's
+//! The message envelope (docs/design.md §3): a CloudEvents 1.0 event with busbar's
 //! extension attributes, user headers and the payload as [`Bytes`].
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The one error type of busbar, with the stable codes of DESIGN.md §7.
+//! The one error type of busbar, with the stable codes of docs/design.md §7.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A subject or pattern breaks the rules of DESIGN.md §2.
+    /// A subject or pattern breaks the rules of docs/design.md §2.
     #[error("invalid subject {subject:?}: {reason}")]
     InvalidSubject {
         /// The offending subject, as given.
@@ -77,7 +77,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable code of this error (DESIGN.md §7), e.g. `"invalid_subject"`.
+    /// The stable code of this error (docs/design.md §7), e.g. `"invalid_subject"`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidSubject { .. } => "invalid_subject",

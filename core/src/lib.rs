@@ -1,7 +1,7 @@
 //! busbar: one event-bus client with NATS-style subjects, request/reply, and an
 //! embedded in-memory bus, behind one object-safe [`EventBus`] trait.
 //!
-//! The semantic contract lives in DESIGN.md; every language binding runs this crate.
+//! The semantic contract lives in docs/design.md; every language binding runs this crate.
 #![deny(missing_docs)]
 
 pub mod bus;

@@ -1,5 +1,5 @@
 //! The bounded queue behind every subscription, whatever the backend: back-pressure
-//! (`block` or `lag`, DESIGN.md §4), the lag notice at the exact gap, and counters.
+//! (`block` or `lag`, docs/design.md §4), the lag notice at the exact gap, and counters.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};

@@ -1,4 +1,4 @@
-//! Request/reply plumbing shared by the backends (DESIGN.md §5): how a request is
+//! Request/reply plumbing shared by the backends (docs/design.md §5): how a request is
 //! stamped, and the table of requests waiting for their reply.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Subjects (DESIGN.md §2): NATS's strict validity rule, wildcard matching,
+//! Subjects (docs/design.md §2): NATS's strict validity rule, wildcard matching,
 //! and [`SubjectIndex`], the token trie that routes a subject to its subscriptions.
 
 use std::collections::HashMap;

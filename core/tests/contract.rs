@@ -1,4 +1,4 @@
-//! The behaviour every backend must show (DESIGN.md §2–§5), written once against
+//! The behaviour every backend must show (docs/design.md §2–§5), written once against
 //! `Arc<dyn EventBus>`. `contract_suite!` instantiates it for a backend factory.
 
 use std::sync::Arc;

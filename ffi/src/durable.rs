@@ -1,4 +1,4 @@
-//! Durable streams (DESIGN.md §4): declare a stream, publish with the broker's
+//! Durable streams (docs/design.md §4): declare a stream, publish with the broker's
 //! acknowledgement, subscribe as a named durable consumer, and settle each delivery with
 //! `busbar_message_ack`, `_nak`, `_term` or `_in_progress`.
 //!

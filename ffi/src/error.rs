@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use busbar_core::Error;
 
 /// The outcome of a call. `BUSBAR_OK` is 0; every other value is one of core's stable
-/// error codes (DESIGN.md §7), one to one, with a number that never changes or is reused.
+/// error codes (docs/design.md §7), one to one, with a number that never changes or is reused.
 /// `busbar_status_code` gives the code as text; `busbar_last_error` the message.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The C ABI of busbar: `libbusbar.so` / `libbusbar.a` and `include/busbar.h`.
 //!
 //! Every function translates C arguments into core calls and core results into a
-//! [`busbar_status`]; no behaviour lives here (DESIGN.md §1). The rules every entry point
+//! [`busbar_status`]; no behaviour lives here (docs/design.md §1). The rules every entry point
 //! keeps:
 //! - its body runs inside [`ffi_boundary!`], so no panic crosses into C;
 //! - NULL pointers, invalid UTF-8 and lengths that do not fit are errors, never crashes;

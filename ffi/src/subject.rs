@@ -1,4 +1,4 @@
-//! Subject rules (DESIGN.md §2) for C: matching and validation, exactly core's.
+//! Subject rules (docs/design.md §2) for C: matching and validation, exactly core's.
 
 use std::ffi::c_char;
 

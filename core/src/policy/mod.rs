@@ -1,5 +1,5 @@
 //! Classification, masking, field encryption, restricted subjects and the audit log
-//! (DESIGN.md §6), for every backend at once: [`PolicyBus`] wraps any
+//! (docs/design.md §6), for every backend at once: [`PolicyBus`] wraps any
 //! `Arc<dyn EventBus>` and is itself an [`EventBus`].
 //!
 //! - Publishing: the message's classes are its `classification` attribute plus the
@@ -214,7 +214,7 @@ impl PolicyBusBuilder {
     }
 }
 
-/// An [`EventBus`] that applies a [`Policy`] around another bus (DESIGN.md §6).
+/// An [`EventBus`] that applies a [`Policy`] around another bus (docs/design.md §6).
 pub struct PolicyBus {
     inner: Arc<dyn EventBus>,
     principal: Principal,

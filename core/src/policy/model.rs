@@ -48,7 +48,7 @@ pub struct Restriction {
     pub roles: Vec<String>,
 }
 
-/// Classes, field rules, restricted subjects and role grants (DESIGN.md §6).
+/// Classes, field rules, restricted subjects and role grants (docs/design.md §6).
 ///
 /// ```
 /// use busbar::policy::{Action, Policy};

@@ -1,4 +1,4 @@
-//! The durable half of the contract (DESIGN.md §4): acked publishes, dedupe, ack/nak/term,
+//! The durable half of the contract (docs/design.md §4): acked publishes, dedupe, ack/nak/term,
 //! backoff, dead letters, redelivery after a crash, replay and retention. Timing checks
 //! only assert lower bounds (a redelivery never comes early), so a slow machine cannot
 //! make them fail.

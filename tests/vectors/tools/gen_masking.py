@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate tests/vectors/masking.json, the shared masking vectors (DESIGN.md §6).
+"""Generate tests/vectors/masking.json, the shared masking vectors (docs/design.md §6).
 
 Python 3.9+, standard library only (hmac, hashlib, json). The expected outputs come
 from the small reference implementation below, written from the rules in the file's
