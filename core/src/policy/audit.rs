@@ -179,14 +179,17 @@ impl AuditSink for FileSink {
     }
 
     fn head(&mut self, head: &str) -> Result<()> {
-        use std::io::{Seek, SeekFrom};
         // The head only grows (its seq does), so rewriting it from the start leaves no
-        // stale bytes; `set_len` keeps that true anyway.
-        let written = self
-            .head
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.head.write_all(head.as_bytes()))
-            .and_then(|_| self.head.set_len(head.len() as u64));
+        // stale bytes: one positioned write per record.
+        #[cfg(unix)]
+        let written = std::os::unix::fs::FileExt::write_all_at(&self.head, head.as_bytes(), 0);
+        #[cfg(not(unix))]
+        let written = {
+            use std::io::{Seek, SeekFrom};
+            self.head
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| self.head.write_all(head.as_bytes()))
+        };
         written.map_err(|e| io_error("writing the audit log's head".into(), e))
     }
 }
