@@ -96,8 +96,7 @@ fn header_path(name: &str) -> String {
 
 /// Whether `data` holds busbar's ciphertext prefix anywhere.
 fn holds_ciphertext(data: &[u8]) -> bool {
-    let p = CIPHERTEXT_PREFIX.as_bytes();
-    data.len() >= p.len() && data.windows(p.len()).any(|w| w == p)
+    memchr::memmem::find(data, CIPHERTEXT_PREFIX.as_bytes()).is_some()
 }
 
 fn is_sealed_string(raw: &[u8]) -> bool {

@@ -397,7 +397,7 @@ impl PolicyBus {
         };
         self.shared.counters.denied.fetch_add(1, Relaxed);
         let message = format!(
-            "principal {:?} (roles [{}]) may not subscribe: {detail}",
+            "principal {:?} (roles [{}]) may not subscribe or request there: {detail}",
             principal.name,
             principal.roles.join(", ")
         );
