@@ -11,6 +11,10 @@
 //!   `hash`, `partial`, `drop`). A classified payload that cannot be masked (not JSON, or
 //!   classified with no field rule saying where) is withheld and counted: fail closed.
 //!   A subscription can ask only for messages of some classes or with some header values.
+//! - Header rules classify user headers like fields; restrictions cover requests and the
+//!   dead letters of a restricted subject; reply inboxes are no subscription's; a reply
+//!   is encrypted and masked under the subject it answers; a publisher's `keyid` never
+//!   turns encryption off (see docs/design.md §6 for all of it and the stated limits).
 //! - Every publish, delivery, mask, withhold, denial and crypto failure goes to the
 //!   [`AuditLog`] when there is one. A record that cannot be written fails the publish,
 //!   or turns that delivery into an error item on the subscription: fail closed.
