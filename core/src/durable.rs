@@ -51,6 +51,9 @@ pub const DLQ_STREAM: &str = "busbar-dlq-stream";
 pub const DLQ_SEQUENCE: &str = "busbar-dlq-sequence";
 /// Header of a dead-lettered message: the consumer that gave up on it.
 pub const DLQ_CONSUMER: &str = "busbar-dlq-consumer";
+/// Header of a dead-lettered message: the subject it was published to (the policy
+/// layer applies that subject's rules and restrictions to the dead letter too).
+pub const DLQ_SUBJECT: &str = "busbar-dlq-subject";
 
 /// A durable stream: which subjects it stores and how long it keeps them.
 #[derive(Debug, Clone, PartialEq)]
@@ -421,6 +424,9 @@ struct Shared {
 /// `ack_wait`. Derefs to the [`Message`].
 pub struct DurableMessage {
     message: Message,
+    /// The message as the stream stored it (what a dead letter carries), when `message`
+    /// is a policy layer's view of it.
+    stored: Option<Message>,
     attempt: u32,
     sequence: u64,
     settle: Box<dyn Settle>,
@@ -518,10 +524,12 @@ impl DurableMessage {
         self.settle.in_progress().await
     }
 
-    /// Stores the message under the dead-letter subject, then acks it on its stream.
-    /// If storing fails the message stays unacked, so it is redelivered, not lost.
+    /// Stores the message, as the stream stored it (never a policy layer's decrypted or
+    /// masked view), under the dead-letter subject, then acks it on its stream. If
+    /// storing fails the message stays unacked, so it is redelivered, not lost.
     async fn dead_letter(&self, reason: &str) -> Result<()> {
-        let stored = dead_letter(&self.shared, &self.message, self.attempt, self.sequence, reason).await;
+        let original = self.stored.as_ref().unwrap_or(&self.message);
+        let stored = dead_letter(&self.shared, original, self.attempt, self.sequence, reason).await;
         if let Err(e) = stored {
             self.settled.store(false, Release);
             return Err(e);
@@ -530,7 +538,9 @@ impl DurableMessage {
     }
 }
 
-/// Publishes `message` as a dead letter of `shared`'s consumer.
+/// Publishes `message` as a dead letter of `shared`'s consumer: its payload, `keyid`, id
+/// and attributes as stored, on `<dlq_prefix>.<subject>`, with the `busbar-dlq-*`
+/// headers. Its dedupe id is its (stream, consumer, sequence) ([`Message::dedupe_id`]).
 async fn dead_letter(
     shared: &Shared,
     message: &Message,
@@ -543,11 +553,15 @@ async fn dead_letter(
         .to_builder()
         .subject(format!("{}.{}", config.dlq_prefix, message.subject()))
         .clear_reply_to()
-        .header(DLQ_REASON, reason)
-        .header(DLQ_ATTEMPTS, attempt.to_string())
-        .header(DLQ_STREAM, config.stream.as_str())
-        .header(DLQ_SEQUENCE, sequence.to_string())
-        .header(DLQ_CONSUMER, config.name.as_str())
+        .busbar_header(DLQ_REASON, reason)
+        .busbar_header(DLQ_ATTEMPTS, attempt.to_string())
+        .busbar_header(DLQ_STREAM, config.stream.as_str())
+        .busbar_header(DLQ_SEQUENCE, sequence.to_string())
+        .busbar_header(DLQ_CONSUMER, config.name.as_str())
+        .busbar_header(
+            DLQ_SUBJECT,
+            message.header(DLQ_SUBJECT).unwrap_or(message.subject()),
+        )
         .build()?;
     shared.publisher.publish_durable(letter).await.map(|_| ())
 }
@@ -622,6 +636,7 @@ impl DurableSubscription {
                     }
                     let message = DurableMessage {
                         message: delivery.message,
+                        stored: None,
                         attempt: delivery.attempt,
                         sequence: delivery.sequence,
                         settle: delivery.settle,
@@ -640,23 +655,44 @@ impl DurableSubscription {
     /// Passes each message through `view` (a policy layer's masking): `Ok(Some)` yields the
     /// message as `view` returns it, `Ok(None)` withholds it (acked, so it is not redelivered
     /// to a reader that may never see it; the caller records why), `Err` is yielded and the
-    /// message stays unacked, so it is redelivered and finally dead-lettered.
+    /// message stays unacked, so it is redelivered and finally dead-lettered. A message
+    /// dead-lettered from the view is dead-lettered as the stream stored it.
     pub fn map_messages(
         self,
         view: impl Fn(&Message) -> Result<Option<Message>> + Send + Sync + 'static,
     ) -> DurableSubscription {
+        self.map_messages_then(view, || None)
+    }
+
+    /// [`DurableSubscription::map_messages`], then, before a message is yielded or acked
+    /// as withheld, waits for what `settled` returns (e.g. the audit records of the view
+    /// being stored); its error is yielded and the message stays unacked.
+    pub(crate) fn map_messages_then(
+        self,
+        view: impl Fn(&Message) -> Result<Option<Message>> + Send + Sync + 'static,
+        settled: impl Fn() -> Option<crate::policy::Settling> + Send + Sync + 'static,
+    ) -> DurableSubscription {
         let DurableSubscription { inner, config } = self;
         let view = Arc::new(view);
+        let settled = Arc::new(settled);
         let inner = inner.filter_map(move |item| {
             let view = view.clone();
+            let settled = settled.clone();
             async move {
                 let mut m = match item {
                     Ok(m) => m,
                     Err(e) => return Some(Err(e)),
                 };
-                match view(&m.message) {
+                let seen = view(&m.message);
+                if let Some(wait) = settled() {
+                    if let Err(e) = wait.await {
+                        return Some(Err(e));
+                    }
+                }
+                match seen {
                     Ok(Some(seen)) => {
-                        m.message = seen;
+                        let stored = std::mem::replace(&mut m.message, seen);
+                        m.stored.get_or_insert(stored);
                         Some(Ok(m))
                     }
                     Ok(None) => match m.settle.ack().await {

@@ -170,6 +170,18 @@ impl EventId {
 pub struct MessageBuilder {
     env: Envelope,
     id_set: bool,
+    /// A user header named with busbar's own prefix, refused by `build`.
+    reserved: Option<String>,
+}
+
+/// Prefix of the headers busbar itself sets (dead letters, flushes); a user header
+/// may not start with it.
+pub const RESERVED_HEADER_PREFIX: &str = "busbar-";
+
+fn is_reserved_name(name: &str) -> bool {
+    name.len() >= RESERVED_HEADER_PREFIX.len()
+        && name.as_bytes()[..RESERVED_HEADER_PREFIX.len()]
+            .eq_ignore_ascii_case(RESERVED_HEADER_PREFIX.as_bytes())
 }
 
 /// A fresh event id: a UUIDv7, so ids sort by creation time.
@@ -198,6 +210,7 @@ impl Message {
                 data: Bytes::new(),
             },
             id_set: false,
+            reserved: None,
         }
     }
 
@@ -236,6 +249,7 @@ impl Message {
                 data: self.data.clone(),
             },
             id_set: true,
+            reserved: None,
         }
     }
 
@@ -307,6 +321,24 @@ impl Message {
         &self.data
     }
 
+    /// What a durable stream deduplicates this message by (`Nats-Msg-Id` on NATS): its
+    /// `id`, except for a dead letter, which is stored once per (stream, consumer,
+    /// sequence) it was dead-lettered from, so two consumers' dead letters of one message
+    /// are both kept.
+    pub fn dedupe_id(&self) -> std::borrow::Cow<'_, str> {
+        use crate::durable::{DLQ_CONSUMER, DLQ_SEQUENCE, DLQ_STREAM};
+        match (
+            self.header(DLQ_STREAM),
+            self.header(DLQ_CONSUMER),
+            self.header(DLQ_SEQUENCE),
+        ) {
+            (Some(stream), Some(consumer), Some(seq)) => {
+                format!("{}.dlq.{stream}.{consumer}.{seq}", self.id()).into()
+            }
+            _ => self.id().into(),
+        }
+    }
+
     /// Answers this request with `data`. The reply goes to `reply_to` and echoes the
     /// request's `correlationid`.
     pub async fn respond(&self, data: impl Into<Bytes>) -> Result<()> {
@@ -350,6 +382,15 @@ impl Message {
     /// How this message is answered, if it came from a bus (the policy layer wraps it).
     pub(crate) fn replier(&self) -> Option<Arc<dyn Replier>> {
         self.replier.clone()
+    }
+
+    /// This message with other user headers (for the policy layer's header rules).
+    pub(crate) fn with_headers(&self, headers: Headers) -> Message {
+        let mut m = self.clone();
+        let mut attrs = m.attrs.as_deref().cloned().unwrap_or_default();
+        attrs.headers = headers;
+        m.attrs = (attrs != Attrs::default()).then(|| Arc::new(attrs));
+        m
     }
 
     /// This message with another payload and `keyid` (for the policy layer's masking and
@@ -453,24 +494,40 @@ impl MessageBuilder {
         self.env.subject = subject.into().into_boxed_str();
         self
     }
-    /// Adds (or replaces) one user header.
+    /// Adds (or replaces) one user header. A name starting with `busbar-` is busbar's
+    /// own and makes `build` fail with `invalid_argument`.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.headers.insert(name.into(), value.into());
+        let name = name.into();
+        if self.reserved.is_none() && is_reserved_name(&name) {
+            self.reserved = Some(name.clone());
+        }
+        self.env.headers.insert(name, value.into());
         self
     }
-    /// Adds (or replaces) several user headers.
+    /// Adds (or replaces) several user headers (see [`MessageBuilder::header`]).
     pub fn headers<K: Into<String>, V: Into<String>>(
         mut self,
         headers: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         for (k, v) in headers {
-            self.env.headers.insert(k.into(), v.into());
+            self = self.header(k, v);
         }
+        self
+    }
+    /// Sets one of busbar's own `busbar-*` headers (dead letters).
+    pub(crate) fn busbar_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        debug_assert!(is_reserved_name(name));
+        self.env.headers.insert(name.to_owned(), value.into());
         self
     }
 
     /// Validates the subject, reply subject and headers; fills `id` and `time`.
     pub fn build(mut self) -> Result<Message> {
+        if let Some(name) = &self.reserved {
+            return Err(Error::InvalidArgument(format!(
+                "header name {name:?} starts with {RESERVED_HEADER_PREFIX:?}, which busbar reserves for its own headers"
+            )));
+        }
         validate_subject(&self.env.subject)?;
         if let Some(reply_to) = &self.env.reply_to {
             validate_subject(reply_to)?;
@@ -609,6 +666,14 @@ mod tests {
             ),
             (Message::builder("a").header("bad name", "x"), "invalid_argument"),
             (Message::builder("a").header("", "x"), "invalid_argument"),
+            (
+                Message::builder("a").header("busbar-dlq-reason", "x"),
+                "invalid_argument",
+            ),
+            (
+                Message::builder("a").headers([("BusBar-Anything", "x")]),
+                "invalid_argument",
+            ),
             (
                 Message::builder("a").header("x", "line\r\nInjected: 1"),
                 "invalid_argument",

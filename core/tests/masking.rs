@@ -33,6 +33,11 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn remove_log(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(busbar::policy::head_path(path));
+}
+
 /// Runs one case; returns a description of the mismatch, if any.
 async fn run(v: &Value, case: &Value, encryption: bool) -> Result<(), String> {
     let policy = Policy::from_json(&v["policies"][case["policy"].as_str().unwrap()].to_string()).unwrap();
@@ -56,7 +61,7 @@ async fn run(v: &Value, case: &Value, encryption: bool) -> Result<(), String> {
     let outcome = case["outcome"].as_str().unwrap();
     let mut sub = match bus.subscribe_with(&principal, pattern, options).await {
         Err(e) if outcome == "forbidden" && e.code() == "forbidden" => {
-            let _ = std::fs::remove_file(&log_path);
+            remove_log(&log_path);
             return if bus.policy_stats().denied == 1 {
                 Ok(())
             } else {
@@ -74,6 +79,11 @@ async fn run(v: &Value, case: &Value, encryption: bool) -> Result<(), String> {
     let mut builder = Message::builder(subject).data(data);
     if let Some(c) = case["classification"].as_str() {
         builder = builder.classification(c);
+    }
+    if let Some(headers) = case["headers"].as_object() {
+        for (name, value) in headers {
+            builder = builder.header(name, value.as_str().unwrap());
+        }
     }
     bus.publish_message(builder.build().unwrap()).await.unwrap();
     let next = tokio::time::timeout(
@@ -95,8 +105,21 @@ async fn run(v: &Value, case: &Value, encryption: bool) -> Result<(), String> {
                 .filter(|r| r.action == AuditAction::Mask)
                 .flat_map(|r| r.fields)
                 .collect::<Vec<_>>();
+            let want_headers = case.get("delivered_headers").map(|h| {
+                h.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect::<busbar::Headers>()
+            });
             if got != want {
                 Err(format!("delivered {got}\n   want {want}"))
+            } else if want_headers.is_some_and(|h| &h != msg.headers()) {
+                Err(format!(
+                    "delivered headers {:?}, want {}",
+                    msg.headers(),
+                    case["delivered_headers"]
+                ))
             } else if masked != strings(&case["masked"]) {
                 Err(format!(
                     "audit names masked fields {masked:?}, want {}",
@@ -113,7 +136,7 @@ async fn run(v: &Value, case: &Value, encryption: bool) -> Result<(), String> {
         (want, got) => Err(format!("want {want}, got {got:?} (stats {stats:?})")),
     };
     let report = verify_file(&log_path, Some(&ring)).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    remove_log(&log_path);
     if !report.is_ok() {
         return Err(format!("audit log does not verify: {:?}", report.problems));
     }

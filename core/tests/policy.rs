@@ -689,9 +689,11 @@ fn the_writer_sees_records_cut_from_the_end_and_resumes_its_chain() {
     let text = std::fs::read_to_string(&path).unwrap();
     let kept: Vec<&str> = text.lines().take(2).collect();
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
-    assert!(
-        verify_file(&path, None).unwrap().is_ok(),
-        "a cut tail is invisible to the chain alone"
+    let report = verify_file(&path, None).unwrap();
+    assert_eq!(
+        report.problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+        [ProblemKind::Removed],
+        "the head file shows the cut tail: {report:?}"
     );
     let report = log.verify().unwrap();
     assert_eq!(report.problems.len(), 1);

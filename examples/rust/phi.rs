@@ -40,6 +40,7 @@ async fn main() -> Result<(), busbar::Error> {
     let key_ring = ring()?;
     let audit_path = std::env::temp_dir().join(format!("busbar-phi-audit-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&audit_path);
+    let _ = std::fs::remove_file(policy::head_path(&audit_path));
     let audit = Arc::new(AuditLog::open(&audit_path, Some(&key_ring))?);
 
     let backend = busbar::connect(Config::from_env()?).await?;
@@ -153,6 +154,7 @@ async fn main() -> Result<(), busbar::Error> {
     let _ = std::fs::remove_file(&tampered);
     let intact = audit.verify()?.is_ok();
     let _ = std::fs::remove_file(&audit_path);
+    let _ = std::fs::remove_file(policy::head_path(&audit_path));
     if report.is_ok() || !intact {
         return Err(busbar::Error::InvalidArgument(
             "verify missed the tampering, or the log itself changed".into(),

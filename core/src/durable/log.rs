@@ -226,7 +226,8 @@ impl LogStream {
         let now = Instant::now();
         let mut state = lock(&self.state);
         state.prune(&self.config, now);
-        if let Some((seq, _)) = state.dedupe.get(msg.id()) {
+        let dedupe_id = msg.dedupe_id();
+        if let Some((seq, _)) = state.dedupe.get(&*dedupe_id) {
             return PublishAck {
                 stream: self.config.name.clone(),
                 sequence: *seq,
@@ -235,8 +236,8 @@ impl LogStream {
         }
         state.last_seq += 1;
         let seq = state.last_seq;
-        state.dedupe.insert(msg.id().to_owned(), (seq, now));
-        state.dedupe_order.push_back((now, msg.id().to_owned()));
+        state.dedupe.insert(dedupe_id.clone().into_owned(), (seq, now));
+        state.dedupe_order.push_back((now, dedupe_id.into_owned()));
         state.bytes += msg.data().len() as u64;
         state.messages.push_back(Stored {
             seq,

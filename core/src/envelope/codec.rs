@@ -52,7 +52,7 @@ pub fn encode_headers_into(msg: &Message, mut put: impl FnMut(HeaderName<'_>, &s
             put(A(name), v);
         }
     }
-    put(A("Nats-Msg-Id"), msg.id());
+    put(A("Nats-Msg-Id"), &msg.dedupe_id());
     for (name, value) in msg.headers() {
         put(HeaderName::User(name), value);
     }

@@ -114,13 +114,26 @@ impl KeyRing {
     /// Reads a ring from JSON: `{"active": "k2", "hash_key": "k1", "keys": {"k1": "<base64 of
     /// 32 bytes>", "k2": "..."}}`; `hash_key` defaults to `active`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let file: RingFile = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidArgument(format!("key ring is not valid: {e}")))?;
+        // serde's messages can quote the text they stumbled on, which here is key
+        // material: say where and what kind of problem, never the text.
+        let file: RingFile = serde_json::from_str(text).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "is not valid JSON",
+                _ => "is not of the form {\"active\": id, \"hash_key\": id, \"keys\": {id: base64}}",
+            };
+            Error::InvalidArgument(format!(
+                "key ring {what} (line {}, column {}); its text is not shown, as it holds keys",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let mut keys = BTreeMap::new();
         for (id, b64) in &file.keys {
             check_id(id)?;
-            let bytes = B64.decode(b64.trim()).map_err(|e| {
-                Error::InvalidArgument(format!("key {id:?} of the key ring is not base64: {e}"))
+            let bytes = B64.decode(b64.trim()).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "key {id:?} of the key ring is not base64 of 32 bytes (its text is not shown)"
+                ))
             })?;
             keys.insert(id.clone(), ring_key(id, &bytes)?);
         }

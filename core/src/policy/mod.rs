@@ -11,6 +11,10 @@
 //!   `hash`, `partial`, `drop`). A classified payload that cannot be masked (not JSON, or
 //!   classified with no field rule saying where) is withheld and counted: fail closed.
 //!   A subscription can ask only for messages of some classes or with some header values.
+//! - Header rules classify user headers like fields; restrictions cover requests and the
+//!   dead letters of a restricted subject; reply inboxes are no subscription's; a reply
+//!   is encrypted and masked under the subject it answers; a publisher's `keyid` never
+//!   turns encryption off (see docs/design.md §6 for all of it and the stated limits).
 //! - Every publish, delivery, mask, withhold, denial and crypto failure goes to the
 //!   [`AuditLog`] when there is one. A record that cannot be written fails the publish,
 //!   or turns that delivery into an error item on the subscription: fail closed.
@@ -53,13 +57,13 @@ use std::time::Duration;
 use futures_core::Stream;
 
 pub use audit::{
-    read_range, verify_file, verify_text, AuditAction, AuditEntry, AuditLog, AuditRecord, AuditSink, Problem,
-    ProblemKind, VerifyReport,
+    anchor_file, head_path, read_range, verify_file, verify_text, verify_text_with_head, AuditAction,
+    AuditEntry, AuditLog, AuditRecord, AuditSink, Problem, ProblemKind, Settling, VerifyReport,
 };
 pub use crypto::KeyRing;
 #[cfg(feature = "nats")]
 pub use jetstream_sink::{JetStreamAudit, JetStreamSink};
-pub use model::{Action, FieldRule, Policy, Principal, Restriction, DEFAULT_REDACTION};
+pub use model::{Action, FieldRule, HeaderRule, Policy, Principal, Restriction, DEFAULT_REDACTION};
 
 use crate::bus::{
     BusStats, ConnectionEvent, EventBus, Subscription, SubscriptionControl, SubscriptionHandle,
@@ -92,6 +96,9 @@ pub struct PolicyStats {
     pub crypto_errors: u64,
     /// Messages skipped because a subscription's class or header filter did not match.
     pub filtered: u64,
+    /// Reply-inbox messages a wildcard subscription matched and did not receive: a reply
+    /// goes to its requester only (docs/design.md §6).
+    pub inbox_skipped: u64,
 }
 
 #[derive(Default)]
@@ -104,12 +111,16 @@ struct Counters {
     denied: AtomicU64,
     crypto_errors: AtomicU64,
     filtered: AtomicU64,
+    inbox_skipped: AtomicU64,
 }
 
 struct Shared {
     engine: Engine,
     audit: Option<Arc<AuditLog>>,
     counters: Counters,
+    /// Dead-letter prefixes in use (the default and those of durable subscriptions made
+    /// here): restrictions cover `<prefix>.<restricted subject>` too.
+    dlq_prefixes: std::sync::RwLock<Vec<String>>,
 }
 
 /// What a policy subscription asks for besides its pattern.
@@ -209,6 +220,7 @@ impl PolicyBusBuilder {
                 },
                 audit: self.audit,
                 counters: Counters::default(),
+                dlq_prefixes: std::sync::RwLock::new(vec![crate::durable::DEFAULT_DLQ_PREFIX.to_owned()]),
             }),
         })
     }
@@ -267,6 +279,7 @@ impl PolicyBus {
             denied: c.denied.load(Relaxed),
             crypto_errors: c.crypto_errors.load(Relaxed),
             filtered: c.filtered.load(Relaxed),
+            inbox_skipped: c.inbox_skipped.load(Relaxed),
         }
     }
 
@@ -310,9 +323,10 @@ impl PolicyBus {
         let stream = PolicyStream {
             inner,
             shared: self.shared.clone(),
-            principal: principal.name.clone(),
+            principal: principal.clone(),
             grants: policy.grants_of(&principal.roles),
             filter,
+            pending: None,
         };
         Ok(Subscription::new(
             Box::pin(stream),
@@ -323,89 +337,111 @@ impl PolicyBus {
     }
 
     /// [`EventBus::durable_subscribe`] as `principal`: a `filter` overlapping a restricted
-    /// subject without a granted role fails with `forbidden`; every message is masked as a
-    /// plain delivery is, and one on a restricted subject the principal may not read, or
-    /// one the policy withholds, is withheld (recorded, and acked so it is not redelivered).
+    /// subject (or its dead letters) without a granted role fails with `forbidden`; every
+    /// message is masked as a plain delivery is, and one on a restricted subject the
+    /// principal may not read (a dead letter counts as on its original subject), one on a
+    /// reply inbox, or one the policy withholds, is withheld (recorded, and acked so it is
+    /// not redelivered). A dead letter this subscription writes is the message as the
+    /// stream stored it, never the principal's view.
     pub async fn durable_subscribe_as(
         &self,
         principal: &Principal,
         config: ConsumerConfig,
     ) -> Result<DurableSubscription> {
+        {
+            let mut prefixes = self
+                .shared
+                .dlq_prefixes
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if !prefixes.contains(&config.dlq_prefix) {
+                prefixes.push(config.dlq_prefix.clone());
+            }
+        }
         if let Some(filter) = &config.filter {
             crate::subject::validate_pattern(filter)?;
             self.check_subscribe(principal, filter)?;
         }
         let subscription = self.inner.durable_subscribe(config).await?;
         let shared = self.shared.clone();
+        let after = self.shared.clone();
         let principal = principal.clone();
         let grants = shared.engine.policy.grants_of(&principal.roles);
         let everything = Filter::default();
-        Ok(subscription.map_messages(move |message| {
-            let policy = &shared.engine.policy;
-            if let Err((restricted, _)) = policy.check_subscribe(message.subject(), &principal.roles) {
-                shared.counters.withheld.fetch_add(1, Relaxed);
-                shared.audit(|| AuditEntry {
-                    action: AuditAction::Withhold,
-                    subject: message.subject().to_owned(),
-                    message_id: Some(message.id().to_owned()),
-                    principal: principal.name.clone(),
-                    classes: Vec::new(),
-                    fields: Vec::new(),
-                    detail: Some(format!("durable delivery on restricted subject {restricted:?}")),
-                })?;
-                return Ok(None);
-            }
-            shared.on_delivery(&principal.name, grants, &everything, message)
-        }))
+        Ok(subscription.map_messages_then(
+            move |message| shared.on_delivery(&principal, grants, &everything, message, None),
+            move || after.settled(),
+        ))
     }
 
-    /// `forbidden` (recorded in the audit log) when `principal` may not subscribe to `pattern`.
+    /// `forbidden` (recorded in the audit log) when `principal` may not subscribe to
+    /// `pattern`: it names a reply inbox, or overlaps a restricted subject or the
+    /// dead-letter subjects derived from one.
     fn check_subscribe(&self, principal: &Principal, pattern: &str) -> Result<()> {
         let policy = &self.shared.engine.policy;
-        if let Err((restricted, roles)) = policy.check_subscribe(pattern, &principal.roles) {
-            self.shared.counters.denied.fetch_add(1, Relaxed);
-            let detail = format!(
-                "{pattern:?} overlaps restricted subject {restricted:?}, which needs one of the roles [{}]",
-                roles.join(", ")
-            );
-            let message = format!(
-                "principal {:?} (roles [{}]) may not subscribe: {detail}",
-                principal.name,
-                principal.roles.join(", ")
-            );
-            self.shared.audit(|| AuditEntry {
-                action: AuditAction::Deny,
-                subject: pattern.to_owned(),
-                message_id: None,
-                principal: principal.name.clone(),
-                classes: Vec::new(),
-                fields: Vec::new(),
-                detail: Some(detail),
-            })?;
-            return Err(Error::Forbidden(message));
-        }
-        Ok(())
+        let denied = if model::is_inbox(pattern) {
+            Some(format!(
+                "{pattern:?} names reply inboxes ({}.>), whose replies belong to the requests waiting on them",
+                model::INBOX_PREFIX
+            ))
+        } else {
+            let prefixes = self.shared.dlq_prefixes.read().unwrap_or_else(|p| p.into_inner());
+            policy
+                .check_subscribe(pattern, &principal.roles, &prefixes)
+                .err()
+                .map(|(restricted, roles)| {
+                    format!(
+                        "{pattern:?} overlaps restricted subject {restricted:?}, which needs one of the roles [{}]",
+                        roles.join(", ")
+                    )
+                })
+        };
+        let Some(detail) = denied else {
+            return Ok(());
+        };
+        self.shared.counters.denied.fetch_add(1, Relaxed);
+        let message = format!(
+            "principal {:?} (roles [{}]) may not subscribe or request there: {detail}",
+            principal.name,
+            principal.roles.join(", ")
+        );
+        self.shared.audit(|| AuditEntry {
+            action: AuditAction::Deny,
+            subject: pattern.to_owned(),
+            message_id: None,
+            principal: principal.name.clone(),
+            classes: Vec::new(),
+            fields: Vec::new(),
+            detail: Some(detail),
+        })?;
+        Err(Error::Forbidden(message))
     }
 
-    /// [`EventBus::request_message`] with the reply seen as `principal`; a reply that the
-    /// policy withholds from it fails with `forbidden`.
+    /// [`EventBus::request_message`] as `principal`. A request on a subject the principal
+    /// may not subscribe to is `forbidden`; the request is encrypted under its subject's
+    /// rules, and the reply is seen through the rules and restrictions of the subject it
+    /// answers (not of the inbox it arrives on); a reply the policy withholds from the
+    /// principal fails with `forbidden`.
     pub async fn request_as(
         &self,
         principal: &Principal,
         message: Message,
         timeout: Duration,
     ) -> Result<Message> {
-        let message = self.shared.protect(message)?;
+        self.check_subscribe(principal, message.subject())?;
+        let subject = message.subject().to_owned();
+        let message = self.shared.protect(message, &subject)?;
+        self.shared.settled_now().await?;
         let reply = self.inner.request_message(message, timeout).await?;
         let grants = self.shared.engine.policy.grants_of(&principal.roles);
-        match self
-            .shared
-            .on_delivery(&principal.name, grants, &Filter::default(), &reply)?
-        {
+        let delivered =
+            self.shared
+                .on_delivery(principal, grants, &Filter::default(), &reply, Some(&subject));
+        self.shared.settled_now().await?;
+        match delivered? {
             Some(reply) => Ok(reply),
             None => Err(Error::Forbidden(format!(
-                "the reply to {} is classified and cannot be masked for principal {:?}",
-                reply.subject(),
+                "the reply to {subject} is classified and cannot be masked for principal {:?}",
                 principal.name
             ))),
         }
@@ -425,9 +461,23 @@ impl Shared {
         self.engine.policy.names(classes)
     }
 
-    /// Encrypts what the policy classifies (when on) and records the publish.
-    fn protect(&self, message: Message) -> Result<Message> {
-        let protected = self.engine.protect(message)?;
+    /// Waits until the audit records written so far are stored, for a sink that stores
+    /// them asynchronously (`None`: nothing to wait for).
+    fn settled(&self) -> Option<Settling> {
+        self.audit.as_ref().and_then(|log| log.settled())
+    }
+
+    async fn settled_now(&self) -> Result<()> {
+        match self.settled() {
+            Some(wait) => wait.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Encrypts what the policy classifies (when on) under `subject` (the message's own,
+    /// or the subject a reply answers) and records the publish.
+    fn protect(&self, message: Message, subject: &str) -> Result<Message> {
+        let protected = self.engine.protect(message, subject)?;
         let m = &protected.message;
         self.audit(|| AuditEntry {
             action: AuditAction::Publish,
@@ -446,26 +496,51 @@ impl Shared {
     }
 
     /// What a subscriber gets: `Ok(Some)` to deliver, `Ok(None)` to skip, `Err` for a
-    /// crypto failure (or an audit log that cannot be written: fail closed).
+    /// crypto failure (or an audit log that cannot be written: fail closed). `answers`
+    /// is the request's subject when `message` is its reply (`None` for a subscription,
+    /// which never receives reply-inbox messages).
     fn on_delivery(
         self: &Arc<Self>,
-        principal: &str,
+        principal: &Principal,
         grants: ClassBits,
         filter: &Filter,
         message: &Message,
+        answers: Option<&str>,
     ) -> Result<Option<Message>> {
+        let name = principal.name.as_str();
         let entry = |action, classes, fields, detail| {
             move || AuditEntry {
                 action,
                 subject: message.subject().to_owned(),
                 message_id: Some(message.id().to_owned()),
-                principal: principal.to_owned(),
+                principal: name.to_owned(),
                 classes: self.names(classes),
                 fields,
                 detail,
             }
         };
-        match self.engine.deliver(grants, filter, message) {
+        if answers.is_none() && model::is_inbox(message.subject()) {
+            self.counters.inbox_skipped.fetch_add(1, Relaxed);
+            return Ok(None);
+        }
+        let policy = &self.engine.policy;
+        if !policy.restricted.is_empty() {
+            let origin = message.header(crate::durable::DLQ_SUBJECT);
+            let restricted = [Some(message.subject()), origin, answers]
+                .into_iter()
+                .flatten()
+                .find_map(|s| policy.restricted_for(s, &principal.roles).map(|r| (s, r)));
+            if let Some((subject, (pattern, _))) = restricted {
+                self.counters.withheld.fetch_add(1, Relaxed);
+                let detail = format!(
+                    "{subject:?} is restricted ({pattern:?}) and the principal holds no role allowed there"
+                );
+                self.audit(entry(AuditAction::Withhold, 0, Vec::new(), Some(detail)))?;
+                return Ok(None);
+            }
+        }
+        let subject = answers.unwrap_or(message.subject());
+        match self.engine.deliver(grants, filter, message, subject) {
             Outcome::Deliver {
                 message: delivered,
                 classes,
@@ -498,28 +573,35 @@ impl Shared {
         }
     }
 
-    /// A request's reply goes through the policy too (encrypted, audited), not around it.
+    /// A request's reply goes through the policy too (encrypted under the request's
+    /// subject, audited), not around it.
     fn answer_through_policy(self: &Arc<Self>, message: Message) -> Message {
         match (message.reply_to(), message.replier()) {
-            (Some(_), Some(inner)) => message.with_replier(Arc::new(PolicyReplier {
-                shared: self.clone(),
-                inner,
-            })),
+            (Some(_), Some(inner)) => {
+                let answers = message.subject().to_owned();
+                message.with_replier(Arc::new(PolicyReplier {
+                    shared: self.clone(),
+                    inner,
+                    answers,
+                }))
+            }
             _ => message,
         }
     }
 }
 
-/// Sends replies through [`Shared::protect`].
+/// Sends replies through [`Shared::protect`] under the subject of the request they answer.
 struct PolicyReplier {
     shared: Arc<Shared>,
     inner: Arc<dyn crate::envelope::Replier>,
+    answers: String,
 }
 
 #[async_trait::async_trait]
 impl crate::envelope::Replier for PolicyReplier {
     async fn send_reply(&self, reply: Message) -> Result<()> {
-        let reply = self.shared.protect(reply)?;
+        let reply = self.shared.protect(reply, &self.answers)?;
+        self.shared.settled_now().await?;
         self.inner.send_reply(reply).await
     }
 }
@@ -528,9 +610,11 @@ impl crate::envelope::Replier for PolicyReplier {
 struct PolicyStream {
     inner: Subscription,
     shared: Arc<Shared>,
-    principal: String,
+    principal: Principal,
     grants: ClassBits,
     filter: Filter,
+    /// A delivery waiting for its audit records to be stored.
+    pending: Option<(Message, Settling)>,
 }
 
 impl Stream for PolicyStream {
@@ -538,6 +622,11 @@ impl Stream for PolicyStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            if let Some((_, wait)) = &mut this.pending {
+                let settled = std::task::ready!(wait.as_mut().poll(cx));
+                let (message, _) = this.pending.take().expect("pending just polled");
+                return Poll::Ready(Some(settled.map(|()| message)));
+            }
             let message = match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -546,9 +635,12 @@ impl Stream for PolicyStream {
             };
             match this
                 .shared
-                .on_delivery(&this.principal, this.grants, &this.filter, &message)
+                .on_delivery(&this.principal, this.grants, &this.filter, &message, None)
             {
-                Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(Some(m)) => match this.shared.settled() {
+                    None => return Poll::Ready(Some(Ok(m))),
+                    Some(wait) => this.pending = Some((m, wait)),
+                },
                 Ok(None) => continue,
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
@@ -574,7 +666,9 @@ impl SubscriptionControl for Control {
 #[async_trait::async_trait]
 impl EventBus for PolicyBus {
     async fn publish_message(&self, message: Message) -> Result<()> {
-        let message = self.shared.protect(message)?;
+        let subject = message.subject().to_owned();
+        let message = self.shared.protect(message, &subject)?;
+        self.shared.settled_now().await?;
         self.inner.publish_message(message).await
     }
 
@@ -605,7 +699,9 @@ impl EventBus for PolicyBus {
 
     /// Encrypts what the policy classifies (when on) and records the publish, as `publish`.
     async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
-        let message = self.shared.protect(message)?;
+        let subject = message.subject().to_owned();
+        let message = self.shared.protect(message, &subject)?;
+        self.shared.settled_now().await?;
         self.inner.publish_durable(message).await
     }
 

@@ -38,6 +38,20 @@ pub struct FieldRule {
     pub subjects: Vec<String>,
 }
 
+/// One header rule: a user header whose value is of a class, masked (or encrypted) like
+/// a field of that class. Names compare without regard to ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    /// The header's name.
+    pub name: String,
+    /// The class of its value.
+    pub class: String,
+    /// How it is masked for a subscriber without the class (`drop` removes the header).
+    pub action: Action,
+    /// Subject patterns the rule applies to; empty means every subject.
+    pub subjects: Vec<String>,
+}
+
 /// A restricted subject: subscribing to a pattern that can receive any subject matching
 /// `subjects` requires one of `roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +82,8 @@ pub struct Policy {
     pub redaction: String,
     /// Field rules, applied in order.
     pub fields: Vec<FieldRule>,
+    /// Header rules.
+    pub headers: Vec<HeaderRule>,
     /// Restricted subjects.
     pub restricted: Vec<Restriction>,
     /// Role → classes it is granted.
@@ -83,6 +99,7 @@ impl Default for Policy {
             classes: Vec::new(),
             redaction: DEFAULT_REDACTION.to_owned(),
             fields: Vec::new(),
+            headers: Vec::new(),
             restricted: Vec::new(),
             grants: BTreeMap::new(),
         }
@@ -99,6 +116,8 @@ struct PolicyFile {
     #[serde(default)]
     fields: Vec<RuleFile>,
     #[serde(default)]
+    headers: Vec<HeaderRuleFile>,
+    #[serde(default)]
     restricted: Vec<RestrictionFile>,
     #[serde(default)]
     grants: BTreeMap<String, Vec<String>>,
@@ -114,6 +133,33 @@ struct RuleFile {
     keep: Option<usize>,
     #[serde(default)]
     subjects: OneOrMany,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderRuleFile {
+    name: String,
+    class: String,
+    action: String,
+    #[serde(default)]
+    keep: Option<usize>,
+    #[serde(default)]
+    subjects: OneOrMany,
+}
+
+fn parse_action(what: &str, action: &str, keep: Option<usize>) -> Result<Action> {
+    match (action, keep) {
+        ("redact", None) => Ok(Action::Redact),
+        ("hash", None) => Ok(Action::Hash),
+        ("drop", None) => Ok(Action::Drop),
+        ("partial", Some(n)) => Ok(Action::Partial(n)),
+        ("partial", None) => Err(Error::InvalidArgument(format!(
+            "{what}: action partial needs \"keep\": N"
+        ))),
+        (a, _) => Err(Error::InvalidArgument(format!(
+            "{what}: action {a:?} is not redact, hash, partial (with keep) or drop"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -161,7 +207,16 @@ impl Policy {
     /// `action` is `redact`, `hash`, `partial` (with `keep`) or `drop`; `subjects` is a
     /// pattern or a list of them. Errors name the offending entry.
     pub fn from_json(text: &str) -> Result<Self> {
-        let file: PolicyFile = serde_json::from_str(text)
+        // Only an object is a policy: `[]` (which serde would read as an empty struct)
+        // or `null` must not pass as "allow everything".
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("policy is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::InvalidArgument(
+                "a policy is a JSON object ({\"classes\": [...], \"fields\": [...], ...})".into(),
+            ));
+        }
+        let file: PolicyFile = serde_json::from_value(value)
             .map_err(|e| Error::InvalidArgument(format!("policy is not valid: {e}")))?;
         let mut policy = Policy {
             classes: file.classes,
@@ -170,26 +225,18 @@ impl Policy {
             ..Policy::default()
         };
         for (i, r) in file.fields.into_iter().enumerate() {
-            let action = match (r.action.as_str(), r.keep) {
-                ("redact", None) => Action::Redact,
-                ("hash", None) => Action::Hash,
-                ("drop", None) => Action::Drop,
-                ("partial", Some(n)) => Action::Partial(n),
-                ("partial", None) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "field rule {i} ({}): action partial needs \"keep\": N",
-                        r.path
-                    )))
-                }
-                (a, _) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "field rule {i} ({}): action {a:?} is not redact, hash, partial (with keep) or drop",
-                        r.path
-                    )))
-                }
-            };
+            let action = parse_action(&format!("field rule {i} ({})", r.path), &r.action, r.keep)?;
             policy.fields.push(FieldRule {
                 path: r.path,
+                class: r.class,
+                action,
+                subjects: r.subjects.into_vec(),
+            });
+        }
+        for (i, r) in file.headers.into_iter().enumerate() {
+            let action = parse_action(&format!("header rule {i} ({})", r.name), &r.action, r.keep)?;
+            policy.headers.push(HeaderRule {
+                name: r.name,
                 class: r.class,
                 action,
                 subjects: r.subjects.into_vec(),
@@ -235,6 +282,28 @@ impl Policy {
     ) -> Self {
         self.fields.push(FieldRule {
             path: path.to_owned(),
+            class: class.to_owned(),
+            action,
+            subjects: subjects.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// Adds a header rule for every subject: the value of user header `name` is of `class`.
+    pub fn header(self, name: &str, class: &str, action: Action) -> Self {
+        self.header_on::<&str>([], name, class, action)
+    }
+
+    /// Adds a header rule for the subjects matching `subjects`.
+    pub fn header_on<S: Into<String>>(
+        mut self,
+        subjects: impl IntoIterator<Item = S>,
+        name: &str,
+        class: &str,
+        action: Action,
+    ) -> Self {
+        self.headers.push(HeaderRule {
+            name: name.to_owned(),
             class: class.to_owned(),
             action,
             subjects: subjects.into_iter().map(Into::into).collect(),
@@ -308,6 +377,32 @@ pub(crate) enum Tok {
     Any,
 }
 
+/// A compiled header rule.
+#[derive(Debug)]
+pub(crate) struct HeaderRuleC {
+    /// Lowercase name.
+    pub(crate) name: String,
+    pub(crate) class: ClassBits,
+    pub(crate) action: Action,
+    pub(crate) subjects: Vec<String>,
+}
+
+impl HeaderRuleC {
+    pub(crate) fn applies_to(&self, subject: &str) -> bool {
+        self.subjects.is_empty() || self.subjects.iter().any(|p| crate::subject::matches(p, subject))
+    }
+}
+
+/// First token of the reply inboxes of both backends (`_INBOX.<bus>.<request>`).
+pub(crate) const INBOX_PREFIX: &str = "_INBOX";
+
+/// Whether `subject` is a reply-inbox subject.
+pub(crate) fn is_inbox(subject: &str) -> bool {
+    subject
+        .strip_prefix(INBOX_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub(crate) tokens: Vec<Tok>,
@@ -328,6 +423,7 @@ pub(crate) struct Compiled {
     pub(crate) classes: Vec<String>,
     pub(crate) redaction: String,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) header_rules: Vec<HeaderRuleC>,
     pub(crate) restricted: Vec<(Vec<String>, Vec<String>)>,
     grants: BTreeMap<String, ClassBits>,
     pub(crate) has_hash: bool,
@@ -341,12 +437,21 @@ impl Compiled {
                 p.classes.len()
             )));
         }
-        for c in &p.classes {
+        for (i, c) in p.classes.iter().enumerate() {
             if c.is_empty() || c.contains(',') || c.trim() != c {
                 return Err(Error::InvalidArgument(format!(
                     "class {c:?} must be non-empty, without commas or surrounding spaces"
                 )));
             }
+            if p.classes[..i].contains(c) {
+                return Err(Error::InvalidArgument(format!("class {c:?} is declared twice")));
+            }
+        }
+        if p.redaction.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the redaction text must not be empty (a redacted field would look like an empty value)"
+                    .into(),
+            ));
         }
         let bit = |class: &str, what: &str| -> Result<ClassBits> {
             match p.classes.iter().position(|c| c == class) {
@@ -365,6 +470,24 @@ impl Compiled {
             }
             rules.push(Rule {
                 tokens: parse_pointer(&r.path).map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))?,
+                class: bit(&r.class, &what)?,
+                action: r.action.clone(),
+                subjects: r.subjects.clone(),
+            });
+        }
+        let mut header_rules = Vec::with_capacity(p.headers.len());
+        for (i, r) in p.headers.iter().enumerate() {
+            let what = format!("header rule {i} ({})", r.name);
+            for s in &r.subjects {
+                validate_pattern(s)?;
+            }
+            if r.name.is_empty() || r.name.chars().any(|c| !c.is_ascii_graphic() || c == ':') {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}: a header name is printable ASCII without ':' or spaces"
+                )));
+            }
+            header_rules.push(HeaderRuleC {
+                name: r.name.to_ascii_lowercase(),
                 class: bit(&r.class, &what)?,
                 action: r.action.clone(),
                 subjects: r.subjects.clone(),
@@ -393,8 +516,10 @@ impl Compiled {
         Ok(Compiled {
             classes: p.classes.clone(),
             redaction: p.redaction.clone(),
-            has_hash: rules.iter().any(|r| r.action == Action::Hash),
+            has_hash: rules.iter().any(|r| r.action == Action::Hash)
+                || header_rules.iter().any(|r| r.action == Action::Hash),
             rules,
+            header_rules,
             restricted,
             grants,
         })
@@ -449,20 +574,46 @@ impl Compiled {
         Ok(bits)
     }
 
-    /// `Err(roles needed)` when subscribing to `pattern` with `roles` is not allowed.
+    /// `Err(restricted pattern, roles needed)` when subscribing to `pattern` with `roles`
+    /// is not allowed: it overlaps a restricted subject, or the dead-letter subjects
+    /// `<prefix>.<restricted>` of one of `dlq_prefixes`.
     pub(crate) fn check_subscribe(
         &self,
         pattern: &str,
         roles: &[String],
+        dlq_prefixes: &[String],
     ) -> Result<(), (String, Vec<String>)> {
         for (subjects, allowed) in &self.restricted {
+            if roles.iter().any(|r| allowed.contains(r)) {
+                continue;
+            }
             for s in subjects {
-                if patterns_overlap(pattern, s) && !roles.iter().any(|r| allowed.contains(r)) {
+                if patterns_overlap(pattern, s) {
                     return Err((s.clone(), allowed.clone()));
+                }
+                for prefix in dlq_prefixes {
+                    let derived = format!("{prefix}.{s}");
+                    if patterns_overlap(pattern, &derived) {
+                        return Err((derived, allowed.clone()));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// `Some(restricted pattern, roles needed)` when a message on `subject` may not reach
+    /// a principal with `roles`.
+    pub(crate) fn restricted_for(&self, subject: &str, roles: &[String]) -> Option<(String, Vec<String>)> {
+        for (subjects, allowed) in &self.restricted {
+            if roles.iter().any(|r| allowed.contains(r)) {
+                continue;
+            }
+            if let Some(s) = subjects.iter().find(|s| crate::subject::matches(s, subject)) {
+                return Some((s.clone(), allowed.clone()));
+            }
+        }
+        None
     }
 }
 

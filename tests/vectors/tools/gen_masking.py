@@ -42,8 +42,15 @@ DESCRIPTION = (
     "removed from its object or array. Pointers are RFC 6901 with '*' for any key or "
     "index. A classified payload that is not JSON is withheld unless every class it may "
     "carry (attribute classes plus classes of applicable rules) is granted. A JSON payload "
-    "whose attribute names a class that is not granted and that no applicable rule covers "
-    "(or a class the policy does not declare) is withheld. Subscribing to a pattern that "
+    "whose attribute names a class that is not granted and that no applicable rule locates "
+    "in this payload (a rule that could cover it but finds nothing does not count), or a "
+    "class the policy does not declare, is withheld. Header rules (`headers` of a policy: "
+    "name compared without regard to ASCII case, class, action, optional subjects) apply "
+    "to a case's user `headers` like field rules to values: a header of a class not "
+    "granted is masked as its string value would be (drop removes it) and named "
+    "`header:<lowercase name>` in `masked`, after the payload's pointers, in header-name "
+    "order; header classes count as classes the message may carry. `delivered_headers` "
+    "are the user headers delivered. Subscribing to a pattern that "
     "overlaps a restricted pattern needs one of its roles, else forbidden. A class filter "
     "delivers only messages carrying one of its classes (attribute classes plus classes of "
     "fields present; for non-JSON, of applicable rules)."
@@ -87,7 +94,18 @@ SCOPED = {
     "grants": {"hr": ["phi", "pii"], "manager": ["pii"]},
 }
 
-POLICIES = {"clinic": CLINIC, "scoped": SCOPED}
+HEADERS = {
+    "classes": ["phi", "pii"],
+    "fields": [{"path": "/patient/name", "class": "phi", "action": "redact"}],
+    "headers": [
+        {"name": "x-patient-name", "class": "phi", "action": "redact"},
+        {"name": "x-ssn", "class": "pii", "action": "partial", "keep": 4},
+        {"name": "x-mrn", "class": "phi", "action": "drop", "subjects": ["patients.>"]},
+    ],
+    "grants": {"clinician": ["phi", "pii"], "billing": ["pii"]},
+}
+
+POLICIES = {"clinic": CLINIC, "scoped": SCOPED, "headers": HEADERS}
 
 PATIENT = {
     "patient": {
@@ -244,7 +262,10 @@ def reference(case: dict) -> dict:
     attr = [c.strip() for c in case.get("classification", "").split(",") if c.strip()]
     tagged = {c for c in attr if c in classes}
     unknown = [c for c in attr if c not in classes]
-    covered = {r["class"] for r in rules}
+    hrules = [r for r in policy.get("headers", [])
+              if not rule_subjects(r) or any(subject_matches(p, subject) for p in rule_subjects(r))]
+    headers = dict(case.get("headers", {}))
+    covered = {r["class"] for r in rules} | {r["class"] for r in hrules}
     filt = set(case.get("filter_classes", []))
     wanted = lambda present: not filt or bool(present & filt)  # noqa: E731
     if "input_text" in case:
@@ -253,7 +274,9 @@ def reference(case: dict) -> dict:
         data = compact(case["input"]).encode("utf-8")
     as_is = {"outcome": "delivered", "masked": []}
     as_is.update({"delivered_text": case["input_text"]} if "input_text" in case else {"delivered": case["input"]})
-    classified = bool(tagged or unknown or rules)
+    if "headers" in case:
+        as_is["delivered_headers"] = headers
+    classified = bool(tagged or unknown or rules or hrules)
     if not classified:
         return as_is if wanted(set()) else {"outcome": "filtered"}
     possible = tagged | covered
@@ -266,23 +289,42 @@ def reference(case: dict) -> dict:
             return {"outcome": "filtered"}
         return {"outcome": "withheld"} if ungranted else as_is
     present = set(tagged)
+    located: set[str] = set()
     masked: list[str] = []
     for rule in rules:
         def fn(v, p, rule=rule):
             present.add(rule["class"])
+            located.add(rule["class"])
             if rule["class"] in grants:
                 return ("keep", v)
             masked.append(p)
             return mask(policy, rule, v)
 
         value = walk(value, pointer(rule["path"]), "", fn)
+    out_headers = {}
+    for name in sorted(headers):
+        rule = next((r for r in hrules if r["name"].lower() == name.lower()), None)
+        if rule is None:
+            out_headers[name] = headers[name]
+            continue
+        present.add(rule["class"])
+        if rule["class"] in grants:
+            out_headers[name] = headers[name]
+            continue
+        masked.append("header:" + name.lower())
+        what, new = mask(policy, rule, headers[name])
+        if what == "keep":
+            out_headers[name] = new
     if not wanted(present):
         return {"outcome": "filtered"}
-    if (tagged - grants - covered) or unknown:
+    if (tagged - grants - located) or unknown:
         return {"outcome": "withheld"}
     if not masked:
         return as_is
-    return {"outcome": "delivered", "delivered": value, "masked": masked}
+    out = {"outcome": "delivered", "delivered": value, "masked": masked}
+    if "headers" in case:
+        out["delivered_headers"] = out_headers
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -445,6 +487,42 @@ def cases() -> list[dict]:
     add({"name": "class filter on the classification attribute", "policy": "scoped", "roles": ["hr"],
          "subject": "sales.orders", "classification": "pii", "filter_classes": ["pii"], "input": {"x": 1},
          "want": {"outcome": "delivered", "delivered": {"x": 1}, "masked": []}})
+    add({"name": "a tag whose class a rule covers but finds nothing in this payload: withheld",
+         "policy": "clinic", "roles": ["billing"], "subject": "labs.result", "classification": "phi",
+         "input": {"result": "HIV+"}, "want": {"outcome": "withheld"}})
+    add({"name": "a tag located by a rule in this payload: masked, delivered", "policy": "clinic",
+         "roles": ["billing"], "subject": "labs.result", "classification": "phi",
+         "input": {"patient": {"name": "Bo"}, "result": "negative"},
+         "want": {"outcome": "delivered", "delivered": {"patient": {"name": "[REDACTED]"}, "result": "negative"},
+                  "masked": ["/patient/name"]}})
+    add({"name": "a tag with nothing located, the class granted: delivered", "policy": "clinic",
+         "roles": ["clinician"], "subject": "labs.result", "classification": "phi",
+         "input": {"result": "HIV+"},
+         "want": {"outcome": "delivered", "delivered": {"result": "HIV+"}, "masked": []}})
+    add({"name": "header rules: a header of an ungranted class is redacted", "policy": "headers",
+         "roles": ["billing"], "subject": "visits.new", "headers": {"X-Patient-Name": "Zoë", "X-SSN": "123-45-6789",
+                                                                    "tenant": "acme"},
+         "input": {"ward": 4},
+         "want": {"outcome": "delivered", "delivered": {"ward": 4}, "masked": ["header:x-patient-name"],
+                  "delivered_headers": {"X-Patient-Name": "[REDACTED]", "X-SSN": "123-45-6789", "tenant": "acme"}}})
+    add({"name": "header rules: partial and drop, with a payload field", "policy": "headers", "roles": [],
+         "subject": "patients.new", "headers": {"x-mrn": "MRN-1", "x-ssn": "123-45-6789"},
+         "input": {"patient": {"name": "Bo"}},
+         "want": {"outcome": "delivered", "delivered": {"patient": {"name": "[REDACTED]"}},
+                  "masked": ["/patient/name", "header:x-mrn", "header:x-ssn"],
+                  "delivered_headers": {"x-ssn": "*******6789"}}})
+    add({"name": "header rules: a scoped header rule does not apply elsewhere", "policy": "headers", "roles": [],
+         "subject": "visits.new", "headers": {"x-mrn": "MRN-1"}, "input": {"ward": 4},
+         "want": {"outcome": "delivered", "delivered": {"ward": 4}, "masked": [],
+                  "delivered_headers": {"x-mrn": "MRN-1"}}})
+    add({"name": "header rules: every class granted, headers unchanged", "policy": "headers",
+         "roles": ["clinician"], "subject": "patients.new", "headers": {"x-mrn": "MRN-1", "X-Patient-Name": "Bo"},
+         "input": {"ward": 4},
+         "want": {"outcome": "delivered", "delivered": {"ward": 4}, "masked": [],
+                  "delivered_headers": {"X-Patient-Name": "Bo", "x-mrn": "MRN-1"}}})
+    add({"name": "header rules: a classified header makes a text payload unmaskable", "policy": "headers",
+         "roles": ["billing"], "subject": "visits.new", "headers": {"x-patient-name": "Bo"},
+         "input_text": "free text", "want": {"outcome": "withheld"}})
     add({"name": "class filter: unclassified messages are filtered", "policy": "scoped", "roles": ["hr"],
          "subject": "sales.orders", "filter_classes": ["pii"], "input": {"x": 1},
          "want": {"outcome": "filtered"}})
