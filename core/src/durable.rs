@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
+use crate::bounds;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::validate_pattern;
@@ -132,6 +133,17 @@ impl StreamConfig {
                 "stream {:?}: duplicate_window must be above zero",
                 self.name
             )));
+        }
+        let name = |field: &str| format!("stream {:?}: {field}", self.name);
+        if let Some(age) = self.max_age {
+            bounds::duration(&name("max_age"), age)?;
+        }
+        bounds::duration(&name("duplicate_window"), self.duplicate_window)?;
+        if let Some(bytes) = self.max_bytes {
+            bounds::at_most(&name("max_bytes"), bytes, bounds::MAX_COUNT)?;
+        }
+        if let Some(messages) = self.max_messages {
+            bounds::at_most(&name("max_messages"), messages, bounds::MAX_COUNT)?;
         }
         Ok(self)
     }
@@ -338,8 +350,23 @@ impl ConsumerConfig {
         if self.max_ack_pending == 0 {
             return bad("max_ack_pending must be at least 1".into());
         }
+        let name = |field: &str| format!("consumer {:?}: {field}", self.name);
+        bounds::duration(&name("ack_wait"), self.ack_wait)?;
+        bounds::duration(&name("backoff cap"), self.backoff.cap)?;
+        match self.start {
+            StartAt::Sequence(seq) => {
+                bounds::at_most(&name("start sequence"), seq, bounds::MAX_COUNT)?;
+            }
+            StartAt::Time(t) => {
+                // A time the broker's calendar cannot hold (past year 9999) would not convert.
+                let ahead = t.duration_since(SystemTime::now()).unwrap_or_default();
+                bounds::duration(&name("start time (from now)"), ahead)?;
+            }
+            StartAt::Beginning | StartAt::New => {}
+        }
         if let Some(rate) = self.rate_limit {
-            if !(rate.is_finite() && rate > 0.0) {
+            // Slower than one message per MAX_DURATION has no interval a timer can hold.
+            if !(rate.is_finite() && rate > 0.0 && 1.0 / rate <= bounds::MAX_DURATION.as_secs_f64()) {
                 return bad(format!(
                     "rate_limit must be a positive number of messages per second, got {rate}"
                 ));
@@ -487,6 +514,9 @@ impl DurableMessage {
     /// this attempt when `None`. On the last allowed attempt the message is dead-lettered
     /// instead.
     pub async fn nak(&self, delay: Option<Duration>) -> Result<()> {
+        if let Some(delay) = delay {
+            bounds::duration("nak delay", delay)?;
+        }
         self.settle_once()?;
         if self.attempt >= self.shared.config.max_deliver {
             let reason = format!(

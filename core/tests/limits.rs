@@ -154,3 +154,111 @@ async fn deep_and_long_subjects_on_nats() {
         );
     }
 }
+
+/// Every numeric option out of range is refused with `invalid_argument` naming it; none
+/// reaches a conversion that panics or a broker that answers with an opaque error.
+async fn numeric_options(bus: Arc<dyn EventBus>) {
+    use busbar::{ConsumerConfig, StartAt, StreamConfig};
+    let huge = Duration::from_millis(u64::MAX);
+    let err = bus.request("svc", "x".into(), Duration::MAX).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    assert!(err.to_string().contains("request timeout"), "{err}");
+
+    for (stream, what) in [
+        (StreamConfig::new("S1", ["lim.>"]).max_age(huge), "max_age"),
+        (
+            StreamConfig::new("S1", ["lim.>"]).duplicate_window(huge),
+            "duplicate_window",
+        ),
+        (
+            StreamConfig::new("S1", ["lim.>"]).max_bytes(u64::MAX),
+            "max_bytes",
+        ),
+        (
+            StreamConfig::new("S1", ["lim.>"]).max_messages(u64::MAX),
+            "max_messages",
+        ),
+    ] {
+        let err = bus.declare_stream(stream).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_argument", "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    bus.declare_stream(StreamConfig::new("S1", ["lim.>"]))
+        .await
+        .unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(1000 * 365 * 86_400);
+    for (consumer, what) in [
+        (ConsumerConfig::new("S1", "c").ack_wait(huge), "ack_wait"),
+        (
+            ConsumerConfig::new("S1", "c").backoff(Duration::from_secs(1), 2.0, huge),
+            "backoff cap",
+        ),
+        (ConsumerConfig::new("S1", "c").rate_limit(1e-300), "rate_limit"),
+        (
+            ConsumerConfig::new("S1", "c").start(StartAt::Sequence(u64::MAX)),
+            "start sequence",
+        ),
+        (
+            ConsumerConfig::new("S1", "c").start(StartAt::Time(far)),
+            "start time",
+        ),
+    ] {
+        let err = bus.durable_subscribe(consumer).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_argument", "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    // A nak delay out of range is refused, and the message is still unsettled.
+    let mut sub = bus
+        .durable_subscribe(ConsumerConfig::new("S1", "c").ack_wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    bus.publish_durable(bus.message("lim.a").data("x").build().unwrap())
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.nak(Some(huge)).await.unwrap_err().code(), "invalid_argument");
+    msg.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn numeric_options_in_memory() {
+    numeric_options(memory()).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_options_on_nats() {
+    let server = start().await;
+    numeric_options(nats(&server).await).await;
+}
+
+#[test]
+fn config_numbers_are_bounded() {
+    let mut config = Config::default();
+    for (key, value) in [
+        ("subscription_capacity", "2305843009213693952"), // 2^61: subscribe panicked
+        ("subscription_capacity", "18446744073709551615"),
+        ("subscription_capacity", "16777217"),
+        ("retention_days", "4294967295"),
+        ("max_payload", "-1"),
+        ("max_payload", "1e3"),
+        ("max_payload", "NaN"),
+    ] {
+        let err = config.set(key, value).unwrap_err();
+        assert_eq!(err.code(), "invalid_argument", "{key}={value}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    config.set("subscription_capacity", "16777216").unwrap();
+    let err = busbar::InMemoryBus::new(Config::default().with_subscription_capacity(usize::MAX))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "invalid_argument");
+    let err = busbar::InMemoryBus::new(Config::default().with_retention_days(u32::MAX))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "invalid_argument");
+}
