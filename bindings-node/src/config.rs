@@ -14,7 +14,7 @@ pub struct ConnectOptions {
     pub backend: Option<String>,
     /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: Option<String>,
-    /// Largest payload accepted, in bytes (default 1 MiB).
+    /// Largest payload accepted, in bytes (default 1,040,384: 1 MiB less 8 KiB for headers).
     #[napi(ts_type = "number | string")]
     pub max_payload: Option<u32>,
     /// Messages buffered per subscription (default 4096).

@@ -30,6 +30,13 @@ pub const MAX_ACK_PENDING: usize = 1_000_000;
 /// Largest `retention_days`: 36,500 (100 years, see [`MAX_DURATION`]).
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
+/// Largest header block a message may have, in bytes, counted as NATS sends it
+/// (`NATS/1.0\r\n`, a `name: value\r\n` line per attribute and header, `\r\n`): 8 KiB,
+/// the common header limit of HTTP servers, and about 25 times the block of a typical
+/// event. A NATS server counts it toward its `max_payload`, so this much of the server's
+/// limit is kept for it (docs/design.md §4).
+pub const MAX_HEADER_BLOCK: usize = 8 * 1024;
+
 /// `d` if it is at most [`MAX_DURATION`], else `invalid_argument` naming `name`.
 pub fn duration(name: &str, d: Duration) -> Result<Duration> {
     if d > MAX_DURATION {

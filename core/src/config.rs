@@ -111,8 +111,9 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Default `max_payload`: 1 MiB, as a NATS server's default.
-pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Default `max_payload`: 1 MiB less [`crate::bounds::MAX_HEADER_BLOCK`] (1,040,384 bytes),
+/// so that a payload of this size and its headers fit a NATS server's default 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - crate::bounds::MAX_HEADER_BLOCK;
 /// Default `subscription_capacity`.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 /// Default `nats_url`.

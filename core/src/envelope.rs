@@ -96,6 +96,44 @@ struct Envelope {
     data: Bytes,
 }
 
+impl Envelope {
+    /// Trims every attribute and header value as a NATS header block does (leading and
+    /// trailing `char::is_whitespace`); allocates only for a value that changes.
+    fn trim_values(&mut self) {
+        fn shared(s: &mut Arc<str>) {
+            if s.trim() != &**s {
+                *s = Arc::from(s.trim());
+            }
+        }
+        fn owned(s: &mut String) {
+            let end = s.trim_end().len();
+            s.truncate(end);
+            let start = s.len() - s.trim_start().len();
+            s.drain(..start);
+        }
+        shared(&mut self.source);
+        shared(&mut self.event_type);
+        if let EventId::Given(id) = &mut self.id {
+            shared(id);
+        }
+        let e = self;
+        for value in [
+            &mut e.content_type,
+            &mut e.correlation_id,
+            &mut e.traceparent,
+            &mut e.tracestate,
+            &mut e.classification,
+            &mut e.keyid,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            owned(value);
+        }
+        e.headers.values_mut().for_each(owned);
+    }
+}
+
 /// An event id: generated ids are kept inline, so making one allocates nothing.
 #[derive(Clone)]
 enum EventId {
@@ -469,9 +507,12 @@ impl MessageBuilder {
         self
     }
 
-    /// Validates the subject, reply subject and headers; fills `id` and `time`.
+    /// Validates the subject, reply subject and headers; fills `id` and `time`. Values of
+    /// attributes and headers lose leading and trailing whitespace, as they do when NATS
+    /// carries them, so a message reads the same on both backends (docs/design.md §3).
     pub fn build(mut self) -> Result<Message> {
         validate_subject(&self.env.subject)?;
+        self.env.trim_values();
         if let Some(reply_to) = &self.env.reply_to {
             validate_subject(reply_to)?;
         }

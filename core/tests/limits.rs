@@ -36,6 +36,23 @@ async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
     .unwrap()
 }
 
+/// Runs `check` as a test on each backend (a private nats-server for NATS).
+macro_rules! on_both {
+    ($check:ident, $memory:ident, $nats:ident) => {
+        #[tokio::test]
+        async fn $memory() {
+            $check(memory()).await;
+        }
+
+        #[cfg(feature = "nats")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $nats() {
+            let server = start().await;
+            $check(nats(&server).await).await;
+        }
+    };
+}
+
 fn code<T: std::fmt::Debug>(r: busbar::Result<T>) -> String {
     r.expect_err("expected an error").code().to_owned()
 }
@@ -224,17 +241,11 @@ async fn numeric_options(bus: Arc<dyn EventBus>) {
     msg.ack().await.unwrap();
 }
 
-#[tokio::test]
-async fn numeric_options_in_memory() {
-    numeric_options(memory()).await;
-}
-
-#[cfg(feature = "nats")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn numeric_options_on_nats() {
-    let server = start().await;
-    numeric_options(nats(&server).await).await;
-}
+on_both!(
+    numeric_options,
+    numeric_options_in_memory,
+    numeric_options_on_nats
+);
 
 #[test]
 fn config_numbers_are_bounded() {
@@ -262,3 +273,138 @@ fn config_numbers_are_bounded() {
         .unwrap();
     assert_eq!(err.code(), "invalid_argument");
 }
+
+/// The default `max_payload` is accepted on both backends: the NATS server counts the
+/// header block too, and busbar keeps `MAX_HEADER_BLOCK` of the server's limit for it. One
+/// byte more is `payload_too_large` with the same numbers everywhere (never `backend`); a
+/// header block over its budget is `invalid_argument` on both backends alike.
+async fn payload_limit_counts_headers(bus: Arc<dyn EventBus>) {
+    let max = busbar::config::DEFAULT_MAX_PAYLOAD;
+    assert_eq!(
+        max + busbar::bounds::MAX_HEADER_BLOCK,
+        1024 * 1024,
+        "the server's default"
+    );
+    let mut sub = bus.subscribe("big.>").await.unwrap();
+    bus.flush().await.unwrap();
+    let traced = |len: usize| {
+        bus.message("big.one")
+            .header("tenant", "acme")
+            .traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .tracestate("v".repeat(512))
+            .data(vec![b'x'; len])
+            .build()
+            .unwrap()
+    };
+    bus.publish_message(traced(max)).await.unwrap();
+    let got = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.data().len(), max);
+    bus.publish("big.two", vec![0u8; max].into()).await.unwrap();
+    let got = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.data().len(), max);
+
+    for err in [
+        bus.publish_message(traced(max + 1)).await.unwrap_err(),
+        bus.publish("big.two", vec![0u8; max + 1].into())
+            .await
+            .unwrap_err(),
+        bus.request("big.two", vec![0u8; max + 1].into(), WAIT)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, busbar::Error::PayloadTooLarge { size, max: m } if size == max + 1 && m == max),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("payload of {} bytes exceeds max_payload of {max} bytes", max + 1)
+        );
+    }
+    // Headers have their own budget, counted as NATS sends them.
+    let fat = bus
+        .message("big.one")
+        .header("blob", "h".repeat(busbar::bounds::MAX_HEADER_BLOCK))
+        .build()
+        .unwrap();
+    let err = bus.publish_message(fat).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    assert!(err.to_string().contains("8192 bytes"), "{err}");
+    // Durable publishes count the same way.
+    bus.declare_stream(busbar::StreamConfig::new("BIG", ["big.>"]))
+        .await
+        .unwrap();
+    let err = bus.publish_durable(traced(max + 1)).await.unwrap_err();
+    assert_eq!(err.code(), "payload_too_large", "{err}");
+    bus.publish_durable(traced(max)).await.unwrap();
+}
+
+#[tokio::test]
+async fn payload_limit_counts_headers_in_memory() {
+    payload_limit_counts_headers(memory()).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_limit_counts_headers_on_nats() {
+    let server = start().await;
+    payload_limit_counts_headers(nats(&server).await).await;
+    // Configured at the server's own limit, the payload limit is the server's less the
+    // header budget, and a payload of the server's size is payload_too_large, not backend.
+    let config = Config::default()
+        .with_backend(Backend::Nats)
+        .with_nats_url(server.url())
+        .with_max_payload(1024 * 1024);
+    let bus = busbar::connect(config).await.unwrap();
+    let err = bus
+        .publish("big.x", vec![0u8; 1024 * 1024].into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            busbar::Error::PayloadTooLarge {
+                size: 1048576,
+                max: 1040384
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Header and attribute values lose surrounding whitespace on both backends, as NATS
+/// header blocks do.
+async fn header_values_are_trimmed(bus: Arc<dyn EventBus>) {
+    let mut sub = bus.subscribe("trim").await.unwrap();
+    bus.flush().await.unwrap();
+    let msg = bus
+        .message("trim")
+        .header("tenant", "  acme \t")
+        .correlation_id(" c-1 ")
+        .data("x")
+        .build()
+        .unwrap();
+    assert_eq!(msg.header("tenant"), Some("acme"));
+    bus.publish_message(msg).await.unwrap();
+    let got = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.header("tenant"), Some("acme"));
+    assert_eq!(got.correlation_id(), Some("c-1"));
+}
+
+on_both!(
+    header_values_are_trimmed,
+    header_values_are_trimmed_in_memory,
+    header_values_are_trimmed_on_nats
+);

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, contex
 use futures_util::StreamExt;
 
 use super::{backend, nats_headers, Inner};
-use crate::bus::check_payload;
+use crate::bus::check_size;
 use crate::durable::{
     no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
     StreamInfo,
@@ -97,15 +97,12 @@ impl Inner {
     /// for the stream's acknowledgement.
     pub(super) async fn publish_durable(&self, msg: &crate::Message) -> Result<PublishAck> {
         self.check_open()?;
-        check_payload(msg.data().len(), self.max_payload)?;
+        check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
         let failed = |e: context::PublishError| match e.kind() {
             context::PublishErrorKind::StreamNotFound => no_stream(msg.subject()),
-            context::PublishErrorKind::MaxPayloadExceeded => Error::PayloadTooLarge {
-                size: msg.data().len(),
-                max: self.max_payload,
-            },
+            context::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
             _ => backend(format!("durable publish to {:?}", msg.subject()), e),
         };
         let ack = self
