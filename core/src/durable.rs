@@ -41,6 +41,12 @@ pub const DEFAULT_MAX_DELIVER: u32 = 5;
 pub const DEFAULT_MAX_ACK_PENDING: usize = 1024;
 /// Default prefix of dead-letter subjects: `dlq.<original subject>`.
 pub const DEFAULT_DLQ_PREFIX: &str = "dlq";
+/// How soon a durable subscription on NATS yields a `backend` error item once the server
+/// no longer has its consumer or stream (a restart on an empty store, an operator's
+/// delete): at once after the reconnection, at most this long otherwise (two missed
+/// 5-second pull heartbeats). It then re-creates its consumer as soon as the stream is
+/// declared again, and deliveries go on (docs/design.md §4).
+pub const LOST_CONSUMER_NOTICE: Duration = Duration::from_secs(10);
 
 /// Header of a dead-lettered message: why it was dead-lettered.
 pub const DLQ_REASON: &str = "busbar-dlq-reason";

@@ -509,7 +509,7 @@ impl EventBus for NatsBus {
             .declare_stream(dead_letter_stream(&config.dlq_prefix))
             .await?;
         let consumer = self.inner.consumer(&config).await?;
-        let deliveries = jetstream::deliveries(self.inner.clone(), consumer);
+        let deliveries = jetstream::deliveries(self.inner.clone(), consumer, config.clone());
         let publisher = Arc::new(jetstream::Publisher(Arc::downgrade(&self.inner)));
         Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
     }

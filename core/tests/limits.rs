@@ -408,3 +408,99 @@ on_both!(
     header_values_are_trimmed_in_memory,
     header_values_are_trimmed_on_nats
 );
+
+/// How a test takes a durable subscription's stream away.
+#[cfg(feature = "nats")]
+enum Loss {
+    /// The server restarts on an empty store.
+    EmptyStore,
+    /// An operator deletes the stream; the connection stays up.
+    Deleted,
+}
+
+/// A durable subscription whose stream is lost reports it as a `backend` error item within
+/// `LOST_CONSUMER_NOTICE` (plus the client's reconnection delay), and resumes on its own
+/// once the stream is declared again (docs/design.md §4). Before, it stalled silently.
+#[cfg(feature = "nats")]
+async fn durable_subscription_survives(loss: Loss) {
+    use busbar::{ConsumerConfig, StreamConfig};
+    let notice = busbar::durable::LOST_CONSUMER_NOTICE + Duration::from_secs(3);
+    let mut server = start().await;
+    let bus = nats(&server).await;
+    let stream = || StreamConfig::new("LOST", ["lost.>"]);
+    bus.declare_stream(stream()).await.unwrap();
+    let mut sub = bus
+        .durable_subscribe(ConsumerConfig::new("LOST", "worker"))
+        .await
+        .unwrap();
+    let publish = |data: &'static str| {
+        let bus = bus.clone();
+        async move {
+            let msg = bus.message("lost.a").data(data).build().unwrap();
+            bus.publish_durable(msg).await.unwrap();
+        }
+    };
+    publish("before").await;
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.data().as_ref(), b"before");
+    msg.ack().await.unwrap();
+
+    let started = std::time::Instant::now();
+    match loss {
+        Loss::EmptyStore => {
+            server = tokio::task::spawn_blocking(move || {
+                server.restart_empty();
+                server
+            })
+            .await
+            .unwrap();
+        }
+        Loss::Deleted => {
+            let operator = async_nats::connect(server.url()).await.unwrap();
+            async_nats::jetstream::new(operator)
+                .delete_stream("LOST")
+                .await
+                .unwrap();
+        }
+    }
+    let item = tokio::time::timeout(notice, sub.next())
+        .await
+        .expect("the lost stream is reported in time")
+        .expect("the subscription goes on");
+    let err = item.expect_err("an error item, not a message");
+    assert_eq!(err.code(), "backend", "{err}");
+    assert!(err.to_string().contains("\"LOST\""), "{err}");
+    assert!(started.elapsed() <= notice);
+
+    // Declared again (once the bus is back), the subscription resumes by itself.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus.declare_stream(stream()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the bus reconnects");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publish("after").await;
+    let msg = tokio::time::timeout(notice, sub.next())
+        .await
+        .expect("delivery resumes once the stream is back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.data().as_ref(), b"after");
+    msg.ack().await.unwrap();
+    drop(server);
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_subscription_survives_a_lost_store() {
+    durable_subscription_survives(Loss::EmptyStore).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_subscription_survives_a_deleted_stream() {
+    durable_subscription_survives(Loss::Deleted).await;
+}
