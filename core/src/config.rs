@@ -261,7 +261,8 @@ impl Config {
             }
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown config key {other:?}; known keys: {}",
+                    "unknown config key {}; known keys: {}",
+                    crate::error::quote(other),
                     KEYS.join(", ")
                 )))
             }

@@ -393,7 +393,8 @@ pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "{kind} name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+            "{kind} name {} must be 1 to 64 letters, digits, '-' or '_'",
+            crate::error::quote(name)
         )))
     }
 }

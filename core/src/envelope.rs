@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::subject::validate_subject;
 
 /// Free user headers: name → value, sorted by name.
@@ -608,7 +608,8 @@ pub(crate) const RESERVED_HEADERS: &[&str] = &[
 fn check_attr(name: &str, value: &str) -> Result<()> {
     if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
         return Err(Error::InvalidArgument(format!(
-            "attribute {name} = {value:?} contains a line break or NUL, which would corrupt the header block"
+            "attribute {name} = {} contains a line break or NUL, which would corrupt the header block",
+            quote(value)
         )));
     }
     Ok(())
@@ -620,15 +621,17 @@ fn check_header(name: &str, value: &str) -> Result<()> {
     }
     if let Some(bad) = name.chars().find(|c| !c.is_ascii_graphic() || *c == ':') {
         return Err(Error::InvalidArgument(format!(
-            "header name {name:?} contains {bad:?}; names are printable ASCII without ':' or spaces"
+            "header name {} contains {bad:?}; names are printable ASCII without ':' or spaces",
+            quote(name)
         )));
     }
     if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(Error::InvalidArgument(format!(
-            "header name {name:?} is reserved for an envelope attribute; set the attribute instead"
+            "header name {} is reserved for an envelope attribute; set the attribute instead",
+            quote(name)
         )));
     }
-    check_attr(&format!("header {name}"), value)
+    check_attr(&format!("header {}", quote(name)), value)
 }
 
 /// The NATS wire mapping (CloudEvents binary content mode): pure functions, no I/O.

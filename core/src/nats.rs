@@ -169,7 +169,8 @@ pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
     });
     match refused {
         Some(name) => Err(Error::InvalidArgument(format!(
-            "header name {name:?} is not valid on NATS"
+            "header name {} is not valid on NATS",
+            crate::error::quote(&name)
         ))),
         None => Ok(fields.into_iter().collect()),
     }

@@ -504,3 +504,70 @@ async fn durable_subscription_survives_a_lost_store() {
 async fn durable_subscription_survives_a_deleted_stream() {
     durable_subscription_survives(Loss::Deleted).await;
 }
+
+/// Resident memory of the process, in bytes (Linux).
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Memory per idle subscription, for the record (issue 12 asked for a figure):
+/// `cargo test --release -p busbar --test limits -- --ignored --nocapture per_idle`.
+async fn memory_per_idle_subscription(bus: Arc<dyn EventBus>, name: &str) {
+    const N: usize = 20_000;
+    let mut subs = Vec::with_capacity(N);
+    let before = resident_bytes();
+    for i in 0..N {
+        subs.push(bus.subscribe(&format!("idle.{i}")).await.unwrap());
+    }
+    bus.flush().await.unwrap();
+    let per = (resident_bytes() - before) / N;
+    println!("{name}: {per} bytes of resident memory per idle subscription ({N} subscriptions)");
+    assert!(per > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn memory_per_idle_subscription_in_memory() {
+    memory_per_idle_subscription(memory(), "memory").await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn memory_per_idle_subscription_on_nats() {
+    let server = start().await;
+    memory_per_idle_subscription(nats(&server).await, "nats").await;
+}
+
+/// An error quotes at most 64 characters of an input: a 1 MB subject, header name or
+/// config value makes a short message, not a 1 MB one.
+#[tokio::test]
+async fn errors_quote_inputs_short() {
+    let huge = "x".repeat(1 << 20);
+    let bus = memory();
+    let errors = [
+        bus.publish(&huge, "x".into()).await.unwrap_err(),
+        bus.message("a")
+            .header(format!("{huge} "), "v")
+            .build()
+            .unwrap_err(),
+        bus.message("a")
+            .header("h", format!("{huge}\nmore"))
+            .build()
+            .unwrap_err(),
+        bus.queue_subscribe("a", &huge).await.unwrap_err(),
+        Config::default().set(&huge, "1").unwrap_err(),
+        Config::default().set("max_payload", &huge).unwrap_err(),
+        Config::default().set("backend", &huge).unwrap_err(),
+        bus.durable_subscribe(busbar::ConsumerConfig::new(huge.as_str(), "c"))
+            .await
+            .unwrap_err(),
+    ];
+    for err in errors {
+        let text = err.to_string();
+        assert!(text.len() < 1000, "{} bytes: {}", text.len(), &text[..200]);
+        assert!(text.contains("… (10485"), "{text}");
+    }
+}
