@@ -255,7 +255,7 @@ export interface ConnectOptions {
   backend?: 'memory' | 'nats'
   /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`. */
   natsUrl?: string
-  /** Largest payload accepted, in bytes (default 1 MiB). */
+  /** Largest payload accepted, in bytes (default 1,040,384: 1 MiB less 8 KiB for headers). */
   maxPayload?: number | string
   /** Messages buffered per subscription (default 4096). */
   subscriptionCapacity?: number | string

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use busbar::EventBus;
 use napi::bindgen_prelude::*;
@@ -171,14 +170,9 @@ impl Bus {
         let payload = Payload::from_js(env, data)?;
         let options: Option<RequestOptions> = options_arg(env, options)?;
         let (timeout, headers, id) = options.map_or((None, None, None), |o| (o.timeout, o.headers, o.id));
-        let timeout = timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
-        if !(timeout.is_finite() && timeout >= 0.0) {
-            return Err(type_error(
-                env,
-                format!("options.timeout must be a finite number of milliseconds >= 0, not {timeout}"),
-            ));
-        }
-        let timeout = Duration::from_secs_f64(timeout / 1000.0);
+        // NaN, negative, infinite or huge: the core's `invalid_argument`, as a rejection.
+        let timeout =
+            busbar::bounds::millis("options.timeout", timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS));
         let bus = self.inner.clone();
         let message = payload.message(
             &*bus,
@@ -191,7 +185,7 @@ impl Bus {
         );
         run(
             env,
-            async move { bus.request_message(message?, timeout).await },
+            async move { bus.request_message(message?, timeout?).await },
             |_, reply| Ok(Message::from(reply)),
         )
     }

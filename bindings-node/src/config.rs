@@ -3,7 +3,7 @@
 
 use napi::bindgen_prelude::*;
 
-use crate::error::{describe, type_error};
+use crate::error::{describe, string_arg, type_error};
 
 /// The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
 /// then the defaults. Numbers and booleans may also be given as strings.
@@ -14,7 +14,7 @@ pub struct ConnectOptions {
     pub backend: Option<String>,
     /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: Option<String>,
-    /// Largest payload accepted, in bytes (default 1 MiB).
+    /// Largest payload accepted, in bytes (default 1,040,384: 1 MiB less 8 KiB for headers).
     #[napi(ts_type = "number | string")]
     pub max_payload: Option<u32>,
     /// Messages buffered per subscription (default 4096).
@@ -94,12 +94,40 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
     }))
 }
 
+/// Options whose value is text only: a number or boolean there is a `TypeError`, not
+/// silently its string form (`backend: 5`).
+const TEXT_ONLY: &[&str] = &[
+    "backend",
+    "natsUrl",
+    "backpressure",
+    "source",
+    "natsUser",
+    "natsPassword",
+    "natsToken",
+    "natsCredentials",
+    "natsTlsCa",
+    "natsTlsCert",
+    "natsTlsKey",
+    "policy",
+    "keyRing",
+    "auditLog",
+    "principal",
+    "roles",
+];
+
 /// The text form of one option; `None` for `undefined` (not set).
 fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<String>> {
+    let kind = value.get_type()?;
+    if TEXT_ONLY.contains(&key) && !matches!(kind, ValueType::String | ValueType::Undefined) {
+        return Err(type_error(
+            env,
+            format!("option {key} must be a string, not {}", describe(kind)),
+        ));
+    }
     // SAFETY (each arm): `value` is a live handle of the type just checked.
-    Ok(match value.get_type()? {
+    Ok(match kind {
         ValueType::Undefined => None,
-        ValueType::String => Some(unsafe { String::from_napi_value(env.raw(), value.raw()) }?),
+        ValueType::String => Some(string_arg(env, key, value)?),
         ValueType::Boolean => Some(unsafe { bool::from_napi_value(env.raw(), value.raw()) }?.to_string()),
         ValueType::Number => {
             let n = unsafe { f64::from_napi_value(env.raw(), value.raw()) }?;

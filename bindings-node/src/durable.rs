@@ -175,43 +175,30 @@ fn whole(n: f64) -> Option<u64> {
     (n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER).then_some(n as u64)
 }
 
-/// An optional count option, or a `TypeError` naming it.
-fn count(env: &Env, name: &str, value: Option<f64>) -> Result<Option<u64>> {
-    value
-        .map(|n| {
-            whole(n).ok_or_else(|| type_error(env, format!("{name} must be a whole number >= 0, not {n}")))
-        })
-        .transpose()
+/// An optional count option up to `max`; out of range is the core's `invalid_argument`.
+fn count(name: &str, value: Option<f64>, max: u64) -> busbar::Result<Option<u64>> {
+    value.map(|n| busbar::bounds::whole(name, n, max)).transpose()
 }
 
-/// An optional duration option in milliseconds, or a `TypeError` naming it.
-pub(crate) fn millis(env: &Env, name: &str, value: Option<f64>) -> Result<Option<Duration>> {
-    value
-        .map(|ms| {
-            if ms.is_finite() && ms >= 0.0 {
-                Ok(Duration::from_secs_f64(ms / 1000.0))
-            } else {
-                Err(type_error(
-                    env,
-                    format!("{name} must be a finite number of milliseconds >= 0, not {ms}"),
-                ))
-            }
-        })
-        .transpose()
+/// An optional duration option in milliseconds; NaN, negative, infinite or over 100
+/// years is the core's `invalid_argument` naming the option.
+pub(crate) fn millis(name: &str, value: Option<f64>) -> busbar::Result<Option<Duration>> {
+    value.map(|ms| busbar::bounds::millis(name, ms)).transpose()
 }
 
 impl StreamOptions {
-    fn apply(self, env: &Env, mut config: StreamConfig) -> Result<StreamConfig> {
-        if let Some(age) = millis(env, "options.maxAgeMs", self.max_age_ms)? {
+    fn apply(self, mut config: StreamConfig) -> busbar::Result<StreamConfig> {
+        use busbar::bounds::MAX_COUNT;
+        if let Some(age) = millis("options.maxAgeMs", self.max_age_ms)? {
             config = config.max_age(age);
         }
-        if let Some(bytes) = count(env, "options.maxBytes", self.max_bytes)? {
+        if let Some(bytes) = count("options.maxBytes", self.max_bytes, MAX_COUNT)? {
             config = config.max_bytes(bytes);
         }
-        if let Some(messages) = count(env, "options.maxMessages", self.max_messages)? {
+        if let Some(messages) = count("options.maxMessages", self.max_messages, MAX_COUNT)? {
             config = config.max_messages(messages);
         }
-        if let Some(window) = millis(env, "options.duplicateWindowMs", self.duplicate_window_ms)? {
+        if let Some(window) = millis("options.duplicateWindowMs", self.duplicate_window_ms)? {
             config = config.duplicate_window(window);
         }
         Ok(config)
@@ -219,23 +206,23 @@ impl StreamOptions {
 }
 
 impl ConsumerOptions {
-    fn apply(self, env: &Env, mut config: ConsumerConfig) -> Result<ConsumerConfig> {
+    fn apply(self, mut config: ConsumerConfig) -> busbar::Result<ConsumerConfig> {
         if let Some(filter) = self.filter {
             config = config.filter(filter);
         }
         if let Some(Start(start)) = self.start {
             config = config.start(start);
         }
-        if let Some(wait) = millis(env, "options.ackWaitMs", self.ack_wait_ms)? {
+        if let Some(wait) = millis("options.ackWaitMs", self.ack_wait_ms)? {
             config = config.ack_wait(wait);
         }
-        if let Some(n) = count(env, "options.maxDeliver", self.max_deliver)? {
-            config = config.max_deliver(u32::try_from(n).unwrap_or(u32::MAX));
+        if let Some(n) = count("options.maxDeliver", self.max_deliver, u32::MAX.into())? {
+            config = config.max_deliver(n as u32);
         }
         if let Some(b) = self.backoff {
             let default = busbar::Backoff::default();
-            let base = millis(env, "options.backoff.baseMs", b.base_ms)?.unwrap_or(default.base);
-            let cap = millis(env, "options.backoff.capMs", b.cap_ms)?.unwrap_or(default.cap);
+            let base = millis("options.backoff.baseMs", b.base_ms)?.unwrap_or(default.base);
+            let cap = millis("options.backoff.capMs", b.cap_ms)?.unwrap_or(default.cap);
             config = config.backoff(base, b.factor.unwrap_or(default.factor), cap);
         }
         if let Some(prefix) = self.dlq_prefix {
@@ -244,8 +231,8 @@ impl ConsumerOptions {
         if let Some(rate) = self.rate_limit {
             config = config.rate_limit(rate);
         }
-        if let Some(n) = count(env, "options.maxAckPending", self.max_ack_pending)? {
-            config = config.max_ack_pending(usize::try_from(n).unwrap_or(usize::MAX));
+        if let Some(n) = count("options.maxAckPending", self.max_ack_pending, u32::MAX.into())? {
+            config = config.max_ack_pending(n as usize);
         }
         Ok(config)
     }
@@ -302,14 +289,16 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let name = string_arg(env, "name", name)?;
         let subjects = strings_arg(env, "subjects", subjects)?;
-        let mut config = StreamConfig::new(name, subjects);
+        let mut config = Ok(StreamConfig::new(name, subjects));
         if let Some(options) = options_arg::<StreamOptions>(env, options)? {
-            config = options.apply(env, config)?;
+            config = config.and_then(|c| options.apply(c));
         }
         let bus = self.inner.clone();
-        run(env, async move { bus.declare_stream(config).await }, |_, info| {
-            Ok(StreamInfo::from(info))
-        })
+        run(
+            env,
+            async move { bus.declare_stream(config?).await },
+            |_, info| Ok(StreamInfo::from(info)),
+        )
     }
 
     /// What the durable stream `name` holds now; rejects with `invalid_argument` when there
@@ -379,15 +368,15 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let stream = string_arg(env, "stream", stream)?;
         let name = string_arg(env, "name", name)?;
-        let mut config = ConsumerConfig::new(stream, name);
+        let mut config = Ok(ConsumerConfig::new(stream, name));
         backoff_is_object(env, options.as_ref())?;
         if let Some(options) = options_arg::<ConsumerOptions>(env, options)? {
-            config = options.apply(env, config)?;
+            config = config.and_then(|c| options.apply(c));
         }
         let bus = self.inner.clone();
         run(
             env,
-            async move { bus.durable_subscribe(config).await },
+            async move { bus.durable_subscribe(config?).await },
             |_, sub| Ok(DurableSubscription::new(sub)),
         )
     }
@@ -556,14 +545,15 @@ impl Message {
             None => None,
             Some(d) => match d.get_type()? {
                 ValueType::Undefined | ValueType::Null => None,
-                ValueType::Number => millis(env, "delayMs", Some(typed::<f64>(env, "delayMs", d)?))?,
+                ValueType::Number => Some(typed::<f64>(env, "delayMs", d)?),
                 other => {
                     let got = describe(other);
                     return Err(type_error(env, format!("delayMs must be a number, not {got}")));
                 }
             },
         };
-        self.settle_with(env, move |d| async move { d.nak(delay).await })
+        let delay = millis("delayMs", delay);
+        self.settle_with(env, move |d| async move { d.nak(delay?).await })
     }
 
     /// Cannot ever be processed: the message goes to the dead-letter subject

@@ -42,7 +42,23 @@ pub(crate) fn typed<T: FromNapiValue + TypeName>(env: &Env, name: &str, value: U
 /// A string argument, or a `TypeError` naming the argument and the type it got.
 pub(crate) fn string_arg(env: &Env, name: &str, value: Unknown) -> Result<String> {
     match value.get_type()? {
-        ValueType::String => typed(env, name, value),
+        ValueType::String => {
+            let text: String = typed(env, name, value)?;
+            // Node turns a lone surrogate into U+FFFD on the way to UTF-8; refuse it
+            // instead (as Python does), so a subject is never silently another subject.
+            if text.contains('\u{FFFD}') {
+                let units: Utf16String = typed(env, name, value)?;
+                if String::from_utf16(&units).is_err() {
+                    return Err(to_js(
+                        env,
+                        &busbar::Error::InvalidArgument(format!(
+                            "{name} holds a lone surrogate: it is not valid Unicode"
+                        )),
+                    ));
+                }
+            }
+            Ok(text)
+        }
         other => Err(type_error(
             env,
             format!("{name} must be a string, not {}", describe(other)),

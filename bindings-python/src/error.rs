@@ -132,13 +132,19 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let base = py.get_type::<BusError>();
     base.setattr("code", "")?;
-    m.add("BusError", base)?;
+    m.add("BusError", &base)?;
     for code in busbar::Error::CODES {
         let class = class_of(py, code).ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err(format!("busbar: no exception class for code {code:?}"))
         })?;
         class.setattr("code", *code)?;
         m.add(class.name()?, class)?;
+    }
+    // Bad values and undecodable data are also ValueErrors, so code written against the
+    // standard library (`except ValueError`, e.g. around json.loads) keeps working.
+    let value_error = py.get_type::<pyo3::exceptions::PyValueError>();
+    for class in [py.get_type::<InvalidArgument>(), py.get_type::<DecodeError>()] {
+        class.setattr("__bases__", (base.clone(), value_error.clone()))?;
     }
     Ok(())
 }

@@ -5,10 +5,10 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use busbar::Bytes;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyDict, PyString};
 
 use crate::awaitable;
 use crate::error::to_py;
@@ -72,12 +72,23 @@ pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
         });
     }
     let py = data.py();
-    let text = json_fn(py, &JSON_DUMPS, "dumps")?.call1((data,)).map_err(|e| {
-        PyTypeError::new_err(format!(
-            "data must be bytes, str or a JSON-serialisable object; {}: {e}",
-            data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-        ))
-    })?;
+    // Strict JSON, as json.dumps(allow_nan=False): NaN and infinities have no JSON form.
+    let strict = [("allow_nan", false)].into_py_dict(py)?;
+    let text = json_fn(py, &JSON_DUMPS, "dumps")?
+        .call((data,), Some(&strict))
+        .map_err(|e| {
+            let kind = data.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            if e.is_instance_of::<PyValueError>(py) {
+                to_py(busbar::Error::InvalidArgument(format!(
+                    "data is not valid JSON ({kind}): {}",
+                    e.value(py)
+                )))
+            } else {
+                PyTypeError::new_err(format!(
+                    "data must be bytes, str or a JSON-serialisable object; {kind}: {e}"
+                ))
+            }
+        })?;
     let text = text.cast::<PyString>()?.to_str()?.as_bytes().to_vec();
     Ok(Payload {
         data: Bytes::from(text),
@@ -229,7 +240,17 @@ impl Message {
 
     /// The payload parsed as JSON.
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_fn(py, &JSON_LOADS, "loads")?.call1((PyBytes::new(py, self.inner.data()),))
+        // Undecodable: busbar's DecodeError (code `decode`, as in every language), which is
+        // also a ValueError, as json.JSONDecodeError is.
+        json_fn(py, &JSON_LOADS, "loads")?
+            .call1((PyBytes::new(py, self.inner.data()),))
+            .map_err(|e| {
+                to_py(busbar::Error::Decode(format!(
+                    "message {} is not JSON: {}",
+                    self.inner.id(),
+                    e.value(py)
+                )))
+            })
     }
 
     /// Answers this request; the reply echoes its correlation id. Awaitable.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 
+use crate::bounds::MAX_HEADER_BLOCK;
 use crate::config::{Backend, Config};
 use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
 use crate::envelope::{Message, MessageBuilder};
@@ -141,10 +142,23 @@ pub struct BusStats {
     pub subscriptions: u64,
 }
 
-/// Refuses a payload of `size` bytes over `max` (docs/design.md §4), naming both sizes.
-pub(crate) fn check_payload(size: usize, max: usize) -> Result<()> {
+/// Refuses `msg` when its payload is over `max` (`payload_too_large`, naming both sizes)
+/// or its NATS header block is over [`MAX_HEADER_BLOCK`] (`invalid_argument`), the same
+/// on both backends (docs/design.md §4). A NATS server counts payload and header block
+/// together against its own `max_payload`; the NATS backend keeps [`MAX_HEADER_BLOCK`] of
+/// the server's limit for headers, so a payload up to `max` always fits.
+pub(crate) fn check_size(msg: &Message, max: usize) -> Result<()> {
+    let size = msg.data().len();
     if size > max {
         return Err(Error::PayloadTooLarge { size, max });
+    }
+    let headers = crate::envelope::codec::header_block_len(msg);
+    if headers > MAX_HEADER_BLOCK {
+        return Err(Error::InvalidArgument(format!(
+            "the header block of message {} is {headers} bytes (attributes and headers as NATS \
+             carries them), over the limit of {MAX_HEADER_BLOCK} bytes",
+            msg.id()
+        )));
     }
     Ok(())
 }

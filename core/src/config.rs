@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::bounds;
 use crate::error::{Error, Result};
 
 /// Which backend [`crate::connect`] builds.
@@ -110,8 +111,9 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Default `max_payload`: 1 MiB, as a NATS server's default.
-pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Default `max_payload`: 1 MiB less [`crate::bounds::MAX_HEADER_BLOCK`] (1,040,384 bytes),
+/// so that a payload of this size and its headers fit a NATS server's default 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - crate::bounds::MAX_HEADER_BLOCK;
 /// Default `subscription_capacity`.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 /// Default `nats_url`.
@@ -213,12 +215,16 @@ impl Config {
                 self.nats_url = value.to_owned();
             }
             "max_payload" => self.max_payload = positive(key, value)?,
-            "subscription_capacity" => self.subscription_capacity = positive(key, value)?,
+            "subscription_capacity" => {
+                self.subscription_capacity = positive(key, value)?;
+                bounds::at_most(key, self.subscription_capacity, bounds::MAX_SUBSCRIPTION_CAPACITY)?;
+            }
             "backpressure" => self.backpressure = parse(key, value)?,
             "source" => {
                 if value.is_empty() || value.contains(['\r', '\n', '\0']) {
                     return Err(Error::InvalidArgument(format!(
-                        "source {value:?} must be non-empty and hold no line break"
+                        "source {} must be non-empty and hold no line break",
+                        crate::error::quote(value)
                     )));
                 }
                 self.source = value.to_owned();
@@ -234,9 +240,11 @@ impl Config {
             "retention_days" => {
                 self.retention_days = value.trim().parse().map_err(|_| {
                     Error::InvalidArgument(format!(
-                        "retention_days must be a whole number of days (0 = no limit), not {value:?}"
+                        "retention_days must be a whole number of days (0 = no limit), not {}",
+                        crate::error::quote(value)
                     ))
-                })?
+                })?;
+                bounds::at_most(key, self.retention_days, bounds::MAX_RETENTION_DAYS)?;
             }
             "encryption" => self.encryption = boolean(key, value)?,
             "policy" => self.policy = non_empty(key, value)?,
@@ -253,7 +261,8 @@ impl Config {
             }
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown config key {other:?}; known keys: {}",
+                    "unknown config key {}; known keys: {}",
+                    crate::error::quote(other),
                     KEYS.join(", ")
                 )))
             }
@@ -304,6 +313,12 @@ impl Config {
                 self.max_payload, self.subscription_capacity
             )));
         }
+        bounds::at_most(
+            "subscription_capacity",
+            self.subscription_capacity,
+            bounds::MAX_SUBSCRIPTION_CAPACITY,
+        )?;
+        bounds::at_most("retention_days", self.retention_days, bounds::MAX_RETENTION_DAYS)?;
         if self.nats_user.is_some() != self.nats_password.is_some() {
             return Err(Error::InvalidArgument(
                 "nats_user and nats_password go together: set both or neither".into(),
@@ -334,7 +349,8 @@ fn boolean(key: &str, value: &str) -> Result<bool> {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(Error::InvalidArgument(format!(
-            "{key} must be true or false, not {value:?}"
+            "{key} must be true or false, not {}",
+            crate::error::quote(value)
         ))),
     }
 }
@@ -343,7 +359,8 @@ fn positive(key: &str, value: &str) -> Result<usize> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(Error::InvalidArgument(format!(
-            "{key} must be a whole number above 0, not {value:?}"
+            "{key} must be a whole number above 0, not {}",
+            crate::error::quote(value)
         ))),
     }
 }
@@ -355,7 +372,8 @@ impl FromStr for Backend {
             "memory" => Ok(Backend::Memory),
             "nats" => Ok(Backend::Nats),
             _ => Err(Error::InvalidArgument(format!(
-                "backend must be \"memory\" or \"nats\", not {s:?}"
+                "backend must be \"memory\" or \"nats\", not {}",
+                crate::error::quote(s)
             ))),
         }
     }
@@ -377,7 +395,8 @@ impl FromStr for Backpressure {
             "block" => Ok(Backpressure::Block),
             "lag" => Ok(Backpressure::Lag),
             _ => Err(Error::InvalidArgument(format!(
-                "backpressure must be \"block\" or \"lag\", not {s:?}"
+                "backpressure must be \"block\" or \"lag\", not {}",
+                crate::error::quote(s)
             ))),
         }
     }

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
+use crate::bounds;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::validate_pattern;
@@ -40,6 +41,12 @@ pub const DEFAULT_MAX_DELIVER: u32 = 5;
 pub const DEFAULT_MAX_ACK_PENDING: usize = 1024;
 /// Default prefix of dead-letter subjects: `dlq.<original subject>`.
 pub const DEFAULT_DLQ_PREFIX: &str = "dlq";
+/// How soon a durable subscription on NATS yields a `backend` error item once the server
+/// no longer has its consumer or stream (a restart on an empty store, an operator's
+/// delete): at once after the reconnection, at most this long otherwise (two missed
+/// 5-second pull heartbeats). It then re-creates its consumer as soon as the stream is
+/// declared again, and deliveries go on (docs/design.md §4).
+pub const LOST_CONSUMER_NOTICE: Duration = Duration::from_secs(10);
 
 /// Header of a dead-lettered message: why it was dead-lettered.
 pub const DLQ_REASON: &str = "busbar-dlq-reason";
@@ -135,6 +142,17 @@ impl StreamConfig {
                 "stream {:?}: duplicate_window must be above zero",
                 self.name
             )));
+        }
+        let name = |field: &str| format!("stream {:?}: {field}", self.name);
+        if let Some(age) = self.max_age {
+            bounds::duration(&name("max_age"), age)?;
+        }
+        bounds::duration(&name("duplicate_window"), self.duplicate_window)?;
+        if let Some(bytes) = self.max_bytes {
+            bounds::at_most(&name("max_bytes"), bytes, bounds::MAX_COUNT)?;
+        }
+        if let Some(messages) = self.max_messages {
+            bounds::at_most(&name("max_messages"), messages, bounds::MAX_COUNT)?;
         }
         Ok(self)
     }
@@ -341,8 +359,23 @@ impl ConsumerConfig {
         if self.max_ack_pending == 0 {
             return bad("max_ack_pending must be at least 1".into());
         }
+        let name = |field: &str| format!("consumer {:?}: {field}", self.name);
+        bounds::duration(&name("ack_wait"), self.ack_wait)?;
+        bounds::duration(&name("backoff cap"), self.backoff.cap)?;
+        match self.start {
+            StartAt::Sequence(seq) => {
+                bounds::at_most(&name("start sequence"), seq, bounds::MAX_COUNT)?;
+            }
+            StartAt::Time(t) => {
+                // A time the broker's calendar cannot hold (past year 9999) would not convert.
+                let ahead = t.duration_since(SystemTime::now()).unwrap_or_default();
+                bounds::duration(&name("start time (from now)"), ahead)?;
+            }
+            StartAt::Beginning | StartAt::New => {}
+        }
         if let Some(rate) = self.rate_limit {
-            if !(rate.is_finite() && rate > 0.0) {
+            // Slower than one message per MAX_DURATION has no interval a timer can hold.
+            if !(rate.is_finite() && rate > 0.0 && 1.0 / rate <= bounds::MAX_DURATION.as_secs_f64()) {
                 return bad(format!(
                     "rate_limit must be a positive number of messages per second, got {rate}"
                 ));
@@ -363,7 +396,8 @@ pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "{kind} name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+            "{kind} name {} must be 1 to 64 letters, digits, '-' or '_'",
+            crate::error::quote(name)
         )))
     }
 }
@@ -493,6 +527,9 @@ impl DurableMessage {
     /// this attempt when `None`. On the last allowed attempt the message is dead-lettered
     /// instead.
     pub async fn nak(&self, delay: Option<Duration>) -> Result<()> {
+        if let Some(delay) = delay {
+            bounds::duration("nak delay", delay)?;
+        }
         self.settle_once()?;
         if self.attempt >= self.shared.config.max_deliver {
             let reason = format!(

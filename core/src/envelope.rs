@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::subject::validate_subject;
 
 /// Free user headers: name → value, sorted by name.
@@ -94,6 +94,44 @@ struct Envelope {
     reply_to: Option<String>,
     headers: Headers,
     data: Bytes,
+}
+
+impl Envelope {
+    /// Trims every attribute and header value as a NATS header block does (leading and
+    /// trailing `char::is_whitespace`); allocates only for a value that changes.
+    fn trim_values(&mut self) {
+        fn shared(s: &mut Arc<str>) {
+            if s.trim() != &**s {
+                *s = Arc::from(s.trim());
+            }
+        }
+        fn owned(s: &mut String) {
+            let end = s.trim_end().len();
+            s.truncate(end);
+            let start = s.len() - s.trim_start().len();
+            s.drain(..start);
+        }
+        shared(&mut self.source);
+        shared(&mut self.event_type);
+        if let EventId::Given(id) = &mut self.id {
+            shared(id);
+        }
+        let e = self;
+        for value in [
+            &mut e.content_type,
+            &mut e.correlation_id,
+            &mut e.traceparent,
+            &mut e.tracestate,
+            &mut e.classification,
+            &mut e.keyid,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            owned(value);
+        }
+        e.headers.values_mut().for_each(owned);
+    }
 }
 
 /// An event id: generated ids are kept inline, so making one allocates nothing.
@@ -521,7 +559,9 @@ impl MessageBuilder {
         self
     }
 
-    /// Validates the subject, reply subject and headers; fills `id` and `time`.
+    /// Validates the subject, reply subject and headers; fills `id` and `time`. Values of
+    /// attributes and headers lose leading and trailing whitespace, as they do when NATS
+    /// carries them, so a message reads the same on both backends (docs/design.md §3).
     pub fn build(mut self) -> Result<Message> {
         if let Some(name) = &self.reserved {
             return Err(Error::InvalidArgument(format!(
@@ -529,6 +569,7 @@ impl MessageBuilder {
             )));
         }
         validate_subject(&self.env.subject)?;
+        self.env.trim_values();
         if let Some(reply_to) = &self.env.reply_to {
             validate_subject(reply_to)?;
         }
@@ -624,7 +665,8 @@ pub(crate) const RESERVED_HEADERS: &[&str] = &[
 fn check_attr(name: &str, value: &str) -> Result<()> {
     if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
         return Err(Error::InvalidArgument(format!(
-            "attribute {name} = {value:?} contains a line break or NUL, which would corrupt the header block"
+            "attribute {name} = {} contains a line break or NUL, which would corrupt the header block",
+            quote(value)
         )));
     }
     Ok(())
@@ -636,15 +678,17 @@ fn check_header(name: &str, value: &str) -> Result<()> {
     }
     if let Some(bad) = name.chars().find(|c| !c.is_ascii_graphic() || *c == ':') {
         return Err(Error::InvalidArgument(format!(
-            "header name {name:?} contains {bad:?}; names are printable ASCII without ':' or spaces"
+            "header name {} contains {bad:?}; names are printable ASCII without ':' or spaces",
+            quote(name)
         )));
     }
     if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(Error::InvalidArgument(format!(
-            "header name {name:?} is reserved for an envelope attribute; set the attribute instead"
+            "header name {} is reserved for an envelope attribute; set the attribute instead",
+            quote(name)
         )));
     }
-    check_attr(&format!("header {name}"), value)
+    check_attr(&format!("header {}", quote(name)), value)
 }
 
 /// The NATS wire mapping (CloudEvents binary content mode): pure functions, no I/O.

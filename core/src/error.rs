@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A subject or pattern breaks the rules of docs/design.md §2.
-    #[error("invalid subject {subject:?}: {reason}")]
+    #[error("invalid subject {}: {reason}", quote(subject))]
     InvalidSubject {
         /// The offending subject, as given.
         subject: String,
@@ -29,7 +29,7 @@ pub enum Error {
         max: usize,
     },
     /// No reply arrived in time.
-    #[error("request to {subject:?} timed out after {timeout:?}")]
+    #[error("request to {} timed out after {timeout:?}", quote(subject))]
     Timeout {
         /// The subject the request was sent to.
         subject: String,
@@ -37,7 +37,7 @@ pub enum Error {
         timeout: Duration,
     },
     /// A request found no subscriber on its subject.
-    #[error("no responders for request to {subject:?}")]
+    #[error("no responders for request to {}", quote(subject))]
     NoResponders {
         /// The subject the request was sent to.
         subject: String,
@@ -66,7 +66,8 @@ pub enum Error {
     /// Not a failure of a call: a subscription in `lag` back-pressure mode
     /// missed `missed` messages because its buffer was full. The stream goes on.
     #[error(
-        "subscription on {pattern:?} lagged: {missed} messages were dropped because its buffer was full"
+        "subscription on {} lagged: {missed} messages were dropped because its buffer was full",
+        quote(pattern)
     )]
     Lagged {
         /// Pattern of the subscription that lagged.
@@ -114,5 +115,35 @@ impl Error {
             subject: subject.to_owned(),
             reason,
         }
+    }
+}
+
+/// Most characters of an input quoted in an error message; the rest is summarised.
+pub const QUOTE_LIMIT: usize = 64;
+
+/// `input` quoted as `{:?}` would, cut after [`QUOTE_LIMIT`] characters with its size
+/// appended (`"aaaa…" (1048576 bytes)`), so an error about a huge input stays small.
+pub fn quote(input: &str) -> String {
+    match input.char_indices().nth(QUOTE_LIMIT) {
+        None => format!("{input:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &input[..cut], input.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_inputs_are_cut() {
+        assert_eq!(quote("a.b"), "\"a.b\"");
+        let exact = "x".repeat(QUOTE_LIMIT);
+        assert_eq!(quote(&exact), format!("{exact:?}"));
+        let huge = "é".repeat(1 << 20);
+        let shown = quote(&huge);
+        assert!(shown.ends_with("… (2097152 bytes)"), "{shown}");
+        assert_eq!(shown.chars().filter(|&c| c == 'é').count(), QUOTE_LIMIT);
+        let err = Error::invalid_subject(&huge, "it is longer than the limit of 2000 bytes");
+        assert!(err.to_string().len() < 300, "{err}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use crate::bus::{
-    check_payload, BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
+    check_size, BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
 };
 use crate::config::{Backend, Config};
 use crate::durable::log::Log;
@@ -185,9 +185,9 @@ impl Inner {
     /// The fast path of `publish(subject, data)`: one shared copy of the subject per route.
     async fn publish_data(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
         self.check_open()?;
-        check_payload(data.len(), self.config.max_payload)?;
         let route = self.route_for(subject)?;
         let msg = Message::event(route.topic.clone(), data);
+        check_size(&msg, self.config.max_payload)?;
         if self.log.active() {
             self.log.capture(&msg);
         }
@@ -197,7 +197,7 @@ impl Inner {
 
     async fn publish(&self, mut msg: Message) -> Result<usize> {
         self.check_open()?;
-        check_payload(msg.data().len(), self.config.max_payload)?;
+        check_size(&msg, self.config.max_payload)?;
         let route = self.route_for(msg.subject())?;
         if msg.reply_to().is_some() {
             msg = msg.with_replier(self.replier.clone());
@@ -211,7 +211,7 @@ impl Inner {
     /// Stores `msg` in its stream (as JetStream does, plain subscribers get it too).
     async fn publish_durable(&self, msg: Message) -> Result<PublishAck> {
         self.check_open()?;
-        check_payload(msg.data().len(), self.config.max_payload)?;
+        check_size(&msg, self.config.max_payload)?;
         let route = self.route_for(msg.subject())?;
         let ack = self.log.capture(&msg).ok_or_else(|| no_stream(msg.subject()))?;
         self.deliver(&route, msg).await;

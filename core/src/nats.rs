@@ -16,8 +16,9 @@ use async_nats::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::bounds::MAX_HEADER_BLOCK;
 use crate::bus::{
-    check_payload, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
+    check_size, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
     SubscriptionStats,
 };
 use crate::config::{Backend, Config};
@@ -57,7 +58,8 @@ struct Inner {
     js: async_nats::jetstream::Context,
     config: Config,
     source: Arc<str>,
-    /// The smaller of the configured `max_payload` and the server's.
+    /// The smaller of the configured `max_payload` and the server's less the header block
+    /// budget (see [`payload_limit`]).
     max_payload: usize,
     /// Replies to this bus's requests (and its flush markers) arrive under it.
     inbox: Inbox<async_nats::Message>,
@@ -127,7 +129,7 @@ impl NatsBus {
             js,
             client,
             source: Arc::from(config.source.as_str()),
-            max_payload: config.max_payload.min(server_max.max(1)),
+            max_payload: payload_limit(config.max_payload, server_max),
             config,
             inbox: Inbox::new(inbox_prefix),
             replier: Arc::new(WeakReplier(weak.clone())),
@@ -138,6 +140,13 @@ impl NatsBus {
         tokio::spawn(route_replies(replies, Arc::downgrade(&inner)));
         Ok(NatsBus { inner })
     }
+}
+
+/// The largest payload sent to a server whose `max_payload` is `server_max`: the
+/// configured limit, or the server's less [`MAX_HEADER_BLOCK`] (the server counts the
+/// header block too) when that is smaller (docs/design.md §4).
+fn payload_limit(configured: usize, server_max: usize) -> usize {
+    configured.min(server_max.saturating_sub(MAX_HEADER_BLOCK).max(1))
 }
 
 /// The NATS header block of `msg` (CloudEvents binary mode). Attribute names are static,
@@ -160,7 +169,8 @@ pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
     });
     match refused {
         Some(name) => Err(Error::InvalidArgument(format!(
-            "header name {name:?} is not valid on NATS"
+            "header name {} is not valid on NATS",
+            crate::error::quote(&name)
         ))),
         None => Ok(fields.into_iter().collect()),
     }
@@ -187,7 +197,7 @@ impl Inner {
 
     async fn publish(&self, msg: &Message) -> Result<()> {
         self.check_open()?;
-        check_payload(msg.data().len(), self.max_payload)?;
+        check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
         let sent = match msg.reply_to() {
@@ -203,9 +213,22 @@ impl Inner {
                     .await
             }
         };
-        sent.map_err(|e| backend(format!("publishing to {:?}", msg.subject()), e))?;
+        sent.map_err(|e| match e.kind() {
+            async_nats::client::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
+            _ => backend(format!("publishing to {:?}", msg.subject()), e),
+        })?;
         self.counters.published.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    /// `payload_too_large` for `msg` refused by async-nats' own check: the server now in use
+    /// (after a reconnect) has a smaller `max_payload` than the one seen at connect.
+    fn too_large(&self, msg: &Message) -> Error {
+        let server_max = self.client.server_info().max_payload;
+        Error::PayloadTooLarge {
+            size: msg.data().len(),
+            max: payload_limit(self.max_payload, server_max),
+        }
     }
 
     /// A round trip through the server: when it returns, the server has processed everything
@@ -487,7 +510,7 @@ impl EventBus for NatsBus {
             .declare_stream(dead_letter_stream(&config.dlq_prefix))
             .await?;
         let consumer = self.inner.consumer(&config).await?;
-        let deliveries = jetstream::deliveries(self.inner.clone(), consumer);
+        let deliveries = jetstream::deliveries(self.inner.clone(), consumer, config.clone());
         let publisher = Arc::new(jetstream::Publisher(Arc::downgrade(&self.inner)));
         Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
     }

@@ -19,6 +19,7 @@ pub(crate) fn stamp_request(msg: &Message, inbox: &str, timeout: Duration) -> Re
             msg.subject()
         )));
     }
+    crate::bounds::duration("request timeout", timeout)?;
     let mut builder = msg.to_builder().reply_to(inbox);
     if msg.correlation_id().is_none() {
         builder = builder.correlation_id(msg.id());

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 
@@ -13,8 +14,39 @@ enum Kind {
     Pattern,
 }
 
+/// Longest subject or pattern accepted, in bytes of UTF-8 (docs/design.md §2).
+///
+/// A NATS server closes the connection on a protocol line longer than its
+/// `max_control_line` (4096 bytes by default), and the longest line busbar sends,
+/// `HPUB <subject> <reply-to> <header bytes> <total bytes>\r\n`, holds two subjects
+/// and two numbers: with both subjects at this limit and both numbers at 20 digits it
+/// is 4050 bytes. So every subject busbar accepts can be sent to a default server, with
+/// any reply subject, on both backends alike.
+pub const MAX_SUBJECT_BYTES: usize = 2000;
+
+/// Most tokens in a subject or pattern (docs/design.md §2). NATS recommends at most
+/// 16; 256 leaves room for any naming scheme while bounding the work per subject
+/// (matching, overlap checks, the depth of the subscription trie).
+pub const MAX_SUBJECT_TOKENS: usize = 256;
+
+/// Longest queue group name accepted, in bytes: it shares the `SUB <pattern> <group>
+/// <sid>\r\n` line with a pattern of up to [`MAX_SUBJECT_BYTES`].
+pub const MAX_QUEUE_GROUP_BYTES: usize = MAX_SUBJECT_BYTES;
+
+/// The NATS server's default `max_control_line`, which the limits above fit under.
+pub const NATS_MAX_CONTROL_LINE: usize = 4096;
+
+// The longest lines busbar sends fit in a default server's control line.
+const _: () = assert!(
+    "HPUB ".len() + MAX_SUBJECT_BYTES + 1 + MAX_SUBJECT_BYTES + 1 + 20 + 1 + 20 + 2 <= NATS_MAX_CONTROL_LINE
+);
+const _: () = assert!(
+    "SUB ".len() + MAX_SUBJECT_BYTES + 1 + MAX_QUEUE_GROUP_BYTES + 1 + 20 + 2 <= NATS_MAX_CONTROL_LINE
+);
+
 /// Checks a subject one publishes to: no empty token, no whitespace or control
-/// character, and no `*` or `>` token.
+/// character, no `*` or `>` token, at most [`MAX_SUBJECT_BYTES`] bytes and
+/// [`MAX_SUBJECT_TOKENS`] tokens.
 pub fn validate_subject(subject: &str) -> Result<()> {
     check(subject, Kind::Subject)
 }
@@ -25,11 +57,19 @@ pub fn validate_pattern(pattern: &str) -> Result<()> {
     check(pattern, Kind::Pattern)
 }
 
-/// Checks a queue group name: non-empty, with no whitespace or control character.
+/// Checks a queue group name: non-empty, at most [`MAX_QUEUE_GROUP_BYTES`] bytes, with
+/// no whitespace or control character.
 pub fn validate_queue_group(group: &str) -> Result<()> {
+    if group.len() > MAX_QUEUE_GROUP_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "queue group {} is longer than the limit of {MAX_QUEUE_GROUP_BYTES} bytes",
+            crate::error::quote(group)
+        )));
+    }
     if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidArgument(format!(
-            "queue group {group:?} must be non-empty and hold no whitespace or control character"
+            "queue group {} must be non-empty and hold no whitespace or control character",
+            crate::error::quote(group)
         )));
     }
     Ok(())
@@ -62,7 +102,11 @@ fn check(s: &str, kind: Kind) -> Result<()> {
     if s.is_empty() {
         return Err(Error::invalid_subject(s, "it is empty"));
     }
+    if s.len() > MAX_SUBJECT_BYTES {
+        return Err(Error::invalid_subject(s, TOO_LONG));
+    }
     let bytes = s.as_bytes();
+    let mut tokens = 1;
     let mut token_start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -72,6 +116,10 @@ fn check(s: &str, kind: Kind) -> Result<()> {
                 b'.' => {
                     check_token(s, &s[token_start..i], false, kind)?;
                     token_start = i + 1;
+                    tokens += 1;
+                    if tokens > MAX_SUBJECT_TOKENS {
+                        return Err(Error::invalid_subject(s, TOO_MANY_TOKENS));
+                    }
                 }
                 b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f => {
                     return Err(Error::invalid_subject(s, "it contains whitespace"))
@@ -96,6 +144,9 @@ fn check(s: &str, kind: Kind) -> Result<()> {
     }
     check_token(s, &s[token_start..], true, kind)
 }
+
+const TOO_LONG: &str = "it is longer than the limit of 2000 bytes";
+const TOO_MANY_TOKENS: &str = "it has more than the limit of 256 tokens";
 
 fn check_token(s: &str, token: &str, last: bool, kind: Kind) -> Result<()> {
     match token {
@@ -223,49 +274,103 @@ impl<T> SubjectIndex<T> {
     }
 }
 
-fn walk<'a, T>(node: &'a Node<T>, rest: &str, f: &mut impl FnMut(&'a T)) {
-    // `rest` holds at least one token, so a `>` at this level matches.
-    node.tail.iter().for_each(&mut *f);
-    let (token, tail) = match rest.split_once('.') {
-        Some((t, r)) => (t, Some(r)),
-        None => (rest, None),
-    };
-    if let Some(child) = node.literals.get(token) {
-        step(child, tail, f);
-    }
-    if let Some(child) = &node.star {
-        step(child, tail, f);
-    }
-}
-
-fn step<'a, T>(child: &'a Node<T>, tail: Option<&str>, f: &mut impl FnMut(&'a T)) {
-    match tail {
-        None => child.here.iter().for_each(f),
-        Some(rest) => walk(child, rest, f),
-    }
-}
-
-fn remove_in<T>(node: &mut Node<T>, tokens: &[&str], is_it: &mut impl FnMut(&T) -> bool) -> Option<T> {
-    let take =
-        |v: &mut Vec<T>, is_it: &mut dyn FnMut(&T) -> bool| v.iter().position(is_it).map(|i| v.remove(i));
-    match tokens {
-        [] => take(&mut node.here, is_it),
-        [">"] => take(&mut node.tail, is_it),
-        ["*", rest @ ..] => {
-            let child = node.star.as_deref_mut()?;
-            let found = remove_in(child, rest, is_it);
-            if child.is_empty() {
-                node.star = None;
+/// Visits every value whose pattern matches `subject`, with an explicit stack rather
+/// than recursion, so the depth of a subject never touches the thread's stack.
+fn walk<'a, T>(root: &'a Node<T>, subject: &str, f: &mut impl FnMut(&'a T)) {
+    // Each entry: a node, and the tokens of the subject still to match below it
+    // (at least one, so a `>` at that node matches).
+    let mut stack: SmallVec<[(&'a Node<T>, &str); 8]> = SmallVec::new();
+    stack.push((root, subject));
+    while let Some((node, rest)) = stack.pop() {
+        node.tail.iter().for_each(&mut *f);
+        let (token, tail) = match rest.split_once('.') {
+            Some((t, r)) => (t, Some(r)),
+            None => (rest, None),
+        };
+        for child in [node.star.as_deref(), node.literals.get(token)]
+            .into_iter()
+            .flatten()
+        {
+            match tail {
+                None => child.here.iter().for_each(&mut *f),
+                Some(rest) => stack.push((child, rest)),
             }
-            found
         }
-        [lit, rest @ ..] => {
-            let child = node.literals.get_mut(*lit)?;
-            let found = remove_in(child, rest, is_it);
-            if child.is_empty() {
-                node.literals.remove(*lit);
-            }
-            found
+    }
+}
+
+impl<T> Node<T> {
+    fn child(&self, token: &str) -> Option<&Node<T>> {
+        match token {
+            "*" => self.star.as_deref(),
+            lit => self.literals.get(lit),
+        }
+    }
+
+    fn child_mut(&mut self, token: &str) -> Option<&mut Node<T>> {
+        match token {
+            "*" => self.star.as_deref_mut(),
+            lit => self.literals.get_mut(lit),
+        }
+    }
+
+    /// Detaches the child under `token` (dropped by the caller, iteratively).
+    fn take_child(&mut self, token: &str) -> Option<Node<T>> {
+        match token {
+            "*" => self.star.take().map(|b| *b),
+            lit => self.literals.remove(lit),
+        }
+    }
+
+    /// Whether this node holds anything besides one child (the one on a path through it).
+    fn holds_more_than_one_child(&self) -> bool {
+        let children = self.literals.len() + usize::from(self.star.is_some());
+        !self.here.is_empty() || !self.tail.is_empty() || children > 1
+    }
+}
+
+/// Removes the first value under `tokens` (a valid pattern split on `.`) for which
+/// `is_it` is true, then cuts off the chain of nodes left empty. Iterative.
+fn remove_in<T>(root: &mut Node<T>, tokens: &[&str], is_it: &mut impl FnMut(&T) -> bool) -> Option<T> {
+    let (path, in_tail) = match tokens.split_last() {
+        Some((&">", path)) => (path, true),
+        _ => (tokens, false),
+    };
+    // The deepest node on the path that must stay (it holds something else): the
+    // chain of nodes below it is cut off if the removal leaves the last one empty.
+    let mut keep = 0;
+    let mut node: &Node<T> = root;
+    for (depth, token) in path.iter().enumerate() {
+        if depth == 0 || node.holds_more_than_one_child() {
+            keep = depth;
+        }
+        node = node.child(token)?;
+    }
+    let mut node: &mut Node<T> = root;
+    for token in path {
+        node = node.child_mut(token)?;
+    }
+    let values = if in_tail { &mut node.tail } else { &mut node.here };
+    let removed = values.remove(values.iter().position(is_it)?);
+    if node.is_empty() && !path.is_empty() {
+        let mut node: &mut Node<T> = root;
+        for token in &path[..keep] {
+            node = node.child_mut(token)?;
+        }
+        drop(node.take_child(path[keep]));
+    }
+    Some(removed)
+}
+
+impl<T> Drop for Node<T> {
+    /// Drops the subtree with an explicit stack: a deep trie never recurses.
+    fn drop(&mut self) {
+        let mut stack: Vec<Node<T>> = self.literals.drain().map(|(_, n)| n).collect();
+        stack.extend(self.star.take().map(|b| *b));
+        while let Some(mut node) = stack.pop() {
+            stack.extend(node.literals.drain().map(|(_, n)| n));
+            stack.extend(node.star.take().map(|b| *b));
+            // `node` is dropped here with no children left.
         }
     }
 }
@@ -334,6 +439,91 @@ mod tests {
         assert_eq!(index.remove("a.>", |v| *v == 3), Some(3));
         assert!(index.is_empty());
         assert!(index.root.is_empty(), "every node pruned");
+    }
+
+    #[test]
+    fn limits_are_named_and_enforced() {
+        let at_limit = "y".repeat(MAX_SUBJECT_BYTES);
+        validate_subject(&at_limit).unwrap();
+        let err = validate_subject(&"y".repeat(MAX_SUBJECT_BYTES + 1)).unwrap_err();
+        assert_eq!(err.code(), "invalid_subject");
+        assert!(
+            err.to_string()
+                .contains(&format!("limit of {MAX_SUBJECT_BYTES} bytes")),
+            "{err}"
+        );
+        // Bytes of UTF-8, not characters.
+        assert!(validate_subject(&"é".repeat(MAX_SUBJECT_BYTES / 2 + 1)).is_err());
+        let deep = vec!["a"; MAX_SUBJECT_TOKENS].join(".");
+        validate_pattern(&deep).unwrap();
+        let err = validate_pattern(&format!("{deep}.>")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("limit of {MAX_SUBJECT_TOKENS} tokens")),
+            "{err}"
+        );
+        let group = "g".repeat(MAX_QUEUE_GROUP_BYTES + 1);
+        let err = validate_queue_group(&group).unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(err.to_string().contains("limit of 2000 bytes"), "{err}");
+        validate_queue_group(&group[1..]).unwrap();
+    }
+
+    /// A trie far deeper than the limits allow (built past `insert`'s validation)
+    /// is walked, pruned and dropped without recursion, on a small thread stack.
+    #[test]
+    fn deep_trie_needs_no_stack() {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| {
+                let depth = 100_000;
+                let mut index: SubjectIndex<u32> = SubjectIndex::new();
+                let mut node = &mut index.root;
+                for _ in 0..depth {
+                    node = node.literals.entry("a".into()).or_default();
+                }
+                node.here.push(1);
+                index.len = 1;
+                let subject = vec!["a"; depth].join(".");
+                let mut seen = Vec::new();
+                index.for_each_match(&subject, |v| seen.push(*v));
+                assert_eq!(seen, [1]);
+                let tokens: Vec<&str> = subject.split('.').collect();
+                assert_eq!(remove_in(&mut index.root, &tokens, &mut |v| *v == 1), Some(1));
+                assert!(index.root.is_empty(), "the whole chain is pruned");
+                // And a deep trie still full when dropped.
+                let mut index: SubjectIndex<u32> = SubjectIndex::new();
+                let mut node = &mut index.root;
+                for _ in 0..depth {
+                    node = node.star.get_or_insert_with(Default::default);
+                }
+                node.here.push(2);
+                drop(index);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn remove_prunes_only_the_empty_chain() {
+        let mut index = SubjectIndex::new();
+        index.insert("a.b.c.d", 1).unwrap();
+        index.insert("a.b", 2).unwrap();
+        index.insert("a.*.x.>", 3).unwrap();
+        assert_eq!(index.remove("a.b.c.d", |v| *v == 1), Some(1));
+        let a = index.root.literals.get("a").unwrap();
+        assert!(
+            a.literals.get("b").unwrap().literals.is_empty(),
+            "c.d cut off below a.b"
+        );
+        assert_eq!(index.matches("a.b"), [&2]);
+        assert_eq!(index.matches("a.q.x.y"), [&3]);
+        assert_eq!(index.remove("a.*.x.>", |v| *v == 3), Some(3));
+        assert!(index.root.literals.get("a").unwrap().star.is_none());
+        assert_eq!(index.remove("a.b", |v| *v == 2), Some(2));
+        assert!(index.root.is_empty());
+        assert_eq!(index.remove("a.b", |v| *v == 2), None);
     }
 
     #[test]

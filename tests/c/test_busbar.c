@@ -1139,6 +1139,93 @@ static void test_durable_errors(void) {
     busbar_bus_free(bus);
 }
 
+/* Issue 12: a 10,000-token pattern overflowed the subject trie's recursion (SIGSEGV inside
+ * busbar_subscribe); a subject over a NATS server's 4096-byte control line made the server
+ * drop the connection. Both are invalid_subject now, with a short message; subjects at the
+ * limits (2000 bytes, 256 tokens) work; numeric options out of range are invalid_argument. */
+static char *repeat_tokens(const char *token, size_t count, const char *last) {
+    size_t len = count * (strlen(token) + 1) + strlen(last) + 1;
+    char *s = calloc(len, 1);
+    for (size_t i = 0; i < count; i++) {
+        strcat(s, token);
+        strcat(s, ".");
+    }
+    strcat(s, last);
+    return s;
+}
+
+static void test_deep_and_long_subjects_and_numbers(void) {
+    busbar_bus *bus = connect_bus();
+    busbar_subscription *sub = NULL;
+    busbar_message *msg = NULL;
+    char *deep = repeat_tokens("a", 9999, "a"); /* 10,000 tokens, 19,999 bytes */
+    CHECK_STATUS(busbar_subscribe(bus, deep, &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK(sub == NULL);
+    CHECK_ERROR_MENTIONS("limit of 2000 bytes");
+    CHECK(strlen(busbar_last_error()) < 300);
+    CHECK_STATUS(busbar_publish(bus, deep, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_validate_pattern(deep), BUSBAR_INVALID_SUBJECT);
+    free(deep);
+    char *too_deep = repeat_tokens("*", 300, ">");
+    CHECK_STATUS(busbar_queue_subscribe(bus, too_deep, "workers", &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_ERROR_MENTIONS("limit of 256 tokens");
+    free(too_deep);
+    char *long_subject = calloc(5001, 1);
+    memset(long_subject, 'x', 5000);
+    CHECK_STATUS(busbar_publish(bus, long_subject, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_request(bus, long_subject, NULL, 0, 100, &msg), BUSBAR_INVALID_SUBJECT);
+    CHECK(msg == NULL);
+    CHECK_STATUS(busbar_subscribe(bus, long_subject, &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_queue_subscribe(bus, "c.long", long_subject, &sub), BUSBAR_INVALID_ARGUMENT);
+    free(long_subject);
+
+    /* At the limits: 2000 bytes with a wildcard, and 256 tokens. */
+    char *longest = calloc(2001, 1);
+    memset(longest, 'p', 2000);
+    longest[1996] = '.';
+    char *longest_pattern = strdup(longest);
+    strcpy(longest_pattern + 1997, "*");
+    char *deepest = repeat_tokens("d", 255, "d");
+    busbar_subscription *deep_sub = NULL;
+    CHECK_OK(busbar_subscribe(bus, longest_pattern, &sub));
+    CHECK_OK(busbar_subscribe(bus, deepest, &deep_sub));
+    CHECK_OK(busbar_flush(bus));
+    CHECK_OK(busbar_publish(bus, longest, (const uint8_t *)"long", 4, NULL, 0));
+    CHECK_OK(busbar_publish(bus, deepest, (const uint8_t *)"deep", 4, NULL, 0));
+    CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
+    if (msg != NULL) CHECK_STR(subject_of(msg), longest);
+    busbar_message_free(msg);
+    msg = NULL;
+    CHECK_OK(busbar_subscription_next(deep_sub, WAIT_MS, &msg));
+    if (msg != NULL) CHECK_STR(subject_of(msg), deepest);
+    busbar_message_free(msg);
+    busbar_subscription_free(sub);
+    busbar_subscription_free(deep_sub);
+    free(longest);
+    free(longest_pattern);
+    free(deepest);
+
+    /* Numbers: ack_wait_ms = UINT64_MAX was an opaque backend error on NATS. */
+    const char *subjects[] = {"c.limits.>"};
+    CHECK_OK(busbar_bus_declare_stream(bus, "C_LIMITS", subjects, 1, NULL, NULL));
+    busbar_consumer_options opts = {0};
+    opts.ack_wait_ms = UINT64_MAX;
+    busbar_durable_subscription *durable = NULL;
+    CHECK_STATUS(busbar_bus_durable_subscribe(bus, "C_LIMITS", "c", &opts, &durable),
+                 BUSBAR_INVALID_ARGUMENT);
+    CHECK_ERROR_MENTIONS("ack_wait");
+    CHECK(durable == NULL);
+    CHECK_STATUS(busbar_request(bus, "c.limits.x", NULL, 0, UINT64_MAX - 1, &msg),
+                 BUSBAR_INVALID_ARGUMENT);
+    busbar_config *config = NULL;
+    CHECK_OK(busbar_config_new(&config));
+    CHECK_STATUS(busbar_config_set(config, "subscription_capacity", "2305843009213693952"),
+                 BUSBAR_INVALID_ARGUMENT);
+    CHECK_ERROR_MENTIONS("subscription_capacity");
+    busbar_config_free(config);
+    busbar_bus_free(bus);
+}
+
 int main(int argc, char **argv) {
     /* No BUSBAR_* variable for this: core refuses unknown ones, rightly. */
     nats_url = argc > 1 ? argv[1] : NULL;
@@ -1164,6 +1251,7 @@ int main(int argc, char **argv) {
     RUN(test_durable_term_and_last_nak_dead_letter);
     RUN(test_durable_replay_from_a_sequence);
     RUN(test_durable_errors);
+    RUN(test_deep_and_long_subjects_and_numbers);
     printf("%d checks, %d failed\n", harness_checks, harness_failures);
     return harness_failures == 0 ? 0 : 1;
 }

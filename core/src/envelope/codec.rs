@@ -30,14 +30,52 @@ impl HeaderName<'_> {
 /// `ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`,
 /// `content-type`, the extension attributes that are set, `Nats-Msg-Id`, then user headers.
 /// Attribute names are `'static`, so a transport can use them without copying.
-pub fn encode_headers_into(msg: &Message, mut put: impl FnMut(HeaderName<'_>, &str)) {
+pub fn encode_headers_into(msg: &Message, put: impl FnMut(HeaderName<'_>, &str)) {
+    encode_with_time(msg, &format_time(msg.time()), put);
+}
+
+/// Bytes of the NATS header block of `msg` (`NATS/1.0\r\n`, a `name: value\r\n` line per
+/// header, `\r\n`): what a NATS server counts toward its `max_payload` besides the
+/// payload, and what both backends count (docs/design.md §4). Formats nothing.
+pub fn header_block_len(msg: &Message) -> usize {
+    // The time's text only matters by its length here.
+    const TIME: &str = "0000-00-00T00:00:00.000000000Z";
+    let time = &TIME[..time_len(msg.time()).min(TIME.len())];
+    let mut len = "NATS/1.0\r\n".len() + "\r\n".len();
+    encode_with_time(msg, time, |name, value| {
+        len += name.as_str().len() + ": ".len() + value.len() + "\r\n".len()
+    });
+    len
+}
+
+/// Length of [`format_time`]'s text for `t`, computed without formatting.
+fn time_len(t: SystemTime) -> usize {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        // Years 1970..=9999: `YYYY-MM-DDTHH:MM:SSZ` plus `.` and the digits needed.
+        Ok(d) if d.as_secs() < 253_402_300_800 => {
+            let mut nanos = d.subsec_nanos();
+            if nanos == 0 {
+                return 20;
+            }
+            let mut digits = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                digits -= 1;
+            }
+            21 + digits
+        }
+        _ => format_time(t).len(),
+    }
+}
+
+fn encode_with_time(msg: &Message, time: &str, mut put: impl FnMut(HeaderName<'_>, &str)) {
     use HeaderName::Attribute as A;
     put(A("ce-specversion"), SPEC_VERSION);
     put(A("ce-id"), msg.id());
     put(A("ce-source"), msg.source());
     put(A("ce-type"), msg.event_type());
     put(A("ce-subject"), msg.subject());
-    put(A("ce-time"), &format_time(msg.time()));
+    put(A("ce-time"), time);
     if let Some(v) = msg.content_type() {
         put(A("content-type"), v);
     }
@@ -155,6 +193,27 @@ fn parse_time(subject: &str, value: &str) -> Result<SystemTime> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn header_block_len_is_what_nats_sends() {
+        let mut times = vec![SystemTime::UNIX_EPOCH, SystemTime::now()];
+        for nanos in [1, 10, 100_000_000, 123_456_789, 500_000_000, 999_999_999, 120] {
+            times.push(SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, nanos));
+        }
+        times.push(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799));
+        for t in times {
+            assert_eq!(time_len(t), format_time(t).len(), "{}", format_time(t));
+            let mut msg = full().to_builder().time(t).build().unwrap();
+            for m in [msg.clone(), Message::builder("a").build().unwrap()] {
+                let mut block = String::from("NATS/1.0\r\n");
+                encode_headers_with(&m, |k, v| block.push_str(&format!("{k}: {v}\r\n")));
+                block.push_str("\r\n");
+                assert_eq!(header_block_len(&m), block.len());
+            }
+            msg = msg.to_builder().header("big", "x".repeat(5000)).build().unwrap();
+            assert!(header_block_len(&msg) > 5000);
+        }
+    }
 
     fn full() -> Message {
         Message::builder("orders.eu.created")

@@ -9,7 +9,8 @@ use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, contex
 use futures_util::StreamExt;
 
 use super::{backend, nats_headers, Inner};
-use crate::bus::check_payload;
+use crate::bus::check_size;
+use crate::bus::ConnectionEvent;
 use crate::durable::{
     no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
     StreamInfo,
@@ -97,15 +98,12 @@ impl Inner {
     /// for the stream's acknowledgement.
     pub(super) async fn publish_durable(&self, msg: &crate::Message) -> Result<PublishAck> {
         self.check_open()?;
-        check_payload(msg.data().len(), self.max_payload)?;
+        check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
         let failed = |e: context::PublishError| match e.kind() {
             context::PublishErrorKind::StreamNotFound => no_stream(msg.subject()),
-            context::PublishErrorKind::MaxPayloadExceeded => Error::PayloadTooLarge {
-                size: msg.data().len(),
-                max: self.max_payload,
-            },
+            context::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
             _ => backend(format!("durable publish to {:?}", msg.subject()), e),
         };
         let ack = self
@@ -159,61 +157,144 @@ impl Inner {
     }
 }
 
+/// Idle heartbeat asked of the server on each pull: two missed in a row end the pull
+/// with an error, so a consumer that vanished without a reconnection (deleted by an
+/// operator) is noticed within [`crate::durable::LOST_CONSUMER_NOTICE`].
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Pause between attempts to re-create a lost consumer (its stream must be declared again).
+const RETRY_LOST: Duration = Duration::from_millis(500);
+
+/// Where a durable subscription's pulling stands.
+enum Pull {
+    /// No pull open: open one.
+    Idle,
+    Open(Box<pull::Stream>),
+    /// The stream or consumer is gone from the server: re-create it when the stream is back.
+    Lost,
+}
+
 /// The deliveries of `consumer`, pulled in small batches. A lost server or heartbeat
-/// only pauses them: the pull is asked again until the bus closes.
+/// only pauses them: the pull is asked again until the bus closes. A consumer (or its
+/// stream) gone from the server, e.g. after a restart on an empty store, yields one
+/// `backend` error item, then is re-created from `config` as soon as its stream exists
+/// again, and deliveries go on.
 pub(super) fn deliveries(
     inner: Arc<Inner>,
     consumer: PullConsumer,
+    config: ConsumerConfig,
 ) -> impl futures_core::Stream<Item = Result<Delivery>> + Send {
-    let state = (inner, consumer, None::<pull::Stream>);
-    futures_util::stream::unfold(state, |(inner, consumer, mut pulled)| async move {
-        loop {
-            if inner.check_open().is_err() {
-                return None;
-            }
-            let Some(messages) = pulled.as_mut() else {
-                match consumer
-                    .stream()
-                    .max_messages_per_batch(PULL_BATCH)
-                    .messages()
-                    .await
-                {
-                    Ok(messages) => pulled = Some(messages),
-                    Err(_) => tokio::time::sleep(RETRY_PULL).await,
+    let events = inner.events.subscribe();
+    let state = (inner, consumer, config, events, Pull::Idle);
+    futures_util::stream::unfold(
+        state,
+        |(inner, mut consumer, config, mut events, mut pull)| async move {
+            loop {
+                if inner.check_open().is_err() {
+                    return None;
                 }
-                continue;
-            };
-            match messages.next().await {
-                Some(Ok(m)) => {
-                    let Ok(info) = m.info() else { continue };
-                    let (attempt, sequence) = (
-                        u32::try_from(info.delivered).unwrap_or(u32::MAX),
-                        info.stream_sequence,
-                    );
-                    let (raw, acker) = m.split();
-                    let delivery = match inner.receive(raw) {
-                        Ok(message) => Ok(Delivery {
-                            message,
-                            attempt,
-                            sequence,
-                            settle: Box::new(JsSettle(acker)),
-                        }),
-                        Err(e) => {
-                            // Undecodable (a foreign publisher's bad `ce-` headers): redelivering
-                            // cannot help, so stop it here and report it; it stays in the stream.
-                            let _ = acker.ack_with(AckKind::Term).await;
-                            Err(Error::Decode(format!("stream sequence {sequence}: {e}")))
+                let messages = match &mut pull {
+                    Pull::Lost => {
+                        match inner.consumer(&config).await {
+                            Ok(fresh) => {
+                                consumer = fresh;
+                                pull = Pull::Idle;
+                            }
+                            Err(_) => tokio::time::sleep(RETRY_LOST).await,
                         }
-                    };
-                    return Some((delivery, (inner, consumer, pulled)));
-                }
-                Some(Err(_)) | None => {
-                    pulled = None;
-                    tokio::time::sleep(RETRY_PULL).await;
+                        continue;
+                    }
+                    Pull::Idle => {
+                        match consumer
+                            .stream()
+                            .max_messages_per_batch(PULL_BATCH)
+                            .heartbeat(PULL_HEARTBEAT)
+                            .messages()
+                            .await
+                        {
+                            Ok(messages) => pull = Pull::Open(Box::new(messages)),
+                            Err(_) => pull = check(&consumer, RETRY_PULL).await,
+                        }
+                        if let Pull::Lost = pull {
+                            let lost = lost_error(&config);
+                            return Some((Err(lost), (inner, consumer, config, events, pull)));
+                        }
+                        continue;
+                    }
+                    Pull::Open(messages) => messages,
+                };
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    event = events.recv() => {
+                        // Back from a reconnection: the server may have lost its store.
+                        if matches!(event, Ok(ConnectionEvent::Connected)) {
+                            if let Pull::Lost = check(&consumer, Duration::ZERO).await {
+                                pull = Pull::Lost;
+                                let lost = lost_error(&config);
+                                return Some((Err(lost), (inner, consumer, config, events, pull)));
+                            }
+                        }
+                        continue;
+                    }
+                };
+                match next {
+                    Some(Ok(m)) => {
+                        let Ok(info) = m.info() else { continue };
+                        let (attempt, sequence) = (
+                            u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                            info.stream_sequence,
+                        );
+                        let (raw, acker) = m.split();
+                        let delivery = match inner.receive(raw) {
+                            Ok(message) => Ok(Delivery {
+                                message,
+                                attempt,
+                                sequence,
+                                settle: Box::new(JsSettle(acker)),
+                            }),
+                            Err(e) => {
+                                // Undecodable (a foreign publisher's bad `ce-` headers): redelivering
+                                // cannot help, so stop it here and report it; it stays in the stream.
+                                let _ = acker.ack_with(AckKind::Term).await;
+                                Err(Error::Decode(format!("stream sequence {sequence}: {e}")))
+                            }
+                        };
+                        return Some((delivery, (inner, consumer, config, events, pull)));
+                    }
+                    Some(Err(_)) | None => {
+                        pull = check(&consumer, RETRY_PULL).await;
+                        if let Pull::Lost = pull {
+                            let lost = lost_error(&config);
+                            return Some((Err(lost), (inner, consumer, config, events, pull)));
+                        }
+                    }
                 }
             }
+        },
+    )
+}
+
+/// After a failed pull: [`Pull::Lost`] when the server says the consumer or its stream
+/// does not exist, else [`Pull::Idle`] after `pause` (the server may just be away).
+async fn check(consumer: &PullConsumer, pause: Duration) -> Pull {
+    use jetstream::context::ConsumerInfoErrorKind as Kind;
+    match consumer.get_info().await {
+        Err(e) if matches!(e.kind(), Kind::NotFound | Kind::StreamNotFound) => Pull::Lost,
+        _ => {
+            tokio::time::sleep(pause).await;
+            Pull::Idle
         }
-    })
+    }
+}
+
+fn lost_error(config: &ConsumerConfig) -> Error {
+    Error::Backend {
+        message: format!(
+            "durable consumer {:?} on stream {:?} is gone from the server (its store was lost or \
+             the stream deleted); it is re-created as soon as the stream is declared again",
+            config.name, config.stream
+        ),
+        source: None,
+    }
 }
 
 struct JsSettle(jetstream::message::Acker);

@@ -174,6 +174,15 @@ impl NatsServer {
         }
     }
 
+    /// Starts the server again on the same port with an empty store, as after a lost
+    /// disk: every stream and consumer is gone.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.store_dir());
+        std::fs::create_dir_all(self.store_dir()).unwrap();
+        self.restart();
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

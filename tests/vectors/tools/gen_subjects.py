@@ -44,13 +44,18 @@ DESCRIPTION = (
     "any token that is exactly '*' or exactly '>'. validate_pattern allows '*' tokens "
     "anywhere and a '>' token only as the last token ('>', 'a.>', '*.>' and '*' valid; "
     "'a.>.b' and '>.a' invalid). '*' or '>' inside a longer token ('a*', '>b', '**', '*>') "
-    "is an ordinary character, valid in both and matching only itself. There is no length "
-    "limit. matches(pattern, subject) is false unless the pattern is a valid pattern and "
+    "is an ordinary character, valid in both and matching only itself. A subject or pattern "
+    "holds at most 2000 bytes (of UTF-8, not characters) and at most 256 tokens; a longer or "
+    "deeper one is invalid both as subject and as pattern. matches(pattern, subject) is false unless the pattern is a valid pattern and "
     "the subject a valid publish subject; then '*' matches exactly one token, '>' matches "
     "one or more trailing tokens ('a.>' does not match 'a'), and literal tokens match "
     "byte-equal tokens. Strings in this file are JSON escaped, so control and non-ASCII "
     "characters appear as \\uXXXX escapes (astral characters as surrogate pairs)."
 )
+
+# Limits (docs/design.md §2): bytes of UTF-8, and tokens.
+MAX_BYTES = 2000
+MAX_TOKENS = 256
 
 # --------------------------------------------------------------------------
 # Reference A: the plain reading of the rules.
@@ -64,8 +69,10 @@ def a_forbidden_char(ch: str) -> bool:
 def _a_tokens(s: str) -> list[str] | None:
     if s == "" or any(a_forbidden_char(ch) for ch in s):
         return None
+    if len(s.encode("utf-8")) > MAX_BYTES:
+        return None
     toks = s.split(".")
-    if any(t == "" for t in toks):
+    if any(t == "" for t in toks) or len(toks) > MAX_TOKENS:
         return None
     return toks
 
@@ -107,17 +114,23 @@ FORBIDDEN = frozenset(map(chr, BRIEF_WHITESPACE + BRIEF_CONTROL))
 
 _BAD = "".join(f"\\u{ord(c):04x}" for c in sorted(FORBIDDEN))
 _TOKEN = f"[^.{_BAD}]+"
-_WELL_FORMED = re.compile(f"{_TOKEN}(?:\\.{_TOKEN})*")
+# At most MAX_TOKENS tokens: the first, then up to MAX_TOKENS - 1 more.
+_WELL_FORMED = re.compile(f"{_TOKEN}(?:\\.{_TOKEN}){{0,{MAX_TOKENS - 1}}}")
+
+
+def b_utf8_size(s: str) -> int:
+    """UTF-8 size from the code points' ranges (RFC 3629 table), not from an encoder."""
+    return sum(1 if ord(c) < 0x80 else 2 if ord(c) < 0x800 else 3 if ord(c) < 0x10000 else 4 for c in s)
 _WILDCARD_TOKEN = re.compile(r"(?:^|\.)[*>](?:\.|\Z)")
 _GT_NOT_LAST = re.compile(r"(?:^|\.)>\.")
 
 
 def b_validate_subject(s: str) -> bool:
-    return _WELL_FORMED.fullmatch(s) is not None and _WILDCARD_TOKEN.search(s) is None
+    return b_utf8_size(s) <= MAX_BYTES and _WELL_FORMED.fullmatch(s) is not None and _WILDCARD_TOKEN.search(s) is None
 
 
 def b_validate_pattern(p: str) -> bool:
-    return _WELL_FORMED.fullmatch(p) is not None and _GT_NOT_LAST.search(p) is None
+    return b_utf8_size(p) <= MAX_BYTES and _WELL_FORMED.fullmatch(p) is not None and _GT_NOT_LAST.search(p) is None
 
 
 def b_matches(p: str, s: str) -> bool:
@@ -472,12 +485,24 @@ def build_validity() -> None:
     ]:
         C.subject(s, False, note + " (publish subject: refused)")
 
-    # -- Medium and long --------------------------------------------------------
+    # -- Medium, long and deep (limits: 2000 bytes, 256 tokens) ------------------
     C.both(".".join(["a"] * 100), True, "100 one-byte tokens")
-    C.both("y" * 2000, True, "one 2,000-byte token")
-    C.both(".".join(f"t{i}" for i in range(1000)), True, "1,000 tokens (no length limit)")
-    C.both("x" * 10000, True, "one 10,000-byte token (no length limit)")
-    C.pattern(".".join(["*"] * 999 + [">"]), True, "999 '*' tokens then '>' (1,000 tokens)")
+    C.both("y" * 2000, True, "one 2,000-byte token (at the byte limit)")
+    C.both("y" * 2001, False, "one 2,001-byte token (over the byte limit)")
+    C.both("y" * 1000 + "." + "y" * 999, True, "two tokens, 2,000 bytes in all")
+    C.both("y" * 1000 + "." + "y" * 1000, False, "two tokens, 2,001 bytes in all")
+    C.both("\u00e9" * 1000, True, "1,000 two-byte characters: 2,000 bytes")
+    C.both("\u00e9" * 1000 + "a", False, "1,001 characters, 2,001 bytes: the limit counts bytes")
+    C.both("\u65e5" * 666 + "ab", True, "666 three-byte characters and 2 bytes: 2,000 bytes")
+    C.both("\U0001F600" * 500 + "a", False, "500 four-byte emoji and 1 byte: 2,001 bytes")
+    C.both(".".join(["a"] * 256), True, "256 one-byte tokens (at the token limit)")
+    C.both(".".join(["a"] * 257), False, "257 one-byte tokens (over the token limit, 513 bytes)")
+    C.both(".".join(f"t{i}" for i in range(1000)), False, "1,000 tokens (over both limits)")
+    C.both("x" * 10000, False, "one 10,000-byte token (over the byte limit)")
+    C.both(".".join(["a"] * 10000), False, "10,000 tokens, 19,999 bytes (the deep subject that crashed the trie)")
+    C.pattern(".".join(["*"] * 255 + [">"]), True, "255 '*' tokens then '>' (256 tokens)")
+    C.pattern(".".join(["*"] * 256 + [">"]), False, "256 '*' tokens then '>' (257 tokens)")
+    C.pattern(".".join(["*"] * 999 + [">"]), False, "999 '*' tokens then '>' (1,000 tokens: too deep)")
     C.pattern(".".join(["*"] * 100), True, "100 '*' tokens")
     C.subject(".".join(["a"] * 99 + ["*"]), False, "100 tokens ending in '*' (publish subject: refused)")
     C.pattern(".".join(["a"] * 50 + [">"] + ["a"] * 49), False, "'>' in the middle of 100 tokens")
@@ -796,13 +821,19 @@ def build_matches() -> None:
     M("y" * 2000, "y" * 2000, True, "2,000-byte literal vs itself")
     M("y" * 1999, "y" * 2000, False, "1,999-byte literal vs 2,000-byte token")
 
+    deep = ".".join(["a"] * 256)
+    M(">", deep, True, "'>' vs 256 tokens (at the token limit)")
+    M(".".join(["*"] * 255 + [">"]), deep, True, "255 '*' then '>' vs 256 tokens")
+    M(deep, deep, True, "256 literal tokens vs the same")
+    M(".".join(["*"] * 256), deep, True, "256 '*' vs 256 tokens")
+    too_deep = ".".join(["a"] * 257)
+    M(">", too_deep, False, "'>' vs 257 tokens: the subject is over the token limit")
+    M(too_deep, too_deep, False, "257 literal tokens vs the same: both over the token limit")
     thousand = ".".join(f"t{i}" for i in range(1000))
-    M(">", thousand, True, "'>' vs 1,000 tokens")
-    M(".".join(["*"] * 999 + [">"]), thousand, True, "999 '*' then '>' vs 1,000 tokens")
-    M(thousand, thousand, True, "1,000 literal tokens vs the same")
-    M(".".join(["*"] * 1000), thousand, True, "1,000 '*' vs 1,000 tokens")
-    M("*", "x" * 10000, True, "'*' vs one 10,000-byte token")
-    M("x" * 10000, "x" * 10000, True, "10,000-byte literal vs itself")
+    M(">", thousand, False, "'>' vs 1,000 tokens: the subject is over both limits")
+    M("*", "x" * 10000, False, "'*' vs one 10,000-byte token: the subject is over the byte limit")
+    M("x" * 10000, "x" * 10000, False, "10,000-byte literal vs itself: both over the byte limit")
+    M("*", "y" * 2001, False, "'*' vs one 2,001-byte token")
 
 
 def build_grid() -> None:
