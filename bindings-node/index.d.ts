@@ -236,6 +236,10 @@ export interface BusStats {
   missed: number
   /** Replies that arrived after their request had timed out. */
   lateReplies: number
+  /** Messages on a waiting request's inbox without its correlation id (dropped). */
+  rejectedReplies: number
+  /** Messages received that could not be decoded (reported as `decode` errors). */
+  undecodable: number
   /** Live subscriptions. */
   subscriptions: number
 }

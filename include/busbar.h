@@ -113,6 +113,10 @@ typedef struct busbar_stats {
   uint64_t late_replies;
   // Live subscriptions.
   uint64_t subscriptions;
+  // Messages on a waiting request's inbox without its correlation id (dropped).
+  uint64_t rejected_replies;
+  // Messages received that could not be decoded (reported as `BUSBAR_DECODE`).
+  uint64_t undecodable;
 } busbar_stats;
 
 // Limits of a durable stream for `busbar_bus_declare_stream`. Zero-initialise it

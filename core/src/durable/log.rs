@@ -335,6 +335,7 @@ impl LogStream {
                 consumer: name.to_owned(),
                 seq,
             }),
+            undecodable: None,
         }
     }
 
