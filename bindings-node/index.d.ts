@@ -240,6 +240,8 @@ export interface BusStats {
   rejectedReplies: number
   /** Messages received that could not be decoded (reported as `decode` errors). */
   undecodable: number
+  /** Times the NATS connection was lost (messages in flight then may be lost). */
+  disconnects: number
   /** Live subscriptions. */
   subscriptions: number
 }
@@ -286,6 +288,11 @@ export interface ConnectOptions {
    * (0 = forever).
    */
   retentionDays?: number | string
+  /**
+   * Longest wait of a publish or `flush` on a hung NATS server, in milliseconds
+   * (default 5000); then it rejects with code `backend`.
+   */
+  publishTimeoutMs?: number | string
   /** Refuse a connection without TLS. */
   natsRequireTls?: boolean | string
   /** Path of a policy JSON file: classes, field rules, restricted subjects, grants. */

@@ -49,6 +49,8 @@ pub struct BusStats {
     pub rejected_replies: f64,
     /// Messages received that could not be decoded (reported as `decode` errors).
     pub undecodable: f64,
+    /// Times the NATS connection was lost (messages in flight then may be lost).
+    pub disconnects: f64,
     /// Live subscriptions.
     pub subscriptions: f64,
 }
@@ -227,6 +229,7 @@ impl Bus {
             late_replies: s.late_replies as f64,
             rejected_replies: s.rejected_replies as f64,
             undecodable: s.undecodable as f64,
+            disconnects: s.disconnects as f64,
             subscriptions: s.subscriptions as f64,
         }
     }

@@ -205,7 +205,7 @@ impl Bus {
     }
 
     /// Counters of this bus: published, delivered, missed, late_replies, rejected_replies,
-    /// undecodable, subscriptions.
+    /// undecodable, disconnects, subscriptions.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.bus.stats();
         let dict = PyDict::new(py);
@@ -215,6 +215,7 @@ impl Bus {
         dict.set_item("late_replies", s.late_replies)?;
         dict.set_item("rejected_replies", s.rejected_replies)?;
         dict.set_item("undecodable", s.undecodable)?;
+        dict.set_item("disconnects", s.disconnects)?;
         dict.set_item("subscriptions", s.subscriptions)?;
         Ok(dict)
     }

@@ -145,6 +145,10 @@ pub struct BusStats {
     /// NATS peer, bad CloudEvents attributes): each one reached its subscription as a
     /// `decode` error item, failed its request, or was dead-lettered from its durable stream.
     pub undecodable: u64,
+    /// Times the connection to the server was lost (NATS; async-nats reconnects by itself).
+    /// Messages in flight at that moment may be lost without reaching any subscription:
+    /// each loss is also a [`ConnectionEvent::Disconnected`].
+    pub disconnects: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
 }
@@ -198,6 +202,8 @@ impl Counters {
             late_replies: self.late_replies.load(Relaxed),
             rejected_replies: self.rejected_replies.load(Relaxed),
             undecodable: self.undecodable.load(Relaxed),
+            // Kept by the backend's connection (see `NatsBus::stats`).
+            disconnects: 0,
             subscriptions: self.subscriptions.load(Relaxed),
         }
     }

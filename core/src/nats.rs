@@ -8,7 +8,7 @@
 
 mod jetstream;
 
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -63,6 +63,8 @@ struct Inner {
     inbox: Inbox<async_nats::Message>,
     replier: Arc<dyn Replier>,
     events: broadcast::Sender<ConnectionEvent>,
+    /// Times the connection was lost, counted by the event callback.
+    disconnects: Arc<AtomicU64>,
     closed: AtomicBool,
     counters: Counters,
 }
@@ -79,12 +81,17 @@ impl NatsBus {
     pub async fn connect(config: Config) -> Result<Self> {
         config.check()?;
         let (events, _) = broadcast::channel(256);
+        let disconnects = Arc::new(AtomicU64::new(0));
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("busbar ({})", config.source))
             .connection_timeout(Duration::from_secs(5))
             .event_callback({
                 let events = events.clone();
+                let disconnects = disconnects.clone();
                 move |event| {
+                    if matches!(event, async_nats::Event::Disconnected) {
+                        disconnects.fetch_add(1, Relaxed);
+                    }
                     let events = events.clone();
                     async move {
                         let _ = events.send(ConnectionEvent::from(event));
@@ -132,6 +139,7 @@ impl NatsBus {
             inbox: Inbox::new(inbox_prefix),
             replier: Arc::new(WeakReplier(weak.clone())),
             events,
+            disconnects,
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -593,7 +601,9 @@ impl EventBus for NatsBus {
     }
 
     fn stats(&self) -> BusStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.disconnects = self.inner.disconnects.load(Relaxed);
+        stats
     }
 
     fn backend(&self) -> Backend {

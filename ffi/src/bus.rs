@@ -48,6 +48,8 @@ pub struct busbar_stats {
     pub rejected_replies: u64,
     /// Messages received that could not be decoded (reported as `BUSBAR_DECODE`).
     pub undecodable: u64,
+    /// Times the NATS connection was lost (messages in flight then may be lost).
+    pub disconnects: u64,
 }
 
 /// A `timeout_ms` that means "wait as long as it takes".
@@ -221,6 +223,7 @@ pub extern "C" fn busbar_bus_stats(bus: *const busbar_bus, stats: *mut busbar_st
             subscriptions: s.subscriptions,
             rejected_replies: s.rejected_replies,
             undecodable: s.undecodable,
+            disconnects: s.disconnects,
         };
         Ok(())
     }

@@ -130,6 +130,7 @@ pub fn decode<'a>(
     // Validate what a foreign producer sent, but report it as a decode problem.
     b.build().map_err(|err| match err {
         Error::InvalidArgument(m) => Error::Decode(format!("message on {subject:?}: {m}")),
+        e @ Error::InvalidSubject { .. } => Error::Decode(e.to_string()),
         other => other,
     })
 }

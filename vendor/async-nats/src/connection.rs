@@ -177,8 +177,11 @@ impl Connection {
         }
 
         if self.read_buf.starts_with(b"MSG ") {
-            let line = str::from_utf8(&self.read_buf[4..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            // busbar patch: the server does not check that subjects are UTF-8, so any
+            // publisher can send one that is not; read it lossily and mark the message
+            // (see below) instead of failing the connection.
+            let line = String::from_utf8_lossy(&self.read_buf[4..len]);
+            let not_utf8 = matches!(line, std::borrow::Cow::Owned(_));
             let mut args = line.split(' ').filter(|s| !s.is_empty());
 
             // Parse the operation syntax: MSG <subject> <sid> [reply-to] <#bytes>
@@ -245,14 +248,15 @@ impl Connection {
                 subject,
                 payload,
                 status: None,
-                description: None,
+                description: not_utf8.then(|| NOT_UTF8_SUBJECT.to_owned()),
             }));
         }
 
         if self.read_buf.starts_with(b"HMSG ") {
             // Extract whitespace-delimited arguments that come after "HMSG".
-            let line = std::str::from_utf8(&self.read_buf[5..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            // busbar patch: as for MSG, a subject that is not UTF-8 marks the message.
+            let line = String::from_utf8_lossy(&self.read_buf[5..len]);
+            let not_utf8 = matches!(line, std::borrow::Cow::Owned(_));
             let mut args = line.split_whitespace().filter(|s| !s.is_empty());
 
             // <subject> <sid> [reply-to] <# header bytes><# total bytes>
@@ -337,6 +341,7 @@ impl Connection {
             // `status`, which a well-formed block never gives), instead of failing the
             // connection, which would reset it and lose everything in flight.
             let (status, description, headers) = match parse_header_block(&header) {
+                Ok(_) if not_utf8 => (None, Some(NOT_UTF8_SUBJECT.to_owned()), None),
                 Ok((status, description, headers)) => (status, description, Some(headers)),
                 Err(err) => (None, Some(format!("malformed header block: {err}")), None),
             };
@@ -808,6 +813,10 @@ where
             .map_err(std::io::Error::other)
     }
 }
+
+/// busbar patch: the `description` of a message whose subject or reply subject is not
+/// UTF-8 (read with U+FFFD in place of the bad bytes).
+const NOT_UTF8_SUBJECT: &str = "subject or reply subject is not valid UTF-8";
 
 /// busbar patch: the header block of an `HMSG` (version line, optional status, headers),
 /// parsed as before, as a `Result` the caller can confine to the one message.
