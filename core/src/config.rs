@@ -369,25 +369,89 @@ pub const MAX_PUBLISH_TIMEOUT_MS: u64 = 86_400_000;
 /// ```
 pub fn redact_url(url: &str) -> String {
     url.split(',')
-        .map(|part| {
-            let start = part.find("://").map_or(0, |i| i + 3);
-            let authority_end = part[start..]
-                .find(['/', '?', '#'])
-                .map_or(part.len(), |i| start + i);
-            match part[start..authority_end].rfind('@') {
-                None => part.to_owned(),
-                Some(at) => {
-                    let userinfo = &part[start..start + at];
-                    let shown = match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:<redacted>"),
-                        None => "<redacted>".to_owned(),
-                    };
-                    format!("{}{shown}{}", &part[..start], &part[start + at..])
-                }
+        .map(|part| match userinfo(part) {
+            None => part.to_owned(),
+            Some((start, at)) => {
+                let shown = match part[start..at].split_once(':') {
+                    Some((user, _)) => format!("{user}:<redacted>"),
+                    None => "<redacted>".to_owned(),
+                };
+                format!("{}{shown}{}", &part[..start], &part[at..])
             }
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Where the userinfo (`user:password` or `token`) of one URL is: it starts at the first
+/// index and ends at the second, the index of its `@`.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    url[start..authority_end].rfind('@').map(|at| (start, start + at))
+}
+
+/// Credentials found inside `nats_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UrlAuth {
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+    /// `nats://token@host`.
+    Token(String),
+}
+
+/// Splits the credentials out of `url` (one NATS URL or a comma-separated list): the URL
+/// without them, and the `user:password@` or `token@` they carried (percent-decoded). So
+/// the connection authenticates with them while no library ever holds, logs or prints the
+/// secret as part of an address. Parts carrying different credentials are refused.
+pub(crate) fn split_url_credentials(url: &str) -> Result<(String, Option<UrlAuth>)> {
+    let mut found: Option<UrlAuth> = None;
+    let mut parts = Vec::new();
+    for part in url.split(',') {
+        let Some((start, at)) = userinfo(part) else {
+            parts.push(part.to_owned());
+            continue;
+        };
+        let userinfo = &part[start..at];
+        let auth = match userinfo.split_once(':') {
+            Some((user, password)) => UrlAuth::UserPassword(percent_decode(user), percent_decode(password)),
+            None => UrlAuth::Token(percent_decode(userinfo)),
+        };
+        if found.as_ref().is_some_and(|f| *f != auth) {
+            return Err(Error::InvalidArgument(format!(
+                "nats_url {} carries different credentials in different servers; give one set (or use nats_user/nats_password/nats_token)",
+                redact_url(url)
+            )));
+        }
+        found = Some(auth);
+        parts.push(format!("{}{}", &part[..start], &part[at + 1..]));
+    }
+    Ok((parts.join(","), found))
+}
+
+/// `%XX` escapes of `s` decoded (invalid escapes and non-UTF-8 results kept as given).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 fn parse<T: FromStr<Err = Error>>(_key: &str, value: &str) -> Result<T> {
@@ -513,6 +577,25 @@ mod tests {
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(redact_url("u:p@h"), "u:<redacted>@h");
+    }
+
+    #[test]
+    fn credentials_are_split_out_of_the_url() {
+        let split = |u: &str| split_url_credentials(u).unwrap();
+        assert_eq!(
+            split("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".into(), None)
+        );
+        let (url, auth) = split("nats://svc:p%40ss@a:4222,tls://svc:p%40ss@b/x");
+        assert_eq!(url, "nats://a:4222,tls://b/x");
+        assert_eq!(auth, Some(UrlAuth::UserPassword("svc".into(), "p@ss".into())));
+        assert_eq!(
+            split("t0ken@a:1,b:2"),
+            ("a:1,b:2".into(), Some(UrlAuth::Token("t0ken".into())))
+        );
+        let err = split_url_credentials("nats://a:hunter2@x,nats://b:other@y").unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
         let half = Config::from_vars([("BUSBAR_NATS_USER", "svc")]).unwrap();
         assert_eq!(half.check().unwrap_err().code(), "invalid_argument");
     }

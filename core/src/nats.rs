@@ -20,7 +20,7 @@ use crate::bus::{
     check_payload, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
     SubscriptionStats,
 };
-use crate::config::{redact_url, Backend, Config};
+use crate::config::{redact_url, split_url_credentials, Backend, Config, UrlAuth};
 use crate::durable::{
     dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
 };
@@ -98,6 +98,22 @@ impl NatsBus {
                     }
                 }
             });
+        // Credentials inside nats_url go to async-nats as options, never as part of an
+        // address it could log (and 0.51 would not send them at all).
+        let (url, url_auth) = split_url_credentials(&config.nats_url)?;
+        if url_auth.is_some() && (config.nats_user.is_some() || config.nats_token.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "nats_url {} carries credentials and nats_user/nats_token are set too; give them once",
+                redact_url(&config.nats_url)
+            )));
+        }
+        match url_auth {
+            Some(UrlAuth::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password)
+            }
+            Some(UrlAuth::Token(token)) => options = options.token(token),
+            None => {}
+        }
         if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
@@ -119,7 +135,7 @@ impl NatsBus {
         if config.nats_require_tls {
             options = options.require_tls(true);
         }
-        let client = options.connect(config.nats_url.as_str()).await.map_err(|e| {
+        let client = options.connect(url.as_str()).await.map_err(|e| {
             let url = redact_url(&config.nats_url);
             backend(format!("connecting to NATS at {url}"), e)
         })?;
@@ -272,6 +288,7 @@ impl Inner {
         let mut marker = HeaderMap::new();
         marker.insert(FLUSH_MARKER, nonce.as_str());
         let timeout = self.config.publish_timeout();
+        let deadline = reply::deadline(timeout);
         let trip = async {
             self.client
                 .publish_with_headers(waiting.subject().to_owned(), marker, bytes::Bytes::new())
@@ -281,7 +298,6 @@ impl Inner {
                 .flush()
                 .await
                 .map_err(|e| backend("flushing to the NATS server".into(), e))?;
-            let deadline = reply::deadline(timeout);
             waiting.reply("flush", deadline, timeout).await.map(drop)
         };
         match self.bounded(|| "flushing".to_owned(), trip).await {
