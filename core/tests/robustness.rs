@@ -538,6 +538,7 @@ async fn a_hung_server_bounds_publish_request_and_flush() {
         result.is_err() && took < request_timeout + slack,
         "{result:?} after {took:?}"
     );
+    eprintln!("hung server: a request with a 1 s timeout ended in {took:?}");
 
     // Fill the socket and the client's buffers until a publish can no longer be handed
     // over: it fails within publish_timeout, it does not hang.
@@ -559,6 +560,7 @@ async fn a_hung_server_bounds_publish_request_and_flush() {
     let (sent, err) = failed.expect("publishes to a hung server end failing");
     assert_eq!(err.code(), "backend", "after {sent} publishes: {err}");
     assert!(err.to_string().contains("publish_timeout_ms"), "{err}");
+    eprintln!("hung server: publish {sent} was the first to fail: {err}");
 
     // With the connection full, the request's timeout covers sending too.
     let (result, took) = bounded(
@@ -570,11 +572,25 @@ async fn a_hung_server_bounds_publish_request_and_flush() {
     let err = result.unwrap_err();
     assert!(matches!(err.code(), "timeout" | "backend"), "{err}");
     assert!(took < request_timeout + slack, "request took {took:?}");
+    eprintln!("hung server: a request into the full connection ended in {took:?}: {err}");
+    // A timeout shorter than publish_timeout: the request's own timeout ends the sending.
+    let short = Duration::from_millis(150);
+    let (result, took) = bounded(
+        Duration::from_secs(10),
+        "a short request into a full connection",
+        bus.request("svc.hung", "ping".into(), short),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), "timeout", "{err}");
+    assert!(took < short + slack, "request took {took:?}");
+    eprintln!("hung server: a 150 ms request into the full connection ended in {took:?}");
 
     let (result, took) = bounded(Duration::from_secs(15), "a flush", bus.flush()).await;
     let err = result.unwrap_err();
     assert_eq!(err.code(), "backend", "{err}");
     assert!(took < publish_timeout + slack, "flush took {took:?}");
+    eprintln!("hung server: flush ended in {took:?}");
 
     // Resumed, the same bus works again.
     drop(_resume);
