@@ -128,8 +128,9 @@ async def test_forged_replies_are_refused_and_counted(bus: busbar.Bus) -> None:
     assert {"rejected_replies", "undecodable", "disconnects"} <= set(before)
     await bus.publish(req.reply_to, b"forged: no correlation id")
     await bus.flush()
-    deadline = time.monotonic() + 5
-    while bus.stats()["rejected_replies"] == before["rejected_replies"] and time.monotonic() < deadline:
+    for _ in range(500):
+        if bus.stats()["rejected_replies"] > before["rejected_replies"]:
+            break
         await asyncio.sleep(0.01)
     assert bus.stats()["rejected_replies"] == before["rejected_replies"] + 1
     await req.respond(b"real")
