@@ -1191,22 +1191,32 @@ mod read_op {
     // Regression for https://github.com/nats-io/nats.rs/issues/1572:
     // nats-server forwards arbitrary bytes in subjects (no UTF-8 enforcement),
     // so a publisher sending `balance.\xFF` reaches a `balance.*` subscriber.
-    // The parser must surface an io::Error rather than panicking, otherwise the
-    // ConnectionHandler task dies and the client never reconnects.
+    // busbar patch: the message is delivered, marked (no status, a description), instead
+    // of an io::Error that resets the connection and loses what else is in flight.
     #[tokio::test]
-    async fn msg_with_non_utf8_subject_returns_error() {
+    async fn msg_with_non_utf8_subject_is_delivered_marked() {
         let (stream, mut server) = io::duplex(128);
         let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
 
         server.write_all(b"MSG balance.\xFF 1 2\r\n").await.unwrap();
         server.write_all(b"hi\r\n").await.unwrap();
 
-        let err = connection.read_op().await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        match connection.read_op().await.unwrap() {
+            Some(ServerOp::Message {
+                status: None,
+                description: Some(description),
+                payload,
+                ..
+            }) => {
+                assert_eq!(description, super::NOT_UTF8_SUBJECT);
+                assert_eq!(payload, "hi");
+            }
+            other => panic!("expected a marked message, got {other:?}"),
+        }
     }
 
     #[tokio::test]
-    async fn hmsg_with_non_utf8_subject_returns_error() {
+    async fn hmsg_with_non_utf8_subject_is_delivered_marked() {
         let (stream, mut server) = io::duplex(128);
         let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
 
@@ -1216,8 +1226,43 @@ mod read_op {
             .unwrap();
         server.write_all(b"NATS/1.0\r\n\r\nhi\r\n").await.unwrap();
 
-        let err = connection.read_op().await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        match connection.read_op().await.unwrap() {
+            Some(ServerOp::Message {
+                status: None,
+                description: Some(description),
+                headers: None,
+                ..
+            }) => assert_eq!(description, super::NOT_UTF8_SUBJECT),
+            other => panic!("expected a marked message, got {other:?}"),
+        }
+    }
+
+    // busbar patch: a header block that cannot be parsed marks its message only; the next
+    // operation on the connection is read as usual.
+    #[tokio::test]
+    async fn hmsg_with_malformed_header_block_is_delivered_marked() {
+        let (stream, mut server) = io::duplex(256);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        server
+            .write_all(b"HMSG foo 1 22 24\r\nNATS/1.0\r\nno colon\r\n\r\nhi\r\nPING\r\n")
+            .await
+            .unwrap();
+
+        match connection.read_op().await.unwrap() {
+            Some(ServerOp::Message {
+                status: None,
+                description: Some(description),
+                headers: None,
+                payload,
+                ..
+            }) => {
+                assert!(description.starts_with("malformed header block"), "{description}");
+                assert_eq!(payload, "hi");
+            }
+            other => panic!("expected a marked message, got {other:?}"),
+        }
+        assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
     }
 }
 
