@@ -236,6 +236,12 @@ export interface BusStats {
   missed: number
   /** Replies that arrived after their request had timed out. */
   lateReplies: number
+  /** Messages on a waiting request's inbox without its correlation id (dropped). */
+  rejectedReplies: number
+  /** Messages received that could not be decoded (reported as `decode` errors). */
+  undecodable: number
+  /** Times the NATS connection was lost (messages in flight then may be lost). */
+  disconnects: number
   /** Live subscriptions. */
   subscriptions: number
 }
@@ -282,6 +288,11 @@ export interface ConnectOptions {
    * (0 = forever).
    */
   retentionDays?: number | string
+  /**
+   * Longest wait of a publish or `flush` on a hung NATS server, in milliseconds
+   * (default 5000); then it rejects with code `backend`.
+   */
+  publishTimeoutMs?: number | string
   /** Refuse a connection without TLS. */
   natsRequireTls?: boolean | string
   /** Path of a policy JSON file: classes, field rules, restricted subjects, grants. */

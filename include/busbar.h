@@ -113,6 +113,12 @@ typedef struct busbar_stats {
   uint64_t late_replies;
   // Live subscriptions.
   uint64_t subscriptions;
+  // Messages on a waiting request's inbox without its correlation id (dropped).
+  uint64_t rejected_replies;
+  // Messages received that could not be decoded (reported as `BUSBAR_DECODE`).
+  uint64_t undecodable;
+  // Times the NATS connection was lost (messages in flight then may be lost).
+  uint64_t disconnects;
 } busbar_stats;
 
 // Limits of a durable stream for `busbar_bus_declare_stream`. Zero-initialise it

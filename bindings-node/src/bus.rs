@@ -44,6 +44,12 @@ pub struct BusStats {
     pub missed: f64,
     /// Replies that arrived after their request had timed out.
     pub late_replies: f64,
+    /// Messages on a waiting request's inbox without its correlation id (dropped).
+    pub rejected_replies: f64,
+    /// Messages received that could not be decoded (reported as `decode` errors).
+    pub undecodable: f64,
+    /// Times the NATS connection was lost (messages in flight then may be lost).
+    pub disconnects: f64,
     /// Live subscriptions.
     pub subscriptions: f64,
 }
@@ -215,6 +221,9 @@ impl Bus {
             delivered: s.delivered as f64,
             missed: s.missed as f64,
             late_replies: s.late_replies as f64,
+            rejected_replies: s.rejected_replies as f64,
+            undecodable: s.undecodable as f64,
+            disconnects: s.disconnects as f64,
             subscriptions: s.subscriptions as f64,
         }
     }

@@ -43,6 +43,10 @@ pub struct ConnectOptions {
     /// (0 = forever).
     #[napi(ts_type = "number | string")]
     pub retention_days: Option<u32>,
+    /// Longest wait of a publish or `flush` on a hung NATS server, in milliseconds
+    /// (default 5000); then it rejects with code `backend`.
+    #[napi(ts_type = "number | string")]
+    pub publish_timeout_ms: Option<u32>,
     /// Refuse a connection without TLS.
     #[napi(ts_type = "boolean | string")]
     pub nats_require_tls: Option<bool>,

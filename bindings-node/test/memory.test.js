@@ -47,6 +47,9 @@ describe('configuration', () => {
     await rejectsWith(busbar.connect({ backend: 'kafka' }), 'invalid_argument')
     await rejectsWith(busbar.connect({ backpressure: 'drop' }), 'invalid_argument')
     await rejectsWith(busbar.connect({ natsUser: 'svc' }), 'invalid_argument')
+    await rejectsWith(busbar.connect({ publishTimeoutMs: 0 }), 'invalid_argument')
+    const bounded = await busbar.connect({ publishTimeoutMs: 250 })
+    await bounded.close()
   })
 
   it('lists the stable error codes', () => {

@@ -106,16 +106,33 @@ describe('interop with nats.js', () => {
     await responder.unsubscribe()
   })
 
-  it('a busbar request is answered by a nats.js responder', async () => {
+  it('a busbar request is answered by a nats.js responder that echoes ce-correlationid', async () => {
     const sub = nc.subscribe('interop.echo', {
+      max: 1,
+      callback: (err, m) => {
+        if (err) return
+        const h = nats.headers()
+        h.set('ce-correlationid', m.headers.get('ce-correlationid'))
+        m.respond(m.data, { headers: h })
+      },
+    })
+    await nc.flush()
+    const reply = await bus.request('interop.echo', 'ping', { timeout: 2000 })
+    assert.equal(reply.text(), 'ping')
+    await sub.closed
+  })
+
+  it('refuses and counts a reply without the correlation id (docs/design.md §5)', async () => {
+    const sub = nc.subscribe('interop.bare', {
       max: 1,
       callback: (err, m) => {
         if (!err) m.respond(m.data)
       },
     })
     await nc.flush()
-    const reply = await bus.request('interop.echo', 'ping', { timeout: 2000 })
-    assert.equal(reply.text(), 'ping')
+    const before = bus.stats().rejectedReplies
+    await assert.rejects(bus.request('interop.bare', 'ping', { timeout: 300 }), { code: 'timeout' })
+    assert.equal(bus.stats().rejectedReplies, before + 1)
     await sub.closed
   })
 })

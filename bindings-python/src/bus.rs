@@ -204,7 +204,8 @@ impl Bus {
         self.bus.backend().to_string()
     }
 
-    /// Counters of this bus: published, delivered, missed, late_replies, subscriptions.
+    /// Counters of this bus: published, delivered, missed, late_replies, rejected_replies,
+    /// undecodable, disconnects, subscriptions.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.bus.stats();
         let dict = PyDict::new(py);
@@ -212,6 +213,9 @@ impl Bus {
         dict.set_item("delivered", s.delivered)?;
         dict.set_item("missed", s.missed)?;
         dict.set_item("late_replies", s.late_replies)?;
+        dict.set_item("rejected_replies", s.rejected_replies)?;
+        dict.set_item("undecodable", s.undecodable)?;
+        dict.set_item("disconnects", s.disconnects)?;
         dict.set_item("subscriptions", s.subscriptions)?;
         Ok(dict)
     }

@@ -119,6 +119,31 @@ async def test_request_reply_echoes_the_correlation_id(bus: busbar.Bus) -> None:
         server.cancel()
 
 
+async def test_forged_replies_are_refused_and_counted(bus: busbar.Bus) -> None:
+    responder = await bus.subscribe("svc.forged")
+    pending = asyncio.ensure_future(bus.request("svc.forged", b"q", timeout=5))
+    [req] = await take(responder, 1)
+    assert req.reply_to is not None
+    before = bus.stats()
+    assert {"rejected_replies", "undecodable", "disconnects"} <= set(before)
+    await bus.publish(req.reply_to, b"forged: no correlation id")
+    await bus.flush()
+    for _ in range(500):
+        if bus.stats()["rejected_replies"] > before["rejected_replies"]:
+            break
+        await asyncio.sleep(0.01)
+    assert bus.stats()["rejected_replies"] == before["rejected_replies"] + 1
+    await req.respond(b"real")
+    assert (await pending).data == b"real"
+
+
+async def test_publish_timeout_is_a_setting() -> None:
+    with pytest.raises(busbar.InvalidArgument, match="publish_timeout_ms"):
+        await busbar.connect(publish_timeout_ms=0)
+    bus = await busbar.connect(publish_timeout_ms=250)
+    await bus.close()
+
+
 async def test_request_errors(bus: busbar.Bus) -> None:
     with pytest.raises(busbar.NoResponders) as no:
         await bus.request("nobody.home", b"?", timeout=2)

@@ -138,6 +138,18 @@ pub struct BusStats {
     pub missed: u64,
     /// Replies that arrived after their request had timed out (dropped).
     pub late_replies: u64,
+    /// Messages that arrived on a waiting request's inbox subject without that request's
+    /// correlation id (forged, header-less, or from a responder that does not echo it):
+    /// dropped, and the request goes on waiting (docs/design.md §5).
+    pub rejected_replies: u64,
+    /// Messages received that could not be decoded (a malformed header block from a foreign
+    /// NATS peer, bad CloudEvents attributes): each one reached its subscription as a
+    /// `decode` error item, failed its request, or was dead-lettered from its durable stream.
+    pub undecodable: u64,
+    /// Times the connection to the server was lost (NATS; async-nats reconnects by itself).
+    /// Messages in flight at that moment may be lost without reaching any subscription:
+    /// each loss is also a [`ConnectionEvent::Disconnected`].
+    pub disconnects: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
 }
@@ -170,6 +182,8 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) missed: AtomicU64,
     pub(crate) late_replies: AtomicU64,
+    pub(crate) rejected_replies: AtomicU64,
+    pub(crate) undecodable: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
 }
 
@@ -184,12 +198,26 @@ impl Counters {
         };
     }
 
+    /// Counts a message that arrived under the bus's inbox and was not taken as a reply.
+    pub(crate) fn record_answer(&self, answer: crate::reply::Answer) {
+        use crate::reply::Answer;
+        match answer {
+            Answer::Taken => 0,
+            Answer::Refused => self.rejected_replies.fetch_add(1, Relaxed),
+            Answer::Late => self.late_replies.fetch_add(1, Relaxed),
+        };
+    }
+
     pub(crate) fn snapshot(&self) -> BusStats {
         BusStats {
             published: self.published.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             missed: self.missed.load(Relaxed),
             late_replies: self.late_replies.load(Relaxed),
+            rejected_replies: self.rejected_replies.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
+            // Kept by the backend's connection (see `NatsBus::stats`).
+            disconnects: 0,
             subscriptions: self.subscriptions.load(Relaxed),
         }
     }

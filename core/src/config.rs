@@ -36,7 +36,9 @@ pub enum Backpressure {
 pub struct Config {
     /// `backend` / `BUSBAR_BACKEND`: `memory` (default) or `nats`.
     pub backend: Backend,
-    /// `nats_url` / `BUSBAR_NATS_URL`: where the NATS backend connects.
+    /// `nats_url` / `BUSBAR_NATS_URL`: where the NATS backend connects (one URL, or several
+    /// separated by commas). A user and password or a token inside it are never printed:
+    /// `Debug` and error messages show it through [`redact_url`].
     pub nats_url: String,
     /// `max_payload` / `BUSBAR_MAX_PAYLOAD`: largest payload accepted, in bytes.
     pub max_payload: usize,
@@ -62,6 +64,11 @@ pub struct Config {
     pub nats_tls_key: Option<String>,
     /// `nats_require_tls` / `BUSBAR_NATS_REQUIRE_TLS`: refuse a connection without TLS.
     pub nats_require_tls: bool,
+    /// `publish_timeout_ms` / `BUSBAR_PUBLISH_TIMEOUT_MS`: longest wait of a publish (and of
+    /// `flush`) for the connection to take the message, and of a durable publish for the
+    /// stream's acknowledgement, in milliseconds (default 5000). Past it the call fails with
+    /// `backend` (a hung or unreachable NATS server) instead of waiting on.
+    pub publish_timeout_ms: u64,
     /// `retention_days` / `BUSBAR_RETENTION_DAYS`: default maximum age of messages in
     /// durable streams, in days; 0 (default) keeps them until a size limit applies.
     pub retention_days: u32,
@@ -87,7 +94,7 @@ impl fmt::Debug for Config {
         let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("backend", &self.backend)
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &redact_url(&self.nats_url))
             .field("max_payload", &self.max_payload)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("backpressure", &self.backpressure)
@@ -100,6 +107,7 @@ impl fmt::Debug for Config {
             .field("nats_tls_cert", &self.nats_tls_cert)
             .field("nats_tls_key", &self.nats_tls_key)
             .field("nats_require_tls", &self.nats_require_tls)
+            .field("publish_timeout_ms", &self.publish_timeout_ms)
             .field("retention_days", &self.retention_days)
             .field("encryption", &self.encryption)
             .field("policy", &self.policy)
@@ -116,6 +124,8 @@ impl fmt::Debug for Config {
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - crate::bounds::MAX_HEADER_BLOCK;
 /// Default `subscription_capacity`.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
+/// Default `publish_timeout_ms`: 5 s.
+pub const DEFAULT_PUBLISH_TIMEOUT_MS: u64 = 5_000;
 /// Default `nats_url`.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -135,6 +145,7 @@ pub const KEYS: &[&str] = &[
     "nats_tls_cert",
     "nats_tls_key",
     "nats_require_tls",
+    "publish_timeout_ms",
     "retention_days",
     "encryption",
     "policy",
@@ -161,6 +172,7 @@ impl Default for Config {
             nats_tls_cert: None,
             nats_tls_key: None,
             nats_require_tls: false,
+            publish_timeout_ms: DEFAULT_PUBLISH_TIMEOUT_MS,
             retention_days: 0,
             encryption: false,
             policy: None,
@@ -237,6 +249,16 @@ impl Config {
             "nats_tls_cert" => self.nats_tls_cert = non_empty(key, value)?,
             "nats_tls_key" => self.nats_tls_key = non_empty(key, value)?,
             "nats_require_tls" => self.nats_require_tls = boolean(key, value)?,
+            "publish_timeout_ms" => {
+                self.publish_timeout_ms = match value.trim().parse::<u64>() {
+                    Ok(ms) if (1..=MAX_PUBLISH_TIMEOUT_MS).contains(&ms) => ms,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "publish_timeout_ms must be a whole number of milliseconds from 1 to {MAX_PUBLISH_TIMEOUT_MS}, not {value:?}"
+                        )))
+                    }
+                }
+            }
             "retention_days" => {
                 self.retention_days = value.trim().parse().map_err(|_| {
                     Error::InvalidArgument(format!(
@@ -295,6 +317,15 @@ impl Config {
         self.backpressure = mode;
         self
     }
+    /// Sets `publish_timeout_ms` from a duration (rounded up to whole milliseconds).
+    pub fn with_publish_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.publish_timeout_ms = u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        self
+    }
+    /// `publish_timeout_ms` as a duration.
+    pub fn publish_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.publish_timeout_ms)
+    }
     /// Sets `retention_days`.
     pub fn with_retention_days(mut self, days: u32) -> Self {
         self.retention_days = days;
@@ -319,6 +350,12 @@ impl Config {
             bounds::MAX_SUBSCRIPTION_CAPACITY,
         )?;
         bounds::at_most("retention_days", self.retention_days, bounds::MAX_RETENTION_DAYS)?;
+        if !(1..=MAX_PUBLISH_TIMEOUT_MS).contains(&self.publish_timeout_ms) {
+            return Err(Error::InvalidArgument(format!(
+                "publish_timeout_ms ({}) must be from 1 to {MAX_PUBLISH_TIMEOUT_MS}",
+                self.publish_timeout_ms
+            )));
+        }
         if self.nats_user.is_some() != self.nats_password.is_some() {
             return Err(Error::InvalidArgument(
                 "nats_user and nats_password go together: set both or neither".into(),
@@ -331,6 +368,105 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Largest `publish_timeout_ms`: one day.
+pub const MAX_PUBLISH_TIMEOUT_MS: u64 = 86_400_000;
+
+/// `url` (one NATS URL, or several separated by commas) with the password or token of
+/// each `user:password@` or `token@` part replaced by `<redacted>`, for printing.
+///
+/// ```
+/// assert_eq!(
+///     busbar::config::redact_url("nats://svc:hunter2@a:4222,tls://t0ken@b"),
+///     "nats://svc:<redacted>@a:4222,tls://<redacted>@b"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|part| match userinfo(part) {
+            None => part.to_owned(),
+            Some((start, at)) => {
+                let shown = match part[start..at].split_once(':') {
+                    Some((user, _)) => format!("{user}:<redacted>"),
+                    None => "<redacted>".to_owned(),
+                };
+                format!("{}{shown}{}", &part[..start], &part[at..])
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Where the userinfo (`user:password` or `token`) of one URL is: it starts at the first
+/// index and ends at the second, the index of its `@`.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    url[start..authority_end].rfind('@').map(|at| (start, start + at))
+}
+
+/// Credentials found inside `nats_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UrlAuth {
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+    /// `nats://token@host`.
+    Token(String),
+}
+
+/// Splits the credentials out of `url` (one NATS URL or a comma-separated list): the URL
+/// without them, and the `user:password@` or `token@` they carried (percent-decoded). So
+/// the connection authenticates with them while no library ever holds, logs or prints the
+/// secret as part of an address. Parts carrying different credentials are refused.
+pub(crate) fn split_url_credentials(url: &str) -> Result<(String, Option<UrlAuth>)> {
+    let mut found: Option<UrlAuth> = None;
+    let mut parts = Vec::new();
+    for part in url.split(',') {
+        let Some((start, at)) = userinfo(part) else {
+            parts.push(part.to_owned());
+            continue;
+        };
+        let userinfo = &part[start..at];
+        let auth = match userinfo.split_once(':') {
+            Some((user, password)) => UrlAuth::UserPassword(percent_decode(user), percent_decode(password)),
+            None => UrlAuth::Token(percent_decode(userinfo)),
+        };
+        if found.as_ref().is_some_and(|f| *f != auth) {
+            return Err(Error::InvalidArgument(format!(
+                "nats_url {} carries different credentials in different servers; give one set (or use nats_user/nats_password/nats_token)",
+                redact_url(url)
+            )));
+        }
+        found = Some(auth);
+        parts.push(format!("{}{}", &part[..start], &part[at + 1..]));
+    }
+    Ok((parts.join(","), found))
+}
+
+/// `%XX` escapes of `s` decoded (invalid escapes and non-UTF-8 results kept as given).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 fn parse<T: FromStr<Err = Error>>(_key: &str, value: &str) -> Result<T> {
@@ -447,6 +583,38 @@ mod tests {
             Config::from_vars([("BUSBAR_NATS_USER", "svc"), ("BUSBAR_NATS_PASSWORD", "hunter2")]).unwrap();
         let shown = format!("{c:?}");
         assert!(shown.contains("svc") && !shown.contains("hunter2"), "{shown}");
+        let in_url = Config::from_vars([(
+            "BUSBAR_NATS_URL",
+            "nats://svc:hunter2@a:4222, nats://s3cr3t-token@b:4222/x?y=z@w,c:4222",
+        )])
+        .unwrap();
+        let shown = format!("{in_url:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("svc:<redacted>@a:4222") && shown.contains("<redacted>@b:4222"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("u:p@h"), "u:<redacted>@h");
+    }
+
+    #[test]
+    fn credentials_are_split_out_of_the_url() {
+        let split = |u: &str| split_url_credentials(u).unwrap();
+        assert_eq!(
+            split("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".into(), None)
+        );
+        let (url, auth) = split("nats://svc:p%40ss@a:4222,tls://svc:p%40ss@b/x");
+        assert_eq!(url, "nats://a:4222,tls://b/x");
+        assert_eq!(auth, Some(UrlAuth::UserPassword("svc".into(), "p@ss".into())));
+        assert_eq!(
+            split("t0ken@a:1,b:2"),
+            ("a:1,b:2".into(), Some(UrlAuth::Token("t0ken".into())))
+        );
+        let err = split_url_credentials("nats://a:hunter2@x,nats://b:other@y").unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
         let half = Config::from_vars([("BUSBAR_NATS_USER", "svc")]).unwrap();
         assert_eq!(half.check().unwrap_err().code(), "invalid_argument");
     }

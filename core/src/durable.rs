@@ -445,6 +445,10 @@ pub(crate) struct Delivery {
     pub attempt: u32,
     pub sequence: u64,
     pub settle: Box<dyn Settle>,
+    /// Why the stored message could not be decoded, when it could not (a foreign
+    /// publisher's malformed headers); `message` then holds only its subject and payload.
+    /// Redelivering cannot help: it is dead-lettered at once and reported as `decode`.
+    pub undecodable: Option<String>,
 }
 
 /// What a durable subscription shares with every message it yields.
@@ -635,13 +639,44 @@ impl DurableSubscription {
             .rate_limit
             .map(|rate| Duration::from_secs_f64(1.0 / rate));
         let state = (deliveries, shared.clone(), None::<tokio::time::Instant>);
-        let inner =
-            futures_util::stream::unfold(state, move |(mut deliveries, shared, mut next_at)| async move {
+        let inner = futures_util::stream::unfold(
+            state,
+            move |(mut deliveries, shared, mut next_at)| async move {
                 loop {
                     let delivery = match deliveries.next().await? {
                         Ok(d) => d,
                         Err(e) => return Some((Err(e), (deliveries, shared, next_at))),
                     };
+                    if let Some(problem) = delivery.undecodable {
+                        let reason = format!("undecodable: {problem}");
+                        let stored = dead_letter(
+                            &shared,
+                            &delivery.message,
+                            delivery.attempt,
+                            delivery.sequence,
+                            &reason,
+                        )
+                        .await;
+                        let item = match stored {
+                            // Stored as a dead letter: off the stream. If storing failed the
+                            // message stays unacked and comes back after `ack_wait`.
+                            Ok(()) => match delivery.settle.ack().await {
+                                Ok(()) => Err(Error::Decode(format!(
+                                    "stream {:?} sequence {}: {problem} (dead-lettered to {}.{})",
+                                    shared.config.stream,
+                                    delivery.sequence,
+                                    shared.config.dlq_prefix,
+                                    delivery.message.subject()
+                                ))),
+                                Err(e) => Err(e),
+                            },
+                            Err(e) => Err(Error::Decode(format!(
+                                "stream {:?} sequence {}: {problem} (dead-lettering failed, it will be redelivered: {e})",
+                                shared.config.stream, delivery.sequence
+                            ))),
+                        };
+                        return Some((item, (deliveries, shared, next_at)));
+                    }
                     if delivery.attempt > shared.config.max_deliver {
                         let reason = format!(
                             "not acknowledged after {} attempts (ack_wait {:?})",
@@ -682,7 +717,8 @@ impl DurableSubscription {
                     };
                     return Some((Ok(message), (deliveries, shared, next_at)));
                 }
-            });
+            },
+        );
         DurableSubscription {
             inner: Box::pin(inner),
             config: shared,

@@ -247,11 +247,13 @@ impl Inner {
         count
     }
 
-    /// Hands a reply to the request waiting on its inbox, or counts it as late.
+    /// Hands a reply to the request waiting on its inbox if it carries the request's
+    /// correlation id; counts it as rejected or late otherwise.
     fn answer_waiter(&self, msg: &Message) {
-        if !self.inbox.answer(msg.subject(), msg.clone()) {
-            self.counters.late_replies.fetch_add(1, Relaxed);
-        }
+        let answer = self
+            .inbox
+            .answer(msg.subject(), msg.correlation_id(), msg.clone());
+        self.counters.record_answer(answer);
     }
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
@@ -329,15 +331,20 @@ impl Inner {
 
     async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
-        let mut waiting = self.inbox.wait("");
+        reply::check_timeout(&msg, timeout)?;
+        // The timeout bounds the whole call, waiting for room in a full responder included.
+        let deadline = reply::deadline(timeout);
+        let mut waiting = self.inbox.wait("", reply::expected_correlation(&msg));
         let request = reply::stamp_request(&msg, waiting.subject(), timeout)?;
-        let responders = self.publish(request).await?;
+        let responders = tokio::time::timeout_at(deadline, self.publish(request))
+            .await
+            .map_err(|_| reply::timed_out(&msg, timeout))??;
         if responders == 0 {
             return Err(Error::NoResponders {
                 subject: msg.subject().to_owned(),
             });
         }
-        waiting.reply(msg.subject(), timeout).await
+        waiting.reply(msg.subject(), deadline, timeout).await
     }
 
     fn close(&self) {

@@ -8,7 +8,7 @@
 
 mod jetstream;
 
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use crate::bus::{
     check_size, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
     SubscriptionStats,
 };
-use crate::config::{Backend, Config};
+use crate::config::{redact_url, split_url_credentials, Backend, Config, UrlAuth};
 use crate::durable::{
     dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
 };
@@ -65,6 +65,8 @@ struct Inner {
     inbox: Inbox<async_nats::Message>,
     replier: Arc<dyn Replier>,
     events: broadcast::Sender<ConnectionEvent>,
+    /// Times the connection was lost, counted by the event callback.
+    disconnects: Arc<AtomicU64>,
     closed: AtomicBool,
     counters: Counters,
 }
@@ -81,18 +83,39 @@ impl NatsBus {
     pub async fn connect(config: Config) -> Result<Self> {
         config.check()?;
         let (events, _) = broadcast::channel(256);
+        let disconnects = Arc::new(AtomicU64::new(0));
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("busbar ({})", config.source))
             .connection_timeout(Duration::from_secs(5))
             .event_callback({
                 let events = events.clone();
+                let disconnects = disconnects.clone();
                 move |event| {
+                    if matches!(event, async_nats::Event::Disconnected) {
+                        disconnects.fetch_add(1, Relaxed);
+                    }
                     let events = events.clone();
                     async move {
                         let _ = events.send(ConnectionEvent::from(event));
                     }
                 }
             });
+        // Credentials inside nats_url go to async-nats as options, never as part of an
+        // address it could log (and 0.51 would not send them at all).
+        let (url, url_auth) = split_url_credentials(&config.nats_url)?;
+        if url_auth.is_some() && (config.nats_user.is_some() || config.nats_token.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "nats_url {} carries credentials and nats_user/nats_token are set too; give them once",
+                redact_url(&config.nats_url)
+            )));
+        }
+        match url_auth {
+            Some(UrlAuth::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password)
+            }
+            Some(UrlAuth::Token(token)) => options = options.token(token),
+            None => {}
+        }
         if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
@@ -114,10 +137,10 @@ impl NatsBus {
         if config.nats_require_tls {
             options = options.require_tls(true);
         }
-        let client = options
-            .connect(config.nats_url.as_str())
-            .await
-            .map_err(|e| backend(format!("connecting to NATS at {}", config.nats_url), e))?;
+        let client = options.connect(url.as_str()).await.map_err(|e| {
+            let url = redact_url(&config.nats_url);
+            backend(format!("connecting to NATS at {url}"), e)
+        })?;
         let server_max = client.server_info().max_payload;
         let inbox_prefix = format!("{}.", client.new_inbox());
         let replies = client
@@ -134,6 +157,7 @@ impl NatsBus {
             inbox: Inbox::new(inbox_prefix),
             replier: Arc::new(WeakReplier(weak.clone())),
             events,
+            disconnects,
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -176,14 +200,56 @@ pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
     }
 }
 
-/// Hands each reply to the request waiting for it; counts replies nobody waits for.
+/// Hands each reply to the request waiting for it if it carries that request's correlation
+/// id (a flush marker: its nonce); counts the rest as rejected or late. The server's
+/// no-responders status and a reply whose header block cannot be read carry no id: they
+/// are believed on the request's own unguessable subject only, and can only fail it.
 async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
     while let Some(reply) = replies.next().await {
         let Some(bus) = bus.upgrade() else { break };
         let subject = reply.subject.clone();
-        if !bus.inbox.answer(subject.as_str(), reply) {
-            bus.counters.late_replies.fetch_add(1, Relaxed);
-        }
+        let answer = if is_no_responders(&reply) || malformed(&reply).is_some() {
+            bus.inbox.answer_unchecked(subject.as_str(), reply)
+        } else {
+            let key = reply_key(&reply).map(str::to_owned);
+            bus.inbox.answer(subject.as_str(), key.as_deref(), reply)
+        };
+        bus.counters.record_answer(answer);
+    }
+}
+
+/// The first value of header `name` (any case) of `m`.
+fn header<'a>(m: &'a async_nats::Message, name: &str) -> Option<&'a str> {
+    let headers = m.headers.as_ref()?;
+    headers
+        .iter()
+        .find(|(n, _)| AsRef::<str>::as_ref(*n).eq_ignore_ascii_case(name))
+        .and_then(|(_, values)| values.first())
+        .map(|v| v.as_str())
+}
+
+/// What identifies `m` as the answer to one waiting request: its correlation id, or for a
+/// flush marker its nonce.
+fn reply_key(m: &async_nats::Message) -> Option<&str> {
+    if is_flush_marker(m) {
+        header(m, FLUSH_MARKER)
+    } else {
+        header(m, "ce-correlationid")
+    }
+}
+
+/// Whether `m` is the server's no-responders status (503, no payload).
+fn is_no_responders(m: &async_nats::Message) -> bool {
+    m.status == Some(StatusCode::NO_RESPONDERS) && m.payload.is_empty()
+}
+
+/// Why the header block of `m` could not be read, when it could not. async-nats (patched,
+/// see vendor/async-nats/README.md) then delivers the message without headers, with the
+/// reason in `description` and no `status`, which a well-formed block never gives.
+fn malformed(m: &async_nats::Message) -> Option<&str> {
+    match (&m.status, &m.description) {
+        (None, Some(problem)) => Some(problem),
+        _ => None,
     }
 }
 
@@ -200,22 +266,25 @@ impl Inner {
         check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
         let subject = msg.subject().to_owned();
-        let sent = match msg.reply_to() {
-            Some(reply) => {
-                let reply = reply.to_owned();
-                self.client
-                    .publish_with_reply_and_headers(subject, reply, headers, msg.data().clone())
-                    .await
-            }
-            None => {
-                self.client
-                    .publish_with_headers(subject, headers, msg.data().clone())
-                    .await
+        let send = async {
+            match msg.reply_to() {
+                Some(reply) => {
+                    let reply = reply.to_owned();
+                    self.client
+                        .publish_with_reply_and_headers(subject, reply, headers, msg.data().clone())
+                        .await
+                }
+                None => {
+                    self.client
+                        .publish_with_headers(subject, headers, msg.data().clone())
+                        .await
+                }
             }
         };
-        sent.map_err(|e| match e.kind() {
+        let what = || format!("publishing to {:?}", msg.subject());
+        self.bounded(what, send).await?.map_err(|e| match e.kind() {
             async_nats::client::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
-            _ => backend(format!("publishing to {:?}", msg.subject()), e),
+            _ => backend(what(), e),
         })?;
         self.counters.published.fetch_add(1, Relaxed);
         Ok(())
@@ -234,31 +303,73 @@ impl Inner {
     /// A round trip through the server: when it returns, the server has processed everything
     /// this connection sent before, and messages it routed to this connection's subscriptions
     /// before that are in their buffers. (async-nats' `flush` only empties the socket buffer.)
+    /// Bounded by `publish_timeout_ms` as a whole.
     async fn round_trip(&self) -> Result<()> {
         self.check_open()?;
-        let mut waiting = self.inbox.wait("sync");
+        let nonce = reply::token();
+        let mut waiting = self.inbox.wait("sync", &nonce);
         let mut marker = HeaderMap::new();
-        marker.insert(FLUSH_MARKER, "1");
-        self.client
-            .publish_with_headers(waiting.subject().to_owned(), marker, bytes::Bytes::new())
-            .await
-            .map_err(|e| backend("sending a flush marker".into(), e))?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| backend("flushing to the NATS server".into(), e))?;
-        match waiting.reply("flush", FLUSH_TIMEOUT).await {
-            Ok(_) => Ok(()),
-            Err(Error::Timeout { .. }) => Err(Error::Backend {
-                message: format!("the NATS server did not answer a flush within {FLUSH_TIMEOUT:?}"),
+        marker.insert(FLUSH_MARKER, nonce.as_str());
+        let timeout = self.config.publish_timeout();
+        let deadline = reply::deadline(timeout);
+        let trip = async {
+            self.client
+                .publish_with_headers(waiting.subject().to_owned(), marker, bytes::Bytes::new())
+                .await
+                .map_err(|e| backend("sending a flush marker".into(), e))?;
+            self.client
+                .flush()
+                .await
+                .map_err(|e| backend("flushing to the NATS server".into(), e))?;
+            waiting.reply("flush", deadline, timeout).await.map(drop)
+        };
+        match self.bounded(|| "flushing".to_owned(), trip).await {
+            Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Backend {
+                message: format!(
+                    "the NATS server did not answer a flush within publish_timeout_ms ({} ms); it may be hung or unreachable",
+                    timeout.as_millis()
+                ),
                 source: None,
             }),
-            Err(e) => Err(e),
+            Ok(done) => done,
         }
     }
 
+    /// Runs `step` (handing something to the connection) for at most `publish_timeout_ms`:
+    /// a hung or unreachable server fails the call with `backend` instead of stalling it.
+    async fn bounded<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        let timeout = self.config.publish_timeout();
+        tokio::time::timeout(timeout, step).await.map_err(|_| Error::Backend {
+            message: format!(
+                "{}: the NATS connection took nothing within publish_timeout_ms ({} ms); the server may be hung or unreachable",
+                what(),
+                timeout.as_millis()
+            ),
+            source: None,
+        })
+    }
+
     /// Turns what NATS delivered into a message that can be answered.
+    /// Anything undecodable is counted in `undecodable`.
     fn receive(&self, m: async_nats::Message) -> Result<Message> {
+        let received = self.decode(m);
+        if received.is_err() {
+            self.counters.undecodable.fetch_add(1, Relaxed);
+        }
+        received
+    }
+
+    fn decode(&self, m: async_nats::Message) -> Result<Message> {
+        if let Some(problem) = malformed(&m) {
+            return Err(Error::Decode(format!(
+                "message on {:?}: {problem}",
+                m.subject.as_str()
+            )));
+        }
         let headers = m.headers.as_ref();
         let pairs = headers.into_iter().flat_map(|h| {
             h.iter().flat_map(|(name, values)| {
@@ -314,11 +425,16 @@ impl Inner {
 
     async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
-        let mut waiting = self.inbox.wait("");
+        reply::check_timeout(&msg, timeout)?;
+        // The timeout bounds the whole call: sending into a full connection included.
+        let deadline = reply::deadline(timeout);
+        let mut waiting = self.inbox.wait("", reply::expected_correlation(&msg));
         let request = reply::stamp_request(&msg, waiting.subject(), timeout)?;
-        self.publish(&request).await?;
-        let reply = waiting.reply(msg.subject(), timeout).await?;
-        if reply.status == Some(StatusCode::NO_RESPONDERS) {
+        tokio::time::timeout_at(deadline, self.publish(&request))
+            .await
+            .map_err(|_| reply::timed_out(&msg, timeout))??;
+        let reply = waiting.reply(msg.subject(), deadline, timeout).await?;
+        if is_no_responders(&reply) {
             return Err(Error::NoResponders {
                 subject: msg.subject().to_owned(),
             });
@@ -333,13 +449,17 @@ impl Inner {
 /// `_INBOX.>` traffic.
 const FLUSH_MARKER: &str = "Busbar-Flush";
 
-/// Whether `m` is another busbar client's flush marker.
+/// Whether `m` is a busbar client's flush marker: on an inbox subject, no payload, and no
+/// header but the marker, so skipping it hides nothing (a message that merely carries the
+/// header is delivered as any other).
 fn is_flush_marker(m: &async_nats::Message) -> bool {
-    m.subject.starts_with("_INBOX.") && m.headers.as_ref().is_some_and(|h| h.get(FLUSH_MARKER).is_some())
+    m.subject.starts_with("_INBOX.")
+        && m.payload.is_empty()
+        && m.status.is_none()
+        && m.headers
+            .as_ref()
+            .is_some_and(|h| h.len() == 1 && h.get_all(FLUSH_MARKER).count() == 1)
 }
-
-/// How long `flush` waits for the server's round trip.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Command {
     /// Stop interest at the server, deliver what is in flight; answer once sent.
@@ -520,7 +640,9 @@ impl EventBus for NatsBus {
     }
 
     fn stats(&self) -> BusStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.disconnects = self.inner.disconnects.load(Relaxed);
+        stats
     }
 
     fn backend(&self) -> Backend {

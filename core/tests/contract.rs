@@ -184,6 +184,66 @@ pub async fn payload_limit_names_both_sizes(bus: Arc<dyn EventBus>) {
     assert_quiet(&mut sub).await;
 }
 
+/// A requester takes only the reply carrying its request's correlation id (docs/design.md
+/// §5): another client's message on the same inbox subject, with no correlation id or a
+/// wrong one, is refused and counted in `rejected_replies`.
+pub async fn forged_replies_are_refused_and_counted(bus: Arc<dyn EventBus>) {
+    let mut responder = bus.subscribe("svc.forged").await.unwrap();
+    let requester = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.request("svc.forged", "q".into(), WAIT).await })
+    };
+    let request = next_msg(&mut responder).await;
+    let inbox = request.reply_to().unwrap().to_owned();
+    let before = bus.stats();
+    bus.publish(&inbox, "forged: no correlation id".into())
+        .await
+        .unwrap();
+    let wrong = bus
+        .message(&inbox)
+        .data("forged: wrong correlation id")
+        .correlation_id("not-the-request")
+        .build()
+        .unwrap();
+    bus.publish_message(wrong).await.unwrap();
+    bus.flush().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while bus.stats().rejected_replies < before.rejected_replies + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(bus.stats().rejected_replies, before.rejected_replies + 2);
+    request.respond("real").await.unwrap();
+    let reply = tokio::time::timeout(WAIT, requester)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.data(), "real");
+    assert_eq!(reply.correlation_id(), Some(request.correlation_id().unwrap()));
+    assert_eq!(bus.stats().late_replies, before.late_replies);
+
+    // Each request waits on its own random inbox subject, not a counter's next value.
+    let mut inboxes = Vec::new();
+    for _ in 0..2 {
+        let requester = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.request("svc.forged", "q".into(), WAIT).await })
+        };
+        let request = next_msg(&mut responder).await;
+        inboxes.push(request.reply_to().unwrap().to_owned());
+        request.respond("ok").await.unwrap();
+        requester.await.unwrap().unwrap();
+    }
+    let tokens: Vec<&str> = inboxes.iter().map(|s| s.rsplit('.').next().unwrap()).collect();
+    assert_ne!(tokens[0], tokens[1]);
+    for token in tokens {
+        assert!(
+            token.len() >= 32 && token.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{inboxes:?}"
+        );
+    }
+}
+
 pub async fn ordering_per_publisher(bus: Arc<dyn EventBus>) {
     let mut sub = bus.subscribe("seq.*").await.unwrap();
     const N: usize = 2000;
@@ -334,6 +394,7 @@ macro_rules! contract_suite {
             contract_suite!(@tests $factory;
                 wildcard_fan_out, queue_group_delivers_each_message_once, request_reply_correlates,
                 request_without_responders_fails_at_once, request_times_out_and_late_reply_is_dropped,
+                forged_replies_are_refused_and_counted,
                 ordering_per_publisher, headers_and_attributes_arrive, bad_input_is_refused,
                 unsubscribe_stops_delivery, drain_yields_buffered_then_ends, close_ends_everything,
                 durable_publish_is_acked_and_deduplicated, ack_nak_and_backoff,

@@ -144,6 +144,7 @@ async fn reconnects_after_a_restart_and_says_so() {
         .unwrap()
         .unwrap();
     assert_eq!(m.data(), "after restart");
+    assert!(bus.stats().disconnects >= 1, "the loss is counted too");
     drop(restarted.await.unwrap());
 }
 

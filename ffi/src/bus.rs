@@ -44,6 +44,12 @@ pub struct busbar_stats {
     pub late_replies: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
+    /// Messages on a waiting request's inbox without its correlation id (dropped).
+    pub rejected_replies: u64,
+    /// Messages received that could not be decoded (reported as `BUSBAR_DECODE`).
+    pub undecodable: u64,
+    /// Times the NATS connection was lost (messages in flight then may be lost).
+    pub disconnects: u64,
 }
 
 /// A `timeout_ms` that means "wait as long as it takes".
@@ -215,6 +221,9 @@ pub extern "C" fn busbar_bus_stats(bus: *const busbar_bus, stats: *mut busbar_st
             missed: s.missed,
             late_replies: s.late_replies,
             subscriptions: s.subscriptions,
+            rejected_replies: s.rejected_replies,
+            undecodable: s.undecodable,
+            disconnects: s.disconnects,
         };
         Ok(())
     }

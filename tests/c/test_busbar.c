@@ -269,6 +269,7 @@ static void test_wildcards_and_queue_groups(void) {
         CHECK(stats.published == 7);
         CHECK(stats.delivered == 3 + 1 + 4);
         CHECK(stats.subscriptions == 4);
+        CHECK(stats.rejected_replies == 0 && stats.undecodable == 0 && stats.disconnects == 0);
     }
     busbar_subscription_free(every);
     busbar_subscription_free(eu);

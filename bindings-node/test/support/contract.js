@@ -196,6 +196,25 @@ function contract(name, options) {
       await responder.unsubscribe()
     })
 
+    it('refuses a forged reply on the request inbox and counts it', async () => {
+      const responder = await bus.subscribe('svc.forged')
+      const pending = bus.request('svc.forged', 'q', { timeout: 5000 })
+      const [req] = await take(responder, 1)
+      const before = bus.stats()
+      await bus.publish(req.replyTo, 'forged: no correlation id')
+      await bus.flush()
+      const deadline = Date.now() + 5000
+      while (bus.stats().rejectedReplies === before.rejectedReplies && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      assert.equal(bus.stats().rejectedReplies, before.rejectedReplies + 1)
+      assert.equal(typeof before.undecodable, 'number')
+      assert.equal(typeof before.disconnects, 'number')
+      await req.respond('real')
+      assert.equal((await pending).text(), 'real')
+      await responder.unsubscribe()
+    })
+
     it('rejects a request with no_responders at once and with timeout when nobody answers', async () => {
       const started = Date.now()
       await rejectsWith(bus.request('nobody.home', 'x', { timeout: 5000 }), 'no_responders')

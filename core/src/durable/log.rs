@@ -336,6 +336,7 @@ impl LogStream {
                 consumer: name.to_owned(),
                 seq,
             }),
+            undecodable: None,
         }
     }
 

@@ -168,6 +168,7 @@ pub fn decode<'a>(
     // Validate what a foreign producer sent, but report it as a decode problem.
     b.build().map_err(|err| match err {
         Error::InvalidArgument(m) => Error::Decode(format!("message on {subject:?}: {m}")),
+        e @ Error::InvalidSubject { .. } => Error::Decode(e.to_string()),
         other => other,
     })
 }
@@ -320,7 +321,9 @@ mod tests {
             let err = decode("a", None, headers.clone(), Bytes::new()).unwrap_err();
             assert_eq!(err.code(), "decode", "{headers:?}: {err}");
         }
+        // A subject busbar refuses, sent by a foreign peer, is the wire's fault: `decode`.
         let err = decode("a..b", None, [], Bytes::new()).unwrap_err();
-        assert_eq!(err.code(), "invalid_subject");
+        assert_eq!(err.code(), "decode");
+        assert!(err.to_string().contains("a..b"), "{err}");
     }
 }

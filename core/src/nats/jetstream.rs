@@ -15,6 +15,7 @@ use crate::durable::{
     no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
     StreamInfo,
 };
+use crate::envelope::Message;
 use crate::error::{Error, Result};
 
 /// Most messages a consumer pulls ahead of its handler. Kept small: a pulled message's
@@ -106,13 +107,17 @@ impl Inner {
             context::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
             _ => backend(format!("durable publish to {:?}", msg.subject()), e),
         };
+        let publish = async {
+            self.js
+                .publish_with_headers(subject, headers, msg.data().clone())
+                .await
+                .map_err(failed)?
+                .await
+                .map_err(failed)
+        };
         let ack = self
-            .js
-            .publish_with_headers(subject, headers, msg.data().clone())
-            .await
-            .map_err(failed)?
-            .await
-            .map_err(failed)?;
+            .bounded(|| format!("durable publish to {:?}", msg.subject()), publish)
+            .await??;
         self.counters
             .published
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -244,19 +249,37 @@ pub(super) fn deliveries(
                             info.stream_sequence,
                         );
                         let (raw, acker) = m.split();
+                        let (subject, payload) = (raw.subject.clone(), raw.payload.clone());
                         let delivery = match inner.receive(raw) {
                             Ok(message) => Ok(Delivery {
                                 message,
                                 attempt,
                                 sequence,
                                 settle: Box::new(JsSettle(acker)),
+                                undecodable: None,
                             }),
-                            Err(e) => {
-                                // Undecodable (a foreign publisher's bad `ce-` headers): redelivering
-                                // cannot help, so stop it here and report it; it stays in the stream.
-                                let _ = acker.ack_with(AckKind::Term).await;
-                                Err(Error::Decode(format!("stream sequence {sequence}: {e}")))
-                            }
+                            // Undecodable (a foreign publisher's malformed header block or bad
+                            // `ce-` headers): redelivering cannot help, so it is dead-lettered as
+                            // its subject and payload (see `Delivery::undecodable`).
+                            Err(e) => match Message::builder(subject.as_str())
+                                .data(payload)
+                                .source("nats")
+                                .build()
+                            {
+                                Ok(message) => Ok(Delivery {
+                                    message,
+                                    attempt,
+                                    sequence,
+                                    settle: Box::new(JsSettle(acker)),
+                                    undecodable: Some(e.to_string()),
+                                }),
+                                Err(_) => {
+                                    // Not even a subject busbar can carry: stop redelivery here;
+                                    // it stays in the stream.
+                                    let _ = acker.ack_with(AckKind::Term).await;
+                                    Err(Error::Decode(format!("stream sequence {sequence}: {e}")))
+                                }
+                            },
                         };
                         return Some((delivery, (inner, consumer, config, events, pull)));
                     }
