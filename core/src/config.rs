@@ -41,6 +41,9 @@ pub struct Config {
     pub max_payload: usize,
     /// `subscription_capacity` / `BUSBAR_SUBSCRIPTION_CAPACITY`: messages buffered per subscription.
     pub subscription_capacity: usize,
+    /// `subscription_max_bytes` / `BUSBAR_SUBSCRIPTION_MAX_BYTES`: bytes (payloads and
+    /// user headers) buffered per subscription; one larger message fits an empty buffer.
+    pub subscription_max_bytes: usize,
     /// `backpressure` / `BUSBAR_BACKPRESSURE`: `block` (default) or `lag`.
     pub backpressure: Backpressure,
     /// `source` / `BUSBAR_SOURCE`: CloudEvents `source` of the events this bus publishes.
@@ -89,6 +92,7 @@ impl fmt::Debug for Config {
             .field("nats_url", &self.nats_url)
             .field("max_payload", &self.max_payload)
             .field("subscription_capacity", &self.subscription_capacity)
+            .field("subscription_max_bytes", &self.subscription_max_bytes)
             .field("backpressure", &self.backpressure)
             .field("source", &self.source)
             .field("nats_user", &self.nats_user)
@@ -114,6 +118,8 @@ impl fmt::Debug for Config {
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// Default `subscription_capacity`.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
+/// Default `subscription_max_bytes`: 64 MiB.
+pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default `nats_url`.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -123,6 +129,7 @@ pub const KEYS: &[&str] = &[
     "nats_url",
     "max_payload",
     "subscription_capacity",
+    "subscription_max_bytes",
     "backpressure",
     "source",
     "nats_user",
@@ -149,6 +156,7 @@ impl Default for Config {
             nats_url: DEFAULT_NATS_URL.to_owned(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            subscription_max_bytes: DEFAULT_SUBSCRIPTION_MAX_BYTES,
             backpressure: Backpressure::Block,
             source: crate::envelope::DEFAULT_SOURCE.to_owned(),
             nats_user: None,
@@ -214,6 +222,7 @@ impl Config {
             }
             "max_payload" => self.max_payload = positive(key, value)?,
             "subscription_capacity" => self.subscription_capacity = positive(key, value)?,
+            "subscription_max_bytes" => self.subscription_max_bytes = positive(key, value)?,
             "backpressure" => self.backpressure = parse(key, value)?,
             "source" => {
                 if value.is_empty() || value.contains(['\r', '\n', '\0']) {
@@ -281,6 +290,11 @@ impl Config {
         self.subscription_capacity = messages;
         self
     }
+    /// Sets `subscription_max_bytes`.
+    pub fn with_subscription_max_bytes(mut self, bytes: usize) -> Self {
+        self.subscription_max_bytes = bytes;
+        self
+    }
     /// Sets `backpressure`.
     pub fn with_backpressure(mut self, mode: Backpressure) -> Self {
         self.backpressure = mode;
@@ -298,10 +312,10 @@ impl Config {
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        if self.max_payload == 0 || self.subscription_capacity == 0 {
+        if self.max_payload == 0 || self.subscription_capacity == 0 || self.subscription_max_bytes == 0 {
             return Err(Error::InvalidArgument(format!(
-                "max_payload ({}) and subscription_capacity ({}) must be at least 1",
-                self.max_payload, self.subscription_capacity
+                "max_payload ({}), subscription_capacity ({}) and subscription_max_bytes ({}) must be at least 1",
+                self.max_payload, self.subscription_capacity, self.subscription_max_bytes
             )));
         }
         if self.nats_user.is_some() != self.nats_password.is_some() {

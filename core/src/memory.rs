@@ -302,6 +302,7 @@ impl Inner {
         });
         let (queue, stream) = queue::channel(
             self.config.subscription_capacity,
+            self.config.subscription_max_bytes,
             self.config.backpressure,
             pattern,
             state,
