@@ -27,7 +27,7 @@ use crate::durable::{
 };
 use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
-use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState, TryQueue};
+use crate::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
 use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject};
 
@@ -280,7 +280,7 @@ impl Inner {
             bus: Arc::downgrade(self),
             detached: AtomicBool::new(false),
         });
-        let (queue, stream) = queue::channel(
+        let (queue, mut stream) = queue::channel(
             self.config.subscription_capacity,
             self.config.subscription_max_bytes,
             self.config.backpressure,
@@ -288,6 +288,11 @@ impl Inner {
             state,
             handle.clone(),
         );
+        let bus = Arc::downgrade(self);
+        stream.decode_with(Arc::new(move |raw| match bus.upgrade() {
+            Some(bus) => bus.receive(raw),
+            None => Err(Error::Closed("bus")),
+        }));
         self.counters.subscriptions.fetch_add(1, Relaxed);
         tokio::spawn(pump(subscriber, queue, command_rx, Arc::downgrade(self)));
         Ok(Subscription::new(
@@ -446,7 +451,7 @@ fn take(
     bus: &Inner,
 ) -> bool {
     let counters = &bus.counters;
-    let size = raw.payload.len() as u64;
+    let size = raw.length.max(raw.payload.len()) as u64;
     // A message that cannot be kept is missed before it is decoded, so a pump that falls
     // behind catches up at the cost of a counter.
     let missed = match queue.mode() {
@@ -463,13 +468,14 @@ fn take(
         }
         return true;
     }
-    let msg = bus.receive(raw);
+    // Decoded by the subscriber as it takes the message (see `Inner::subscribe`).
+    let payload = Payload::Nats(raw);
     if !held.items.is_empty() {
         let gap = std::mem::take(&mut held.gap);
-        held.push(QueueSender::item(msg, gap));
+        held.push(QueueSender::item(payload, gap));
         return true;
     }
-    let pushed = queue.try_push(msg);
+    let pushed = queue.try_push(payload);
     counters.record(&pushed);
     match pushed {
         Pushed::Full(item) => held.push(item),

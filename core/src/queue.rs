@@ -15,24 +15,40 @@ use crate::config::Backpressure;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 
-/// A message (or why one that arrived could not be read), how many messages its
-/// subscription missed just before it, and the bytes it holds in the queue.
-pub(crate) struct Item {
-    msg: Result<Message>,
-    missed: u64,
-    pub(crate) bytes: u64,
+/// What a queue item carries: a message (or why one that arrived could not be read), or a
+/// message as it came from NATS, decoded only when the subscriber takes it, so that the
+/// task moving messages off the connection does the least work per message.
+pub(crate) enum Payload {
+    Ready(Result<Message>),
+    #[cfg(feature = "nats")]
+    Nats(async_nats::Message),
 }
 
-/// The bytes `msg` holds while it waits in a queue: its payload and its user headers.
-/// Attributes are small and bounded; the payload is what `subscription_max_bytes` bounds.
-pub(crate) fn held_bytes(msg: &Result<Message>) -> u64 {
-    match msg {
-        Ok(m) => {
-            let headers: usize = m.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
-            (m.data().len() + headers) as u64
+impl Payload {
+    /// The bytes it holds while it waits in a queue: the payload and the headers (on NATS
+    /// the header block as received). The payload is what `subscription_max_bytes` bounds.
+    fn bytes(&self) -> u64 {
+        match self {
+            Payload::Ready(Ok(m)) => {
+                let headers: usize = m.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
+                (m.data().len() + headers) as u64
+            }
+            Payload::Ready(Err(_)) => 0,
+            #[cfg(feature = "nats")]
+            Payload::Nats(m) => m.length.max(m.payload.len()) as u64,
         }
-        Err(_) => 0,
     }
+}
+
+/// Turns a message as it came from NATS into a [`Message`] (or a `decode` error).
+#[cfg(feature = "nats")]
+pub(crate) type Decoder = Arc<dyn Fn(async_nats::Message) -> Result<Message> + Send + Sync>;
+
+/// A payload, how many messages its subscription missed just before it, and its bytes.
+pub(crate) struct Item {
+    payload: Payload,
+    missed: u64,
+    pub(crate) bytes: u64,
 }
 
 /// What happened to a message handed to [`QueueSender::try_push`].
@@ -159,17 +175,18 @@ impl QueueSender {
     }
 
     /// Adds `n` (wrapping: `u64::MAX` takes one back) to the queued counters.
-    fn queued(&self, undecodable: bool, n: u64) {
+    fn queued(&self, n: u64) {
         self.state.delivered.fetch_add(n, Relaxed);
-        if undecodable {
-            self.state.undecodable.fetch_add(n, Relaxed);
-        }
     }
 
-    /// `msg` as an item carrying `missed` messages missed just before it.
-    pub(crate) fn item(msg: Result<Message>, missed: u64) -> Item {
-        let bytes = held_bytes(&msg);
-        Item { msg, missed, bytes }
+    /// `payload` as an item carrying `missed` messages missed just before it.
+    pub(crate) fn item(payload: Payload, missed: u64) -> Item {
+        let bytes = payload.bytes();
+        Item {
+            payload,
+            missed,
+            bytes,
+        }
     }
 
     /// Queues `item` as it is (its gap included) if there is room now.
@@ -177,23 +194,23 @@ impl QueueSender {
         if !self.reserve_bytes(item.bytes) {
             return TryQueue::Full(item);
         }
-        let (bytes, undecodable) = (item.bytes, item.msg.is_err());
+        let bytes = item.bytes;
         // Counted before it can be received, so `stats()` never shows it taken but not queued.
-        self.queued(undecodable, 1);
+        self.queued(1);
         let refused = match self.tx.try_send(item) {
             Ok(()) => return TryQueue::Queued,
             Err(mpsc::error::TrySendError::Closed(_)) => TryQueue::Closed,
             Err(mpsc::error::TrySendError::Full(item)) => TryQueue::Full(item),
         };
-        self.queued(undecodable, u64::MAX); // -1: not queued after all
+        self.queued(u64::MAX); // -1: not queued after all
         self.state.release(bytes);
         refused
     }
 
     /// Queues without waiting.
-    pub(crate) fn try_push(&self, msg: Result<Message>) -> Pushed {
+    pub(crate) fn try_push(&self, payload: Payload) -> Pushed {
         let carried = self.state.take_unreported();
-        let item = match self.try_queue(Self::item(msg, carried)) {
+        let item = match self.try_queue(Self::item(payload, carried)) {
             TryQueue::Queued => return Pushed::Queued,
             TryQueue::Closed => return Pushed::Closed,
             TryQueue::Full(item) => item,
@@ -215,6 +232,7 @@ impl QueueSender {
     }
 
     /// Counts one missed message whose gap the caller carries to a later item itself.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
     pub(crate) fn missed_carried(&self) {
         self.state.count_missed();
     }
@@ -228,16 +246,19 @@ impl QueueSender {
     }
 
     /// The back-pressure mode of this queue.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
     pub(crate) fn mode(&self) -> Backpressure {
         self.mode
     }
 
     /// The bounds of this queue: messages and bytes.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
     pub(crate) fn bounds(&self) -> (usize, u64) {
         (self.tx.max_capacity(), self.max_bytes)
     }
 
     /// Whether an item of `bytes` would find no room now (without reserving anything).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
     pub(crate) fn is_full(&self, bytes: u64) -> bool {
         if self.tx.capacity() == 0 {
             return true;
@@ -249,6 +270,7 @@ impl QueueSender {
     /// Waits until the queue probably has room for an item of `bytes` (it may be taken by
     /// another publisher first): false when the subscription stopped or went away.
     /// Cancel-safe: it holds no item.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
     pub(crate) async fn room(&self, bytes: u64) -> bool {
         let state = &self.state;
         let stopped = state.stop.notified();
@@ -316,11 +338,10 @@ impl QueueSender {
             _ = &mut stopped => return Pushed::Closed,
         };
         // A slot is ours; now the bytes (held back while the queue holds too many).
-        let (bytes, undecodable) = (item.bytes, item.msg.is_err());
-        if !self.wait_bytes(bytes, stopped.as_mut()).await {
+        if !self.wait_bytes(item.bytes, stopped.as_mut()).await {
             return Pushed::Closed;
         }
-        self.queued(undecodable, 1);
+        self.queued(1);
         permit.send(item);
         Pushed::Queued
     }
@@ -357,6 +378,8 @@ pub(crate) fn channel(
         ended: false,
         pattern: pattern.to_owned(),
         detach,
+        #[cfg(feature = "nats")]
+        decode: None,
     };
     (sender, stream)
 }
@@ -370,9 +393,34 @@ pub(crate) struct QueueStream {
     ended: bool,
     pattern: String,
     detach: Arc<dyn Detach>,
+    #[cfg(feature = "nats")]
+    decode: Option<Decoder>,
 }
 
 impl QueueStream {
+    /// Has NATS messages decoded by `decode` as the subscriber takes them.
+    #[cfg(feature = "nats")]
+    pub(crate) fn decode_with(&mut self, decode: Decoder) {
+        self.decode = Some(decode);
+    }
+
+    /// The message an item carries; one that cannot be read is counted as undecodable.
+    #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
+    fn open(&self, payload: Payload) -> Result<Message> {
+        let msg = match payload {
+            Payload::Ready(msg) => msg,
+            #[cfg(feature = "nats")]
+            Payload::Nats(raw) => match &self.decode {
+                Some(decode) => decode(raw),
+                None => Err(Error::Decode("no decoder for a NATS message".into())),
+            },
+        };
+        if msg.is_err() {
+            self.state.undecodable.fetch_add(1, Relaxed);
+        }
+        msg
+    }
+
     fn lagged(&self, missed: u64) -> Error {
         self.state.lagging.store(false, Release);
         Error::Lagged {
@@ -399,9 +447,14 @@ impl Stream for QueueStream {
             return Poll::Ready(Some(m));
         }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(Item { msg, missed, bytes })) => {
+            Poll::Ready(Some(Item {
+                payload,
+                missed,
+                bytes,
+            })) => {
                 this.state.received.fetch_add(1, Relaxed);
                 this.state.release(bytes);
+                let msg = this.open(payload);
                 if missed > 0 {
                     this.stashed = Some(msg);
                     return Poll::Ready(Some(Err(this.lagged(missed))));
