@@ -47,6 +47,10 @@ impl From<async_nats::Event> for ConnectionEvent {
     }
 }
 
+/// Messages a `block`-mode NATS subscription holds while its queue is full (see [`Held`]):
+/// the burst async-nats' own per-subscription buffer absorbed by default, now counted.
+const HOLD_MESSAGES: usize = 64 * 1024;
+
 /// Messages async-nats may hold for one subscription before its pump takes them. The pump
 /// takes each at once (and misses, counted, what its subscription cannot keep), so this
 /// only absorbs scheduling hiccups; async-nats drops past it without telling which
@@ -339,9 +343,10 @@ enum Command {
 }
 
 /// Messages a `block`-mode subscription received while its queue was full, oldest first,
-/// bounded as the queue is (`subscription_capacity`, `subscription_max_bytes`). A publisher
-/// in another process cannot be made to wait, so past these bounds messages are missed,
-/// counted, and reported at the gap as in `lag` mode (docs/design.md §4).
+/// at most [`HOLD_MESSAGES`] (or `subscription_capacity`, if larger) and
+/// `subscription_max_bytes` bytes. A publisher in another process cannot be made to wait,
+/// so past these bounds messages are missed, counted, and reported at the gap as in `lag`
+/// mode (docs/design.md §4).
 #[derive(Default)]
 struct Held {
     items: VecDeque<Item>,
@@ -394,7 +399,8 @@ async fn pump(
 ) {
     let mut draining = false;
     let mut held = Held::default();
-    let bounds = queue.bounds();
+    let (capacity, max_bytes) = queue.bounds();
+    let bounds = (capacity.max(HOLD_MESSAGES), max_bytes);
     loop {
         let head = held.items.front().map(|i| i.bytes);
         tokio::select! {

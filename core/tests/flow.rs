@@ -258,6 +258,37 @@ mod nats {
         );
     }
 
+    /// The common case: a burst beyond the queue that a `block`-mode subscriber works off
+    /// later loses nothing (the pump holds 64k messages for it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_in_block_mode_on_nats_loses_nothing() {
+        let server = start().await;
+        let subscriber = connect(&server, Config::default()).await;
+        let sub = subscriber.subscribe("burst.*").await.unwrap();
+        let handle = sub.handle();
+        subscriber.flush().await.unwrap();
+        let port = server.port();
+        // Nobody reads while 60,000 messages arrive: 4096 in the queue, the rest held.
+        tokio::task::spawn_blocking(move || publish_raw(port, "burst.x", 60_000))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while handle.stats().delivered < 4096 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let consumer = tokio::spawn(consume(sub, u64::MAX, Duration::ZERO));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while handle.stats().delivered < 60_000 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        handle.drain().await.unwrap();
+        let seen = tokio::time::timeout(WAIT, consumer).await.unwrap().unwrap();
+        let stats = handle.stats();
+        assert_eq!((stats.delivered, stats.missed), (60_000, 0), "{stats:?}");
+        assert_eq!((seen.messages, seen.notices), (60_000, 0), "{seen:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_consumer_on_nats_in_block_mode_is_told_every_loss() {
         slow_consumer_accounts_for_every_message(Backpressure::Block).await;
