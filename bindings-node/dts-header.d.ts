@@ -9,8 +9,29 @@
 export type Payload = Buffer | ArrayBufferView | string | number | boolean | null | object
 
 /**
+ * A lag notice (`code` `'lagged'`, with `missed`: how many messages were missed at this
+ * gap) or a message that could not be decoded (`code` `'decode'`).
+ */
+export interface BusNotice extends Error {
+  code: 'lagged' | 'decode' | string
+  missed?: number
+}
+
+/** Options of a callback subscription (`subscribe(pattern, callback, options)`). */
+export interface SubscribeOptions {
+  /**
+   * Called with each notice in its place among the messages. Without it a notice becomes
+   * a process warning. Delivery goes on either way.
+   */
+  onError?: (err: BusNotice) => void
+}
+
+/**
  * A subscription is an async iterator of its messages: `for await (const msg of sub)`.
- * Leaving the loop early (break, return, throw) unsubscribes.
+ * Leaving the loop early (break, return, throw) unsubscribes. A lag notice is thrown
+ * where messages were missed (a `BusNotice`, code `'lagged'`); the subscription stays
+ * open and iterating again goes on after the gap. A message that could not be decoded is
+ * skipped with a process warning and counted in `stats().undecodable`.
  */
 export interface Subscription extends AsyncIterableIterator<Message> {}
 

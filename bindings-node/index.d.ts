@@ -9,8 +9,29 @@
 export type Payload = Buffer | ArrayBufferView | string | number | boolean | null | object
 
 /**
+ * A lag notice (`code` `'lagged'`, with `missed`: how many messages were missed at this
+ * gap) or a message that could not be decoded (`code` `'decode'`).
+ */
+export interface BusNotice extends Error {
+  code: 'lagged' | 'decode' | string
+  missed?: number
+}
+
+/** Options of a callback subscription (`subscribe(pattern, callback, options)`). */
+export interface SubscribeOptions {
+  /**
+   * Called with each notice in its place among the messages. Without it a notice becomes
+   * a process warning. Delivery goes on either way.
+   */
+  onError?: (err: BusNotice) => void
+}
+
+/**
  * A subscription is an async iterator of its messages: `for await (const msg of sub)`.
- * Leaving the loop early (break, return, throw) unsubscribes.
+ * Leaving the loop early (break, return, throw) unsubscribes. A lag notice is thrown
+ * where messages were missed (a `BusNotice`, code `'lagged'`); the subscription stays
+ * open and iterating again goes on after the gap. A message that could not be decoded is
+ * skipped with a process warning and counted in `stats().undecodable`.
  */
 export interface Subscription extends AsyncIterableIterator<Message> {}
 
@@ -58,12 +79,12 @@ export declare class Bus {
    * Receives every message whose subject matches `pattern`: iterate the subscription
    * with `for await`, or pass `callback` to have it called with each message.
    */
-  subscribe(pattern: string, callback?: (msg: Message) => unknown): Promise<Subscription>
+  subscribe(pattern: string, callback?: (msg: Message) => unknown, options?: SubscribeOptions): Promise<Subscription>
   /**
    * Like `subscribe`, as one member of the queue group `group`: each message goes to
    * one member.
    */
-  queueSubscribe(pattern: string, group: string, callback?: (msg: Message) => unknown): Promise<Subscription>
+  queueSubscribe(pattern: string, group: string, callback?: (msg: Message) => unknown, options?: SubscribeOptions): Promise<Subscription>
   /**
    * Sends a request and resolves with the one reply. Rejects with `no_responders` at
    * once when nothing subscribes to `subject`, with `timeout` when no reply comes in time.
@@ -202,7 +223,9 @@ export declare class Subscription {
   get queueGroup(): string | null
   /**
    * The next messages: at least one, at most `max` (default 1024), waiting only for the
-   * first. Resolves with `null` once the subscription has ended.
+   * first. Resolves with `null` once the subscription has ended. Rejects, in order with
+   * the messages, with a lag notice (code `lagged`, `missed`) where messages were
+   * missed and with code `decode` where one could not be decoded; the next call goes on.
    */
   nextBatch(max?: number): Promise<Message[] | null>
   /** Stops delivery at once; buffered messages are discarded and iteration ends. */
@@ -265,6 +288,8 @@ export interface ConnectOptions {
   maxPayload?: number | string
   /** Messages buffered per subscription (default 4096). */
   subscriptionCapacity?: number | string
+  /** Bytes (payloads and user headers) buffered per subscription (default 64 MiB). */
+  subscriptionMaxBytes?: number | string
   /** `"block"` (default: the publisher waits) or `"lag"` (the slow subscriber misses messages). */
   backpressure?: 'block' | 'lag'
   /** CloudEvents `source` of the events this bus publishes. */
@@ -340,6 +365,19 @@ export interface ConsumerOptions {
 
 /** The stable error codes an `Error` from busbar can carry in `code`. */
 export declare function errorCodes(): Array<string>
+
+/**
+ * A notice in a callback batch, where a message would be: `busbar.js` turns it into an
+ * `Error` with `code` (`lagged` or `decode`) and, for a lag notice, `missed`.
+ */
+export interface Notice {
+  /** The error code. */
+  code: string
+  /** What happened, for a person. */
+  message: string
+  /** For a lag notice: how many messages were missed at this gap. */
+  missed?: number
+}
 
 /** The broker's acknowledgement of `publishDurable()`. */
 export interface PublishAck {
@@ -417,10 +455,17 @@ export declare function subjectMatches(pattern: string, subject: string): boolea
 export interface SubscriptionStats {
   /** Messages queued to this subscription. */
   delivered: number
-  /** Messages it missed because its buffer was full (`lag` back-pressure). */
+  /**
+   * Messages it missed because its buffer was full (each gap is also told by a lag
+   * notice, at the gap).
+   */
   missed: number
   /** Messages waiting in its buffer now. */
   pending: number
+  /** Bytes (payloads and user headers) waiting in its buffer now. */
+  pendingBytes: number
+  /** Messages that arrived but could not be decoded (skipped, with a warning or `onError`). */
+  undecodable: number
   /** Whether it has missed a message since it last caught up. */
   lagging: boolean
 }

@@ -64,7 +64,8 @@ typedef enum busbar_status {
   // `backend`: the backend (broker connection, runtime) failed.
   BUSBAR_BACKEND = 10,
   // `lagged`: not a failure but a notice: the subscription missed messages because its
-  // buffer was full (`backpressure = "lag"`). It goes on; the message says how many.
+  // buffer was full (`backpressure = "lag"`, or on NATS in either mode). It goes on;
+  // the message says how many.
   BUSBAR_LAGGED = 11,
   // `panic`: busbar hit a bug; the call was abandoned without unwinding into C.
   BUSBAR_PANIC = 99,

@@ -9,7 +9,7 @@ use napi::bindgen_prelude::*;
 use crate::error::{string_arg, type_error, typed};
 use crate::message::{options_arg, Message, Payload, PublishOptions};
 use crate::promise::run;
-use crate::subscription::{Callback, Subscription};
+use crate::subscription::{callback_batch, Callback, Notice, Subscription};
 
 /// Default wait of `request()` when `options.timeout` is not given, in milliseconds.
 const DEFAULT_REQUEST_TIMEOUT_MS: f64 = 5000.0;
@@ -129,7 +129,7 @@ impl Bus {
     /// with `for await`, or pass `callback` to have it called with each message.
     #[napi(
         catch_unwind,
-        ts_args_type = "pattern: string, callback?: (msg: Message) => unknown",
+        ts_args_type = "pattern: string, callback?: (msg: Message) => unknown, options?: SubscribeOptions",
         ts_return_type = "Promise<Subscription>"
     )]
     pub fn subscribe<'env>(
@@ -145,7 +145,7 @@ impl Bus {
     /// one member.
     #[napi(
         catch_unwind,
-        ts_args_type = "pattern: string, group: string, callback?: (msg: Message) => unknown",
+        ts_args_type = "pattern: string, group: string, callback?: (msg: Message) => unknown, options?: SubscribeOptions",
         ts_return_type = "Promise<Subscription>"
     )]
     pub fn queue_subscribe<'env>(
@@ -237,12 +237,12 @@ fn callback_arg(env: &Env, callback: Option<Unknown>) -> Result<Option<Callback>
     match callback.get_type()? {
         ValueType::Undefined | ValueType::Null => Ok(None),
         ValueType::Function => {
-            let function: Function<Vec<Message>, ()> = typed(env, "callback", callback)?;
+            let function: Function<Vec<Either<Message, Notice>>, ()> = typed(env, "callback", callback)?;
             Ok(Some(
                 function
-                    .build_threadsafe_function::<Vec<busbar::Message>>()
+                    .build_threadsafe_function::<Vec<busbar::Result<busbar::Message>>>()
                     .callee_handled::<false>()
-                    .build_callback(|ctx| Ok(ctx.value.into_iter().map(Message::from).collect::<Vec<_>>()))?,
+                    .build_callback(|ctx| Ok(callback_batch(ctx.value)))?,
             ))
         }
         other => Err(type_error(

@@ -20,6 +20,9 @@ pub struct ConnectOptions {
     /// Messages buffered per subscription (default 4096).
     #[napi(ts_type = "number | string")]
     pub subscription_capacity: Option<u32>,
+    /// Bytes (payloads and user headers) buffered per subscription (default 64 MiB).
+    #[napi(ts_type = "number | string")]
+    pub subscription_max_bytes: Option<f64>,
     /// `"block"` (default: the publisher waits) or `"lag"` (the slow subscriber misses messages).
     #[napi(ts_type = "'block' | 'lag'")]
     pub backpressure: Option<String>,

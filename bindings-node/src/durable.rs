@@ -18,7 +18,7 @@ use crate::bus::Bus;
 use crate::error::{describe, string_arg, to_js, type_error, typed};
 use crate::message::{options_arg, Message, Payload, PublishOptions, Received};
 use crate::promise::{run, settle};
-use crate::subscription::{batch_size, next_batch};
+use crate::subscription::{batch_size, next_batch, Batches};
 
 /// Most messages handed to JavaScript in one batch. Smaller than a plain subscription's:
 /// the `ackWaitMs` clock of a durable message runs from when it is fetched, so the batch
@@ -394,7 +394,7 @@ pub struct DurableSubscription {
 
 /// The core subscription, and the signal that ends a wait for it.
 struct Feed {
-    sub: Mutex<Option<busbar::DurableSubscription>>,
+    sub: Mutex<Option<Batches<busbar::DurableSubscription>>>,
     closed: AtomicBool,
     wake: Notify,
 }
@@ -405,7 +405,7 @@ impl DurableSubscription {
         let name = sub.config().name.clone();
         DurableSubscription {
             feed: Arc::new(Feed {
-                sub: Mutex::new(Some(sub)),
+                sub: Mutex::new(Some(Batches::new(sub))),
                 closed: AtomicBool::new(false),
                 wake: Notify::new(),
             }),

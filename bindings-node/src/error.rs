@@ -23,6 +23,9 @@ fn build(env: &Env, err: &busbar::Error) -> Result<Error> {
     }
     let mut object = env.create_error(Error::new(Status::GenericFailure, message))?;
     object.set_named_property("code", err.code())?;
+    if let busbar::Error::Lagged { missed, .. } = err {
+        object.set_named_property("missed", *missed as f64)?;
+    }
     Ok(Error::from(object.to_unknown()))
 }
 

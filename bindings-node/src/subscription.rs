@@ -3,6 +3,11 @@
 //! with a callback, a task on napi's runtime hands each batch to JavaScript in one
 //! threadsafe call, with a few batches in flight at most (so a slow callback slows delivery
 //! instead of piling messages up).
+//!
+//! Notices travel in order with the messages: a lag notice (code `lagged`, with `missed`)
+//! and a message that could not be decoded (code `decode`). `nextBatch()` ends a batch
+//! before a notice and rejects with it on the next call; a callback batch carries it as a
+//! [`Notice`] in its place. `busbar.js` decides what JavaScript sees (README).
 
 use std::sync::Arc;
 
@@ -23,7 +28,57 @@ const MAX_BATCH: u32 = 1024;
 const IN_FLIGHT: usize = 4;
 
 /// The threadsafe function that receives batches of a callback subscription.
-pub(crate) type Callback = ThreadsafeFunction<Vec<busbar::Message>, (), Vec<Message>, Status, false>;
+pub(crate) type Callback =
+    ThreadsafeFunction<Vec<busbar::Result<busbar::Message>>, (), Vec<Either<Message, Notice>>, Status, false>;
+
+/// A notice in a callback batch, where a message would be: `busbar.js` turns it into an
+/// `Error` with `code` (`lagged` or `decode`) and, for a lag notice, `missed`.
+#[napi(object)]
+pub struct Notice {
+    /// The error code.
+    pub code: String,
+    /// What happened, for a person.
+    pub message: String,
+    /// For a lag notice: how many messages were missed at this gap.
+    pub missed: Option<f64>,
+}
+
+impl From<busbar::Error> for Notice {
+    fn from(err: busbar::Error) -> Self {
+        let missed = match &err {
+            Error::Lagged { missed, .. } => Some(*missed as f64),
+            _ => None,
+        };
+        Notice {
+            code: err.code().to_owned(),
+            message: err.to_string(),
+            missed,
+        }
+    }
+}
+
+/// A callback batch as JavaScript values.
+pub(crate) fn callback_batch(batch: Vec<busbar::Result<busbar::Message>>) -> Vec<Either<Message, Notice>> {
+    batch
+        .into_iter()
+        .map(|item| match item {
+            Ok(m) => Either::A(Message::from(m)),
+            Err(e) => Either::B(Notice::from(e)),
+        })
+        .collect()
+}
+
+/// A stream with the notice that ended the last batch, given out by the next call.
+pub(crate) struct Batches<S> {
+    stream: S,
+    held: Option<Error>,
+}
+
+impl<S> Batches<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        Batches { stream, held: None }
+    }
+}
 
 /// Messages matching a pattern. Iterate it with `for await (const msg of sub)` (leaving the
 /// loop early unsubscribes), or give `subscribe` a callback. An iterated subscription that
@@ -32,7 +87,7 @@ pub(crate) type Callback = ThreadsafeFunction<Vec<busbar::Message>, (), Vec<Mess
 #[napi]
 pub struct Subscription {
     /// `None` for a callback subscription, whose task owns the stream.
-    stream: Option<Arc<Mutex<busbar::Subscription>>>,
+    stream: Option<Arc<Mutex<Batches<busbar::Subscription>>>>,
     handle: busbar::SubscriptionHandle,
     pattern: String,
     queue_group: Option<String>,
@@ -43,10 +98,15 @@ pub struct Subscription {
 pub struct SubscriptionStats {
     /// Messages queued to this subscription.
     pub delivered: f64,
-    /// Messages it missed because its buffer was full (`lag` back-pressure).
+    /// Messages it missed because its buffer was full (each gap is also told by a lag
+    /// notice, at the gap).
     pub missed: f64,
     /// Messages waiting in its buffer now.
     pub pending: f64,
+    /// Bytes (payloads and user headers) waiting in its buffer now.
+    pub pending_bytes: f64,
+    /// Messages that arrived but could not be decoded (skipped, with a warning or `onError`).
+    pub undecodable: f64,
     /// Whether it has missed a message since it last caught up.
     pub lagging: bool,
 }
@@ -58,7 +118,7 @@ impl Subscription {
         let pattern = sub.pattern().to_owned();
         let queue_group = sub.queue_group().map(str::to_owned);
         let stream = match callback {
-            None => Some(Arc::new(Mutex::new(sub))),
+            None => Some(Arc::new(Mutex::new(Batches::new(sub)))),
             Some(callback) => {
                 spawn(deliver(sub, callback));
                 None
@@ -73,19 +133,27 @@ impl Subscription {
     }
 }
 
-/// Hands `sub`'s messages to `callback` batch by batch until the subscription ends. Up to
-/// [`IN_FLIGHT`] batches wait for JavaScript at once: while it handles one, the next are
-/// gathered, and once all slots are taken messages stay in the subscription's bounded
-/// buffer, where the configured back-pressure applies.
+/// Hands `sub`'s messages and notices to `callback` batch by batch until the subscription
+/// ends; no notice stops it. Up to [`IN_FLIGHT`] batches wait for JavaScript at once:
+/// while it handles one, the next are gathered, and once all slots are taken messages stay
+/// in the subscription's bounded buffer, where the configured back-pressure applies.
 async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
-        let Some(Ok(batch)) = next_batch(&mut sub, MAX_BATCH as usize).await else {
+        let Some(first) = sub.next().await else {
             break;
         };
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH as usize {
+            match sub.next().now_or_never() {
+                Some(Some(item)) => batch.push(item),
+                _ => break,
+            }
+        }
         let status =
             callback.call_with_return_value(batch, ThreadsafeFunctionCallMode::NonBlocking, |_, _| {
                 drop(slot);
@@ -98,25 +166,28 @@ async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
 }
 
 /// The next message and those already waiting behind it, up to `max`; `None` at the end.
-/// Lag notices are skipped here: `stats()` counts what was missed. Serves durable
-/// subscriptions too, which have no lag notices.
-pub(crate) async fn next_batch<T, S>(sub: &mut S, max: usize) -> Option<busbar::Result<Vec<T>>>
+/// A notice (lag, undecodable message) is the error of a call: at once when it comes
+/// first, else it ends the batch and is the next call's. Serves durable subscriptions too.
+pub(crate) async fn next_batch<T, S>(sub: &mut Batches<S>, max: usize) -> Option<busbar::Result<Vec<T>>>
 where
     S: Stream<Item = busbar::Result<T>> + Unpin,
 {
-    let first = loop {
-        match sub.next().await? {
-            Ok(m) => break m,
-            Err(Error::Lagged { .. }) => continue,
-            Err(e) => return Some(Err(e)),
-        }
+    if let Some(notice) = sub.held.take() {
+        return Some(Err(notice));
+    }
+    let first = match sub.stream.next().await? {
+        Ok(m) => m,
+        Err(e) => return Some(Err(e)),
     };
     let mut batch = Vec::with_capacity(max.min(64));
     batch.push(first);
     while batch.len() < max {
-        match sub.next().now_or_never() {
+        match sub.stream.next().now_or_never() {
             Some(Some(Ok(m))) => batch.push(m),
-            Some(Some(Err(Error::Lagged { .. }))) => continue,
+            Some(Some(Err(e))) => {
+                sub.held = Some(e);
+                break;
+            }
             _ => break,
         }
     }
@@ -147,7 +218,9 @@ impl Subscription {
     }
 
     /// The next messages: at least one, at most `max` (default 1024), waiting only for the
-    /// first. Resolves with `null` once the subscription has ended.
+    /// first. Resolves with `null` once the subscription has ended. Rejects, in order with
+    /// the messages, with a lag notice (code `lagged`, `missed`) where messages were
+    /// missed and with code `decode` where one could not be decoded; the next call goes on.
     #[napi(
         catch_unwind,
         ts_args_type = "max?: number",
@@ -194,6 +267,8 @@ impl Subscription {
             delivered: s.delivered as f64,
             missed: s.missed as f64,
             pending: s.pending as f64,
+            pending_bytes: s.pending_bytes as f64,
+            undecodable: s.undecodable as f64,
             lagging: s.lagging,
         }
     }

@@ -86,6 +86,10 @@ macro_rules! by_code {
         /// no GIL (runtime threads build them); `register` checks every code has a class.
         pub(crate) fn to_py(err: busbar::Error) -> PyErr {
             let text = describe(&err);
+            if let busbar::Error::Lagged { missed, .. } = err {
+                // `.missed` reads the second argument (see `register`).
+                return Lagged::new_err((text, missed));
+            }
             match err.code() {
                 $($code => $class::new_err(text),)*
                 other => BusError::new_err(format!("[{other}] {text}")),
@@ -146,5 +150,16 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     for class in [py.get_type::<InvalidArgument>(), py.get_type::<DecodeError>()] {
         class.setattr("__bases__", (base.clone(), value_error.clone()))?;
     }
+    // A lag notice carries how many messages were missed, as `.missed`; its text stays
+    // the message alone.
+    let lagged = py.get_type::<Lagged>();
+    let missed = py.eval(
+        c"property(lambda self: self.args[1] if len(self.args) > 1 else 0, doc='How many messages were missed at this gap.')",
+        None,
+        None,
+    )?;
+    lagged.setattr("missed", missed)?;
+    let text = py.eval(c"lambda self: str(self.args[0]) if self.args else ''", None, None)?;
+    lagged.setattr("__str__", text)?;
     Ok(())
 }

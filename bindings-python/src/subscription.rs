@@ -74,6 +74,17 @@ where
         self.buffered().pop_front()
     }
 
+    /// The next buffered item that is a message or a notice to raise; a message that
+    /// could not be decoded is logged and skipped, so iteration goes on after it.
+    fn pop_reportable(&self) -> Option<busbar::Result<T>> {
+        loop {
+            match self.pop()? {
+                Err(e) if e.code() == "decode" => log_undecodable(&e),
+                item => return Some(item),
+            }
+        }
+    }
+
     /// How many messages are buffered here.
     pub(crate) fn len(&self) -> usize {
         self.buffered().len()
@@ -100,21 +111,26 @@ where
             return Ready::error(py, PyStopAsyncIteration::new_err(()));
         }
         // Fast path: a message already buffered, or already queued in the core stream.
-        let mut next = self.pop();
-        if next.is_none() {
-            if let Ok(mut stream) = self.stream.try_lock() {
-                let (first, ended) = py.detach(|| {
-                    let Some(stream) = stream.as_mut() else {
-                        return (None, true);
-                    };
-                    let mut buffered = self.buffered();
-                    let ended = fill(stream, &mut buffered);
-                    (buffered.pop_front(), ended)
-                });
-                if first.is_none() && ended {
-                    return Ready::error(py, PyStopAsyncIteration::new_err(()));
-                }
-                next = first;
+        let mut next = self.pop_reportable();
+        while next.is_none() {
+            let Ok(mut stream) = self.stream.try_lock() else {
+                break;
+            };
+            let (first, ended) = py.detach(|| {
+                let Some(stream) = stream.as_mut() else {
+                    return (false, true);
+                };
+                let mut buffered = self.buffered();
+                let ended = fill(stream, &mut buffered);
+                (!buffered.is_empty(), ended)
+            });
+            drop(stream);
+            next = self.pop_reportable();
+            if next.is_none() && ended {
+                return Ready::error(py, PyStopAsyncIteration::new_err(()));
+            }
+            if !first {
+                break;
             }
         }
         match next {
@@ -134,6 +150,21 @@ where
             }
         })
     }
+}
+
+/// Reports a message that could not be decoded (a foreign producer's) as a warning of the
+/// `busbar` logger; it is counted in `stats()["undecodable"]` and iteration goes on.
+fn log_undecodable(err: &busbar::Error) {
+    let text = format!("busbar: skipped a message that could not be decoded: {err}");
+    Python::attach(|py| {
+        let logged = py
+            .import("logging")
+            .and_then(|logging| logging.call_method1("getLogger", ("busbar",)))
+            .and_then(|logger| logger.call_method1("warning", ("%s", text)));
+        if let Err(e) = logged {
+            e.write_unraisable(py, None);
+        }
+    });
 }
 
 /// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`; true when the
@@ -208,7 +239,7 @@ where
         if inbox.closed.load(Ordering::Acquire) {
             return None;
         }
-        if let Some(item) = inbox.pop() {
+        if let Some(item) = inbox.pop_reportable() {
             return Some(item);
         }
         let stream = stream.as_mut()?;
@@ -286,7 +317,8 @@ impl Subscription {
         awaitable::run(py, async move { handle.drain().await })
     }
 
-    /// Counters: delivered, missed, pending (queued in core plus buffered here), lagging.
+    /// Counters: delivered, missed, pending (queued in core plus buffered here),
+    /// pending_bytes, undecodable, lagging.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.handle.stats();
         let buffered = self.inbox.len() as u64;
@@ -294,6 +326,8 @@ impl Subscription {
         dict.set_item("delivered", s.delivered)?;
         dict.set_item("missed", s.missed)?;
         dict.set_item("pending", s.pending + buffered)?;
+        dict.set_item("pending_bytes", s.pending_bytes)?;
+        dict.set_item("undecodable", s.undecodable)?;
         dict.set_item("lagging", s.lagging)?;
         Ok(dict)
     }

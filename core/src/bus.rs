@@ -227,12 +227,18 @@ impl Counters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscriptionStats {
-    /// Messages queued to this subscription.
+    /// Items queued to this subscription (undecodable messages included).
     pub delivered: u64,
-    /// Messages it missed because its buffer was full (`lag` mode).
+    /// Messages it missed because its buffer was full (`lag` mode; on NATS also `block`,
+    /// docs/design.md §4). Each gap is also reported in the stream by a lag notice.
     pub missed: u64,
     /// Messages waiting in its buffer now.
     pub pending: u64,
+    /// Bytes (payloads and user headers) waiting in its buffer now.
+    pub pending_bytes: u64,
+    /// Messages that arrived but could not be decoded (a foreign producer's); each is an
+    /// `Err(Error::Decode)` item of the stream, and delivery goes on after it.
+    pub undecodable: u64,
     /// Whether it has missed a message since it last caught up.
     pub lagging: bool,
 }
@@ -391,7 +397,11 @@ pub async fn connect_from_env() -> Result<Arc<dyn EventBus>> {
 /// subscription ends. Messages without `reply_to` are passed to the handler and the
 /// output discarded. Returns how many requests were answered.
 ///
-/// A reply that cannot be sent (the bus closed) ends the loop with that error.
+/// No single message stops the service: lag notices and messages that cannot be read
+/// (a foreign producer's, counted in [`SubscriptionStats::undecodable`]) are skipped, and
+/// a reply that cannot be sent to one requester (say, an invalid reply subject) is
+/// dropped. Only a closed bus ends the loop early, with `closed`. Take
+/// [`Subscription::handle`] first to read the subscription's counters while it serves.
 pub async fn serve<F, Fut>(mut subscription: Subscription, mut handler: F) -> Result<u64>
 where
     F: FnMut(Message) -> Fut + Send,
@@ -399,16 +409,16 @@ where
 {
     let mut answered = 0;
     while let Some(item) = subscription.next().await {
-        let request = match item {
-            Ok(m) => m,
-            Err(Error::Lagged { .. }) => continue,
-            Err(e) => return Err(e),
-        };
+        // Notices (lag, undecodable input): counted on the subscription; the stream goes on.
+        let Ok(request) = item else { continue };
         let has_reply = request.reply_to().is_some();
         let reply = handler(request.clone()).await;
         if has_reply {
-            request.respond(reply).await?;
-            answered += 1;
+            match request.respond(reply).await {
+                Ok(()) => answered += 1,
+                Err(e @ Error::Closed(_)) => return Err(e),
+                Err(_) => {}
+            }
         }
     }
     Ok(answered)

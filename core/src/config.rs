@@ -44,6 +44,9 @@ pub struct Config {
     pub max_payload: usize,
     /// `subscription_capacity` / `BUSBAR_SUBSCRIPTION_CAPACITY`: messages buffered per subscription.
     pub subscription_capacity: usize,
+    /// `subscription_max_bytes` / `BUSBAR_SUBSCRIPTION_MAX_BYTES`: bytes (payloads and
+    /// user headers) buffered per subscription; one larger message fits an empty buffer.
+    pub subscription_max_bytes: usize,
     /// `backpressure` / `BUSBAR_BACKPRESSURE`: `block` (default) or `lag`.
     pub backpressure: Backpressure,
     /// `source` / `BUSBAR_SOURCE`: CloudEvents `source` of the events this bus publishes.
@@ -97,6 +100,7 @@ impl fmt::Debug for Config {
             .field("nats_url", &redact_url(&self.nats_url))
             .field("max_payload", &self.max_payload)
             .field("subscription_capacity", &self.subscription_capacity)
+            .field("subscription_max_bytes", &self.subscription_max_bytes)
             .field("backpressure", &self.backpressure)
             .field("source", &self.source)
             .field("nats_user", &self.nats_user)
@@ -126,6 +130,8 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - crate::bounds::MAX_HEADER_B
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 /// Default `publish_timeout_ms`: 5 s.
 pub const DEFAULT_PUBLISH_TIMEOUT_MS: u64 = 5_000;
+/// Default `subscription_max_bytes`: 64 MiB.
+pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default `nats_url`.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -135,6 +141,7 @@ pub const KEYS: &[&str] = &[
     "nats_url",
     "max_payload",
     "subscription_capacity",
+    "subscription_max_bytes",
     "backpressure",
     "source",
     "nats_user",
@@ -162,6 +169,7 @@ impl Default for Config {
             nats_url: DEFAULT_NATS_URL.to_owned(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            subscription_max_bytes: DEFAULT_SUBSCRIPTION_MAX_BYTES,
             backpressure: Backpressure::Block,
             source: crate::envelope::DEFAULT_SOURCE.to_owned(),
             nats_user: None,
@@ -231,6 +239,7 @@ impl Config {
                 self.subscription_capacity = positive(key, value)?;
                 bounds::at_most(key, self.subscription_capacity, bounds::MAX_SUBSCRIPTION_CAPACITY)?;
             }
+            "subscription_max_bytes" => self.subscription_max_bytes = positive(key, value)?,
             "backpressure" => self.backpressure = parse(key, value)?,
             "source" => {
                 if value.is_empty() || value.contains(['\r', '\n', '\0']) {
@@ -312,6 +321,11 @@ impl Config {
         self.subscription_capacity = messages;
         self
     }
+    /// Sets `subscription_max_bytes`.
+    pub fn with_subscription_max_bytes(mut self, bytes: usize) -> Self {
+        self.subscription_max_bytes = bytes;
+        self
+    }
     /// Sets `backpressure`.
     pub fn with_backpressure(mut self, mode: Backpressure) -> Self {
         self.backpressure = mode;
@@ -338,10 +352,10 @@ impl Config {
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        if self.max_payload == 0 || self.subscription_capacity == 0 {
+        if self.max_payload == 0 || self.subscription_capacity == 0 || self.subscription_max_bytes == 0 {
             return Err(Error::InvalidArgument(format!(
-                "max_payload ({}) and subscription_capacity ({}) must be at least 1",
-                self.max_payload, self.subscription_capacity
+                "max_payload ({}), subscription_capacity ({}) and subscription_max_bytes ({}) must be at least 1",
+                self.max_payload, self.subscription_capacity, self.subscription_max_bytes
             )));
         }
         bounds::at_most(

@@ -22,7 +22,7 @@ use crate::durable::{
 };
 use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
-use crate::queue::{self, Detach, Item, Pushed, QueueSender, QueueState};
+use crate::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState};
 use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
 
@@ -258,7 +258,7 @@ impl Inner {
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
     fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
-        let pushed = target.queue.try_push(Ok(msg));
+        let pushed = target.queue.try_push(Payload::Ready(Ok(msg)));
         self.counters.record(&pushed);
         match pushed {
             Pushed::Full(item) => Some(item),
@@ -304,6 +304,7 @@ impl Inner {
         });
         let (queue, stream) = queue::channel(
             self.config.subscription_capacity,
+            self.config.subscription_max_bytes,
             self.config.backpressure,
             pattern,
             state,

@@ -8,6 +8,7 @@
 
 mod jetstream;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,13 +22,13 @@ use crate::bus::{
     check_size, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
     SubscriptionStats,
 };
-use crate::config::{redact_url, split_url_credentials, Backend, Config, UrlAuth};
+use crate::config::{redact_url, split_url_credentials, Backend, Backpressure, Config, UrlAuth};
 use crate::durable::{
     dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
 };
 use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
-use crate::queue::{self, Detach, Pushed, QueueSender, QueueState};
+use crate::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
 use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject};
 
@@ -46,6 +47,16 @@ impl From<async_nats::Event> for ConnectionEvent {
         }
     }
 }
+
+/// Messages a `block`-mode NATS subscription holds while its queue is full (see [`Held`]):
+/// the burst async-nats' own per-subscription buffer absorbed by default, now counted.
+const HOLD_MESSAGES: usize = 64 * 1024;
+
+/// Messages async-nats may hold for one subscription before its pump takes them. The pump
+/// takes each at once (and misses, counted, what its subscription cannot keep), so this
+/// only absorbs scheduling hiccups; async-nats drops past it without telling which
+/// subscription lost what, so it is large (slots cost memory only while used).
+const CLIENT_BUFFER: usize = 1 << 20;
 
 /// The NATS backend. Build with [`NatsBus::connect`] or [`crate::connect`].
 pub struct NatsBus {
@@ -87,6 +98,7 @@ impl NatsBus {
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("busbar ({})", config.source))
             .connection_timeout(Duration::from_secs(5))
+            .subscription_capacity(CLIENT_BUFFER)
             .event_callback({
                 let events = events.clone();
                 let disconnects = disconnects.clone();
@@ -406,13 +418,19 @@ impl Inner {
             bus: Arc::downgrade(self),
             detached: AtomicBool::new(false),
         });
-        let (queue, stream) = queue::channel(
+        let (queue, mut stream) = queue::channel(
             self.config.subscription_capacity,
+            self.config.subscription_max_bytes,
             self.config.backpressure,
             pattern,
             state,
             handle.clone(),
         );
+        let bus = Arc::downgrade(self);
+        stream.decode_with(Arc::new(move |raw| match bus.upgrade() {
+            Some(bus) => bus.receive(raw),
+            None => Err(Error::Closed("bus")),
+        }));
         self.counters.subscriptions.fetch_add(1, Relaxed);
         tokio::spawn(pump(subscriber, queue, command_rx, Arc::downgrade(self)));
         Ok(Subscription::new(
@@ -467,7 +485,55 @@ enum Command {
     Unsubscribe,
 }
 
-/// Moves one subscription's messages from async-nats into its busbar queue.
+/// Messages a `block`-mode subscription received while its queue was full, oldest first,
+/// at most [`HOLD_MESSAGES`] (or `subscription_capacity`, if larger) and
+/// `subscription_max_bytes` bytes. A publisher in another process cannot be made to wait,
+/// so past these bounds messages are missed, counted, and reported at the gap as in `lag`
+/// mode (docs/design.md §4).
+#[derive(Default)]
+struct Held {
+    items: VecDeque<Item>,
+    bytes: u64,
+    /// Messages missed since the last held item, reported before the next one.
+    gap: u64,
+}
+
+impl Held {
+    fn push(&mut self, item: Item) {
+        self.bytes += item.bytes;
+        self.items.push_back(item);
+    }
+
+    fn has_room(&self, (capacity, max_bytes): (usize, u64), bytes: u64) -> bool {
+        self.items.len() < capacity && (self.bytes == 0 || self.bytes + bytes <= max_bytes)
+    }
+
+    /// Moves held items into the queue while they fit; false when the subscription is gone.
+    fn flush_into(&mut self, queue: &QueueSender, counters: &Counters) -> bool {
+        while let Some(item) = self.items.pop_front() {
+            let bytes = item.bytes;
+            match queue.try_queue(item) {
+                TryQueue::Queued => {
+                    self.bytes -= bytes;
+                    counters.record(&Pushed::Queued);
+                }
+                TryQueue::Full(item) => {
+                    self.items.push_front(item);
+                    return true;
+                }
+                TryQueue::Closed => return false,
+            }
+        }
+        // All held items are queued: a gap after the last is reported by the queue now.
+        queue.report_gap(std::mem::take(&mut self.gap));
+        true
+    }
+}
+
+/// Moves one subscription's messages from async-nats into its busbar queue. It reads
+/// async-nats' buffer as fast as messages arrive, so that buffer (where a drop could not
+/// be told apart per subscription) stays short, and every message it cannot keep is
+/// counted on the subscription and reported at the gap.
 async fn pump(
     mut subscriber: async_nats::Subscriber,
     queue: QueueSender,
@@ -475,7 +541,11 @@ async fn pump(
     bus: Weak<Inner>,
 ) {
     let mut draining = false;
+    let mut held = Held::default();
+    let (capacity, max_bytes) = queue.bounds();
+    let bounds = (capacity.max(HOLD_MESSAGES), max_bytes);
     loop {
+        let head = held.items.front().map(|i| i.bytes);
         tokio::select! {
             biased;
             command = commands.recv(), if !draining => match command {
@@ -494,18 +564,23 @@ async fn pump(
                     break;
                 }
             },
+            room = queue.room(head.unwrap_or(0)), if head.is_some() => {
+                let Some(bus) = bus.upgrade() else { break };
+                if !room || !held.flush_into(&queue, &bus.counters) {
+                    break;
+                }
+            }
             next = subscriber.next() => {
-                let Some(raw) = next else { break };
+                let Some(raw) = next else {
+                    // Drained (or the connection closed): what is held still goes out.
+                    finish(&mut held, &queue, &bus).await;
+                    break;
+                };
                 if is_flush_marker(&raw) {
                     continue;
                 }
                 let Some(bus) = bus.upgrade() else { break };
-                let pushed = match queue.try_push(bus.receive(raw)) {
-                    Pushed::Full(item) => queue.push_wait(item).await,
-                    pushed => pushed,
-                };
-                bus.counters.record(&pushed);
-                if matches!(pushed, Pushed::Closed) {
+                if !take(raw, &mut held, bounds, &queue, &bus) {
                     break;
                 }
             }
@@ -514,6 +589,63 @@ async fn pump(
     if let Some(bus) = bus.upgrade() {
         bus.counters.subscriptions.fetch_sub(1, Relaxed);
     }
+}
+
+/// Queues, holds or misses one message; false when the subscription is gone.
+fn take(
+    raw: async_nats::Message,
+    held: &mut Held,
+    bounds: (usize, u64),
+    queue: &QueueSender,
+    bus: &Inner,
+) -> bool {
+    let counters = &bus.counters;
+    let size = raw.length.max(raw.payload.len()) as u64;
+    // A message that cannot be kept is missed before it is decoded, so a pump that falls
+    // behind catches up at the cost of a counter.
+    let missed = match queue.mode() {
+        Backpressure::Lag => held.items.is_empty() && queue.is_full(size),
+        Backpressure::Block => !held.items.is_empty() && !held.has_room(bounds, size),
+    };
+    if missed {
+        counters.record(&Pushed::Missed);
+        if held.items.is_empty() {
+            queue.missed(1);
+        } else {
+            queue.missed_carried();
+            held.gap += 1;
+        }
+        return true;
+    }
+    // Decoded by the subscriber as it takes the message (see `Inner::subscribe`).
+    let payload = Payload::Nats(raw);
+    if !held.items.is_empty() {
+        let gap = std::mem::take(&mut held.gap);
+        held.push(QueueSender::item(payload, gap));
+        return true;
+    }
+    let pushed = queue.try_push(payload);
+    counters.record(&pushed);
+    match pushed {
+        Pushed::Full(item) => held.push(item),
+        Pushed::Closed => return false,
+        Pushed::Queued | Pushed::Missed => {}
+    }
+    true
+}
+
+/// Queues what is held, waiting for room, once no more messages come.
+async fn finish(held: &mut Held, queue: &QueueSender, bus: &Weak<Inner>) {
+    while let Some(item) = held.items.pop_front() {
+        let pushed = queue.push_wait(item).await;
+        if let Some(bus) = bus.upgrade() {
+            bus.counters.record(&pushed);
+        }
+        if matches!(pushed, Pushed::Closed) {
+            return;
+        }
+    }
+    queue.report_gap(std::mem::take(&mut held.gap));
 }
 
 struct SubHandle {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, Notify};
 
 use crate::bus::SubscriptionStats;
@@ -14,9 +15,41 @@ use crate::config::Backpressure;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 
-/// A message (or why one that arrived could not be read) and how many messages its
-/// subscription missed just before it.
-pub(crate) type Item = (Result<Message>, u64);
+/// What a queue item carries: a message (or why one that arrived could not be read), or a
+/// message as it came from NATS, decoded only when the subscriber takes it, so that the
+/// task moving messages off the connection does the least work per message.
+pub(crate) enum Payload {
+    Ready(Result<Message>),
+    #[cfg(feature = "nats")]
+    Nats(async_nats::Message),
+}
+
+impl Payload {
+    /// The bytes it holds while it waits in a queue: the payload and the headers (on NATS
+    /// the header block as received). The payload is what `subscription_max_bytes` bounds.
+    fn bytes(&self) -> u64 {
+        match self {
+            Payload::Ready(Ok(m)) => {
+                let headers: usize = m.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
+                (m.data().len() + headers) as u64
+            }
+            Payload::Ready(Err(_)) => 0,
+            #[cfg(feature = "nats")]
+            Payload::Nats(m) => m.length.max(m.payload.len()) as u64,
+        }
+    }
+}
+
+/// Turns a message as it came from NATS into a [`Message`] (or a `decode` error).
+#[cfg(feature = "nats")]
+pub(crate) type Decoder = Arc<dyn Fn(async_nats::Message) -> Result<Message> + Send + Sync>;
+
+/// A payload, how many messages its subscription missed just before it, and its bytes.
+pub(crate) struct Item {
+    payload: Payload,
+    missed: u64,
+    pub(crate) bytes: u64,
+}
 
 /// What happened to a message handed to [`QueueSender::try_push`].
 pub(crate) enum Pushed {
@@ -45,15 +78,21 @@ impl<T> std::ops::Deref for Padded<T> {
 
 /// Shared between the publishing side, the stream and the subscription's control.
 /// Grouped by who writes: publishers (every message), the subscriber (every message),
-/// and rarely (lag, stop).
+/// both (the bytes held), and rarely (lag, stop, undecodable messages).
 #[derive(Default)]
 pub(crate) struct QueueState {
     delivered: Padded<AtomicU64>,
     received: Padded<AtomicU64>,
+    /// Bytes of the messages in the queue now (see [`held_bytes`]).
+    bytes: Padded<AtomicU64>,
     /// Missed messages not yet reported to the subscriber; read on every push and empty
     /// poll, written only when a message is missed or the loss is reported.
     missed_unreported: Padded<AtomicU64>,
     missed_total: AtomicU64,
+    undecodable: AtomicU64,
+    /// Publishers waiting for bytes to be taken out of the queue.
+    byte_waiters: AtomicU64,
+    room: Notify,
     lagging: AtomicBool,
     stopped: AtomicBool,
     stop: Notify,
@@ -64,6 +103,7 @@ impl QueueState {
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Release);
         self.stop.notify_waiters();
+        self.room.notify_waiters();
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
@@ -72,6 +112,8 @@ impl QueueState {
             delivered,
             missed: self.missed_total.load(Relaxed),
             pending: delivered.saturating_sub(self.received.load(Relaxed)),
+            pending_bytes: self.bytes.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
             lagging: self.lagging.load(Acquire),
         }
     }
@@ -82,6 +124,31 @@ impl QueueState {
             _ => self.missed_unreported.swap(0, AcqRel),
         }
     }
+
+    /// Counts one missed message (the gap is reported by whoever carries it).
+    fn count_missed(&self) {
+        self.missed_total.fetch_add(1, Relaxed);
+        self.lagging.store(true, Release);
+    }
+
+    /// Gives back the bytes of an item taken out of the queue (or never queued).
+    fn release(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.bytes.fetch_sub(bytes, SeqCst);
+        if self.byte_waiters.load(SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// What [`QueueSender::try_queue`] did with an item.
+pub(crate) enum TryQueue {
+    Queued,
+    /// No room now (by count or by bytes): the item comes back.
+    Full(Item),
+    Closed,
 }
 
 /// The publishing side of one subscription's queue.
@@ -89,28 +156,167 @@ pub(crate) struct QueueSender {
     tx: mpsc::Sender<Item>,
     pub(crate) state: Arc<QueueState>,
     mode: Backpressure,
+    max_bytes: u64,
 }
 
 impl QueueSender {
+    /// Takes `bytes` for an item if they fit: always when the queue holds no bytes (so one
+    /// message larger than the bound still gets through), else up to `max_bytes`.
+    fn reserve_bytes(&self, bytes: u64) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let before = self.state.bytes.fetch_add(bytes, SeqCst);
+        if before == 0 || before + bytes <= self.max_bytes {
+            return true;
+        }
+        self.state.release(bytes);
+        false
+    }
+
+    /// Adds `n` (wrapping: `u64::MAX` takes one back) to the queued counters.
+    fn queued(&self, n: u64) {
+        self.state.delivered.fetch_add(n, Relaxed);
+    }
+
+    /// `payload` as an item carrying `missed` messages missed just before it.
+    pub(crate) fn item(payload: Payload, missed: u64) -> Item {
+        let bytes = payload.bytes();
+        Item {
+            payload,
+            missed,
+            bytes,
+        }
+    }
+
+    /// Queues `item` as it is (its gap included) if there is room now.
+    pub(crate) fn try_queue(&self, item: Item) -> TryQueue {
+        if !self.reserve_bytes(item.bytes) {
+            return TryQueue::Full(item);
+        }
+        let bytes = item.bytes;
+        // Counted before it can be received, so `stats()` never shows it taken but not queued.
+        self.queued(1);
+        let refused = match self.tx.try_send(item) {
+            Ok(()) => return TryQueue::Queued,
+            Err(mpsc::error::TrySendError::Closed(_)) => TryQueue::Closed,
+            Err(mpsc::error::TrySendError::Full(item)) => TryQueue::Full(item),
+        };
+        self.queued(u64::MAX); // -1: not queued after all
+        self.state.release(bytes);
+        refused
+    }
+
     /// Queues without waiting.
-    pub(crate) fn try_push(&self, msg: Result<Message>) -> Pushed {
-        let state = &self.state;
-        let carried = state.take_unreported();
-        let item = match self.tx.try_send((msg, carried)) {
-            Ok(()) => {
-                state.delivered.fetch_add(1, Relaxed);
-                return Pushed::Queued;
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Pushed::Closed,
-            Err(mpsc::error::TrySendError::Full(item)) => item,
+    pub(crate) fn try_push(&self, payload: Payload) -> Pushed {
+        let carried = self.state.take_unreported();
+        let item = match self.try_queue(Self::item(payload, carried)) {
+            TryQueue::Queued => return Pushed::Queued,
+            TryQueue::Closed => return Pushed::Closed,
+            TryQueue::Full(item) => item,
         };
         match self.mode {
             Backpressure::Block => Pushed::Full(item),
             Backpressure::Lag => {
-                state.missed_unreported.fetch_add(item.1 + 1, AcqRel);
-                state.missed_total.fetch_add(1, Relaxed);
-                state.lagging.store(true, Release);
+                self.missed(item.missed + 1);
                 Pushed::Missed
+            }
+        }
+    }
+
+    /// Counts one missed message and reports `gap` (it included) at the next item queued
+    /// or when the subscriber finds the queue empty.
+    pub(crate) fn missed(&self, gap: u64) {
+        self.report_gap(gap);
+        self.state.count_missed();
+    }
+
+    /// Counts one missed message whose gap the caller carries to a later item itself.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
+    pub(crate) fn missed_carried(&self) {
+        self.state.count_missed();
+    }
+
+    /// Reports `gap` missed messages (already counted) at the next item queued, or when
+    /// the subscriber finds the queue empty.
+    pub(crate) fn report_gap(&self, gap: u64) {
+        if gap > 0 {
+            self.state.missed_unreported.fetch_add(gap, AcqRel);
+        }
+    }
+
+    /// The back-pressure mode of this queue.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
+    pub(crate) fn mode(&self) -> Backpressure {
+        self.mode
+    }
+
+    /// The bounds of this queue: messages and bytes.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
+    pub(crate) fn bounds(&self) -> (usize, u64) {
+        (self.tx.max_capacity(), self.max_bytes)
+    }
+
+    /// Whether an item of `bytes` would find no room now (without reserving anything).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
+    pub(crate) fn is_full(&self, bytes: u64) -> bool {
+        if self.tx.capacity() == 0 {
+            return true;
+        }
+        let held = self.state.bytes.load(Relaxed);
+        held > 0 && held + bytes > self.max_bytes
+    }
+
+    /// Waits until the queue probably has room for an item of `bytes` (it may be taken by
+    /// another publisher first): false when the subscription stopped or went away.
+    /// Cancel-safe: it holds no item.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // used by the NATS pump
+    pub(crate) async fn room(&self, bytes: u64) -> bool {
+        let state = &self.state;
+        let stopped = state.stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if state.stopped.load(Acquire) {
+            return false;
+        }
+        let permit = tokio::select! {
+            permit = self.tx.reserve() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+            _ = &mut stopped => return false,
+        };
+        drop(permit);
+        if self.wait_bytes(bytes, stopped.as_mut()).await {
+            // Only probing: give the bytes back for the caller's `try_queue`.
+            state.release(bytes);
+            return true;
+        }
+        false
+    }
+
+    /// Waits until `bytes` fit and takes them; false when the subscription stopped or
+    /// went away first.
+    async fn wait_bytes(&self, bytes: u64, mut stopped: Pin<&mut Notified<'_>>) -> bool {
+        let state = &self.state;
+        loop {
+            let room = state.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            state.byte_waiters.fetch_add(1, SeqCst);
+            let fits = self.reserve_bytes(bytes);
+            if fits {
+                state.byte_waiters.fetch_sub(1, SeqCst);
+                return true;
+            }
+            let woken = tokio::select! {
+                _ = &mut room => true,
+                _ = stopped.as_mut() => false,
+                _ = self.tx.closed() => false,
+            };
+            state.byte_waiters.fetch_sub(1, SeqCst);
+            if !woken || state.stopped.load(Acquire) {
+                return false;
             }
         }
     }
@@ -124,16 +330,20 @@ impl QueueSender {
         if state.stopped.load(Acquire) {
             return Pushed::Closed;
         }
-        tokio::select! {
-            sent = self.tx.send(item) => match sent {
-                Ok(()) => {
-                    state.delivered.fetch_add(1, Relaxed);
-                    Pushed::Queued
-                }
-                Err(_) => Pushed::Closed,
+        let permit = tokio::select! {
+            permit = self.tx.reserve() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Pushed::Closed,
             },
-            _ = stopped => Pushed::Closed,
+            _ = &mut stopped => return Pushed::Closed,
+        };
+        // A slot is ours; now the bytes (held back while the queue holds too many).
+        if !self.wait_bytes(item.bytes, stopped.as_mut()).await {
+            return Pushed::Closed;
         }
+        self.queued(1);
+        permit.send(item);
+        Pushed::Queued
     }
 }
 
@@ -142,10 +352,13 @@ pub(crate) trait Detach: Send + Sync {
     fn detach(&self);
 }
 
-/// A new queue of `capacity` messages for a subscription on `pattern`; `state` is
-/// shared with the subscription's control, `detach` runs when the stream is dropped.
+/// A new queue of at most `capacity` messages and `max_bytes` bytes (see [`held_bytes`];
+/// one larger message fits when the queue is empty) for a subscription on `pattern`;
+/// `state` is shared with the subscription's control, `detach` runs when the stream is
+/// dropped.
 pub(crate) fn channel(
     capacity: usize,
+    max_bytes: usize,
     mode: Backpressure,
     pattern: &str,
     state: Arc<QueueState>,
@@ -156,6 +369,7 @@ pub(crate) fn channel(
         tx,
         state: state.clone(),
         mode,
+        max_bytes: max_bytes as u64,
     };
     let stream = QueueStream {
         rx,
@@ -164,6 +378,8 @@ pub(crate) fn channel(
         ended: false,
         pattern: pattern.to_owned(),
         detach,
+        #[cfg(feature = "nats")]
+        decode: None,
     };
     (sender, stream)
 }
@@ -177,9 +393,34 @@ pub(crate) struct QueueStream {
     ended: bool,
     pattern: String,
     detach: Arc<dyn Detach>,
+    #[cfg(feature = "nats")]
+    decode: Option<Decoder>,
 }
 
 impl QueueStream {
+    /// Has NATS messages decoded by `decode` as the subscriber takes them.
+    #[cfg(feature = "nats")]
+    pub(crate) fn decode_with(&mut self, decode: Decoder) {
+        self.decode = Some(decode);
+    }
+
+    /// The message an item carries; one that cannot be read is counted as undecodable.
+    #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
+    fn open(&self, payload: Payload) -> Result<Message> {
+        let msg = match payload {
+            Payload::Ready(msg) => msg,
+            #[cfg(feature = "nats")]
+            Payload::Nats(raw) => match &self.decode {
+                Some(decode) => decode(raw),
+                None => Err(Error::Decode("no decoder for a NATS message".into())),
+            },
+        };
+        if msg.is_err() {
+            self.state.undecodable.fetch_add(1, Relaxed);
+        }
+        msg
+    }
+
     fn lagged(&self, missed: u64) -> Error {
         self.state.lagging.store(false, Release);
         Error::Lagged {
@@ -206,8 +447,14 @@ impl Stream for QueueStream {
             return Poll::Ready(Some(m));
         }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some((msg, missed))) => {
+            Poll::Ready(Some(Item {
+                payload,
+                missed,
+                bytes,
+            })) => {
                 this.state.received.fetch_add(1, Relaxed);
+                this.state.release(bytes);
+                let msg = this.open(payload);
                 if missed > 0 {
                     this.stashed = Some(msg);
                     return Poll::Ready(Some(Err(this.lagged(missed))));
@@ -231,6 +478,8 @@ impl Stream for QueueStream {
 
 impl Drop for QueueStream {
     fn drop(&mut self) {
+        self.rx.close();
+        self.state.room.notify_waiters();
         self.detach.detach();
     }
 }
