@@ -1,0 +1,135 @@
+//! Held-out attacks at the seams of the issue-11/12 branches: subject limits against
+//! dead-letter subjects, policy request/reply through the correlation check, undecodable
+//! messages through the policy layer, hostile NATS peers. Each scenario with a wire runs
+//! on the in-memory bus and on a private nats-server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use busbar::{Backend, Config, ConsumerConfig, EventBus, StreamConfig};
+
+#[cfg(feature = "nats")]
+#[path = "support/nats_server.rs"]
+mod nats_server;
+#[cfg(feature = "nats")]
+use nats_server::NatsServer;
+
+const WAIT: Duration = Duration::from_secs(5);
+const MAX_BYTES: usize = busbar::subject::MAX_SUBJECT_BYTES;
+const MAX_TOKENS: usize = busbar::subject::MAX_SUBJECT_TOKENS;
+
+fn memory() -> Arc<dyn EventBus> {
+    Arc::new(busbar::InMemoryBus::new(Config::default()).unwrap())
+}
+
+#[cfg(feature = "nats")]
+async fn start() -> NatsServer {
+    tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
+}
+
+#[cfg(feature = "nats")]
+async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
+    busbar::connect(
+        Config::default()
+            .with_backend(Backend::Nats)
+            .with_nats_url(server.url()),
+    )
+    .await
+    .unwrap()
+}
+
+macro_rules! on_both {
+    ($check:ident, $memory:ident, $nats:ident) => {
+        #[tokio::test]
+        async fn $memory() {
+            $check(memory()).await;
+        }
+
+        #[cfg(feature = "nats")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $nats() {
+            let server = start().await;
+            $check(nats(&server).await).await;
+        }
+    };
+}
+
+/// A message on a subject at the length or token limit is accepted by `publish_durable`;
+/// dead-lettering it (`term`) must then store it too: what was accepted must be
+/// dead-letterable, or the settle must say so, and nothing acked may be missing.
+async fn dead_letters_of_subjects_at_the_limit(bus: Arc<dyn EventBus>) {
+    bus.declare_stream(StreamConfig::new("EDGE", ["edge.>"]))
+        .await
+        .unwrap();
+    let long = format!("edge.{}", "x".repeat(MAX_BYTES - 5));
+    assert_eq!(long.len(), MAX_BYTES);
+    let deep = format!("edge{}", ".t".repeat(MAX_TOKENS - 1));
+    for subject in [&long, &deep] {
+        bus.publish_durable(bus.message(subject).data("x").build().unwrap())
+            .await
+            .unwrap();
+    }
+    let mut sub = bus
+        .durable_subscribe(ConsumerConfig::new("EDGE", "c"))
+        .await
+        .unwrap();
+    let mut letters = bus.subscribe("dlq.>").await.unwrap();
+    bus.flush().await.unwrap();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        m.term("rejected").await.unwrap();
+    }
+    let info = bus.stream_info("DLQ_DLQ").await.unwrap();
+    assert_eq!(info.messages, 2, "both dead letters are stored: {info:?}");
+    // Plain subscribers of the dead-letter subjects receive them whole.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(WAIT, letters.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(m.subject().to_owned());
+    }
+    got.sort();
+    let mut want = vec![format!("dlq.{long}"), format!("dlq.{deep}")];
+    want.sort();
+    assert_eq!(got, want);
+    // And a durable reader of the dead-letter stream reads them back.
+    let mut reader = bus
+        .durable_subscribe(ConsumerConfig::new("DLQ_DLQ", "reader"))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(WAIT, reader.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(m.subject().starts_with("dlq.edge"), "{}", m.subject());
+        m.ack().await.unwrap();
+    }
+    // The prefix itself is bounded so that `<prefix>.<subject>` always fits.
+    let long_prefix = "p".repeat(busbar::subject::MAX_DLQ_PREFIX_BYTES + 1);
+    let err = bus
+        .durable_subscribe(ConsumerConfig::new("EDGE", "d").dlq_prefix(long_prefix))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    // A user still cannot publish to a subject over the limit, dead-letter shaped or not.
+    let over = format!("dlq.{long}");
+    assert_eq!(
+        bus.publish(&over, "x".into()).await.unwrap_err().code(),
+        "invalid_subject"
+    );
+    assert!(bus.message(&over).build().is_err());
+}
+on_both!(
+    dead_letters_of_subjects_at_the_limit,
+    dead_letters_of_subjects_at_the_limit_in_memory,
+    dead_letters_of_subjects_at_the_limit_on_nats
+);
