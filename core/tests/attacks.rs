@@ -133,3 +133,107 @@ on_both!(
     dead_letters_of_subjects_at_the_limit_in_memory,
     dead_letters_of_subjects_at_the_limit_on_nats
 );
+
+fn phi_policy() -> busbar::policy::Policy {
+    use busbar::policy::{Action, Policy};
+    Policy::new()
+        .class("pii")
+        .field_on(["patients.>"], "/ssn", "pii", Action::Partial(4))
+        .restrict("phi.raw.>", ["clinician"])
+        .grant("clinician", ["pii"])
+}
+
+fn policy_bus(inner: Arc<dyn EventBus>) -> busbar::policy::PolicyBus {
+    busbar::policy::PolicyBus::builder(inner)
+        .policy(phi_policy())
+        .key_ring(busbar::policy::KeyRing::new("k1", &[7; 32]).unwrap())
+        .encryption(true)
+        .build()
+        .unwrap()
+}
+
+/// A hostile peer on the same NATS account sends a policy-bound `serve` responder an
+/// undecodable request: the responder counts it and goes on answering; a reply through
+/// the policy (encrypted under the request's subject) carries the request's correlation
+/// id and is taken by the requester, masked for an ungranted principal.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_responder_survives_a_foreign_request_and_answers_with_the_right_correlation() {
+    use busbar::policy::Principal;
+    let server = start().await;
+    let responder_bus = policy_bus(nats(&server).await);
+    let requester_bus = policy_bus(nats(&server).await);
+    let clinician = Principal::new("dr", ["clinician"]);
+    let sub = responder_bus
+        .subscribe_as(&clinician, "patients.get")
+        .await
+        .unwrap();
+    let serving = tokio::spawn(busbar::serve(sub, |_| async {
+        busbar::Bytes::from_static(br#"{"ssn":"123-45-6789"}"#)
+    }));
+    responder_bus.flush().await.unwrap();
+
+    let hostile = async_nats::connect(server.url()).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("ce-time", "yesterday");
+    for _ in 0..3 {
+        hostile
+            .publish_with_reply_and_headers("patients.get", "hostile.inbox", headers.clone(), "junk".into())
+            .await
+            .unwrap();
+    }
+    hostile.flush().await.unwrap();
+
+    for who in [clinician.clone(), Principal::new("web", ["web"])] {
+        let request = requester_bus.message("patients.get").data("{}").build().unwrap();
+        let id = request.id().to_owned();
+        let reply = requester_bus.request_as(&who, request, WAIT).await.unwrap();
+        assert_eq!(reply.correlation_id(), Some(id.as_str()));
+        let body = String::from_utf8_lossy(reply.data()).into_owned();
+        if who.name == "dr" {
+            assert_eq!(body, r#"{"ssn":"123-45-6789"}"#);
+        } else {
+            assert_eq!(body, r#"{"ssn":"*******6789"}"#);
+        }
+    }
+    assert_eq!(requester_bus.inner().stats().rejected_replies, 0);
+    assert_eq!(responder_bus.inner().stats().undecodable, 3);
+    requester_bus.close().await.unwrap();
+    responder_bus.close().await.unwrap();
+    tokio::time::timeout(WAIT, serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// A password (or token) holding a character that ends a URL's authority (`/`, `?`, `#`,
+/// common in generated secrets) written into `nats_url` unescaped: it is never printed
+/// (Debug, errors), and it still authenticates.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_passwords_with_slashes_are_redacted_and_still_work() {
+    for secret in ["hunt/er2", "hunt?er2", "hunt#er2", "a/b@c"] {
+        let url = format!("nats://svc:{secret}@127.0.0.1:1");
+        let config = Config::default().with_backend(Backend::Nats).with_nats_url(&url);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!busbar::config::redact_url(&url).contains(secret));
+        let err = busbar::connect(config)
+            .await
+            .err()
+            .expect("nothing listens on port 1");
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(!format!("{err:?}").contains(secret), "{err:?}");
+    }
+    let server =
+        tokio::task::spawn_blocking(|| NatsServer::start_with(&["--user", "svc", "--pass", "hunt/er2"]))
+            .await
+            .unwrap();
+    let url = server.url().replace("nats://", "nats://svc:hunt/er2@");
+    let bus = busbar::connect(Config::default().with_backend(Backend::Nats).with_nats_url(&url))
+        .await
+        .unwrap();
+    bus.publish("a.b", "x".into()).await.unwrap();
+    bus.close().await.unwrap();
+}
