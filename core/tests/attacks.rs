@@ -237,3 +237,84 @@ async fn url_passwords_with_slashes_are_redacted_and_still_work() {
     bus.publish("a.b", "x".into()).await.unwrap();
     bus.close().await.unwrap();
 }
+
+#[cfg(feature = "nats")]
+fn signal(server: &NatsServer, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Resumes a stopped server however the test ends.
+#[cfg(feature = "nats")]
+struct Resume<'a>(&'a NatsServer);
+
+#[cfg(feature = "nats")]
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// Against a hung broker (SIGSTOP) a durable publish, a `term` (which stores a dead
+/// letter), an `ack` and `close` end within publish_timeout and a little, never hang;
+/// what could not be stored is an error, not a success.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_broker_bounds_durable_calls_and_close() {
+    let server = start().await;
+    let publish_timeout = Duration::from_millis(400);
+    let bus = busbar::connect(
+        Config::default()
+            .with_backend(Backend::Nats)
+            .with_nats_url(server.url())
+            .with_publish_timeout(publish_timeout),
+    )
+    .await
+    .unwrap();
+    bus.declare_stream(StreamConfig::new("HUNG", ["hung.>"]))
+        .await
+        .unwrap();
+    for n in ["1", "2"] {
+        bus.publish_durable(bus.message("hung.a").data(n).build().unwrap())
+            .await
+            .unwrap();
+    }
+    let mut sub = bus
+        .durable_subscribe(ConsumerConfig::new("HUNG", "c"))
+        .await
+        .unwrap();
+    let mut delivered = Vec::new();
+    for _ in 0..2 {
+        delivered.push(
+            tokio::time::timeout(WAIT, sub.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+
+    signal(&server, "STOP");
+    let _resume = Resume(&server);
+    let limit = publish_timeout + Duration::from_millis(600);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        limit,
+        bus.publish_durable(bus.message("hung.b").data("3").build().unwrap()),
+    )
+    .await;
+    eprintln!("publish_durable: {r:?} after {:?}", started.elapsed());
+    assert!(matches!(r, Ok(Err(_))), "publish_durable on a hung broker: {r:?}");
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(limit, delivered[1].term("bad")).await;
+    eprintln!("term: {r:?} after {:?}", started.elapsed());
+    assert!(matches!(r, Ok(Err(_))), "term on a hung broker stores no dead letter: {r:?}");
+    let r = tokio::time::timeout(limit, delivered[0].ack()).await;
+    assert!(r.is_ok(), "ack still running after {limit:?} on a hung broker");
+    let r = tokio::time::timeout(limit, bus.close()).await;
+    assert!(r.is_ok(), "close still running after {limit:?} on a hung broker");
+}
