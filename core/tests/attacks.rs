@@ -460,3 +460,119 @@ async fn a_message_over_the_byte_bound_on_nats() {
     .unwrap();
     a_message_over_the_byte_bound(bus).await;
 }
+
+/// Lag accounting through the policy layer: a principal in `lag` mode that reads late sees
+/// some messages, is told of the rest by lag notices, and the policy counts what it
+/// withheld: delivered + missed + withheld adds up to what was published.
+async fn lag_accounting_through_the_policy(inner: Arc<dyn EventBus>) {
+    use busbar::policy::Principal;
+    let bus = policy_bus(inner);
+    let web = Principal::new("web", ["web"]);
+    let mut sub = bus.subscribe_as(&web, "patients.>").await.unwrap();
+    bus.flush().await.unwrap();
+    const N: u64 = 200;
+    for n in 0..N {
+        // Every other message is tagged with a class no rule locates: withheld for `web`.
+        let mut m = bus.message("patients.x").data(format!(r#"{{"n":{n}}}"#));
+        if n % 2 == 0 {
+            m = m.classification("pii");
+        }
+        bus.publish_message(m.build().unwrap()).await.unwrap();
+    }
+    bus.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut got, mut missed) = (0u64, 0u64);
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        match item {
+            Ok(_) => got += 1,
+            Err(busbar::Error::Lagged { missed: m, .. }) => missed += m,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let withheld = bus.policy_stats().withheld;
+    assert_eq!(missed, sub.stats().missed);
+    assert!(missed > 0, "the subscription lagged");
+    assert_eq!(
+        got + missed + withheld,
+        N,
+        "got {got} missed {missed} withheld {withheld}"
+    );
+}
+
+fn lagging(config: Config) -> Config {
+    config
+        .with_subscription_capacity(8)
+        .with_backpressure(busbar::Backpressure::Lag)
+}
+
+#[tokio::test]
+async fn lag_accounting_through_the_policy_in_memory() {
+    let bus = Arc::new(busbar::InMemoryBus::new(lagging(Config::default())).unwrap());
+    lag_accounting_through_the_policy(bus).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_accounting_through_the_policy_on_nats() {
+    let server = start().await;
+    let bus = busbar::connect(lagging(
+        Config::default()
+            .with_backend(Backend::Nats)
+            .with_nats_url(server.url()),
+    ))
+    .await
+    .unwrap();
+    lag_accounting_through_the_policy(bus).await;
+}
+
+/// A hostile peer on the same NATS account publishes classified plaintext under a forged
+/// `ce-keyid` (known and unknown), and with a forged `busbar-dlq-subject` naming a
+/// restricted subject: an ungranted principal never receives the value in clear.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_keyids_and_dead_letter_headers_from_a_hostile_peer() {
+    use busbar::policy::Principal;
+    let server = start().await;
+    let bus = policy_bus(nats(&server).await);
+    let web = Principal::new("web", ["web"]);
+    let mut sub = bus.subscribe_as(&web, "patients.>").await.unwrap();
+    bus.flush().await.unwrap();
+    let hostile = async_nats::connect(server.url()).await.unwrap();
+    let forgeries: [&[(&str, &str)]; 4] = [
+        &[("ce-keyid", "k1")],
+        &[("ce-keyid", "nope")],
+        &[("ce-keyid", "k1"), ("ce-classification", "pii")],
+        &[("busbar-dlq-subject", "phi.raw.x")],
+    ];
+    for headers in forgeries {
+        let mut map = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, *v);
+        }
+        for body in [r#"{"ssn":"123-45-6789"}"#, r#"{"ssn":123456789}"#] {
+            hostile
+                .publish_with_headers("patients.x", map.clone(), body.into())
+                .await
+                .unwrap();
+        }
+    }
+    // A control: the same value with nothing forged arrives, masked.
+    hostile
+        .publish("patients.x", r#"{"ssn":"123-45-6789"}"#.into())
+        .await
+        .unwrap();
+    hostile.flush().await.unwrap();
+    let mut masked = 0;
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), sub.next()).await {
+        if let Ok(m) = item {
+            masked += usize::from(m.data() == r#"{"ssn":"*******6789"}"#);
+            let body = String::from_utf8_lossy(m.data()).into_owned();
+            assert!(
+                !body.contains("45-6789") && !body.contains("123456789"),
+                "delivered in clear to an ungranted principal: {body} ({:?})",
+                m.keyid()
+            );
+        }
+    }
+    assert!(masked >= 1, "the control message arrived masked");
+}
