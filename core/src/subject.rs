@@ -111,6 +111,15 @@ pub fn validate_queue_group(group: &str) -> Result<()> {
 /// Whether `pattern` matches `subject`, exactly as a NATS server decides.
 /// False when either is invalid.
 pub fn matches(pattern: &str, subject: &str) -> bool {
+    if validate_pattern(pattern).is_err() || validate_subject(subject).is_err() {
+        return false;
+    }
+    matches_valid(pattern, subject)
+}
+
+/// [`matches`] for a subject busbar routes, which may be a dead letter's (up to the
+/// longer limits of [`validate_dead_letter_subject`]).
+pub(crate) fn matches_routed(pattern: &str, subject: &str) -> bool {
     if validate_pattern(pattern).is_err() || validate_dead_letter_subject(subject).is_err() {
         return false;
     }
@@ -314,7 +323,7 @@ impl<T> SubjectIndex<T> {
     /// The values whose pattern matches `subject` (empty for an invalid subject).
     pub fn matches(&self, subject: &str) -> Vec<&T> {
         let mut out = Vec::new();
-        if validate_dead_letter_subject(subject).is_ok() {
+        if validate_subject(subject).is_ok() {
             self.for_each_match(subject, |v| out.push(v));
         }
         out
