@@ -401,9 +401,12 @@ pub fn redact_url(url: &str) -> String {
         .map(|part| match userinfo(part) {
             None => part.to_owned(),
             Some((start, at)) => {
+                // The user name is shown only when it cannot hold part of a secret.
                 let shown = match part[start..at].split_once(':') {
-                    Some((user, _)) => format!("{user}:<redacted>"),
-                    None => "<redacted>".to_owned(),
+                    Some((user, _)) if !user.contains(['@', '/', '?', '#']) => {
+                        format!("{user}:<redacted>")
+                    }
+                    _ => "<redacted>".to_owned(),
                 };
                 format!("{}{shown}{}", &part[..start], &part[at..])
             }
@@ -413,13 +416,13 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Where the userinfo (`user:password` or `token`) of one URL is: it starts at the first
-/// index and ends at the second, the index of its `@`.
+/// index and ends at the second, the index of its last `@`. A NATS URL has no path, so
+/// everything before the last `@` is taken as userinfo even when it holds `/`, `?` or `#`:
+/// a password with those characters written unescaped (common in generated secrets)
+/// would otherwise end the authority early and be printed, and sent, as an address.
 fn userinfo(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    url[start..authority_end].rfind('@').map(|at| (start, start + at))
+    url[start..].rfind('@').map(|at| (start, start + at))
 }
 
 /// Credentials found inside `nats_url`.
@@ -604,8 +607,9 @@ mod tests {
         .unwrap();
         let shown = format!("{in_url:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+        // Everything before a part's last `@` is its userinfo (a NATS URL has no path).
         assert!(
-            shown.contains("svc:<redacted>@a:4222") && shown.contains("<redacted>@b:4222"),
+            shown.contains("svc:<redacted>@a:4222") && shown.contains("nats://<redacted>@w,"),
             "{shown}"
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");

@@ -343,6 +343,16 @@ impl ConsumerConfig {
             validate_pattern(filter)?;
         }
         crate::subject::validate_subject(&self.dlq_prefix)?;
+        let (bytes, tokens) = (self.dlq_prefix.len(), self.dlq_prefix.split('.').count());
+        if bytes > crate::subject::MAX_DLQ_PREFIX_BYTES || tokens > crate::subject::MAX_DLQ_PREFIX_TOKENS {
+            return Err(Error::InvalidArgument(format!(
+                "consumer {:?}: dlq_prefix has {bytes} bytes and {tokens} tokens, over the limit of {} bytes \
+                 and {} tokens (a dead letter's subject is the prefix and the original subject)",
+                self.name,
+                crate::subject::MAX_DLQ_PREFIX_BYTES,
+                crate::subject::MAX_DLQ_PREFIX_TOKENS
+            )));
+        }
         self.backoff.check()?;
         let bad = |what: String| {
             Err(Error::InvalidArgument(format!(

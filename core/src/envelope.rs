@@ -53,7 +53,7 @@ pub(crate) struct Topic {
 impl Topic {
     /// `subject` must already be valid.
     pub(crate) fn new(subject: &str, source: Arc<str>) -> Self {
-        debug_assert!(validate_subject(subject).is_ok());
+        debug_assert!(crate::subject::validate_dead_letter_subject(subject).is_ok());
         Topic {
             subject: subject.into(),
             source,
@@ -568,7 +568,12 @@ impl MessageBuilder {
                 "header name {name:?} starts with {RESERVED_HEADER_PREFIX:?}, which busbar reserves for its own headers"
             )));
         }
-        validate_subject(&self.env.subject)?;
+        if self.env.headers.contains_key(crate::durable::DLQ_REASON) {
+            // Only busbar sets `busbar-*` headers: a dead letter, `<prefix>.<subject>`.
+            crate::subject::validate_dead_letter_subject(&self.env.subject)?;
+        } else {
+            validate_subject(&self.env.subject)?;
+        }
         self.env.trim_values();
         if let Some(reply_to) = &self.env.reply_to {
             validate_subject(reply_to)?;

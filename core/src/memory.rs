@@ -169,7 +169,8 @@ impl Inner {
         if let Some(route) = table.routes.get(subject) {
             return Ok(route.clone());
         }
-        validate_subject(subject)?;
+        // Built messages were checked already (dead letters against their longer limit).
+        crate::subject::validate_dead_letter_subject(subject)?;
         let route = Arc::new(table.compute(Arc::from(subject), &self.source));
         let computed_at = table.generation;
         drop(table);
@@ -185,6 +186,7 @@ impl Inner {
     /// The fast path of `publish(subject, data)`: one shared copy of the subject per route.
     async fn publish_data(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
         self.check_open()?;
+        validate_subject(subject)?;
         let route = self.route_for(subject)?;
         let msg = Message::event(route.topic.clone(), data);
         check_size(&msg, self.config.max_payload)?;

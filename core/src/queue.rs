@@ -162,16 +162,26 @@ pub(crate) struct QueueSender {
 impl QueueSender {
     /// Takes `bytes` for an item if they fit: always when the queue holds no bytes (so one
     /// message larger than the bound still gets through), else up to `max_bytes`.
+    ///
+    /// Decided on the bytes really held (compare-and-swap), never by adding and taking back:
+    /// a take-back would wake the byte waiters, the caller among them (its `room` is
+    /// enabled), so a publisher waiting for bytes would spin on its own wake-up and, on a
+    /// single-threaded runtime, never let the subscriber take anything.
     fn reserve_bytes(&self, bytes: u64) -> bool {
         if bytes == 0 {
             return true;
         }
-        let before = self.state.bytes.fetch_add(bytes, SeqCst);
-        if before == 0 || before + bytes <= self.max_bytes {
-            return true;
+        let held = &self.state.bytes;
+        let mut before = held.load(SeqCst);
+        loop {
+            if before != 0 && before.saturating_add(bytes) > self.max_bytes {
+                return false;
+            }
+            match held.compare_exchange_weak(before, before + bytes, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => before = now,
+            }
         }
-        self.state.release(bytes);
-        false
     }
 
     /// Adds `n` (wrapping: `u64::MAX` takes one back) to the queued counters.

@@ -44,17 +44,50 @@ const _: () = assert!(
     "SUB ".len() + MAX_SUBJECT_BYTES + 1 + MAX_QUEUE_GROUP_BYTES + 1 + 20 + 2 <= NATS_MAX_CONTROL_LINE
 );
 
+/// Longest dead-letter prefix accepted ([`crate::ConsumerConfig::dlq_prefix`]), in bytes.
+/// A dead letter goes to `<prefix>.<subject>`, so its subject may be this much (and a
+/// dot) longer than [`MAX_SUBJECT_BYTES`]: a message on a subject at the limit can
+/// always be dead-lettered (docs/design.md §2, §5).
+pub const MAX_DLQ_PREFIX_BYTES: usize = 64;
+
+/// Most tokens in a dead-letter prefix; a dead letter's subject may have this many
+/// tokens more than [`MAX_SUBJECT_TOKENS`].
+pub const MAX_DLQ_PREFIX_TOKENS: usize = 8;
+
+/// Longest subject of a dead letter: `<prefix>.<subject>` with both at their limits.
+const MAX_DEAD_LETTER_BYTES: usize = MAX_SUBJECT_BYTES + 1 + MAX_DLQ_PREFIX_BYTES;
+const MAX_DEAD_LETTER_TOKENS: usize = MAX_SUBJECT_TOKENS + MAX_DLQ_PREFIX_TOKENS;
+
+// A dead letter has no reply subject of its own; JetStream's publish acknowledgement
+// inbox (`_INBOX.<22>.<22>` and a little) takes the reply slot.
+const _: () =
+    assert!("HPUB ".len() + MAX_DEAD_LETTER_BYTES + 1 + 128 + 1 + 20 + 1 + 20 + 2 <= NATS_MAX_CONTROL_LINE);
+
 /// Checks a subject one publishes to: no empty token, no whitespace or control
 /// character, no `*` or `>` token, at most [`MAX_SUBJECT_BYTES`] bytes and
 /// [`MAX_SUBJECT_TOKENS`] tokens.
 pub fn validate_subject(subject: &str) -> Result<()> {
-    check(subject, Kind::Subject)
+    check(subject, Kind::Subject, Limit::User)
+}
+
+/// [`validate_subject`] with the longer limits of a dead letter's subject
+/// (`<dlq prefix>.<subject>`): for dead letters busbar builds and for routing what
+/// was already accepted.
+pub(crate) fn validate_dead_letter_subject(subject: &str) -> Result<()> {
+    check(subject, Kind::Subject, Limit::DeadLetter)
+}
+
+/// Which length limits a subject is checked against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    User,
+    DeadLetter,
 }
 
 /// Checks a subscription pattern: as [`validate_subject`], but `*` tokens are
 /// allowed anywhere and a `>` token as the last one.
 pub fn validate_pattern(pattern: &str) -> Result<()> {
-    check(pattern, Kind::Pattern)
+    check(pattern, Kind::Pattern, Limit::User)
 }
 
 /// Checks a queue group name: non-empty, at most [`MAX_QUEUE_GROUP_BYTES`] bytes, with
@@ -84,6 +117,15 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     matches_valid(pattern, subject)
 }
 
+/// [`matches`] for a subject busbar routes, which may be a dead letter's (up to the
+/// longer limits of [`validate_dead_letter_subject`]).
+pub(crate) fn matches_routed(pattern: &str, subject: &str) -> bool {
+    if validate_pattern(pattern).is_err() || validate_dead_letter_subject(subject).is_err() {
+        return false;
+    }
+    matches_valid(pattern, subject)
+}
+
 /// [`matches`] for inputs already known to be valid.
 pub(crate) fn matches_valid(pattern: &str, subject: &str) -> bool {
     let mut subject_tokens = subject.split('.');
@@ -98,12 +140,21 @@ pub(crate) fn matches_valid(pattern: &str, subject: &str) -> bool {
     subject_tokens.next().is_none()
 }
 
-fn check(s: &str, kind: Kind) -> Result<()> {
+fn check(s: &str, kind: Kind, limit: Limit) -> Result<()> {
     if s.is_empty() {
         return Err(Error::invalid_subject(s, "it is empty"));
     }
-    if s.len() > MAX_SUBJECT_BYTES {
-        return Err(Error::invalid_subject(s, TOO_LONG));
+    let (max_bytes, max_tokens, too_long, too_many) = match limit {
+        Limit::User => (MAX_SUBJECT_BYTES, MAX_SUBJECT_TOKENS, TOO_LONG, TOO_MANY_TOKENS),
+        Limit::DeadLetter => (
+            MAX_DEAD_LETTER_BYTES,
+            MAX_DEAD_LETTER_TOKENS,
+            DEAD_LETTER_TOO_LONG,
+            DEAD_LETTER_TOO_MANY_TOKENS,
+        ),
+    };
+    if s.len() > max_bytes {
+        return Err(Error::invalid_subject(s, too_long));
     }
     let bytes = s.as_bytes();
     let mut tokens = 1;
@@ -117,8 +168,8 @@ fn check(s: &str, kind: Kind) -> Result<()> {
                     check_token(s, &s[token_start..i], false, kind)?;
                     token_start = i + 1;
                     tokens += 1;
-                    if tokens > MAX_SUBJECT_TOKENS {
-                        return Err(Error::invalid_subject(s, TOO_MANY_TOKENS));
+                    if tokens > max_tokens {
+                        return Err(Error::invalid_subject(s, too_many));
                     }
                 }
                 b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f => {
@@ -147,6 +198,11 @@ fn check(s: &str, kind: Kind) -> Result<()> {
 
 const TOO_LONG: &str = "it is longer than the limit of 2000 bytes";
 const TOO_MANY_TOKENS: &str = "it has more than the limit of 256 tokens";
+const DEAD_LETTER_TOO_LONG: &str =
+    "it is longer than the limit of a dead letter's subject, 2065 bytes (2000 and a 64-byte prefix)";
+const DEAD_LETTER_TOO_MANY_TOKENS: &str =
+    "it has more than the limit of a dead letter's subject, 264 tokens (256 and an 8-token prefix)";
+const _: () = assert!(MAX_DEAD_LETTER_BYTES == 2065 && MAX_DEAD_LETTER_TOKENS == 264);
 
 fn check_token(s: &str, token: &str, last: bool, kind: Kind) -> Result<()> {
     match token {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
-use crate::subject::{matches, patterns_overlap};
+use crate::subject::{matches_routed, patterns_overlap};
 
 /// Every stream of one bus.
 #[derive(Default)]
@@ -120,7 +120,7 @@ impl Log {
             let streams = self.streams.read().unwrap_or_else(|p| p.into_inner());
             streams
                 .iter()
-                .find(|s| s.config.subjects.iter().any(|p| matches(p, msg.subject())))
+                .find(|s| s.config.subjects.iter().any(|p| matches_routed(p, msg.subject())))
                 .cloned()?
         };
         Some(stream.store(msg))
@@ -300,7 +300,7 @@ impl LogStream {
                         let wanted = consumer
                             .filter
                             .as_deref()
-                            .is_none_or(|f| matches(f, stored.message.subject()));
+                            .is_none_or(|f| matches_routed(f, stored.message.subject()));
                         wanted.then(|| stored.message.clone()).map(|m| (seq, m))
                     });
                     match found {

@@ -389,7 +389,11 @@ pub(crate) struct HeaderRuleC {
 
 impl HeaderRuleC {
     pub(crate) fn applies_to(&self, subject: &str) -> bool {
-        self.subjects.is_empty() || self.subjects.iter().any(|p| crate::subject::matches(p, subject))
+        self.subjects.is_empty()
+            || self
+                .subjects
+                .iter()
+                .any(|p| crate::subject::matches_routed(p, subject))
     }
 }
 
@@ -413,7 +417,11 @@ pub(crate) struct Rule {
 
 impl Rule {
     pub(crate) fn applies_to(&self, subject: &str) -> bool {
-        self.subjects.is_empty() || self.subjects.iter().any(|p| crate::subject::matches(p, subject))
+        self.subjects.is_empty()
+            || self
+                .subjects
+                .iter()
+                .any(|p| crate::subject::matches_routed(p, subject))
     }
 }
 
@@ -609,7 +617,10 @@ impl Compiled {
             if roles.iter().any(|r| allowed.contains(r)) {
                 continue;
             }
-            if let Some(s) = subjects.iter().find(|s| crate::subject::matches(s, subject)) {
+            if let Some(s) = subjects
+                .iter()
+                .find(|s| crate::subject::matches_routed(s, subject))
+            {
                 return Some((s.clone(), allowed.clone()));
             }
         }
