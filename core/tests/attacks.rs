@@ -238,27 +238,6 @@ async fn url_passwords_with_slashes_are_redacted_and_still_work() {
     bus.close().await.unwrap();
 }
 
-#[cfg(feature = "nats")]
-fn signal(server: &NatsServer, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(server.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Resumes a stopped server however the test ends.
-#[cfg(feature = "nats")]
-struct Resume<'a>(&'a NatsServer);
-
-#[cfg(feature = "nats")]
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
 /// Against a hung broker (SIGSTOP) a durable publish, a `term` (which stores a dead
 /// letter), an `ack` and `close` end within publish_timeout and a little, never hang;
 /// what could not be stored is an error, not a success.
@@ -298,8 +277,7 @@ async fn a_hung_broker_bounds_durable_calls_and_close() {
         );
     }
 
-    signal(&server, "STOP");
-    let _resume = Resume(&server);
+    let _hung = server.hang();
     let limit = publish_timeout + Duration::from_millis(600);
     let started = std::time::Instant::now();
     let r = tokio::time::timeout(

@@ -477,25 +477,6 @@ async fn credentials_inside_the_url_authenticate() {
     assert!(!err.to_string().contains("nope"), "{err}");
 }
 
-/// Sends `signal` (`STOP`/`CONT`) to the test's own nats-server, by its PID.
-fn signal(server: &NatsServer, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(server.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Resumes a stopped server however the test ends.
-struct Resume<'a>(&'a NatsServer);
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
 /// Runs `call`, failing the test instead of hanging if it does not end within `limit`.
 async fn bounded<T>(
     limit: Duration,
@@ -524,8 +505,7 @@ async fn a_hung_server_bounds_publish_request_and_flush() {
     });
     bus.request("svc.hung", "ping".into(), WAIT).await.unwrap();
 
-    signal(&server, "STOP");
-    let _resume = Resume(&server);
+    let hung = server.hang();
     let slack = Duration::from_millis(600);
     let request_timeout = Duration::from_secs(1);
     let (result, took) = bounded(
@@ -593,7 +573,7 @@ async fn a_hung_server_bounds_publish_request_and_flush() {
     eprintln!("hung server: flush ended in {took:?}");
 
     // Resumed, the same bus works again.
-    drop(_resume);
+    drop(hung);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match bus.request("svc.hung", "ping".into(), WAIT).await {

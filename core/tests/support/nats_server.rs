@@ -183,6 +183,26 @@ impl NatsServer {
         self.restart();
     }
 
+    /// Hangs the server as a broker that stops answering (SIGSTOP, by its PID) and returns
+    /// once the kernel reports it stopped, so nothing it was doing can still arrive after
+    /// this returns. It runs again (SIGCONT) when the guard is dropped, however the test ends.
+    pub fn hang(&self) -> Hung<'_> {
+        send_signal(self.pid(), "STOP");
+        let stat = format!("/proc/{}/stat", self.pid());
+        let stopped = wait_until(Duration::from_secs(5), || {
+            // The state is the field after the parenthesised command name.
+            std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        });
+        assert!(stopped, "nats-server {} did not stop on SIGSTOP", self.pid());
+        Hung(self)
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -194,6 +214,24 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A server hung by [`NatsServer::hang`]; dropping it lets the server run again.
+pub struct Hung<'a>(&'a NatsServer);
+
+impl Drop for Hung<'_> {
+    fn drop(&mut self) {
+        send_signal(self.0.pid(), "CONT");
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
