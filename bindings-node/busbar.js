@@ -4,13 +4,42 @@
 // reach `for await` without a native call per message.
 module.exports = require('./index.js')
 
-const { Bus, DurableSubscription, Message, Subscription } = module.exports
+const { Bus, DurableSubscription, Message, NoticeThrottle, Subscription } = module.exports
 
 // -- Notices: a lag notice (code 'lagged', `missed`) and an undecodable message ('decode')
 // A message that could not be decoded (a foreign producer's) never stops delivery: with no
-// `onError` to take it, it becomes a process warning (and counts in `stats().undecodable`).
-function warn(err) {
-  process.emitWarning(err.message, { type: 'BusbarWarning', code: `BUSBAR_${err.code.toUpperCase()}` })
+// `onError` to take it, it becomes a process warning (and counts in `stats().undecodable`),
+// as does a lag notice of a callback subscription without `onError`. The core's throttle
+// (one per subscription and code) decides when: the first at once, then at most one warning
+// a second, whose text counts every notice held back since the previous one; the exact
+// totals are always in `stats()`.
+function warn(throttles, err) {
+  const throttle = throttles[err.code] || (throttles[err.code] = new NoticeThrottle())
+  const now = throttle.hit(err.code === 'lagged' ? err.missed : 1)
+  if (now.notices > 0) {
+    emit(err, now)
+  } else if (now.flushAfterMs != null) {
+    setTimeout(() => {
+      const held = throttle.flush()
+      if (held !== null) emit(err, held)
+    }, now.flushAfterMs).unref()
+  }
+}
+
+function emit(err, report) {
+  const code = `BUSBAR_${err.code.toUpperCase()}`
+  let text = err.message
+  if (report.notices > 1) {
+    text =
+      err.code === 'lagged'
+        ? `busbar: ${report.notices} lag notices since the previous warning, ${report.total} messages missed in all (at most one warning a second; the first: ${err.message})`
+        : `busbar: skipped ${report.notices} undecodable messages since the previous warning (at most one warning a second; one of them: ${err.message})`
+  }
+  const detail =
+    err.code === 'lagged'
+      ? `${report.notices} lag notices, ${report.total} missed since the previous warning (stats().missed has the total)`
+      : `${report.notices} undecodable since the previous warning (stats().undecodable has the total)`
+  process.emitWarning(text, { type: 'BusbarWarning', code, detail })
 }
 
 // -- Subscriptions (plain and durable) are async iterators over nextBatch() ------------
@@ -29,7 +58,7 @@ async function next() {
       batch = await this.nextBatch()
     } catch (err) {
       if (err && err.code === 'decode') {
-        warn(err)
+        warn(q.throttles || (q.throttles = {}), err)
         continue
       }
       throw err
@@ -83,12 +112,13 @@ function perMessage(callback, options) {
     err.code = 'ERR_INVALID_ARG_TYPE'
     throw err
   }
+  const throttles = {}
   return function deliverBatch(batch) {
     for (const item of batch) {
       try {
         if (item instanceof Message) callback(item)
         else if (onError) onError(noticeError(item))
-        else warn(noticeError(item))
+        else warn(throttles, noticeError(item))
       } catch (err) {
         // As an EventEmitter listener's: reported as uncaught, after the rest of the batch.
         process.nextTick(() => {

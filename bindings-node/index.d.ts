@@ -210,6 +210,18 @@ export declare class Message {
   respond(data?: Payload, options?: PublishOptions): Promise<void>
 }
 
+/** Internal to the package (`busbar.js`): decides when a notice becomes a warning. */
+export declare class NoticeThrottle {
+  constructor()
+  /**
+   * Counts one notice carrying `amount`: a report to write now (`notices` > 0), or none
+   * (`notices` 0) with `flushAfterMs` when a flush is to be scheduled.
+   */
+  hit(amount: number): NoticeReport
+  /** The report of what was held back since the previous warning, or `null`. */
+  flush(): NoticeReport | null
+}
+
 /**
  * Messages matching a pattern. Iterate it with `for await (const msg of sub)` (leaving the
  * loop early unsubscribes), or give `subscribe` a callback. An iterated subscription that
@@ -377,6 +389,17 @@ export interface Notice {
   message: string
   /** For a lag notice: how many messages were missed at this gap. */
   missed?: number
+}
+
+/**
+ * What a warning stands for: `notices` notices since the previous warning, carrying
+ * `total` (undecodable messages, or messages missed).
+ */
+export interface NoticeReport {
+  notices: number
+  total: number
+  /** Set when nothing is to be written now: call `flush()` after this many milliseconds. */
+  flushAfterMs?: number
 }
 
 /** The broker's acknowledgement of `publishDurable()`. */

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.Bus = nativeBinding.Bus
 module.exports.DurableSubscription = nativeBinding.DurableSubscription
 module.exports.Message = nativeBinding.Message
+module.exports.NoticeThrottle = nativeBinding.NoticeThrottle
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.connect = nativeBinding.connect
 module.exports.errorCodes = nativeBinding.errorCodes

@@ -101,31 +101,12 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
     }))
 }
 
-/// Options whose value is text only: a number or boolean there is a `TypeError`, not
-/// silently its string form (`backend: 5`).
-const TEXT_ONLY: &[&str] = &[
-    "backend",
-    "natsUrl",
-    "backpressure",
-    "source",
-    "natsUser",
-    "natsPassword",
-    "natsToken",
-    "natsCredentials",
-    "natsTlsCa",
-    "natsTlsCert",
-    "natsTlsKey",
-    "policy",
-    "keyRing",
-    "auditLog",
-    "principal",
-    "roles",
-];
-
 /// The text form of one option; `None` for `undefined` (not set).
 fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<String>> {
     let kind = value.get_type()?;
-    if TEXT_ONLY.contains(&key) && !matches!(kind, ValueType::String | ValueType::Undefined) {
+    let text_only = busbar::config::is_text_key(&snake_case(key));
+    // A number or boolean for a text option is a `TypeError`, not silently its string form.
+    if text_only && !matches!(kind, ValueType::String | ValueType::Undefined) {
         return Err(type_error(
             env,
             format!("option {key} must be a string, not {}", describe(kind)),

@@ -117,8 +117,11 @@ pub struct ConsumerOptions {
     pub max_ack_pending: Option<f64>,
 }
 
-/// The `start` of `ConsumerOptions`.
-pub struct Start(StartAt);
+/// The `start` of `ConsumerOptions`: a position, or a sequence number not yet range-checked.
+pub enum Start {
+    At(StartAt),
+    Sequence(f64),
+}
 
 impl TypeName for Start {
     fn type_name() -> &'static str {
@@ -142,16 +145,13 @@ impl FromNapiValue for Start {
         let unknown = unsafe { Unknown::from_raw_unchecked(env, value) };
         match unknown.get_type()? {
             ValueType::String => match unsafe { String::from_napi_value(env, value) }?.as_str() {
-                "beginning" => Ok(Start(StartAt::Beginning)),
-                "new" => Ok(Start(StartAt::New)),
+                "beginning" => Ok(Start::At(StartAt::Beginning)),
+                "new" => Ok(Start::At(StartAt::New)),
                 other => Err(bad(format!("{other:?}"))),
             },
-            ValueType::Number => {
-                let n = unsafe { f64::from_napi_value(env, value) }?;
-                whole(n)
-                    .map(|n| Start(StartAt::Sequence(n)))
-                    .ok_or_else(|| bad(n.to_string()))
-            }
+            // A number is the right type; its range is checked where the other numeric
+            // options are, so `-1` is `invalid_argument` like them, not a `TypeError`.
+            ValueType::Number => Ok(Start::Sequence(unsafe { f64::from_napi_value(env, value) }?)),
             ValueType::Object if unknown.is_date()? => {
                 let mut ms = 0.0;
                 check_status!(unsafe { sys::napi_get_date_value(env, value, &mut ms) })?;
@@ -162,17 +162,12 @@ impl FromNapiValue for Start {
                 } else {
                     UNIX_EPOCH.checked_sub(offset)
                 };
-                time.map(|t| Start(StartAt::Time(t)))
+                time.map(|t| Start::At(StartAt::Time(t)))
                     .ok_or_else(|| bad("a Date out of range".into()))
             }
             other => Err(bad(describe(other).into())),
         }
     }
-}
-
-/// `n` as a count, when it is a whole number from 0 to 2^53 - 1.
-fn whole(n: f64) -> Option<u64> {
-    (n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER).then_some(n as u64)
 }
 
 /// An optional count option up to `max`; out of range is the core's `invalid_argument`.
@@ -210,8 +205,13 @@ impl ConsumerOptions {
         if let Some(filter) = self.filter {
             config = config.filter(filter);
         }
-        if let Some(Start(start)) = self.start {
-            config = config.start(start);
+        match self.start {
+            Some(Start::At(start)) => config = config.start(start),
+            Some(Start::Sequence(n)) => {
+                let n = busbar::bounds::whole("options.start", n, MAX_SAFE_INTEGER as u64)?;
+                config = config.start(StartAt::Sequence(n));
+            }
+            None => {}
         }
         if let Some(wait) = millis("options.ackWaitMs", self.ack_wait_ms)? {
             config = config.ack_wait(wait);

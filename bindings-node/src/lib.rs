@@ -17,6 +17,7 @@ mod error;
 mod message;
 mod promise;
 mod subscription;
+mod throttle;
 
 use napi::bindgen_prelude::*;
 
@@ -31,6 +32,7 @@ pub use config::ConnectOptions;
 pub use durable::DurableSubscription;
 pub use message::Message;
 pub use subscription::Subscription;
+pub use throttle::NoticeThrottle;
 
 /// Connects to the bus that `options` (over the `BUSBAR_*` environment variables) describe;
 /// the in-memory bus by default.

@@ -50,6 +50,20 @@ function publishRaw(port, subject, count) {
   })
 }
 
+/** The process warnings emitted while `fn` runs (and 50 ms after). */
+async function warningsDuring(fn) {
+  const warnings = []
+  const listen = (w) => warnings.push(w)
+  process.on('warning', listen)
+  try {
+    await fn()
+    await sleep(50)
+  } finally {
+    process.off('warning', listen)
+  }
+  return warnings
+}
+
 async function waitFor(cond, ms) {
   const deadline = Date.now() + ms
   while (Date.now() < deadline && !cond()) await sleep(20)
@@ -175,6 +189,26 @@ describe('lag notices and the byte bound', () => {
     await bus.close()
   })
 
+  it('a callback without onError warns of lag at most once a second, counting every miss', async () => {
+    const bus = await busbar.connect({ subscriptionCapacity: 2, backpressure: 'lag' })
+    let messages = 0
+    const sub = await bus.subscribe('lag', () => messages++)
+    const warnings = await warningsDuring(async () => {
+      await Promise.all(Array.from({ length: 10_000 }, (_, i) => bus.publish('lag', String(i))))
+      assert.ok(await waitFor(() => messages + sub.stats().missed === 10_000, 5000))
+      await sleep(1300) // what was held back is warned a second after the previous warning
+    })
+    const lagged = warnings.filter((w) => w.code === 'BUSBAR_LAGGED')
+    const counted = lagged.map((w) => Number(/^(\d+) lag notices, (\d+) missed/.exec(w.detail)[2]))
+    assert.ok(sub.stats().missed > 0)
+    assert.ok(lagged.length >= 1 && lagged.length <= 4, `${lagged.length} warnings`)
+    assert.equal(
+      counted.reduce((a, b) => a + b, 0),
+      sub.stats().missed,
+    )
+    await bus.close()
+  })
+
   it('bounds a subscription in bytes (subscriptionMaxBytes)', async () => {
     const mib = 1024 * 1024
     const bus = await busbar.connect({ backpressure: 'lag', subscriptionMaxBytes: 8 * mib })
@@ -204,19 +238,6 @@ describe('an undecodable message stops nothing', () => {
     plain.publish(subject, 'x', { headers: h, reply })
   }
 
-  async function warningsDuring(fn) {
-    const warnings = []
-    const listen = (w) => warnings.push(w)
-    process.on('warning', listen)
-    try {
-      await fn()
-      await sleep(50)
-    } finally {
-      process.off('warning', listen)
-    }
-    return warnings
-  }
-
   it('an iterator skips it with a warning and counts it', async () => {
     const bus = await busbar.connect({ backend: 'nats', natsUrl: server.url })
     try {
@@ -238,6 +259,43 @@ describe('an undecodable message stops nothing', () => {
       await bus.close()
     }
   })
+
+  for (const form of ['iterator', 'callback']) {
+    it(`a flood of 1,000 makes a handful of warnings counting all 1,000 (${form})`, async () => {
+      const bus = await busbar.connect({ backend: 'nats', natsUrl: server.url })
+      try {
+        const got = []
+        const sub =
+          form === 'callback'
+            ? await bus.subscribe('flood.>', (msg) => got.push(msg.text()))
+            : await bus.subscribe('flood.>')
+        await bus.flush()
+        const warnings = await warningsDuring(async () => {
+          for (let i = 0; i < 1000; i++) sendBad('flood.bad')
+          plain.publish('flood.good', 'ok')
+          await plain.flush()
+          if (form === 'callback') {
+            assert.ok(await waitFor(() => got.length === 1, 10_000))
+          } else {
+            const { value } = await sub.next()
+            got.push(value.text())
+          }
+          await sleep(1300) // what was held back is warned a second after the first warning
+        })
+        assert.deepEqual(got, ['ok'])
+        assert.equal(sub.stats().undecodable, 1000)
+        const decode = warnings.filter((w) => w.code === 'BUSBAR_DECODE')
+        assert.ok(decode.length >= 2 && decode.length <= 5, `${decode.length} warnings`)
+        const counts = decode.map((w) => Number(/^(\d+) undecodable/.exec(w.detail)[1]))
+        assert.equal(
+          counts.reduce((a, b) => a + b, 0),
+          1000,
+        )
+      } finally {
+        await bus.close()
+      }
+    })
+  }
 
   it('a callback goes on, telling onError or warning', async () => {
     const bus = await busbar.connect({ backend: 'nats', natsUrl: server.url })

@@ -7,10 +7,17 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
 use crate::error::to_py;
 
-/// The text form `Config::set` takes, from a str, int or bool keyword value.
+/// The text form `Config::set` takes, from a str, int or bool keyword value; a text
+/// option (`busbar::config::is_text_key`) takes a str only.
 fn text_of(key: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(s) = value.cast::<PyString>() {
         return Ok(s.to_str()?.to_owned());
+    }
+    if busbar::config::is_text_key(key) {
+        return Err(PyTypeError::new_err(format!(
+            "connect(): {key} must be a str, not {}",
+            value.get_type().name()?
+        )));
     }
     if let Ok(b) = value.cast::<PyBool>() {
         return Ok(if b.is_true() { "true" } else { "false" }.to_owned());

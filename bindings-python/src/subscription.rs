@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use busbar::throttle::{Decision, Throttle};
 use futures_util::{Stream, StreamExt};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
@@ -48,6 +49,8 @@ pub(crate) struct Inbox<S, T> {
     closed: AtomicBool,
     /// The core stream (`None` once closed); a waiting `__anext__` holds it while it waits.
     stream: Mutex<Option<S>>,
+    /// How often an undecodable message is logged (the core's rule).
+    throttle: Arc<StdMutex<Throttle>>,
 }
 
 impl<S, T> Inbox<S, T>
@@ -61,6 +64,7 @@ where
             returned: Notify::new(),
             closed: AtomicBool::new(false),
             stream: Mutex::new(Some(stream)),
+            throttle: Arc::default(),
         })
     }
 
@@ -79,7 +83,7 @@ where
     fn pop_reportable(&self) -> Option<busbar::Result<T>> {
         loop {
             match self.pop()? {
-                Err(e) if e.code() == "decode" => log_undecodable(&e),
+                Err(e) if e.code() == "decode" => log_undecodable(&self.throttle, &e),
                 item => return Some(item),
             }
         }
@@ -153,9 +157,45 @@ where
 }
 
 /// Reports a message that could not be decoded (a foreign producer's) as a warning of the
-/// `busbar` logger; it is counted in `stats()["undecodable"]` and iteration goes on.
-fn log_undecodable(err: &busbar::Error) {
-    let text = format!("busbar: skipped a message that could not be decoded: {err}");
+/// `busbar` logger, as often as the core's [`Throttle`] allows: the first at once, then at
+/// most one record a second, counting every message skipped since the previous record. Each
+/// is counted in `stats()["undecodable"]` too, and iteration goes on.
+fn log_undecodable(throttle: &Arc<StdMutex<Throttle>>, err: &busbar::Error) {
+    let decision = lock(throttle).hit(1);
+    match decision {
+        Decision::Record(report) if report.notices == 1 => log_warning(format!(
+            "busbar: skipped 1 message that could not be decoded: {err}"
+        )),
+        Decision::Record(report) => log_skipped(report.notices, err),
+        Decision::FlushAfter(delay) => {
+            let throttle = throttle.clone();
+            let err = err.to_string();
+            RUNTIME.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let report = lock(&throttle).flush();
+                if let Some(report) = report {
+                    log_skipped(report.notices, &err);
+                }
+            });
+        }
+        Decision::Held => {}
+    }
+}
+
+fn lock(throttle: &StdMutex<Throttle>) -> MutexGuard<'_, Throttle> {
+    throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The record for `skipped` messages (held back since the previous record).
+fn log_skipped(skipped: u64, last: &dyn std::fmt::Display) {
+    let messages = if skipped == 1 { "message" } else { "messages" };
+    log_warning(format!(
+        "busbar: skipped {skipped} {messages} that could not be decoded since the previous \
+         record (at most one record a second; one of them: {last})"
+    ));
+}
+
+fn log_warning(text: String) {
     Python::attach(|py| {
         let logged = py
             .import("logging")

@@ -74,6 +74,20 @@ async def test_bad_keywords() -> None:
         await busbar.connect(nats_user="svc")
 
 
+async def test_text_option_of_wrong_type_is_type_error() -> None:
+    # The same mistake fails the same way as in Node: a TypeError naming the option,
+    # not the core's invalid_argument for the string form of the number.
+    with pytest.raises(TypeError, match=r"connect\(\): backend must be a str, not int"):
+        await busbar.connect(backend=5)
+    with pytest.raises(TypeError, match=r"connect\(\): principal must be a str, not bool"):
+        await busbar.connect(principal=True)
+    with pytest.raises(TypeError, match=r"connect\(\): nats_url must be a str, not int"):
+        await busbar.connect(nats_url=4222)
+    # Numeric and flag options still take int and bool.
+    bus = await busbar.connect(max_payload=64, encryption=False)
+    await bus.close()
+
+
 async def test_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUSBAR_MAX_PAYLOAD", "4")
     monkeypatch.setenv("BUSBAR_SOURCE", "from-env")

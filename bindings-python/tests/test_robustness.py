@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -149,9 +150,48 @@ async def test_an_undecodable_message_is_logged_counted_and_skipped(
             await asyncio.sleep(0.2)
             msg = await asyncio.wait_for(sub.__anext__(), 5)
             assert msg.data == b"ok2"
+            # The second comes within a second of the first: its record follows a second
+            # after the first record (at most one a second per subscription).
+            await asyncio.sleep(1.3)
         assert sub.stats()["undecodable"] == 2
-        warnings = [r for r in caplog.records if r.name == "busbar"]
-        assert len(warnings) == 2 and "not-a-time" in warnings[0].getMessage()
+        warnings = [r.getMessage() for r in caplog.records if r.name == "busbar"]
+        assert len(warnings) == 2 and "not-a-time" in warnings[0]
+        assert skipped_counts(warnings) == [1, 1]
+    finally:
+        await bus.close()
+
+
+def skipped_counts(records: list[str]) -> list[int]:
+    """The count of skipped messages each `busbar` log record states."""
+    counts = []
+    for text in records:
+        found = re.search(r"skipped (\d+) messages? that could not be decoded", text)
+        assert found, text
+        counts.append(int(found.group(1)))
+    return counts
+
+
+async def test_an_undecodable_flood_is_logged_at_most_once_a_second_with_counts(
+    nats_server: NatsServer, plain: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A hostile peer's 1,000 undecodable messages make a handful of records, not 1,000,
+    # and their counts add up to every message skipped.
+    bus = await busbar.connect(backend="nats", nats_url=nats_server.url)
+    try:
+        sub = await bus.subscribe("flood.>")
+        await bus.flush()
+        with caplog.at_level(logging.WARNING, logger="busbar"):
+            for _ in range(1000):
+                await plain.publish("flood.bad", b"x", headers=BAD)
+            await plain.publish("flood.good", b"ok")
+            await plain.flush()
+            msg = await asyncio.wait_for(sub.__anext__(), 10)
+            assert msg.data == b"ok"
+            await asyncio.sleep(1.3)  # the held-back count is written a second later
+        assert sub.stats()["undecodable"] == 1000
+        records = [r.getMessage() for r in caplog.records if r.name == "busbar"]
+        assert 2 <= len(records) <= 5, records[:5]
+        assert sum(skipped_counts(records)) == 1000
     finally:
         await bus.close()
 

@@ -162,6 +162,25 @@ pub const KEYS: &[&str] = &[
     "roles",
 ];
 
+/// The keys of [`KEYS`] whose value is a number or a flag; every other key takes text.
+pub const NUMBER_OR_FLAG_KEYS: &[&str] = &[
+    "max_payload",
+    "subscription_capacity",
+    "subscription_max_bytes",
+    "nats_require_tls",
+    "publish_timeout_ms",
+    "retention_days",
+    "encryption",
+];
+
+/// Whether `key` is one of [`KEYS`] whose value is text (`backend`, `nats_url`, …). A
+/// binding whose language has types refuses a number or boolean given for one with its
+/// type error (Python and JavaScript `TypeError`) rather than passing its string form on
+/// (`backend=5`), so the same mistake fails the same way in every language.
+pub fn is_text_key(key: &str) -> bool {
+    KEYS.contains(&key) && !NUMBER_OR_FLAG_KEYS.contains(&key)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -558,6 +577,17 @@ impl FromStr for Backpressure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_keys_are_the_known_keys_that_take_text() {
+        assert!(NUMBER_OR_FLAG_KEYS.iter().all(|k| KEYS.contains(k)));
+        assert!(is_text_key("backend") && is_text_key("nats_url") && is_text_key("roles"));
+        assert!(!is_text_key("max_payload") && !is_text_key("encryption"));
+        assert!(
+            !is_text_key("bakend"),
+            "an unknown key is the core's invalid_argument"
+        );
+    }
 
     #[test]
     fn environment_overrides_defaults() {

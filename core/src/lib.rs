@@ -17,6 +17,7 @@ pub mod policy;
 mod queue;
 mod reply;
 pub mod subject;
+pub mod throttle;
 
 pub use bus::{
     connect, connect_from_env, serve, BusStats, ConnectionEvent, EventBus, MessageStream, Subscription,

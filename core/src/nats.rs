@@ -618,7 +618,7 @@ fn take(
         return true;
     }
     // Decoded by the subscriber as it takes the message (see `Inner::subscribe`).
-    let payload = Payload::Nats(raw);
+    let payload = Payload::Nats(Box::new(raw));
     if !held.items.is_empty() {
         let gap = std::mem::take(&mut held.gap);
         held.push(QueueSender::item(payload, gap));

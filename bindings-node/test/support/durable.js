@@ -224,7 +224,9 @@ function durableContract(name, options) {
       assert.throws(() => bus.streamInfo(7), typeError)
       assert.throws(() => bus.publishDurable(`${root}.x`, 'x', 'id'), typeError)
       assert.throws(() => bus.durableSubscribe(stream, 'c', { start: 'middle' }), typeError)
-      assert.throws(() => bus.durableSubscribe(stream, 'c', { start: -1 }), typeError)
+      // A start sequence of the right type but out of range is invalid_argument too.
+      await rejectsWith(bus.durableSubscribe(stream, 'c', { start: -1 }), 'invalid_argument')
+      await rejectsWith(bus.durableSubscribe(stream, 'c', { start: 1.5 }), 'invalid_argument')
       await rejectsWith(bus.durableSubscribe(stream, 'c', { ackWaitMs: Infinity }), 'invalid_argument')
       assert.throws(() => bus.durableSubscribe(stream, 'c', { backoff: 5 }), typeError)
       await bus.publishDurable(`${root}.x`, 'x')
