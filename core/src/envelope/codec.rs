@@ -1,6 +1,7 @@
 //! The NATS wire mapping (CloudEvents binary content mode): pure functions, no I/O.
 
 use super::*;
+use crate::error::quote;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -128,7 +129,9 @@ pub fn decode<'a>(
         match lower.as_str() {
             "ce-specversion" if value != SPEC_VERSION => {
                 return Err(Error::Decode(format!(
-                    "message on {subject:?} has ce-specversion {value:?}; busbar reads CloudEvents {SPEC_VERSION}"
+                    "message on {} has ce-specversion {}; busbar reads CloudEvents {SPEC_VERSION}",
+                    quote(subject),
+                    quote(value)
                 )))
             }
             "ce-specversion" | "ce-subject" => {}
@@ -167,7 +170,7 @@ pub fn decode<'a>(
     b.env.headers = user;
     // Validate what a foreign producer sent, but report it as a decode problem.
     b.build().map_err(|err| match err {
-        Error::InvalidArgument(m) => Error::Decode(format!("message on {subject:?}: {m}")),
+        Error::InvalidArgument(m) => Error::Decode(format!("message on {}: {m}", quote(subject))),
         e @ Error::InvalidSubject { .. } => Error::Decode(e.to_string()),
         other => other,
     })
@@ -185,7 +188,9 @@ fn parse_time(subject: &str, value: &str) -> Result<SystemTime> {
         .map(SystemTime::from)
         .map_err(|e| {
             Error::Decode(format!(
-                "message on {subject:?} has ce-time {value:?}, not RFC 3339: {e}"
+                "message on {} has ce-time {}, not RFC 3339: {e}",
+                quote(subject),
+                quote(value)
             ))
         })
 }
@@ -193,6 +198,22 @@ fn parse_time(subject: &str, value: &str) -> Result<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_errors_quote_foreign_values_short() {
+        let subject = "s".repeat(4000);
+        let value = "t".repeat(100_000);
+        for (name, value) in [("ce-time", value.as_str()), ("ce-specversion", value.as_str())] {
+            let err = decode(&subject, None, [(name, value)], Bytes::new()).unwrap_err();
+            assert_eq!(err.code(), "decode");
+            assert!(
+                err.to_string().len() < 400,
+                "{name}: {} bytes",
+                err.to_string().len()
+            );
+            assert!(err.to_string().contains("(100000 bytes)"), "{err}");
+        }
+    }
     use std::time::Duration;
 
     #[test]
