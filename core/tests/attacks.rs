@@ -14,45 +14,15 @@ mod nats_server;
 #[cfg(feature = "nats")]
 use nats_server::NatsServer;
 
+#[macro_use]
+#[path = "support/both.rs"]
+mod both;
+#[cfg(feature = "nats")]
+use both::{nats, start};
+
 const WAIT: Duration = Duration::from_secs(5);
 const MAX_BYTES: usize = busbar::subject::MAX_SUBJECT_BYTES;
 const MAX_TOKENS: usize = busbar::subject::MAX_SUBJECT_TOKENS;
-
-fn memory() -> Arc<dyn EventBus> {
-    Arc::new(busbar::InMemoryBus::new(Config::default()).unwrap())
-}
-
-#[cfg(feature = "nats")]
-async fn start() -> NatsServer {
-    tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
-}
-
-#[cfg(feature = "nats")]
-async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
-    busbar::connect(
-        Config::default()
-            .with_backend(Backend::Nats)
-            .with_nats_url(server.url()),
-    )
-    .await
-    .unwrap()
-}
-
-macro_rules! on_both {
-    ($check:ident, $memory:ident, $nats:ident) => {
-        #[tokio::test]
-        async fn $memory() {
-            $check(memory()).await;
-        }
-
-        #[cfg(feature = "nats")]
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $nats() {
-            let server = start().await;
-            $check(nats(&server).await).await;
-        }
-    };
-}
 
 /// A message on a subject at the length or token limit is accepted by `publish_durable`;
 /// dead-lettering it (`term`) must then store it too: what was accepted must be

@@ -9,49 +9,17 @@ use busbar::{Backend, Config, EventBus};
 #[cfg(feature = "nats")]
 #[path = "support/nats_server.rs"]
 mod nats_server;
+
+#[macro_use]
+#[path = "support/both.rs"]
+mod both;
+use both::memory;
 #[cfg(feature = "nats")]
-use nats_server::NatsServer;
+use both::{nats, start};
 
 const WAIT: Duration = Duration::from_secs(5);
 const MAX_BYTES: usize = busbar::subject::MAX_SUBJECT_BYTES;
 const MAX_TOKENS: usize = busbar::subject::MAX_SUBJECT_TOKENS;
-
-fn memory() -> Arc<dyn EventBus> {
-    Arc::new(busbar::InMemoryBus::new(Config::default()).unwrap())
-}
-
-#[cfg(feature = "nats")]
-async fn start() -> NatsServer {
-    tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
-}
-
-#[cfg(feature = "nats")]
-async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
-    busbar::connect(
-        Config::default()
-            .with_backend(Backend::Nats)
-            .with_nats_url(server.url()),
-    )
-    .await
-    .unwrap()
-}
-
-/// Runs `check` as a test on each backend (a private nats-server for NATS).
-macro_rules! on_both {
-    ($check:ident, $memory:ident, $nats:ident) => {
-        #[tokio::test]
-        async fn $memory() {
-            $check(memory()).await;
-        }
-
-        #[cfg(feature = "nats")]
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $nats() {
-            let server = start().await;
-            $check(nats(&server).await).await;
-        }
-    };
-}
 
 fn code<T: std::fmt::Debug>(r: busbar::Result<T>) -> String {
     r.expect_err("expected an error").code().to_owned()
