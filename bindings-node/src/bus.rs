@@ -23,7 +23,7 @@ pub struct Bus {
 
 /// Options of `request()`.
 #[napi(object)]
-pub struct RequestOptions {
+pub(crate) struct RequestOptions {
     /// How long to wait for the reply, in milliseconds (default 5000).
     pub timeout: Option<f64>,
     /// User headers of the request.

@@ -594,17 +594,12 @@ async fn policy_connect_wraps_the_plain_backend_once() {
     assert!(!got.contains(SSN) && got.ends_with(r#"6789"}"#), "{got}");
     assert_eq!(bus.policy_stats().masked, 1);
 
-    let bad = Config::from_vars([
-        ("BUSBAR_POLICY", policy_path.to_str().unwrap()),
-        ("BUSBAR_MAX_PAYLOAD", "0"),
-    ]);
-    let err = match bad {
-        Ok(config) => busbar::policy::connect(config)
-            .await
-            .err()
-            .expect("max_payload 0 is refused"),
-        Err(e) => e,
-    };
+    // The configuration is checked as crate::connect checks it, before any backend is built.
+    let mut bad = Config::from_vars([("BUSBAR_POLICY", policy_path.to_str().unwrap())]).unwrap();
+    bad.max_payload = 0;
+    let err = busbar::policy::connect(bad)
+        .await
+        .expect_err("max_payload 0 is refused");
     assert_eq!(err.code(), "invalid_argument", "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
