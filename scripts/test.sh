@@ -24,7 +24,7 @@ cargo fmt --all --check
 step "Rust: clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Rust: unit, contract, vector and doc tests"
+step "Rust: unit, contract, vector and doc tests (the READMEs' and guides' Rust blocks too)"
 cargo test --workspace --locked
 
 step "Rust: API docs build without warnings"
@@ -42,10 +42,20 @@ python3 tests/vectors/tools/gen_subjects.py --check
 step "Shared vectors: tests/vectors/masking.json matches its generator (HMAC from Python's stdlib)"
 python3 tests/vectors/tools/gen_masking.py --check
 
+step "Dependencies: licenses, sources and bans (cargo-deny, offline: deny.toml)"
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "cargo-deny not found: cargo install cargo-deny --locked (a few minutes, once)"
+    cargo install cargo-deny --locked --quiet
+fi
+cargo deny --offline check --hide-inclusion-graph licenses sources bans
+
 # Each language suite lives in its own script so the packages can grow independently.
 for lang in c python node; do
     step "$lang: suite (scripts/test-$lang.sh)"
     bash "scripts/test-$lang.sh"
 done
+
+step "Docs: every C, Python and Node code block runs (Rust blocks ran as doc tests above)"
+python3 scripts/check-snippets.py
 
 printf '\nall test suites passed\n'
