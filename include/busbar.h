@@ -227,6 +227,19 @@ enum busbar_status busbar_connect(const struct busbar_config *config, struct bus
 // and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
 enum busbar_status busbar_connect_json(const char *json, struct busbar_bus **bus);
 
+// Whether `pattern` matches `subject`, exactly as a NATS server decides. False when
+// either is NULL, not UTF-8, or invalid. Both strings are borrowed.
+bool busbar_subject_matches(const char *pattern, const char *subject);
+
+// `BUSBAR_OK` when `subject` (borrowed) is a valid subject to publish to;
+// `BUSBAR_INVALID_SUBJECT` naming the rule it breaks otherwise (`invalid_argument` for
+// NULL or invalid UTF-8).
+enum busbar_status busbar_validate_subject(const char *subject);
+
+// `BUSBAR_OK` when `pattern` (borrowed) is a valid subscription pattern (`*` tokens
+// anywhere, a `>` token last); `BUSBAR_INVALID_SUBJECT` otherwise.
+enum busbar_status busbar_validate_pattern(const char *pattern);
+
 // Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
 // with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
 // for the call only. Blocks only while a subscription's buffer is full in `block`
@@ -474,19 +487,6 @@ enum busbar_status busbar_message_clone(const struct busbar_message *message,
 // Frees a message this library handed over as owned. `NULL` does nothing. Never free a
 // message a callback borrowed.
 void busbar_message_free(struct busbar_message *message);
-
-// Whether `pattern` matches `subject`, exactly as a NATS server decides. False when
-// either is NULL, not UTF-8, or invalid. Both strings are borrowed.
-bool busbar_subject_matches(const char *pattern, const char *subject);
-
-// `BUSBAR_OK` when `subject` (borrowed) is a valid subject to publish to;
-// `BUSBAR_INVALID_SUBJECT` naming the rule it breaks otherwise (`invalid_argument` for
-// NULL or invalid UTF-8).
-enum busbar_status busbar_validate_subject(const char *subject);
-
-// `BUSBAR_OK` when `pattern` (borrowed) is a valid subscription pattern (`*` tokens
-// anywhere, a `>` token last); `BUSBAR_INVALID_SUBJECT` otherwise.
-enum busbar_status busbar_validate_pattern(const char *pattern);
 
 // Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
 // next message and sets `*message`. Owned: free `*message` with `busbar_message_free`.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use busbar::EventBus;
 use napi::bindgen_prelude::*;
 
-use crate::error::{string_arg, type_error, typed};
-use crate::message::{options_arg, Message, Payload, PublishOptions};
-use crate::promise::run;
+use crate::args::{options_arg, string_arg, type_error, typed, Payload};
+use crate::message::{Message, PublishOptions};
+use crate::runtime::run;
 use crate::subscription::{callback_batch, Callback, Notice, Subscription};
 
 /// Default wait of `request()` when `options.timeout` is not given, in milliseconds.
@@ -249,7 +249,7 @@ fn callback_arg(env: &Env, callback: Option<Unknown>) -> Result<Option<Callback>
             env,
             format!(
                 "callback must be a function, not {}",
-                crate::error::describe(other)
+                crate::args::describe(other)
             ),
         )),
     }

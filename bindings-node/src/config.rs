@@ -3,7 +3,7 @@
 
 use napi::bindgen_prelude::*;
 
-use crate::error::{describe, string_arg, type_error};
+use crate::args::{describe, string_arg, type_error};
 
 /// The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
 /// then the defaults. Numbers and booleans may also be given as strings.

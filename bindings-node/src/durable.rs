@@ -14,11 +14,15 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use tokio::sync::{Mutex, Notify};
 
+use crate::args::{
+    backoff_is_object, batch_size, count, describe, millis, options_arg, string_arg, strings_arg, type_error,
+    typed, Payload,
+};
 use crate::bus::Bus;
-use crate::error::{describe, string_arg, to_js, type_error, typed};
-use crate::message::{options_arg, Message, Payload, PublishOptions, Received};
-use crate::promise::{run, settle};
-use crate::subscription::{batch_size, next_batch, Batches};
+use crate::error::to_js;
+use crate::message::{Message, PublishOptions, Received};
+use crate::runtime::{run, settle};
+use crate::subscription::{next_batch, Batches};
 
 /// Most messages handed to JavaScript in one batch. Smaller than a plain subscription's:
 /// the `ackWaitMs` clock of a durable message runs from when it is fetched, so the batch
@@ -171,16 +175,6 @@ impl FromNapiValue for Start {
 }
 
 /// An optional count option up to `max`; out of range is the core's `invalid_argument`.
-fn count(name: &str, value: Option<f64>, max: u64) -> busbar::Result<Option<u64>> {
-    value.map(|n| busbar::bounds::whole(name, n, max)).transpose()
-}
-
-/// An optional duration option in milliseconds; NaN, negative, infinite or over 100
-/// years is the core's `invalid_argument` naming the option.
-pub(crate) fn millis(name: &str, value: Option<f64>) -> busbar::Result<Option<Duration>> {
-    value.map(|ms| busbar::bounds::millis(name, ms)).transpose()
-}
-
 impl StreamOptions {
     fn apply(self, mut config: StreamConfig) -> busbar::Result<StreamConfig> {
         use busbar::bounds::MAX_COUNT;
@@ -235,39 +229,6 @@ impl ConsumerOptions {
             config = config.max_ack_pending(n as usize);
         }
         Ok(config)
-    }
-}
-
-/// An array-of-strings argument, or a `TypeError`.
-fn strings_arg(env: &Env, name: &str, value: Unknown) -> Result<Vec<String>> {
-    if !value.is_array()? {
-        let got = describe(value.get_type()?);
-        return Err(type_error(
-            env,
-            format!("{name} must be an array of strings, not {got}"),
-        ));
-    }
-    typed(env, name, value)
-}
-
-/// napi's conversion would take a number for `options.backoff` as an empty object, so its
-/// type is checked here first.
-fn backoff_is_object(env: &Env, options: Option<&Unknown>) -> Result<()> {
-    let Some(options) = options else {
-        return Ok(());
-    };
-    if options.get_type()? != ValueType::Object {
-        return Ok(()); // options_arg says what is wrong
-    }
-    // SAFETY: `options` is a live object handle of the current call.
-    let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
-    let backoff: Unknown = object.get_named_property("backoff")?;
-    match backoff.get_type()? {
-        ValueType::Undefined | ValueType::Null | ValueType::Object => Ok(()),
-        other => Err(type_error(
-            env,
-            format!("options.backoff must be an object, not {}", describe(other)),
-        )),
     }
 }
 

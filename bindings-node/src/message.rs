@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use busbar::{Bytes, EventBus, MessageBuilder};
+use busbar::MessageBuilder;
 use napi::bindgen_prelude::*;
-use napi::{sys, JsValue};
 
-use crate::error::{describe, to_js, type_error, typed};
+use crate::args::{options_arg, Payload};
+use crate::error::to_js;
 
 /// A received event (CloudEvents 1.0 attributes, user headers, payload). Requests can be
 /// answered with `respond`; a delivery of a durable subscription is settled with `ack`,
@@ -156,7 +156,7 @@ impl Message {
         let reply = request
             .reply_builder()
             .and_then(|builder| options.apply(payload.apply(builder)).build());
-        crate::promise::run(
+        crate::runtime::run(
             env,
             async move { request.respond_message(reply?).await },
             |_, ()| Ok(()),
@@ -211,136 +211,5 @@ impl PublishOptions {
             builder = builder.correlation_id(c);
         }
         builder
-    }
-}
-
-/// A copy of the bytes of an ArrayBufferView, read in place (no reference to the JS object
-/// is kept, so nothing is left to release).
-fn copy_buffer(env: &Env, value: sys::napi_value) -> Result<Bytes> {
-    let mut data = std::ptr::null_mut();
-    let mut len = 0;
-    // SAFETY: `value` is a buffer handle of the current call (checked by the caller); the
-    // memory napi reports stays valid while this call runs, and is copied before it returns.
-    unsafe {
-        check_status!(sys::napi_get_buffer_info(env.raw(), value, &mut data, &mut len))?;
-        if len == 0 || data.is_null() {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(
-            data.cast::<u8>(),
-            len,
-        )))
-    }
-}
-
-/// An options object (`undefined` and `null` mean none). napi's conversion would take a
-/// string for `headers` as an empty map, so its type is checked here first.
-pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
-    env: &Env,
-    options: Option<Unknown>,
-) -> Result<Option<T>> {
-    let Some(options) = options else {
-        return Ok(None);
-    };
-    match options.get_type()? {
-        ValueType::Undefined | ValueType::Null => Ok(None),
-        ValueType::Object => {
-            // SAFETY: `options` is a live object handle of the current call.
-            let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
-            let headers: Unknown = object.get_named_property("headers")?;
-            match headers.get_type()? {
-                ValueType::Undefined | ValueType::Null => {}
-                ValueType::Object if !headers.is_array()? => {}
-                other => {
-                    let got = if headers.is_array()? {
-                        "an array"
-                    } else {
-                        describe(other)
-                    };
-                    let message = format!("options.headers must be an object of strings, not {got}");
-                    return Err(type_error(env, message));
-                }
-            }
-            typed(env, "options", options).map(Some)
-        }
-        other => Err(type_error(
-            env,
-            format!("options must be an object, not {}", describe(other)),
-        )),
-    }
-}
-
-/// A payload from JavaScript: bytes, and whether they are JSON that we serialised.
-pub(crate) struct Payload {
-    pub(crate) bytes: Bytes,
-    pub(crate) json: bool,
-}
-
-impl Payload {
-    /// A Buffer or other ArrayBufferView (its bytes, copied), a string (UTF-8), `undefined`
-    /// (empty), or any other value `JSON.stringify` accepts. Anything else is a `TypeError`.
-    pub(crate) fn from_js(env: &Env, data: Option<Unknown>) -> Result<Self> {
-        let Some(data) = data else {
-            return Ok(Payload::bytes(Bytes::new()));
-        };
-        let raw = data.raw();
-        // SAFETY (each conversion): `data` is a live handle of the type just checked.
-        match data.get_type()? {
-            ValueType::Undefined => Ok(Payload::bytes(Bytes::new())),
-            ValueType::String => {
-                let s = unsafe { String::from_napi_value(env.raw(), raw) }?;
-                Ok(Payload::bytes(Bytes::from(s)))
-            }
-            // Node counts every ArrayBufferView (Buffer, Uint8Array, Float32Array, DataView)
-            // as a buffer: its bytes are the payload.
-            ValueType::Object if data.is_buffer()? => Ok(Payload::bytes(copy_buffer(env, raw)?)),
-            ValueType::Null | ValueType::Boolean | ValueType::Number | ValueType::Object => {
-                let json: Object = env.get_global()?.get_named_property("JSON")?;
-                let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
-                let text = stringify.call(data)?;
-                match text.get_type()? {
-                    ValueType::String => {
-                        let s = unsafe { String::from_napi_value(env.raw(), text.raw()) }?;
-                        Ok(Payload {
-                            bytes: Bytes::from(s),
-                            json: true,
-                        })
-                    }
-                    _ => Err(type_error(env, "data cannot be serialised as JSON".into())),
-                }
-            }
-            other => Err(type_error(
-                env,
-                format!(
-                    "data must be a Buffer, typed array, string or JSON-serialisable value, not {}",
-                    describe(other)
-                ),
-            )),
-        }
-    }
-
-    fn bytes(bytes: Bytes) -> Self {
-        Payload { bytes, json: false }
-    }
-
-    /// Puts the payload into `builder`, marking serialised JSON as `application/json`
-    /// (options applied afterwards may set another content type).
-    pub(crate) fn apply(self, builder: MessageBuilder) -> MessageBuilder {
-        let builder = builder.data(self.bytes);
-        if self.json {
-            builder.content_type("application/json")
-        } else {
-            builder
-        }
-    }
-
-    /// The message `bus` publishes for this payload and options.
-    pub(crate) fn message(
-        self,
-        bus: &dyn EventBus,
-        subject: &str,
-        options: PublishOptions,
-    ) -> busbar::Result<busbar::Message> {
-        options.apply(self.apply(bus.message(subject))).build()
     }
 }

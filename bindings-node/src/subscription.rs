@@ -9,17 +9,19 @@
 //! before a notice and rejects with it on the next call; a callback batch carries it as a
 //! [`Notice`] in its place. `busbar.js` decides what JavaScript sees (README).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 
+use busbar::throttle::{Decision, Report, Throttle};
 use busbar::Error;
 use futures_util::{FutureExt, Stream, StreamExt};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::error::{to_js, typed};
+use crate::args::batch_size;
+use crate::error::to_js;
 use crate::message::Message;
-use crate::promise::run;
+use crate::runtime::run;
 
 /// Most messages handed to JavaScript in one batch.
 const MAX_BATCH: u32 = 1024;
@@ -194,15 +196,6 @@ where
     Some(Ok(batch))
 }
 
-/// The `max` argument of `nextBatch()`: a count from 1, `default` when absent.
-pub(crate) fn batch_size(env: &Env, max: Option<Unknown>, default: u32) -> Result<usize> {
-    let max = match max {
-        Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
-        _ => default,
-    };
-    Ok(max.max(1) as usize)
-}
-
 #[napi]
 impl Subscription {
     /// The pattern this subscription matches.
@@ -233,7 +226,7 @@ impl Subscription {
                 "the subscription on {:?} delivers to its callback; it cannot also be iterated",
                 self.pattern
             ));
-            return crate::promise::settle::<()>(env, Err(to_js(env, &e)));
+            return crate::runtime::settle::<()>(env, Err(to_js(env, &e)));
         };
         run(
             env,
@@ -271,5 +264,74 @@ impl Subscription {
             undecodable: s.undecodable as f64,
             lagging: s.lagging,
         }
+    }
+}
+
+// -- Notices nobody handles: the core's log throttle for `busbar.js` -------------------
+
+/// What a warning stands for: `notices` notices since the previous warning, carrying
+/// `total` (undecodable messages, or messages missed).
+#[napi(object)]
+pub struct NoticeReport {
+    pub notices: f64,
+    pub total: f64,
+    /// Set when nothing is to be written now: call `flush()` after this many milliseconds.
+    pub flush_after_ms: Option<f64>,
+}
+
+impl From<Report> for NoticeReport {
+    fn from(r: Report) -> Self {
+        NoticeReport {
+            notices: r.notices as f64,
+            total: r.total as f64,
+            flush_after_ms: None,
+        }
+    }
+}
+
+/// Internal to the package (`busbar.js`): decides when a notice becomes a warning.
+#[napi]
+pub struct NoticeThrottle(StdMutex<Throttle>);
+
+#[napi]
+impl NoticeThrottle {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NoticeThrottle(StdMutex::new(Throttle::new()))
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one notice carrying `amount`: a report to write now (`notices` > 0), or none
+    /// (`notices` 0) with `flushAfterMs` when a flush is to be scheduled.
+    #[napi(catch_unwind)]
+    pub fn hit(&self, amount: f64) -> NoticeReport {
+        let amount = if amount.is_finite() && amount > 0.0 {
+            amount as u64
+        } else {
+            0
+        };
+        match self.throttle().hit(amount) {
+            Decision::Record(report) => report.into(),
+            Decision::FlushAfter(delay) => NoticeReport {
+                notices: 0.0,
+                total: 0.0,
+                flush_after_ms: Some(delay.as_secs_f64() * 1000.0),
+            },
+            Decision::Held => NoticeReport {
+                notices: 0.0,
+                total: 0.0,
+                flush_after_ms: None,
+            },
+        }
+    }
+
+    /// The report of what was held back since the previous warning, or `null`.
+    #[napi(catch_unwind)]
+    pub fn flush(&self) -> Option<NoticeReport> {
+        self.throttle().flush().map(Into::into)
     }
 }

@@ -1,33 +1,16 @@
-//! `busbar.connect(**kwargs)` and `busbar.Bus`: the EventBus calls as awaitables.
+//! `busbar.Bus`: the EventBus calls as awaitables.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use busbar::EventBus;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::awaitable::{self, Ready};
-use crate::config;
+use crate::args::{self, seconds};
 use crate::durable;
 use crate::message::{self, Message};
+use crate::runtime::{self, Ready};
 use crate::subscription::Subscription;
-
-/// Connects with keyword settings (`backend="nats"`, `nats_url=...`, `max_payload=...`):
-/// the in-memory bus unless `backend` or `BUSBAR_BACKEND` says otherwise. Awaitable.
-#[pyfunction]
-#[pyo3(signature = (**kwargs))]
-pub(crate) fn connect<'py>(
-    py: Python<'py>,
-    kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let config = config::from_kwargs(kwargs)?;
-    awaitable::run(
-        py,
-        async move { busbar::connect(config).await.map(|bus| Bus { bus }) },
-    )
-}
 
 /// A connected bus. Use it as `async with await busbar.connect() as bus:` to close it.
 #[pyclass(frozen, module = "busbar", name = "Bus")]
@@ -35,13 +18,10 @@ pub struct Bus {
     bus: Arc<dyn EventBus>,
 }
 
-/// Seconds as a Duration; refuses negative, NaN and infinite values, naming `what`.
-pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{what} must be a finite number of seconds >= 0, not {value}"
-        ))
-    })
+impl Bus {
+    pub(crate) fn new(bus: Arc<dyn EventBus>) -> Self {
+        Bus { bus }
+    }
 }
 
 #[pymethods]
@@ -55,23 +35,23 @@ impl Bus {
         data: Option<&Bound<'py, PyAny>>,
         headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let subject = message::text(subject, "publish(): subject")?;
-        let headers = message::headers(headers, "publish(): headers")?;
-        let payload = message::payload(data)?;
+        let subject = args::text(subject, "publish(): subject")?;
+        let headers = args::headers(headers, "publish(): headers")?;
+        let payload = args::payload(data)?;
         let bus = self.bus.clone();
         if headers.is_none() && payload.content_type.is_none() {
             let subject = subject.to_owned();
-            return awaitable::run(py, async move { bus.publish(&subject, payload.data).await });
+            return runtime::run(py, async move { bus.publish(&subject, payload.data).await });
         }
         let msg = message::build(bus.message(subject), payload, headers);
-        awaitable::run(py, async move { bus.publish_message(msg?).await })
+        runtime::run(py, async move { bus.publish_message(msg?).await })
     }
 
     /// Receives every message whose subject matches `pattern`. Awaitable.
     fn subscribe<'py>(&self, py: Python<'py>, pattern: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let pattern = message::text(pattern, "subscribe(): pattern")?.to_owned();
+        let pattern = args::text(pattern, "subscribe(): pattern")?.to_owned();
         let bus = self.bus.clone();
-        awaitable::run(
+        runtime::run(
             py,
             async move { bus.subscribe(&pattern).await.map(Subscription::new) },
         )
@@ -84,10 +64,10 @@ impl Bus {
         pattern: &Bound<'py, PyAny>,
         group: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let pattern = message::text(pattern, "queue_subscribe(): pattern")?.to_owned();
-        let group = message::text(group, "queue_subscribe(): group")?.to_owned();
+        let pattern = args::text(pattern, "queue_subscribe(): pattern")?.to_owned();
+        let group = args::text(group, "queue_subscribe(): group")?.to_owned();
         let bus = self.bus.clone();
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             bus.queue_subscribe(&pattern, &group).await.map(Subscription::new)
         })
     }
@@ -104,12 +84,12 @@ impl Bus {
         headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = seconds(timeout, "request(): timeout")?;
-        let headers = message::headers(headers, "request(): headers")?;
-        let payload = message::payload(data)?;
+        let headers = args::headers(headers, "request(): headers")?;
+        let payload = args::payload(data)?;
         let bus = self.bus.clone();
-        let subject = message::text(subject, "request(): subject")?;
+        let subject = args::text(subject, "request(): subject")?;
         let msg = message::build(bus.message(subject), payload, headers);
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             bus.request_message(msg?, timeout).await.map(Message::from)
         })
     }
@@ -189,13 +169,13 @@ impl Bus {
     /// Returns once everything published before has reached the bus (on NATS: the server).
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let bus = self.bus.clone();
-        awaitable::run(py, async move { bus.flush().await })
+        runtime::run(py, async move { bus.flush().await })
     }
 
     /// Closes the bus: subscriptions end after what they hold; later calls raise `Closed`.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let bus = self.bus.clone();
-        awaitable::run(py, async move { bus.close().await })
+        runtime::run(py, async move { bus.close().await })
     }
 
     /// `"memory"` or `"nats"`.

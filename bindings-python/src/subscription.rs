@@ -18,10 +18,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::{Mutex, Notify};
 
-use crate::awaitable::{self, Ready};
 use crate::error::to_py;
 use crate::message::Message;
-use crate::RUNTIME;
+use crate::runtime::{self, Ready, RUNTIME};
 
 /// Most messages moved from the core stream to the local buffer at once.
 const BATCH: usize = 256;
@@ -143,7 +142,7 @@ where
             None => {}
         }
         let inbox = self.clone();
-        awaitable::spawn(py, async move {
+        runtime::spawn(py, async move {
             match wait_next(&inbox).await {
                 Some(Ok(msg)) => Ok(Claim {
                     msg: Some(msg),
@@ -344,7 +343,7 @@ impl Subscription {
     fn unsubscribe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
         let inbox = self.inbox.clone();
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             handle.unsubscribe().await?;
             inbox.clear();
             Ok(())
@@ -354,7 +353,7 @@ impl Subscription {
     /// Stops new deliveries; iteration yields what is already queued, then ends.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
-        awaitable::run(py, async move { handle.drain().await })
+        runtime::run(py, async move { handle.drain().await })
     }
 
     /// Counters: delivered, missed, pending (queued in core plus buffered here),

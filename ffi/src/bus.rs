@@ -8,7 +8,6 @@ use std::time::Duration;
 use busbar_core::{Bytes, EventBus, MessageBuilder, Result};
 
 use crate::args::{array_arg, handle, out, str_arg, timeout_arg};
-use crate::config::{busbar_config, config_from_json, config_or_env};
 use crate::error::busbar_status;
 use crate::message::busbar_message;
 use crate::runtime::block_on;
@@ -54,30 +53,6 @@ pub struct busbar_stats {
 
 /// A `timeout_ms` that means "wait as long as it takes".
 pub const BUSBAR_WAIT_FOREVER: u64 = u64::MAX;
-
-fn connect_with(config: Result<busbar_core::Config>, out_bus: *mut *mut busbar_bus) -> Result<()> {
-    let slot = out(out_bus, ptr::null_mut(), "bus")?;
-    let bus = block_on(busbar_core::connect(config?))?;
-    *slot = Box::into_raw(Box::new(busbar_bus { bus }));
-    Ok(())
-}
-
-/// Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
-/// defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless
-/// `BUSBAR_BACKEND` says otherwise. Blocks until connected (NATS).
-/// Owned: free `*bus` with `busbar_bus_free`.
-#[no_mangle]
-pub extern "C" fn busbar_connect(config: *const busbar_config, bus: *mut *mut busbar_bus) -> busbar_status {
-    ffi_boundary! { connect_with(config_or_env(config), bus) }
-}
-
-/// Connects with the `BUSBAR_*` environment overlaid by `json`, a JSON object of config
-/// keys (`{"backend":"nats","nats_url":"nats://127.0.0.1:4222","max_payload":2048}`),
-/// and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
-#[no_mangle]
-pub extern "C" fn busbar_connect_json(json: *const c_char, bus: *mut *mut busbar_bus) -> busbar_status {
-    ffi_boundary! { connect_with(str_arg(json, "json").and_then(config_from_json), bus) }
-}
 
 /// Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
 /// with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
