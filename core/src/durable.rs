@@ -14,6 +14,7 @@
 //! attempt even if the handler never saw them; their `ack_wait` clock starts when pulled.
 
 pub(crate) mod log;
+pub mod options;
 
 use std::fmt;
 use std::ops::Deref;
@@ -30,6 +31,8 @@ use crate::bounds;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::validate_pattern;
+
+pub use options::{ConsumerOptions, StreamOptions};
 
 /// Default window inside which a second publish with the same id is stored once.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);

@@ -4,6 +4,7 @@
 //! The semantic contract lives in docs/design.md; every language binding runs this crate.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod bounds;
 pub mod bus;
 pub mod config;
@@ -14,24 +15,27 @@ pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod policy;
+pub mod publish;
 mod queue;
 mod reply;
 pub mod subject;
 pub mod throttle;
 
+pub use batch::Batches;
 pub use bus::{
     connect, connect_from_env, serve, BusStats, ConnectionEvent, EventBus, MessageStream, Subscription,
     SubscriptionControl, SubscriptionHandle, SubscriptionStats,
 };
 pub use bytes::Bytes;
-pub use config::{Backend, Backpressure, Config};
+pub use config::{Backend, Backpressure, Config, ConfigValue};
 pub use durable::{
-    Backoff, ConsumerConfig, DurableMessage, DurableSubscription, PublishAck, StartAt, StreamConfig,
-    StreamInfo,
+    Backoff, ConsumerConfig, ConsumerOptions, DurableMessage, DurableSubscription, PublishAck, StartAt,
+    StreamConfig, StreamInfo, StreamOptions,
 };
 pub use envelope::{Headers, Message, MessageBuilder};
 pub use error::{Error, Result};
 pub use memory::InMemoryBus;
+pub use publish::{Payload, PublishOptions};
 pub use subject::{matches as subject_matches, validate_pattern, validate_subject};
 
 /// The Rust tour in README.md, compiled and run as a doc test so it stays true.
