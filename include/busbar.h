@@ -102,6 +102,30 @@ typedef struct busbar_header {
   const char *value;
 } busbar_header;
 
+// Attributes and headers of a message for `busbar_publish_with`. Zero-initialise it
+// (`busbar_publish_options opts = {0};`): a NULL field keeps the bus's default (a new
+// id, type `busbar.event`, no content type, ...). Every string is borrowed for the call.
+typedef struct busbar_publish_options {
+  // CloudEvents `id` (keep it when retrying, so a durable stream stores it once).
+  const char *id;
+  // CloudEvents `type`.
+  const char *event_type;
+  // CloudEvents `datacontenttype`.
+  const char *content_type;
+  // `correlationid`.
+  const char *correlation_id;
+  // `classification`, e.g. `"phi,pii"`, read by the policy layer.
+  const char *classification;
+  // W3C `traceparent`.
+  const char *traceparent;
+  // W3C `tracestate`.
+  const char *tracestate;
+  // `headers_len` user headers (NULL when 0).
+  const struct busbar_header *headers;
+  // How many headers `headers` holds.
+  size_t headers_len;
+} busbar_publish_options;
+
 // Counters of a bus since it was created (see `busbar_bus_stats`).
 typedef struct busbar_stats {
   // Messages accepted by publish (requests and replies included).
@@ -132,7 +156,7 @@ typedef struct busbar_stream_options {
   // Most messages kept (oldest discarded first); 0: no limit.
   uint64_t max_messages;
   // A publish whose id was stored within this window, in milliseconds, is stored once;
-  // 0: 2 minutes (never longer than `max_age_ms`).
+  // 0: core's default (docs/design.md §4; never longer than `max_age_ms`).
   uint64_t duplicate_window_ms;
 } busbar_stream_options;
 
@@ -161,7 +185,8 @@ typedef struct busbar_publish_ack {
 } busbar_publish_ack;
 
 // Settings of a durable consumer for `busbar_bus_durable_subscribe`. Zero-initialise it
-// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default.
+// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default
+// (the table of defaults is in docs/design.md §4).
 // The strings are borrowed for the call only.
 typedef struct busbar_consumer_options {
   // Only messages whose subject matches this pattern; NULL: the whole stream.
@@ -174,23 +199,23 @@ typedef struct busbar_consumer_options {
   // Milliseconds since the Unix epoch, with `BUSBAR_START_TIME`.
   uint64_t start_time_ms;
   // Time a delivery may stay unsettled before it is redelivered, in milliseconds;
-  // 0: 30 seconds.
+  // 0: core's default (docs/design.md §4).
   uint64_t ack_wait_ms;
-  // Delivery attempts before the message is dead-lettered; 0: 5.
+  // Delivery attempts before the message is dead-lettered; 0: core's default.
   uint32_t max_deliver;
   // Delay before the first redelivery after a nak without a delay, in milliseconds;
-  // 0: 1 second.
+  // 0: core's default.
   uint64_t backoff_base_ms;
-  // Growth of that delay per attempt (at least 1); 0: 2.
+  // Growth of that delay per attempt (at least 1); 0: core's default.
   double backoff_factor;
-  // Longest backoff delay, in milliseconds; 0: 60 seconds.
+  // Longest backoff delay, in milliseconds; 0: core's default.
   uint64_t backoff_cap_ms;
   // Dead letters go to `<dlq_prefix>.<subject>`, stored in stream `DLQ_<PREFIX>`;
-  // NULL: `"dlq"`.
+  // NULL: core's default prefix.
   const char *dlq_prefix;
   // Most messages per second handed to this subscription (replays); 0: no limit.
   double rate_limit;
-  // Most delivered-but-unsettled messages; 0: 1024.
+  // Most delivered-but-unsettled messages; 0: core's default.
   size_t max_ack_pending;
 } busbar_consumer_options;
 
@@ -250,6 +275,13 @@ enum busbar_status busbar_publish(const struct busbar_bus *bus,
                                   size_t len,
                                   const struct busbar_header *headers,
                                   size_t headers_len);
+
+// As `busbar_publish`, with the attributes and headers of `options` (NULL: none).
+enum busbar_status busbar_publish_with(const struct busbar_bus *bus,
+                                       const char *subject,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       const struct busbar_publish_options *options);
 
 // Subscribes to every message whose subject matches `pattern` (borrowed) and sets
 // `*subscription`. Receive with `busbar_subscription_next`, or register a callback

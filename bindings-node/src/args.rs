@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use busbar::{Bytes, EventBus, MessageBuilder};
+use busbar::{Bytes, Payload};
 use napi::bindgen_prelude::*;
 use napi::{sys, JsTypeError, JsValue};
 
 use crate::error::to_js;
-use crate::message::PublishOptions;
 
 /// A `TypeError` (code `ERR_INVALID_ARG_TYPE`, as Node's own) saying what was expected.
 pub(crate) fn type_error(env: &Env, message: String) -> Error {
@@ -124,78 +123,41 @@ pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
     }
 }
 
-/// A payload from JavaScript: bytes, and whether they are JSON that we serialised.
-pub(crate) struct Payload {
-    pub(crate) bytes: Bytes,
-    pub(crate) json: bool,
-}
-
-impl Payload {
-    /// A Buffer or other ArrayBufferView (its bytes, copied), a string (UTF-8), `undefined`
-    /// (empty), or any other value `JSON.stringify` accepts. Anything else is a `TypeError`.
-    pub(crate) fn from_js(env: &Env, data: Option<Unknown>) -> Result<Self> {
-        let Some(data) = data else {
-            return Ok(Payload::bytes(Bytes::new()));
-        };
-        let raw = data.raw();
-        // SAFETY (each conversion): `data` is a live handle of the type just checked.
-        match data.get_type()? {
-            ValueType::Undefined => Ok(Payload::bytes(Bytes::new())),
-            ValueType::String => {
-                let s = unsafe { String::from_napi_value(env.raw(), raw) }?;
-                Ok(Payload::bytes(Bytes::from(s)))
+/// A payload from JavaScript: a Buffer or other ArrayBufferView (its bytes, copied), a
+/// string (UTF-8), `undefined` (empty), or any other value `JSON.stringify` accepts (core
+/// sets its content type). Anything else is a `TypeError`.
+pub(crate) fn payload(env: &Env, data: Option<Unknown>) -> Result<Payload> {
+    let Some(data) = data else {
+        return Ok(Payload::default());
+    };
+    let raw = data.raw();
+    // SAFETY (each conversion): `data` is a live handle of the type just checked.
+    match data.get_type()? {
+        ValueType::Undefined => Ok(Payload::default()),
+        ValueType::String => Ok(Payload::bytes(unsafe {
+            String::from_napi_value(env.raw(), raw)
+        }?)),
+        // Node counts every ArrayBufferView (Buffer, Uint8Array, Float32Array, DataView)
+        // as a buffer: its bytes are the payload.
+        ValueType::Object if data.is_buffer()? => Ok(Payload::bytes(copy_buffer(env, raw)?)),
+        ValueType::Null | ValueType::Boolean | ValueType::Number | ValueType::Object => {
+            let json: Object = env.get_global()?.get_named_property("JSON")?;
+            let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
+            let text = stringify.call(data)?;
+            match text.get_type()? {
+                ValueType::String => Ok(Payload::json(unsafe {
+                    String::from_napi_value(env.raw(), text.raw())
+                }?)),
+                _ => Err(type_error(env, "data cannot be serialised as JSON".into())),
             }
-            // Node counts every ArrayBufferView (Buffer, Uint8Array, Float32Array, DataView)
-            // as a buffer: its bytes are the payload.
-            ValueType::Object if data.is_buffer()? => Ok(Payload::bytes(copy_buffer(env, raw)?)),
-            ValueType::Null | ValueType::Boolean | ValueType::Number | ValueType::Object => {
-                let json: Object = env.get_global()?.get_named_property("JSON")?;
-                let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
-                let text = stringify.call(data)?;
-                match text.get_type()? {
-                    ValueType::String => {
-                        let s = unsafe { String::from_napi_value(env.raw(), text.raw()) }?;
-                        Ok(Payload {
-                            bytes: Bytes::from(s),
-                            json: true,
-                        })
-                    }
-                    _ => Err(type_error(env, "data cannot be serialised as JSON".into())),
-                }
-            }
-            other => Err(type_error(
-                env,
-                format!(
-                    "data must be a Buffer, typed array, string or JSON-serialisable value, not {}",
-                    describe(other)
-                ),
-            )),
         }
-    }
-
-    fn bytes(bytes: Bytes) -> Self {
-        Payload { bytes, json: false }
-    }
-
-    /// Puts the payload into `builder`, marking serialised JSON as `application/json`
-    /// (options applied afterwards may set another content type).
-    pub(crate) fn apply(self, builder: MessageBuilder) -> MessageBuilder {
-        let builder = builder.data(self.bytes);
-        if self.json {
-            builder.content_type("application/json")
-        } else {
-            builder
-        }
-    }
-
-    /// The message `bus` publishes for this payload and options.
-    pub(crate) fn message(
-        self,
-        bus: &dyn EventBus,
-        subject: &str,
-        options: PublishOptions,
-    ) -> busbar::Result<busbar::Message> {
-        options.apply(self.apply(bus.message(subject))).build()
+        other => Err(type_error(
+            env,
+            format!(
+                "data must be a Buffer, typed array, string or JSON-serialisable value, not {}",
+                describe(other)
+            ),
+        )),
     }
 }
 

@@ -8,21 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use busbar::{ConsumerConfig, StartAt, StreamConfig};
+use busbar::{Batches, StartAt};
 use futures_util::future::{select, Either};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use tokio::sync::{Mutex, Notify};
 
 use crate::args::{
-    backoff_is_object, batch_size, count, describe, millis, options_arg, string_arg, strings_arg, type_error,
-    typed, Payload,
+    backoff_is_object, batch_size, count, describe, millis, options_arg, payload, string_arg, strings_arg,
+    type_error, typed,
 };
 use crate::bus::Bus;
 use crate::error::to_js;
 use crate::message::{Message, PublishOptions, Received};
 use crate::runtime::{run, settle};
-use crate::subscription::{next_batch, Batches};
 
 /// Most messages handed to JavaScript in one batch. Smaller than a plain subscription's:
 /// the `ackWaitMs` clock of a durable message runs from when it is fetched, so the batch
@@ -42,7 +41,7 @@ pub struct StreamOptions {
     /// Most messages kept, oldest discarded first (default: no limit).
     pub max_messages: Option<f64>,
     /// A second publish with the same `id` inside this window, in milliseconds, is stored
-    /// once (default 120000).
+    /// once (default: core's, docs/design.md §4).
     pub duplicate_window_ms: Option<f64>,
 }
 
@@ -85,7 +84,7 @@ pub struct PublishAck {
 }
 
 /// Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
-/// at most `capMs` (default 1000 ms × 2 up to 60000 ms).
+/// at most `capMs`; a part left out keeps core's default (docs/design.md §4).
 #[napi(object, object_to_js = false)]
 pub struct BackoffOptions {
     /// Delay after the first attempt, in milliseconds.
@@ -106,18 +105,18 @@ pub struct ConsumerOptions {
     #[napi(ts_type = "'beginning' | 'new' | number | Date")]
     pub start: Option<Start>,
     /// Time a delivery may stay unsettled before it is redelivered, in milliseconds
-    /// (default 30000).
+    /// (default: core's, docs/design.md §4).
     pub ack_wait_ms: Option<f64>,
-    /// Delivery attempts before the message is dead-lettered (default 5).
+    /// Delivery attempts before the message is dead-lettered (default: core's).
     pub max_deliver: Option<f64>,
     /// Backoff of `nak()` without a delay.
     pub backoff: Option<BackoffOptions>,
     /// Dead letters go to `<dlqPrefix>.<subject>`, stored in the stream
-    /// `DLQ_<DLQPREFIX>` (default `dlq`, stream `DLQ_DLQ`).
+    /// `DLQ_<DLQPREFIX>` (default: core's prefix).
     pub dlq_prefix: Option<String>,
     /// Most messages per second handed to this subscription (default: no limit).
     pub rate_limit: Option<f64>,
-    /// Most delivered but unsettled messages (default 1024).
+    /// Most delivered but unsettled messages (default: core's).
     pub max_ack_pending: Option<f64>,
 }
 
@@ -176,59 +175,45 @@ impl FromNapiValue for Start {
 
 /// An optional count option up to `max`; out of range is the core's `invalid_argument`.
 impl StreamOptions {
-    fn apply(self, mut config: StreamConfig) -> busbar::Result<StreamConfig> {
+    /// Core's stream options: milliseconds and counts checked, unset ones left unset.
+    fn into_core(self) -> busbar::Result<busbar::StreamOptions> {
         use busbar::bounds::MAX_COUNT;
-        if let Some(age) = millis("options.maxAgeMs", self.max_age_ms)? {
-            config = config.max_age(age);
-        }
-        if let Some(bytes) = count("options.maxBytes", self.max_bytes, MAX_COUNT)? {
-            config = config.max_bytes(bytes);
-        }
-        if let Some(messages) = count("options.maxMessages", self.max_messages, MAX_COUNT)? {
-            config = config.max_messages(messages);
-        }
-        if let Some(window) = millis("options.duplicateWindowMs", self.duplicate_window_ms)? {
-            config = config.duplicate_window(window);
-        }
-        Ok(config)
+        let mut o = busbar::StreamOptions::new();
+        o.max_age = millis("options.maxAgeMs", self.max_age_ms)?;
+        o.max_bytes = count("options.maxBytes", self.max_bytes, MAX_COUNT)?;
+        o.max_messages = count("options.maxMessages", self.max_messages, MAX_COUNT)?;
+        o.duplicate_window = millis("options.duplicateWindowMs", self.duplicate_window_ms)?;
+        Ok(o)
     }
 }
 
 impl ConsumerOptions {
-    fn apply(self, mut config: ConsumerConfig) -> busbar::Result<ConsumerConfig> {
-        if let Some(filter) = self.filter {
-            config = config.filter(filter);
-        }
-        match self.start {
-            Some(Start::At(start)) => config = config.start(start),
-            Some(Start::Sequence(n)) => {
-                let n = busbar::bounds::whole("options.start", n, MAX_SAFE_INTEGER as u64)?;
-                config = config.start(StartAt::Sequence(n));
-            }
-            None => {}
-        }
-        if let Some(wait) = millis("options.ackWaitMs", self.ack_wait_ms)? {
-            config = config.ack_wait(wait);
-        }
-        if let Some(n) = count("options.maxDeliver", self.max_deliver, u32::MAX.into())? {
-            config = config.max_deliver(n as u32);
-        }
+    /// Core's consumer options: milliseconds, counts and the start checked, unset ones
+    /// left unset (each backoff part on its own).
+    fn into_core(self) -> busbar::Result<busbar::ConsumerOptions> {
+        let mut o = busbar::ConsumerOptions::new();
+        o.filter = self.filter;
+        o.start = match self.start {
+            Some(Start::At(start)) => Some(start),
+            Some(Start::Sequence(n)) => Some(StartAt::Sequence(busbar::bounds::whole(
+                "options.start",
+                n,
+                MAX_SAFE_INTEGER as u64,
+            )?)),
+            None => None,
+        };
+        o.ack_wait = millis("options.ackWaitMs", self.ack_wait_ms)?;
+        o.max_deliver = count("options.maxDeliver", self.max_deliver, u32::MAX.into())?.map(|n| n as u32);
         if let Some(b) = self.backoff {
-            let default = busbar::Backoff::default();
-            let base = millis("options.backoff.baseMs", b.base_ms)?.unwrap_or(default.base);
-            let cap = millis("options.backoff.capMs", b.cap_ms)?.unwrap_or(default.cap);
-            config = config.backoff(base, b.factor.unwrap_or(default.factor), cap);
+            o.backoff_base = millis("options.backoff.baseMs", b.base_ms)?;
+            o.backoff_factor = b.factor;
+            o.backoff_cap = millis("options.backoff.capMs", b.cap_ms)?;
         }
-        if let Some(prefix) = self.dlq_prefix {
-            config = config.dlq_prefix(prefix);
-        }
-        if let Some(rate) = self.rate_limit {
-            config = config.rate_limit(rate);
-        }
-        if let Some(n) = count("options.maxAckPending", self.max_ack_pending, u32::MAX.into())? {
-            config = config.max_ack_pending(n as usize);
-        }
-        Ok(config)
+        o.dlq_prefix = self.dlq_prefix;
+        o.rate_limit = self.rate_limit;
+        o.max_ack_pending =
+            count("options.maxAckPending", self.max_ack_pending, u32::MAX.into())?.map(|n| n as usize);
+        Ok(o)
     }
 }
 
@@ -250,10 +235,11 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let name = string_arg(env, "name", name)?;
         let subjects = strings_arg(env, "subjects", subjects)?;
-        let mut config = Ok(StreamConfig::new(name, subjects));
-        if let Some(options) = options_arg::<StreamOptions>(env, options)? {
-            config = config.and_then(|c| options.apply(c));
+        let config = match options_arg::<StreamOptions>(env, options)? {
+            Some(options) => options.into_core(),
+            None => Ok(busbar::StreamOptions::new()),
         }
+        .map(|o| o.config(name, subjects));
         let bus = self.inner.clone();
         run(
             env,
@@ -294,10 +280,10 @@ impl Bus {
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         let subject = string_arg(env, "subject", subject)?;
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let bus = self.inner.clone();
-        let message = payload.message(&*bus, &subject, options);
+        let message = options.message(&*bus, &subject, payload);
         run(
             env,
             async move { bus.publish_durable(message?).await },
@@ -329,11 +315,12 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let stream = string_arg(env, "stream", stream)?;
         let name = string_arg(env, "name", name)?;
-        let mut config = Ok(ConsumerConfig::new(stream, name));
         backoff_is_object(env, options.as_ref())?;
-        if let Some(options) = options_arg::<ConsumerOptions>(env, options)? {
-            config = config.and_then(|c| options.apply(c));
+        let config = match options_arg::<ConsumerOptions>(env, options)? {
+            Some(options) => options.into_core(),
+            None => Ok(busbar::ConsumerOptions::new()),
         }
+        .map(|o| o.config(stream, name));
         let bus = self.inner.clone();
         run(
             env,
@@ -412,7 +399,7 @@ impl DurableSubscription {
                 let Some(sub) = guard.as_mut() else {
                     return Ok(None);
                 };
-                let batch = match select(Box::pin(next_batch(sub, max)), Box::pin(closed)).await {
+                let batch = match select(Box::pin(sub.next_batch(max)), Box::pin(closed)).await {
                     Either::Left((batch, _)) => batch.transpose(),
                     Either::Right(_) => Ok(None),
                 };

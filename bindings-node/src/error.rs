@@ -8,20 +8,13 @@
 use napi::bindgen_prelude::*;
 use napi::JsValue;
 
-/// The JavaScript `Error` for `err`: its message with the chain of causes, and `code`.
+/// The JavaScript `Error` for `err`: core's report (message and causes), and `code`.
 pub(crate) fn to_js(env: &Env, err: &busbar::Error) -> Error {
     build(env, err).unwrap_or_else(|e| e)
 }
 
 fn build(env: &Env, err: &busbar::Error) -> Result<Error> {
-    let mut message = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cause = c.source();
-    }
-    let mut object = env.create_error(Error::new(Status::GenericFailure, message))?;
+    let mut object = env.create_error(Error::new(Status::GenericFailure, err.report()))?;
     object.set_named_property("code", err.code())?;
     if let busbar::Error::Lagged { missed, .. } = err {
         object.set_named_property("missed", *missed as f64)?;

@@ -1,13 +1,11 @@
-//! `Message` (a received event) and the conversion of JavaScript payloads and options
-//! into core messages.
+//! `Message` (a received event) and the publish options of JavaScript, converted to core's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use busbar::MessageBuilder;
 use napi::bindgen_prelude::*;
 
-use crate::args::{options_arg, Payload};
+use crate::args::{options_arg, payload};
 use crate::error::to_js;
 
 /// A received event (CloudEvents 1.0 attributes, user headers, payload). Requests can be
@@ -128,6 +126,24 @@ impl Message {
         self.event().content_type()
     }
 
+    /// `classification`, e.g. `"phi,pii"`.
+    #[napi(getter, catch_unwind)]
+    pub fn classification(&self) -> Option<&str> {
+        self.event().classification()
+    }
+
+    /// W3C `traceparent`.
+    #[napi(getter, catch_unwind)]
+    pub fn traceparent(&self) -> Option<&str> {
+        self.event().traceparent()
+    }
+
+    /// W3C `tracestate`.
+    #[napi(getter, catch_unwind)]
+    pub fn tracestate(&self) -> Option<&str> {
+        self.event().tracestate()
+    }
+
     /// CloudEvents `time`, in milliseconds since the Unix epoch.
     #[napi(getter, catch_unwind)]
     pub fn time(&self) -> f64 {
@@ -150,12 +166,10 @@ impl Message {
         data: Option<Unknown>,
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let request = self.event().clone();
-        let reply = request
-            .reply_builder()
-            .and_then(|builder| options.apply(payload.apply(builder)).build());
+        let reply = options.reply(&request, payload);
         crate::runtime::run(
             env,
             async move { request.respond_message(reply?).await },
@@ -164,7 +178,7 @@ impl Message {
     }
 }
 
-/// Attributes and headers a published message may carry.
+/// Attributes and headers a published message may carry (core's `PublishOptions`).
 #[napi(object)]
 #[derive(Default)]
 pub struct PublishOptions {
@@ -175,41 +189,35 @@ pub struct PublishOptions {
     /// CloudEvents `type`.
     #[napi(js_name = "type")]
     pub event_type: Option<String>,
-    /// CloudEvents `datacontenttype` (`application/json` for JSON-serialised data).
+    /// CloudEvents `datacontenttype` (replaces the one core gives JSON-serialised data).
     pub content_type: Option<String>,
     /// `correlationid`.
     pub correlation_id: Option<String>,
+    /// `classification`, e.g. `"phi,pii"`, read by the policy layer.
+    pub classification: Option<String>,
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`.
+    pub tracestate: Option<String>,
 }
 
 impl PublishOptions {
-    pub(crate) fn from_js(env: &Env, options: Option<Unknown>) -> Result<Self> {
-        Ok(options_arg(env, options)?.unwrap_or_default())
+    pub(crate) fn from_js(env: &Env, options: Option<Unknown>) -> Result<busbar::PublishOptions> {
+        Ok(options_arg::<Self>(env, options)?.unwrap_or_default().into())
     }
+}
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.headers.is_none()
-            && self.id.is_none()
-            && self.event_type.is_none()
-            && self.content_type.is_none()
-            && self.correlation_id.is_none()
-    }
-
-    pub(crate) fn apply(self, mut builder: MessageBuilder) -> MessageBuilder {
-        if let Some(headers) = self.headers {
-            builder = builder.headers(headers);
-        }
-        if let Some(id) = self.id {
-            builder = builder.id(id);
-        }
-        if let Some(t) = self.event_type {
-            builder = builder.event_type(t);
-        }
-        if let Some(ct) = self.content_type {
-            builder = builder.content_type(ct);
-        }
-        if let Some(c) = self.correlation_id {
-            builder = builder.correlation_id(c);
-        }
-        builder
+impl From<PublishOptions> for busbar::PublishOptions {
+    fn from(o: PublishOptions) -> Self {
+        let mut out = busbar::PublishOptions::new();
+        out.headers = o.headers.map(|h| h.into_iter().collect());
+        out.id = o.id;
+        out.event_type = o.event_type;
+        out.content_type = o.content_type;
+        out.correlation_id = o.correlation_id;
+        out.classification = o.classification;
+        out.traceparent = o.traceparent;
+        out.tracestate = o.tracestate;
+        out
     }
 }

@@ -4,16 +4,16 @@
 //! threadsafe call, with a few batches in flight at most (so a slow callback slows delivery
 //! instead of piling messages up).
 //!
-//! Notices travel in order with the messages: a lag notice (code `lagged`, with `missed`)
-//! and a message that could not be decoded (code `decode`). `nextBatch()` ends a batch
-//! before a notice and rejects with it on the next call; a callback batch carries it as a
-//! [`Notice`] in its place. `busbar.js` decides what JavaScript sees (README).
+//! Notices travel in order with the messages under core's rule (`busbar::Batches`): a lag
+//! notice (code `lagged`, with `missed`) or a message that could not be decoded (code
+//! `decode`) ends a batch and is the next read. `nextBatch()` rejects with it; a callback
+//! gets it alone, as a [`Notice`] batch, in its place. `busbar.js` decides what JavaScript
+//! sees (README).
 
 use std::sync::{Arc, Mutex as StdMutex};
 
 use busbar::throttle::{Decision, Report, Throttle};
-use busbar::Error;
-use futures_util::{FutureExt, Stream, StreamExt};
+use busbar::{Batches, Error};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio::sync::{Mutex, Semaphore};
@@ -68,18 +68,6 @@ pub(crate) fn callback_batch(batch: Vec<busbar::Result<busbar::Message>>) -> Vec
             Err(e) => Either::B(Notice::from(e)),
         })
         .collect()
-}
-
-/// A stream with the notice that ended the last batch, given out by the next call.
-pub(crate) struct Batches<S> {
-    stream: S,
-    held: Option<Error>,
-}
-
-impl<S> Batches<S> {
-    pub(crate) fn new(stream: S) -> Self {
-        Batches { stream, held: None }
-    }
 }
 
 /// Messages matching a pattern. Iterate it with `for await (const msg of sub)` (leaving the
@@ -139,23 +127,19 @@ impl Subscription {
 /// ends; no notice stops it. Up to [`IN_FLIGHT`] batches wait for JavaScript at once:
 /// while it handles one, the next are gathered, and once all slots are taken messages stay
 /// in the subscription's bounded buffer, where the configured back-pressure applies.
-async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
+async fn deliver(sub: busbar::Subscription, callback: Callback) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut batches = Batches::new(sub);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
-        let Some(first) = sub.next().await else {
-            break;
+        // Core's rule: a notice ends a batch and comes alone, in its place.
+        let batch = match batches.next_batch(MAX_BATCH as usize).await {
+            None => break,
+            Some(Ok(messages)) => messages.into_iter().map(Ok).collect(),
+            Some(Err(notice)) => vec![Err(notice)],
         };
-        let mut batch = Vec::with_capacity(64);
-        batch.push(first);
-        while batch.len() < MAX_BATCH as usize {
-            match sub.next().now_or_never() {
-                Some(Some(item)) => batch.push(item),
-                _ => break,
-            }
-        }
         let status =
             callback.call_with_return_value(batch, ThreadsafeFunctionCallMode::NonBlocking, |_, _| {
                 drop(slot);
@@ -165,35 +149,6 @@ async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
             break; // the environment is going away
         }
     }
-}
-
-/// The next message and those already waiting behind it, up to `max`; `None` at the end.
-/// A notice (lag, undecodable message) is the error of a call: at once when it comes
-/// first, else it ends the batch and is the next call's. Serves durable subscriptions too.
-pub(crate) async fn next_batch<T, S>(sub: &mut Batches<S>, max: usize) -> Option<busbar::Result<Vec<T>>>
-where
-    S: Stream<Item = busbar::Result<T>> + Unpin,
-{
-    if let Some(notice) = sub.held.take() {
-        return Some(Err(notice));
-    }
-    let first = match sub.stream.next().await? {
-        Ok(m) => m,
-        Err(e) => return Some(Err(e)),
-    };
-    let mut batch = Vec::with_capacity(max.min(64));
-    batch.push(first);
-    while batch.len() < max {
-        match sub.stream.next().now_or_never() {
-            Some(Some(Ok(m))) => batch.push(m),
-            Some(Some(Err(e))) => {
-                sub.held = Some(e);
-                break;
-            }
-            _ => break,
-        }
-    }
-    Some(Ok(batch))
 }
 
 #[napi]
@@ -232,7 +187,7 @@ impl Subscription {
             env,
             async move {
                 let mut sub = stream.lock().await;
-                next_batch(&mut *sub, max).await.transpose()
+                sub.next_batch(max).await.transpose()
             },
             |_, batch| Ok(batch.map(|b| b.into_iter().map(Message::from).collect::<Vec<_>>())),
         )

@@ -1,22 +1,15 @@
 //! Python arguments into core values: text, payloads, headers, numbers, durations; each
 //! failure a `TypeError` or `ValueError` naming the argument.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use busbar::Bytes;
+use busbar::{Bytes, Headers, Payload, PublishOptions};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString};
 
 use crate::error::to_py;
-
-/// A payload as core takes it, and the `datacontenttype` it implies (JSON for objects).
-pub(crate) struct Payload {
-    pub(crate) data: Bytes,
-    pub(crate) content_type: Option<&'static str>,
-}
 
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 pub(crate) static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -41,38 +34,23 @@ pub(crate) fn text<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<&'a 
     }
 }
 
-/// bytes / bytearray / memoryview as they are, str as UTF-8, anything else as JSON;
-/// no data is an empty payload.
+/// bytes / bytearray / memoryview as they are, str as UTF-8, anything else serialised as
+/// JSON (core sets its content type); no data is an empty payload.
 pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
     let Some(data) = data else {
-        return Ok(Payload {
-            data: Bytes::new(),
-            content_type: None,
-        });
+        return Ok(Payload::default());
     };
     if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(Payload {
-            data: Bytes::copy_from_slice(b.as_bytes()),
-            content_type: None,
-        });
+        return Ok(Payload::bytes(Bytes::copy_from_slice(b.as_bytes())));
     }
     if let Ok(s) = data.cast::<PyString>() {
-        return Ok(Payload {
-            data: Bytes::copy_from_slice(s.to_str()?.as_bytes()),
-            content_type: None,
-        });
+        return Ok(Payload::bytes(Bytes::copy_from_slice(s.to_str()?.as_bytes())));
     }
     if let Ok(b) = data.cast::<PyByteArray>() {
-        return Ok(Payload {
-            data: Bytes::from(b.to_vec()),
-            content_type: None,
-        });
+        return Ok(Payload::bytes(b.to_vec()));
     }
     if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(data) {
-        return Ok(Payload {
-            data: Bytes::from(buf.to_vec(data.py())?),
-            content_type: None,
-        });
+        return Ok(Payload::bytes(buf.to_vec(data.py())?));
     }
     let py = data.py();
     // Strict JSON, as json.dumps(allow_nan=False): NaN and infinities have no JSON form.
@@ -92,19 +70,14 @@ pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
                 ))
             }
         })?;
-    let text = text.cast::<PyString>()?.to_str()?.as_bytes().to_vec();
-    Ok(Payload {
-        data: Bytes::from(text),
-        content_type: Some("application/json"),
-    })
+    Ok(Payload::json(
+        text.cast::<PyString>()?.to_str()?.as_bytes().to_vec(),
+    ))
 }
 
 /// `headers=` as core takes them: `None`, or a dict of str to str (else a TypeError
 /// naming the call, e.g. `"publish(): headers must be a dict of str to str, not list"`).
-pub(crate) fn headers(
-    value: Option<&Bound<'_, PyAny>>,
-    what: &str,
-) -> PyResult<Option<BTreeMap<String, String>>> {
+pub(crate) fn headers(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Headers>> {
     let Some(value) = value.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
@@ -114,13 +87,48 @@ pub(crate) fn headers(
             value.get_type().name()?
         )));
     };
-    let mut out = BTreeMap::new();
+    let mut out = Headers::new();
     for (k, v) in dict.iter() {
         let name = text(&k, &format!("{what} key"))?.to_owned();
         let value = text(&v, &format!("{what}[{name:?}]"))?.to_owned();
         out.insert(name, value);
     }
     Ok(Some(out))
+}
+
+/// The publish keywords of `publish`, `publish_durable`, `request` and `respond`, each
+/// `None` when not given.
+#[derive(Default)]
+pub(crate) struct PublishKw<'a, 'py> {
+    pub(crate) headers: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) id: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) event_type: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) content_type: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) correlation_id: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) classification: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) traceparent: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) tracestate: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl PublishKw<'_, '_> {
+    /// Core's `PublishOptions`; a keyword of the wrong type is a `TypeError` naming `call`.
+    pub(crate) fn options(&self, call: &str) -> PyResult<PublishOptions> {
+        let opt = |value: Option<&Bound<'_, PyAny>>, name: &str| -> PyResult<Option<String>> {
+            given(value)
+                .map(|v| Ok(text(v, &format!("{call}: {name}"))?.to_owned()))
+                .transpose()
+        };
+        let mut o = PublishOptions::new();
+        o.headers = headers(self.headers, &format!("{call}: headers"))?;
+        o.id = opt(self.id, "id")?;
+        o.event_type = opt(self.event_type, "event_type")?;
+        o.content_type = opt(self.content_type, "content_type")?;
+        o.correlation_id = opt(self.correlation_id, "correlation_id")?;
+        o.classification = opt(self.classification, "classification")?;
+        o.traceparent = opt(self.traceparent, "traceparent")?;
+        o.tracestate = opt(self.tracestate, "tracestate")?;
+        Ok(o)
+    }
 }
 
 /// Seconds as a Duration; refuses negative, NaN and infinite values, naming `what`.

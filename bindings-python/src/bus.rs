@@ -6,9 +6,9 @@ use busbar::EventBus;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::args::{self, seconds};
+use crate::args::{self, seconds, PublishKw};
 use crate::durable;
-use crate::message::{self, Message};
+use crate::message::Message;
 use crate::runtime::{self, Ready};
 use crate::subscription::Subscription;
 
@@ -26,25 +26,42 @@ impl Bus {
 
 #[pymethods]
 impl Bus {
-    /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`.
-    #[pyo3(signature = (subject, data = None, *, headers = None))]
+    /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`, with
+    /// optional attributes and headers (core's `PublishOptions`).
+    #[pyo3(signature = (subject, data = None, *, headers = None, id = None, event_type = None, content_type = None, correlation_id = None, classification = None, traceparent = None, tracestate = None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish<'py>(
         &self,
         py: Python<'py>,
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
         headers: Option<&Bound<'py, PyAny>>,
+        id: Option<&Bound<'py, PyAny>>,
+        event_type: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&Bound<'py, PyAny>>,
+        correlation_id: Option<&Bound<'py, PyAny>>,
+        classification: Option<&Bound<'py, PyAny>>,
+        traceparent: Option<&Bound<'py, PyAny>>,
+        tracestate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let subject = args::text(subject, "publish(): subject")?;
-        let headers = args::headers(headers, "publish(): headers")?;
+        let subject = args::text(subject, "publish(): subject")?.to_owned();
+        let options = PublishKw {
+            headers,
+            id,
+            event_type,
+            content_type,
+            correlation_id,
+            classification,
+            traceparent,
+            tracestate,
+        }
+        .options("publish()")?;
         let payload = args::payload(data)?;
         let bus = self.bus.clone();
-        if headers.is_none() && payload.content_type.is_none() {
-            let subject = subject.to_owned();
-            return runtime::run(py, async move { bus.publish(&subject, payload.data).await });
-        }
-        let msg = message::build(bus.message(subject), payload, headers);
-        runtime::run(py, async move { bus.publish_message(msg?).await })
+        runtime::run(
+            py,
+            async move { bus.publish_with(&subject, payload, options).await },
+        )
     }
 
     /// Receives every message whose subject matches `pattern`. Awaitable.
@@ -73,24 +90,34 @@ impl Bus {
     }
 
     /// Sends a request and returns the reply `Message`; raises `NoResponders` at once when
-    /// nothing listens, `Timeout` after `timeout` seconds. Awaitable.
-    #[pyo3(signature = (subject, data = None, *, timeout = 5.0, headers = None))]
+    /// nothing listens, `Timeout` after `timeout` seconds (`None`: core's default). `id` is
+    /// the request's id, which the reply echoes as its `correlation_id`. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, timeout = None, headers = None, id = None))]
     fn request<'py>(
         &self,
         py: Python<'py>,
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
         headers: Option<&Bound<'py, PyAny>>,
+        id: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = seconds(timeout, "request(): timeout")?;
-        let headers = args::headers(headers, "request(): headers")?;
+        let timeout = timeout.map_or(Ok(busbar::publish::DEFAULT_REQUEST_TIMEOUT), |t| {
+            seconds(t, "request(): timeout")
+        })?;
+        let options = PublishKw {
+            headers,
+            id,
+            ..PublishKw::default()
+        }
+        .options("request()")?;
         let payload = args::payload(data)?;
+        let subject = args::text(subject, "request(): subject")?.to_owned();
         let bus = self.bus.clone();
-        let subject = args::text(subject, "request(): subject")?;
-        let msg = message::build(bus.message(subject), payload, headers);
         runtime::run(py, async move {
-            bus.request_message(msg?, timeout).await.map(Message::from)
+            bus.request_with(&subject, payload, options, timeout)
+                .await
+                .map(Message::from)
         })
     }
 
@@ -123,8 +150,10 @@ impl Bus {
     }
 
     /// Stores a message in the durable stream that captures `subject` and returns the
-    /// `PublishAck`; a repeated `id` inside the dedupe window is stored once. Awaitable.
-    #[pyo3(signature = (subject, data = None, *, headers = None, id = None))]
+    /// `PublishAck`; a repeated `id` inside the dedupe window is stored once. Takes the
+    /// keywords of `publish`. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, headers = None, id = None, event_type = None, content_type = None, correlation_id = None, classification = None, traceparent = None, tracestate = None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish_durable<'py>(
         &self,
         py: Python<'py>,
@@ -132,8 +161,24 @@ impl Bus {
         data: Option<&Bound<'py, PyAny>>,
         headers: Option<&Bound<'py, PyAny>>,
         id: Option<&Bound<'py, PyAny>>,
+        event_type: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&Bound<'py, PyAny>>,
+        correlation_id: Option<&Bound<'py, PyAny>>,
+        classification: Option<&Bound<'py, PyAny>>,
+        traceparent: Option<&Bound<'py, PyAny>>,
+        tracestate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        durable::publish_durable(py, &self.bus, subject, data, headers, id)
+        let kw = PublishKw {
+            headers,
+            id,
+            event_type,
+            content_type,
+            correlation_id,
+            classification,
+            traceparent,
+            tracestate,
+        };
+        durable::publish_durable(py, &self.bus, subject, data, kw)
     }
 
     /// Opens durable consumer `name` on `stream`: a `DurableSubscription`. Awaitable.
@@ -153,7 +198,7 @@ impl Bus {
         rate_limit: Option<&Bound<'py, PyAny>>,
         max_ack_pending: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = durable::ConsumerOptions {
+        let options = durable::ConsumerKw {
             filter,
             start,
             ack_wait,

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use busbar::{ConsumerConfig, EventBus, StartAt, StreamConfig};
+use busbar::{ConsumerOptions, EventBus, StartAt, StreamOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDateTime, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyClassInitializer;
 
-use crate::args::{self, count, duration, given, number, seconds, type_error};
-use crate::message::{self, Held, Message};
+use crate::args::{self, count, duration, given, number, seconds, type_error, PublishKw};
+use crate::message::{Held, Message};
 use crate::runtime::{self, Ready};
 use crate::subscription::{Delivered, Inbox};
 
@@ -163,21 +163,14 @@ pub(crate) fn declare_stream<'py>(
     bus: &Arc<dyn EventBus>,
     name: &Bound<'py, PyAny>,
     subjects_: &Bound<'py, PyAny>,
-    limits: StreamLimits<'_, 'py>,
+    l: StreamLimits<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut config = StreamConfig::new(args::text(name, "declare_stream(): name")?, subjects(subjects_)?);
-    if let Some(age) = duration(limits.max_age, "declare_stream(): max_age")? {
-        config = config.max_age(age);
-    }
-    if let Some(n) = count(limits.max_bytes, "declare_stream(): max_bytes")? {
-        config = config.max_bytes(n);
-    }
-    if let Some(n) = count(limits.max_messages, "declare_stream(): max_messages")? {
-        config = config.max_messages(n);
-    }
-    if let Some(w) = duration(limits.duplicate_window, "declare_stream(): duplicate_window")? {
-        config = config.duplicate_window(w);
-    }
+    let mut limits = StreamOptions::new();
+    limits.max_age = duration(l.max_age, "declare_stream(): max_age")?;
+    limits.max_bytes = count(l.max_bytes, "declare_stream(): max_bytes")?;
+    limits.max_messages = count(l.max_messages, "declare_stream(): max_messages")?;
+    limits.duplicate_window = duration(l.duplicate_window, "declare_stream(): duplicate_window")?;
+    let config = limits.config(args::text(name, "declare_stream(): name")?, subjects(subjects_)?);
     let bus = bus.clone();
     runtime::run(py, async move {
         bus.declare_stream(config).await.map(StreamInfo::from)
@@ -198,24 +191,18 @@ pub(crate) fn stream_info<'py>(
     )
 }
 
-/// `await bus.publish_durable(subject, data, headers=, id=)` → `PublishAck`; the message
-/// is built exactly as `publish` builds it, with `id` for deduplication.
+/// `await bus.publish_durable(subject, data, **publish keywords)` → `PublishAck`; the
+/// message is built exactly as `publish` builds it (`id` for deduplication).
 pub(crate) fn publish_durable<'py>(
     py: Python<'py>,
     bus: &Arc<dyn EventBus>,
     subject: &Bound<'py, PyAny>,
     data: Option<&Bound<'py, PyAny>>,
-    headers: Option<&Bound<'py, PyAny>>,
-    id: Option<&Bound<'py, PyAny>>,
+    kw: PublishKw<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let subject = args::text(subject, "publish_durable(): subject")?;
-    let headers = args::headers(headers, "publish_durable(): headers")?;
-    let payload = args::payload(data)?;
-    let mut builder = bus.message(subject);
-    if let Some(id) = given(id) {
-        builder = builder.id(args::text(id, "publish_durable(): id")?);
-    }
-    let msg = message::build(builder, payload, headers);
+    let options = kw.options("publish_durable()")?;
+    let msg = options.message(&**bus, subject, args::payload(data)?);
     let bus = bus.clone();
     runtime::run(py, async move {
         let ack = bus.publish_durable(msg?).await?;
@@ -228,7 +215,7 @@ pub(crate) fn publish_durable<'py>(
 }
 
 /// The consumer settings `durable_subscribe` takes as keywords.
-pub(crate) struct ConsumerOptions<'a, 'py> {
+pub(crate) struct ConsumerKw<'a, 'py> {
     pub(crate) filter: Option<&'a Bound<'py, PyAny>>,
     pub(crate) start: Option<&'a Bound<'py, PyAny>>,
     pub(crate) ack_wait: Option<&'a Bound<'py, PyAny>>,
@@ -245,37 +232,30 @@ pub(crate) fn durable_subscribe<'py>(
     bus: &Arc<dyn EventBus>,
     stream: &Bound<'py, PyAny>,
     name: &Bound<'py, PyAny>,
-    o: ConsumerOptions<'_, 'py>,
+    o: ConsumerKw<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const CALL: &str = "durable_subscribe()";
-    let mut config = ConsumerConfig::new(
+    let mut c = ConsumerOptions::new();
+    c.filter = given(o.filter)
+        .map(|f| Ok::<_, PyErr>(args::text(f, &format!("{CALL}: filter"))?.to_owned()))
+        .transpose()?;
+    c.start = start(o.start)?;
+    c.ack_wait = duration(o.ack_wait, &format!("{CALL}: ack_wait"))?;
+    c.max_deliver = count(o.max_deliver, &format!("{CALL}: max_deliver"))?;
+    if let Some((base, factor, cap)) = backoff(o.backoff)? {
+        (c.backoff_base, c.backoff_factor, c.backoff_cap) = (Some(base), Some(factor), Some(cap));
+    }
+    c.dlq_prefix = given(o.dlq_prefix)
+        .map(|p| Ok::<_, PyErr>(args::text(p, &format!("{CALL}: dlq_prefix"))?.to_owned()))
+        .transpose()?;
+    c.rate_limit = given(o.rate_limit)
+        .map(|r| number(r, &format!("{CALL}: rate_limit")))
+        .transpose()?;
+    c.max_ack_pending = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))?;
+    let config = c.config(
         args::text(stream, &format!("{CALL}: stream"))?,
         args::text(name, &format!("{CALL}: name"))?,
     );
-    if let Some(f) = given(o.filter) {
-        config = config.filter(args::text(f, &format!("{CALL}: filter"))?);
-    }
-    if let Some(s) = start(o.start)? {
-        config = config.start(s);
-    }
-    if let Some(w) = duration(o.ack_wait, &format!("{CALL}: ack_wait"))? {
-        config = config.ack_wait(w);
-    }
-    if let Some(n) = count(o.max_deliver, &format!("{CALL}: max_deliver"))? {
-        config = config.max_deliver(n);
-    }
-    if let Some((base, factor, cap)) = backoff(o.backoff)? {
-        config = config.backoff(base, factor, cap);
-    }
-    if let Some(p) = given(o.dlq_prefix) {
-        config = config.dlq_prefix(args::text(p, &format!("{CALL}: dlq_prefix"))?);
-    }
-    if let Some(r) = given(o.rate_limit) {
-        config = config.rate_limit(number(r, &format!("{CALL}: rate_limit"))?);
-    }
-    if let Some(n) = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))? {
-        config = config.max_ack_pending(n);
-    }
     let bus = bus.clone();
     runtime::run(py, async move {
         bus.durable_subscribe(config).await.map(DurableSubscription::new)

@@ -1,31 +1,14 @@
 //! `busbar.Message`: a received event, and the conversion of Python payloads to bytes.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::args::{self, json_fn, Payload, JSON_LOADS};
+use crate::args::{self, json_fn, PublishKw, JSON_LOADS};
 use crate::error::to_py;
 use crate::runtime;
-
-/// A core message built from Python arguments: subject, payload and optional headers.
-pub(crate) fn build(
-    builder: busbar::MessageBuilder,
-    payload: Payload,
-    headers: Option<BTreeMap<String, String>>,
-) -> busbar::Result<busbar::Message> {
-    let mut builder = builder.data(payload.data);
-    if let Some(ct) = payload.content_type {
-        builder = builder.content_type(ct);
-    }
-    if let Some(h) = headers {
-        builder = builder.headers(h);
-    }
-    builder.build()
-}
 
 /// What a `Message` reads: a plain message, or the message of a durable delivery (which a
 /// `DurableMessage`, the subclass, also holds to settle it).
@@ -123,6 +106,11 @@ impl Message {
     fn traceparent(&self) -> Option<&str> {
         self.inner.traceparent()
     }
+    /// W3C `tracestate`.
+    #[getter]
+    fn tracestate(&self) -> Option<&str> {
+        self.inner.tracestate()
+    }
     /// `classification`, e.g. `"phi,pii"`.
     #[getter]
     fn classification(&self) -> Option<&str> {
@@ -152,12 +140,13 @@ impl Message {
         data: &Bound<'py, PyAny>,
         headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let headers = args::headers(headers, "respond(): headers")?;
-        let payload = args::payload(Some(data))?;
-        let reply = self
-            .inner
-            .reply_builder()
-            .and_then(|b| build(b, payload, headers))
+        let options = PublishKw {
+            headers,
+            ..PublishKw::default()
+        }
+        .options("respond()")?;
+        let reply = options
+            .reply(&self.inner, args::payload(Some(data))?)
             .map_err(to_py)?;
         let request = busbar::Message::clone(&self.inner);
         runtime::run(py, async move { request.respond_message(reply).await })

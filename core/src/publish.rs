@@ -20,6 +20,10 @@ use crate::error::Result;
 /// unless the options name another.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 
+/// How long a request waits for its reply when the caller gives no timeout (Python's
+/// `request(timeout=None)`, JavaScript's `request()` without `options.timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A payload as a binding hands it over: bytes as given, or the JSON text it serialised
 /// from a language value (a dict, an object, a number), which is marked
 /// [`JSON_CONTENT_TYPE`].

@@ -48,7 +48,7 @@ pub use subscription::*;
 pub use userdata::*;
 
 use crate::args::{out, str_arg};
-use crate::config::{config_from_json, config_or_env};
+use crate::config::config_or_env;
 use crate::runtime::block_on;
 
 fn connect_with(config: Result<busbar_core::Config>, out_bus: *mut *mut busbar_bus) -> Result<()> {
@@ -72,7 +72,7 @@ pub extern "C" fn busbar_connect(config: *const busbar_config, bus: *mut *mut bu
 /// and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
 #[no_mangle]
 pub extern "C" fn busbar_connect_json(json: *const c_char, bus: *mut *mut busbar_bus) -> busbar_status {
-    ffi_boundary! { connect_with(str_arg(json, "json").and_then(config_from_json), bus) }
+    ffi_boundary! { connect_with(str_arg(json, "json").and_then(busbar_core::Config::from_json), bus) }
 }
 
 /// Whether `pattern` matches `subject`, exactly as a NATS server decides. False when

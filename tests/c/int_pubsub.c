@@ -75,6 +75,66 @@ static void test_publish_subscribe_with_headers(void) {
     busbar_bus_free(bus);
 }
 
+/* busbar_publish_with: every attribute core's PublishOptions takes; NULL fields keep the
+ * defaults; bad ones are the builder's errors. */
+static void test_publish_with_options(void) {
+    busbar_bus *bus = connect_bus();
+    busbar_subscription *sub = NULL;
+    CHECK_OK(busbar_subscribe(bus, "opts.>", &sub));
+    busbar_header headers[] = {{"tenant", "st-marys"}};
+    busbar_publish_options opts = {0};
+    opts.id = "order-7";
+    opts.event_type = "order.created";
+    opts.content_type = "application/json";
+    opts.correlation_id = "corr-1";
+    opts.classification = "internal";
+    opts.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    opts.headers = headers;
+    opts.headers_len = 1;
+    CHECK_OK(busbar_publish_with(bus, "opts.a", (const uint8_t *)"{}", 2, &opts));
+    CHECK_OK(busbar_publish_with(bus, "opts.b", NULL, 0, NULL));
+    busbar_message *msg = NULL;
+    CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
+    if (msg != NULL) {
+        const char *id = NULL, *type = NULL, *corr = NULL, *value = NULL;
+        CHECK_OK(busbar_message_id(msg, &id));
+        CHECK_STR(id, "order-7");
+        CHECK_OK(busbar_message_type(msg, &type));
+        CHECK_STR(type, "order.created");
+        CHECK_OK(busbar_message_correlation_id(msg, &corr));
+        CHECK_STR(corr, "corr-1");
+        CHECK_OK(busbar_message_header(msg, "tenant", &value));
+        CHECK_STR(value, "st-marys");
+    }
+    busbar_message_free(msg);
+    CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
+    if (msg != NULL) {
+        const char *type = NULL;
+        CHECK_STR(subject_of(msg), "opts.b");
+        CHECK_OK(busbar_message_type(msg, &type));
+        CHECK_STR(type, "busbar.event");
+    }
+    busbar_message_free(msg);
+    busbar_publish_options bad = {0};
+    bad.id = "";
+    CHECK_STATUS(busbar_publish_with(bus, "opts.c", NULL, 0, &bad), BUSBAR_INVALID_ARGUMENT);
+    busbar_header reserved[] = {{"busbar-x", "1"}};
+    bad.id = NULL;
+    bad.headers = reserved;
+    bad.headers_len = 1;
+    CHECK_STATUS(busbar_publish_with(bus, "opts.c", NULL, 0, &bad), BUSBAR_INVALID_ARGUMENT);
+    bad.headers = NULL; /* a length without headers */
+    CHECK_STATUS(busbar_publish_with(bus, "opts.c", NULL, 0, &bad), BUSBAR_INVALID_ARGUMENT);
+    CHECK_ERROR_MENTIONS("headers");
+    bad.headers_len = 0;
+    bad.event_type = "\xff";
+    CHECK_STATUS(busbar_publish_with(bus, "opts.c", NULL, 0, &bad), BUSBAR_INVALID_ARGUMENT);
+    CHECK_ERROR_MENTIONS("options.event_type");
+    CHECK_STATUS(busbar_subscription_next(sub, 50, &msg), BUSBAR_TIMEOUT);
+    busbar_subscription_free(sub);
+    busbar_bus_free(bus);
+}
+
 static void test_wildcards_and_queue_groups(void) {
     busbar_bus *bus = connect_bus();
     busbar_subscription *every = NULL, *eu = NULL, *a = NULL, *b = NULL;
@@ -196,6 +256,7 @@ static void test_request_reply(void) {
 int main(int argc, char **argv) {
     suite_start(argc, argv, "int_pubsub");
     RUN(test_publish_subscribe_with_headers);
+    RUN(test_publish_with_options);
     RUN(test_wildcards_and_queue_groups);
     RUN(test_request_reply);
     return suite_end();
