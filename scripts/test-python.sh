@@ -21,9 +21,11 @@ step "test tools (maturin, pytest, pytest-asyncio, nats-py, mypy, ruff)"
     "maturin>=1.9.4,<2" "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" \
     "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
 
-step "Rust: formatting and clippy of bindings-python (its own crate, outside the workspace)"
-(cd bindings-python && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings)
+step "Rust: formatting and clippy of bindings-python (a workspace member outside default-members)"
+cargo fmt -p busbar-python --check
+cargo clippy -p busbar-python --locked --all-targets -- -D warnings
 
+# maturin builds in the root workspace (its Cargo.lock, --locked, target/python-release).
 step "pip install ./bindings-python (maturin builds the extension; first run takes a few minutes)"
 "$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings-python
 "$PY" -c 'import busbar; print("installed busbar from", busbar.__file__)'

@@ -21,9 +21,15 @@ fi
 step "Rust: formatting"
 cargo fmt --all --check
 
+step "core: no import cycle between its files (scripts/check-cycles.py)"
+python3 scripts/check-cycles.py --self-test
+python3 scripts/check-cycles.py core/src
+
 step "Rust: clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# --workspace takes bindings-python too (not a default member): clippy checks it; it has no
+# Rust tests (test = false: pytest covers it), so cargo test builds no libpython-linked binary.
 step "Rust: unit, contract, vector and doc tests"
 cargo test --workspace --locked
 

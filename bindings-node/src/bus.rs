@@ -20,7 +20,7 @@ pub struct Bus {
 
 /// Options of `request()`.
 #[napi(object)]
-pub struct RequestOptions {
+pub(crate) struct RequestOptions {
     /// How long to wait for the reply, in milliseconds (default: core's `DEFAULT_REQUEST_TIMEOUT`).
     pub timeout: Option<f64>,
     /// User headers of the request.

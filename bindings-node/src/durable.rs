@@ -33,7 +33,7 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// Limits of `declareStream()`; unset ones take the core's defaults.
 #[napi(object, object_to_js = false)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     /// Oldest message kept, in milliseconds (default: the bus's `retentionDays`, 0 = forever).
     pub max_age_ms: Option<f64>,
     /// Most bytes kept, oldest discarded first (default: no limit).
@@ -47,7 +47,7 @@ pub struct StreamOptions {
 
 /// What a durable stream holds now.
 #[napi(object, object_from_js = false)]
-pub struct StreamInfo {
+pub(crate) struct StreamInfo {
     /// Name of the stream.
     pub name: String,
     /// Messages stored.
@@ -74,7 +74,7 @@ impl From<busbar::StreamInfo> for StreamInfo {
 
 /// The broker's acknowledgement of `publishDurable()`.
 #[napi(object, object_from_js = false)]
-pub struct PublishAck {
+pub(crate) struct PublishAck {
     /// Stream that stored the message.
     pub stream: String,
     /// Its sequence in that stream (of the first copy, for a duplicate).
@@ -86,7 +86,7 @@ pub struct PublishAck {
 /// Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
 /// at most `capMs`; a part left out keeps core's default (docs/design.md §4).
 #[napi(object, object_to_js = false)]
-pub struct BackoffOptions {
+pub(crate) struct BackoffOptions {
     /// Delay after the first attempt, in milliseconds.
     pub base_ms: Option<f64>,
     /// Growth per attempt (1 for a constant delay).
@@ -97,7 +97,7 @@ pub struct BackoffOptions {
 
 /// Settings of `durableSubscribe()`; unset ones take the core's defaults.
 #[napi(object, object_to_js = false)]
-pub struct ConsumerOptions {
+pub(crate) struct ConsumerOptions {
     /// Only messages whose subject matches this pattern (default: the whole stream).
     pub filter: Option<String>,
     /// Where a new consumer starts: `'beginning'` (default), `'new'`, a stream sequence,
@@ -121,7 +121,7 @@ pub struct ConsumerOptions {
 }
 
 /// The `start` of `ConsumerOptions`: a position, or a sequence number not yet range-checked.
-pub enum Start {
+pub(crate) enum Start {
     At(StartAt),
     Sequence(f64),
 }
@@ -283,7 +283,7 @@ impl Bus {
         let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let bus = self.inner.clone();
-        let message = options.message(&*bus, &subject, payload);
+        let message = options.build(bus.message(&subject), payload);
         run(
             env,
             async move { bus.publish_durable(message?).await },

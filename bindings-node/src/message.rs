@@ -181,7 +181,7 @@ impl Message {
 /// Attributes and headers a published message may carry (core's `PublishOptions`).
 #[napi(object)]
 #[derive(Default)]
-pub struct PublishOptions {
+pub(crate) struct PublishOptions {
     /// User headers (names are printable ASCII; `ce-*` and `content-type` are reserved).
     pub headers: Option<HashMap<String, String>>,
     /// CloudEvents `id` (generated when absent; keep it when retrying).

@@ -36,7 +36,7 @@ pub(crate) type Callback =
 /// A notice in a callback batch, where a message would be: `busbar.js` turns it into an
 /// `Error` with `code` (`lagged` or `decode`) and, for a lag notice, `missed`.
 #[napi(object)]
-pub struct Notice {
+pub(crate) struct Notice {
     /// The error code.
     pub code: String,
     /// What happened, for a person.

@@ -202,7 +202,7 @@ pub(crate) fn publish_durable<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let subject = args::text(subject, "publish_durable(): subject")?;
     let options = kw.options("publish_durable()")?;
-    let msg = options.message(&**bus, subject, args::payload(data)?);
+    let msg = options.build(bus.message(subject), args::payload(data)?);
     let bus = bus.clone();
     runtime::run(py, async move {
         let ack = bus.publish_durable(msg?).await?;

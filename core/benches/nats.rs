@@ -252,7 +252,7 @@ fn row(name: &str, raw: f64, ours: f64, unit: &str) {
     );
 }
 
-pub fn main() {
+pub(crate) fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and `cargo test --benches` probe benches this way
     }

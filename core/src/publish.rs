@@ -6,13 +6,12 @@
 //! A binding turns its language's arguments into `PublishOptions` and a [`Payload`] and
 //! calls [`EventBus::publish_with`](crate::EventBus::publish_with) (or
 //! [`request_with`](crate::EventBus::request_with), [`PublishOptions::reply`],
-//! [`PublishOptions::message`] for a durable publish); it decides nothing else.
+//! [`PublishOptions::build`] for a durable publish); it decides nothing else.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::bus::EventBus;
 use crate::envelope::{Headers, Message, MessageBuilder};
 use crate::error::Result;
 
@@ -184,10 +183,10 @@ impl PublishOptions {
         b
     }
 
-    /// The message `bus` publishes to `subject` with `payload` and these options (for
-    /// `publish_durable`, or to publish later).
-    pub fn message(self, bus: &dyn EventBus, subject: &str, payload: Payload) -> Result<Message> {
-        self.apply(bus.message(subject), payload).build()
+    /// The message `builder` (e.g. `bus.message(subject)`) builds with `payload` and these
+    /// options: what `publish_with` sends, and what a binding hands `publish_durable`.
+    pub fn build(self, builder: MessageBuilder, payload: Payload) -> Result<Message> {
+        self.apply(builder, payload).build()
     }
 
     /// The reply to `request` with `payload` and these options: it goes to the request's
@@ -197,36 +196,10 @@ impl PublishOptions {
     }
 }
 
-/// `EventBus::publish_with`: the fast path without options, else the built message.
-pub(crate) async fn publish_with<B: EventBus + ?Sized>(
-    bus: &B,
-    subject: &str,
-    payload: Payload,
-    options: PublishOptions,
-) -> Result<()> {
-    if options.is_empty() && !payload.json {
-        return bus.publish(subject, payload.data).await;
-    }
-    let message = options.apply(bus.message(subject), payload).build()?;
-    bus.publish_message(message).await
-}
-
-/// `EventBus::request_with`.
-pub(crate) async fn request_with<B: EventBus + ?Sized>(
-    bus: &B,
-    subject: &str,
-    payload: Payload,
-    options: PublishOptions,
-    timeout: Duration,
-) -> Result<Message> {
-    let message = options.apply(bus.message(subject), payload).build()?;
-    bus.request_message(message, timeout).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, InMemoryBus};
+    use crate::{Config, EventBus, InMemoryBus};
 
     #[test]
     fn a_json_payload_is_marked_unless_the_options_say_otherwise() {

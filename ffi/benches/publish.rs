@@ -23,15 +23,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 #[allow(non_camel_case_types)]
 mod c {
     use super::*;
-    pub enum busbar_bus {}
-    pub enum busbar_subscription {}
-    pub enum busbar_message {}
-    pub type Callback = unsafe extern "C" fn(*mut c_void, *const busbar_message, c_int);
-    pub const OK: c_int = 0;
+    pub(crate) enum busbar_bus {}
+    pub(crate) enum busbar_subscription {}
+    pub(crate) enum busbar_message {}
+    pub(crate) type Callback = unsafe extern "C" fn(*mut c_void, *const busbar_message, c_int);
+    pub(crate) const OK: c_int = 0;
 
     /// libbusbar.so's functions, looked up with dlopen/dlsym: a call through one of these
     /// pointers is what a C program's call through its PLT entry is.
-    pub struct Lib {
+    pub(crate) struct Lib {
         pub connect_json: unsafe extern "C" fn(*const c_char, *mut *mut busbar_bus) -> c_int,
         pub publish: unsafe extern "C" fn(
             *const busbar_bus,
@@ -75,7 +75,7 @@ mod c {
 
     impl Lib {
         /// Loads the libbusbar.so cargo built for this profile (next to the bench binary).
-        pub fn load() -> Lib {
+        pub(crate) fn load() -> Lib {
             let exe = std::env::current_exe().unwrap();
             let path = exe
                 .ancestors()

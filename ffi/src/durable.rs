@@ -297,7 +297,7 @@ pub extern "C" fn busbar_bus_publish_durable(
         if !id.is_null() {
             options.id = Some(str_arg(id, "id")?.to_owned());
         }
-        let stored = block_on(bus.publish_durable(options.message(&**bus, subject, payload)?))?;
+        let stored = block_on(bus.publish_durable(options.build(bus.message(subject), payload)?))?;
         if let Some(slot) = slot {
             *slot = busbar_publish_ack {
                 stream: name_array(&stored.stream),

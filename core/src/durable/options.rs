@@ -1,12 +1,12 @@
 //! Durable stream and consumer settings as a binding receives them: every field optional,
-//! and an unset one keeps core's default (the `DEFAULT_*` constants of [`crate::durable`]
-//! and [`Backoff::default`]), here and nowhere else. A binding fills these from its
+//! and an unset one keeps core's default (the `DEFAULT_*` constants of `config.rs` and
+//! [`Backoff::default`]), applied here and nowhere else. A binding fills these from its
 //! language's keywords, option objects or zeroed C structs and calls
 //! [`StreamOptions::config`] or [`ConsumerOptions::config`].
 
 use std::time::Duration;
 
-use super::{Backoff, ConsumerConfig, StartAt, StreamConfig};
+use super::config::{Backoff, ConsumerConfig, StartAt, StreamConfig};
 
 /// Limits of a durable stream; `None` keeps the default of [`StreamConfig::new`].
 #[derive(Debug, Clone, Default, PartialEq)]

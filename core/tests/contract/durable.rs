@@ -42,7 +42,7 @@ async fn publish(bus: &Arc<dyn EventBus>, subject: &str, data: &str) -> u64 {
     bus.publish_durable(msg).await.unwrap().sequence
 }
 
-pub async fn durable_publish_is_acked_and_deduplicated(bus: Arc<dyn EventBus>) {
+pub(crate) async fn durable_publish_is_acked_and_deduplicated(bus: Arc<dyn EventBus>) {
     orders_stream(&bus).await;
     let again = bus
         .declare_stream(StreamConfig::new("ORDERS", ["orders.>"]))
@@ -104,7 +104,7 @@ pub async fn durable_publish_is_acked_and_deduplicated(bus: Arc<dyn EventBus>) {
     assert_eq!(err.code(), "invalid_argument", "{err}");
 }
 
-pub async fn ack_nak_and_backoff(bus: Arc<dyn EventBus>) {
+pub(crate) async fn ack_nak_and_backoff(bus: Arc<dyn EventBus>) {
     orders_stream(&bus).await;
     let base = Duration::from_millis(200);
     let config = ConsumerConfig::new("ORDERS", "billing")
@@ -154,7 +154,7 @@ pub async fn ack_nak_and_backoff(bus: Arc<dyn EventBus>) {
     assert_quiet(&mut sub, Duration::from_millis(700)).await;
 }
 
-pub async fn unacked_messages_come_back_after_a_crash(bus: Arc<dyn EventBus>) {
+pub(crate) async fn unacked_messages_come_back_after_a_crash(bus: Arc<dyn EventBus>) {
     orders_stream(&bus).await;
     let ack_wait = Duration::from_millis(500);
     let config = ConsumerConfig::new("ORDERS", "shipping").ack_wait(ack_wait);
@@ -204,7 +204,7 @@ pub async fn unacked_messages_come_back_after_a_crash(bus: Arc<dyn EventBus>) {
     again.ack().await.unwrap();
 }
 
-pub async fn dead_letters_after_max_deliver(bus: Arc<dyn EventBus>) {
+pub(crate) async fn dead_letters_after_max_deliver(bus: Arc<dyn EventBus>) {
     orders_stream(&bus).await;
     let config = ConsumerConfig::new("ORDERS", "fragile")
         .max_deliver(2)
@@ -265,7 +265,7 @@ pub async fn dead_letters_after_max_deliver(bus: Arc<dyn EventBus>) {
     letter.ack().await.unwrap();
 }
 
-pub async fn replay_from_sequence_time_and_start(bus: Arc<dyn EventBus>) {
+pub(crate) async fn replay_from_sequence_time_and_start(bus: Arc<dyn EventBus>) {
     orders_stream(&bus).await;
     for i in 1..=3 {
         publish(&bus, "orders.created", &format!("m{i}")).await;
@@ -326,7 +326,7 @@ pub async fn replay_from_sequence_time_and_start(bus: Arc<dyn EventBus>) {
     );
 }
 
-pub async fn shared_consumer_and_retention(bus: Arc<dyn EventBus>) {
+pub(crate) async fn shared_consumer_and_retention(bus: Arc<dyn EventBus>) {
     bus.declare_stream(StreamConfig::new("EVENTS", ["events.>"]).max_messages(3))
         .await
         .unwrap();

@@ -10,19 +10,19 @@ use busbar::{Backend, Config, EventBus};
 use crate::nats_server::NatsServer;
 
 /// An in-memory bus with the default configuration.
-pub fn memory() -> Arc<dyn EventBus> {
+pub(crate) fn memory() -> Arc<dyn EventBus> {
     Arc::new(busbar::InMemoryBus::new(Config::default()).unwrap())
 }
 
 /// Starts a private nats-server off the async runtime's threads.
 #[cfg(feature = "nats")]
-pub async fn start() -> NatsServer {
+pub(crate) async fn start() -> NatsServer {
     tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
 }
 
 /// A NATS bus on `server` with the default configuration.
 #[cfg(feature = "nats")]
-pub async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
+pub(crate) async fn nats(server: &NatsServer) -> Arc<dyn EventBus> {
     busbar::connect(
         Config::default()
             .with_backend(Backend::Nats)

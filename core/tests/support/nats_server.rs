@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One nats-server child process.
-pub struct NatsServer {
+pub(crate) struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
@@ -47,12 +47,12 @@ fn free_port() -> u16 {
 
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store directory.
-    pub fn start() -> NatsServer {
+    pub(crate) fn start() -> NatsServer {
         Self::start_with(&[])
     }
 
     /// [`NatsServer::start`] with extra command-line arguments (e.g. `--user`, `--pass`).
-    pub fn start_with(extra_args: &[&str]) -> NatsServer {
+    pub(crate) fn start_with(extra_args: &[&str]) -> NatsServer {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -134,27 +134,27 @@ impl NatsServer {
     }
 
     /// `nats://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// The loopback port.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// The PID of the running server (0 when stopped).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The JetStream store directory, kept across restarts.
-    pub fn store_dir(&self) -> PathBuf {
+    pub(crate) fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }
 
     /// Kills the server (SIGKILL, by its PID) and waits for it; does nothing when stopped.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -162,7 +162,7 @@ impl NatsServer {
     }
 
     /// Starts the server again on the same port and store.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -176,7 +176,7 @@ impl NatsServer {
 
     /// Starts the server again on the same port with an empty store, as after a lost
     /// disk: every stream and consumer is gone.
-    pub fn restart_empty(&mut self) {
+    pub(crate) fn restart_empty(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(self.store_dir());
         std::fs::create_dir_all(self.store_dir()).unwrap();
@@ -186,7 +186,7 @@ impl NatsServer {
     /// Hangs the server as a broker that stops answering (SIGSTOP, by its PID) and returns
     /// once the kernel reports it stopped, so nothing it was doing can still arrive after
     /// this returns. It runs again (SIGCONT) when the guard is dropped, however the test ends.
-    pub fn hang(&self) -> Hung<'_> {
+    pub(crate) fn hang(&self) -> Hung<'_> {
         send_signal(self.pid(), "STOP");
         let stat = format!("/proc/{}/stat", self.pid());
         let stopped = wait_until(Duration::from_secs(5), || {
@@ -204,7 +204,7 @@ impl NatsServer {
     }
 
     /// Whether the child is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 }
@@ -217,7 +217,7 @@ impl Drop for NatsServer {
 }
 
 /// A server hung by [`NatsServer::hang`]; dropping it lets the server run again.
-pub struct Hung<'a>(&'a NatsServer);
+pub(crate) struct Hung<'a>(&'a NatsServer);
 
 impl Drop for Hung<'_> {
     fn drop(&mut self) {
@@ -235,7 +235,7 @@ fn send_signal(pid: u32, signal: &str) {
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if cond() {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
+use crate::durable::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::{matches_routed, patterns_overlap};
@@ -69,7 +69,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Log {
-    pub fn active(&self) -> bool {
+    pub(super) fn active(&self) -> bool {
         self.active.load(Acquire)
     }
 
@@ -79,7 +79,7 @@ impl Log {
     }
 
     /// Creates the stream unless one of that name exists (then its settings stay).
-    pub fn declare(&self, config: StreamConfig) -> Result<StreamInfo> {
+    pub(super) fn declare(&self, config: StreamConfig) -> Result<StreamInfo> {
         let mut streams = self.streams.write().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = streams.iter().find(|s| s.config.name == config.name) {
             return Ok(existing.info());
@@ -105,17 +105,17 @@ impl Log {
         Ok(info)
     }
 
-    pub fn info(&self, name: &str) -> Result<StreamInfo> {
+    pub(super) fn info(&self, name: &str) -> Result<StreamInfo> {
         self.stream(name).map(|s| s.info())
     }
 
-    pub fn stream(&self, name: &str) -> Result<Arc<LogStream>> {
+    pub(super) fn stream(&self, name: &str) -> Result<Arc<LogStream>> {
         self.find(name)
             .ok_or_else(|| Error::InvalidArgument(format!("no stream named {name:?}; declare it first")))
     }
 
     /// Stores `msg` in the stream whose subjects match it; `None` when no stream does.
-    pub fn capture(&self, msg: &Message) -> Option<PublishAck> {
+    pub(super) fn capture(&self, msg: &Message) -> Option<PublishAck> {
         let stream = {
             let streams = self.streams.read().unwrap_or_else(|p| p.into_inner());
             streams
@@ -127,7 +127,7 @@ impl Log {
     }
 
     /// Ends every durable subscription of this bus.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         self.closed.store(true, Release);
         let streams = self.streams.read().unwrap_or_else(|p| p.into_inner());
         for s in streams.iter() {
@@ -137,7 +137,7 @@ impl Log {
 
     /// Opens consumer `config.name` (creating it at `config.start` if new) and returns its
     /// stream, whose [`LogStream::next`] yields the consumer's deliveries.
-    pub fn open(self: &Arc<Self>, config: &ConsumerConfig) -> Result<Arc<LogStream>> {
+    pub(super) fn open(self: &Arc<Self>, config: &ConsumerConfig) -> Result<Arc<LogStream>> {
         let stream = self.stream(&config.stream)?;
         {
             let mut state = lock(&stream.state);
@@ -165,7 +165,7 @@ impl Log {
         Ok(stream)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Acquire)
     }
 }
@@ -257,7 +257,7 @@ impl LogStream {
     /// The next delivery of consumer `name`: a due redelivery first, else the next stored
     /// message matching its filter while fewer than `max_ack_pending` are unsettled.
     /// Waits for one; `None` when the bus closes or the consumer is gone.
-    pub async fn next(self: &Arc<Self>, name: &str, log: &Log) -> Option<Result<Delivery>> {
+    pub(super) async fn next(self: &Arc<Self>, name: &str, log: &Log) -> Option<Result<Delivery>> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);

@@ -1,0 +1,37 @@
+//! The backends and their plumbing: the in-memory bus (with its durable log), NATS and
+//! JetStream, the subscription queue and the reply inbox they share, and [`connect`],
+//! which builds the raw backend a [`Config`] names (no policy layer: see
+//! [`crate::connect`]).
+
+use std::sync::Arc;
+
+use crate::bus::EventBus;
+use crate::config::{Backend, Config};
+#[cfg(not(feature = "nats"))]
+use crate::error::Error;
+use crate::error::Result;
+
+pub(crate) mod counters;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+pub(crate) mod queue;
+pub(crate) mod reply;
+
+/// The backend `config.backend` names, built from `config` as it is (the policy fields are
+/// not its business; the caller wraps the result). `config` is checked by the caller.
+pub(crate) async fn connect(config: &Config) -> Result<Arc<dyn EventBus>> {
+    match config.backend {
+        Backend::Memory => Ok(Arc::new(memory::InMemoryBus::new(config.clone())?)),
+        #[cfg(feature = "nats")]
+        Backend::Nats => Ok(Arc::new(nats::NatsBus::connect(config.clone()).await?)),
+        #[cfg(not(feature = "nats"))]
+        Backend::Nats => Err(Error::Backend {
+            message: format!(
+                "backend \"nats\" (nats_url {}) needs busbar built with the \"nats\" feature; use backend \"memory\"",
+                config.nats_url
+            ),
+            source: None,
+        }),
+    }
+}
