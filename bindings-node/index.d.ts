@@ -201,6 +201,12 @@ export declare class Message {
   get type(): string
   /** CloudEvents `datacontenttype`. */
   get contentType(): string | null
+  /** `classification`, e.g. `"phi,pii"`. */
+  get classification(): string | null
+  /** W3C `traceparent`. */
+  get traceparent(): string | null
+  /** W3C `tracestate`. */
+  get tracestate(): string | null
   /** CloudEvents `time`, in milliseconds since the Unix epoch. */
   get time(): number
   /**
@@ -250,7 +256,7 @@ export declare class Subscription {
 
 /**
  * Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
- * at most `capMs` (default 1000 ms × 2 up to 60000 ms).
+ * at most `capMs`; a part left out keeps core's default (docs/design.md §4).
  */
 export interface BackoffOptions {
   /** Delay after the first attempt, in milliseconds. */
@@ -296,11 +302,11 @@ export interface ConnectOptions {
   backend?: 'memory' | 'nats'
   /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`. */
   natsUrl?: string
-  /** Largest payload accepted, in bytes (default 1,040,384: 1 MiB less 8 KiB for headers). */
+  /** Largest payload accepted, in bytes (default: core's, docs/design.md §4). */
   maxPayload?: number | string
-  /** Messages buffered per subscription (default 4096). */
+  /** Messages buffered per subscription (default: core's, docs/design.md §4). */
   subscriptionCapacity?: number | string
-  /** Bytes (payloads and user headers) buffered per subscription (default 64 MiB). */
+  /** Bytes (payloads and user headers) buffered per subscription (default: core's). */
   subscriptionMaxBytes?: number | string
   /** `"block"` (default: the publisher waits) or `"lag"` (the slow subscriber misses messages). */
   backpressure?: 'block' | 'lag'
@@ -327,7 +333,7 @@ export interface ConnectOptions {
   retentionDays?: number | string
   /**
    * Longest wait of a publish or `flush` on a hung NATS server, in milliseconds
-   * (default 5000); then it rejects with code `backend`.
+   * (default: core's, docs/design.md §8); then it rejects with code `backend`.
    */
   publishTimeoutMs?: number | string
   /** Refuse a connection without TLS. */
@@ -357,21 +363,21 @@ export interface ConsumerOptions {
   start?: 'beginning' | 'new' | number | Date
   /**
    * Time a delivery may stay unsettled before it is redelivered, in milliseconds
-   * (default 30000).
+   * (default: core's, docs/design.md §4).
    */
   ackWaitMs?: number
-  /** Delivery attempts before the message is dead-lettered (default 5). */
+  /** Delivery attempts before the message is dead-lettered (default: core's). */
   maxDeliver?: number
   /** Backoff of `nak()` without a delay. */
   backoff?: BackoffOptions
   /**
    * Dead letters go to `<dlqPrefix>.<subject>`, stored in the stream
-   * `DLQ_<DLQPREFIX>` (default `dlq`, stream `DLQ_DLQ`).
+   * `DLQ_<DLQPREFIX>` (default: core's prefix).
    */
   dlqPrefix?: string
   /** Most messages per second handed to this subscription (default: no limit). */
   rateLimit?: number
-  /** Most delivered but unsettled messages (default 1024). */
+  /** Most delivered but unsettled messages (default: core's). */
   maxAckPending?: number
 }
 
@@ -412,7 +418,7 @@ export interface PublishAck {
   duplicate: boolean
 }
 
-/** Attributes and headers a published message may carry. */
+/** Attributes and headers a published message may carry (core's `PublishOptions`). */
 export interface PublishOptions {
   /** User headers (names are printable ASCII; `ce-*` and `content-type` are reserved). */
   headers?: Record<string, string>
@@ -420,15 +426,21 @@ export interface PublishOptions {
   id?: string
   /** CloudEvents `type`. */
   type?: string
-  /** CloudEvents `datacontenttype` (`application/json` for JSON-serialised data). */
+  /** CloudEvents `datacontenttype` (replaces the one core gives JSON-serialised data). */
   contentType?: string
   /** `correlationid`. */
   correlationId?: string
+  /** `classification`, e.g. `"phi,pii"`, read by the policy layer. */
+  classification?: string
+  /** W3C `traceparent`. */
+  traceparent?: string
+  /** W3C `tracestate`. */
+  tracestate?: string
 }
 
 /** Options of `request()`. */
 export interface RequestOptions {
-  /** How long to wait for the reply, in milliseconds (default 5000). */
+  /** How long to wait for the reply, in milliseconds (default: core's `DEFAULT_REQUEST_TIMEOUT`). */
   timeout?: number
   /** User headers of the request. */
   headers?: Record<string, string>
@@ -463,7 +475,7 @@ export interface StreamOptions {
   maxMessages?: number
   /**
    * A second publish with the same `id` inside this window, in milliseconds, is stored
-   * once (default 120000).
+   * once (default: core's, docs/design.md §4).
    */
   duplicateWindowMs?: number
 }

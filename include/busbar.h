@@ -102,6 +102,30 @@ typedef struct busbar_header {
   const char *value;
 } busbar_header;
 
+// Attributes and headers of a message for `busbar_publish_with`. Zero-initialise it
+// (`busbar_publish_options opts = {0};`): a NULL field keeps the bus's default (a new
+// id, type `busbar.event`, no content type, ...). Every string is borrowed for the call.
+typedef struct busbar_publish_options {
+  // CloudEvents `id` (keep it when retrying, so a durable stream stores it once).
+  const char *id;
+  // CloudEvents `type`.
+  const char *event_type;
+  // CloudEvents `datacontenttype`.
+  const char *content_type;
+  // `correlationid`.
+  const char *correlation_id;
+  // `classification`, e.g. `"phi,pii"`, read by the policy layer.
+  const char *classification;
+  // W3C `traceparent`.
+  const char *traceparent;
+  // W3C `tracestate`.
+  const char *tracestate;
+  // `headers_len` user headers (NULL when 0).
+  const struct busbar_header *headers;
+  // How many headers `headers` holds.
+  size_t headers_len;
+} busbar_publish_options;
+
 // Counters of a bus since it was created (see `busbar_bus_stats`).
 typedef struct busbar_stats {
   // Messages accepted by publish (requests and replies included).
@@ -132,7 +156,7 @@ typedef struct busbar_stream_options {
   // Most messages kept (oldest discarded first); 0: no limit.
   uint64_t max_messages;
   // A publish whose id was stored within this window, in milliseconds, is stored once;
-  // 0: 2 minutes (never longer than `max_age_ms`).
+  // 0: core's default (docs/design.md §4; never longer than `max_age_ms`).
   uint64_t duplicate_window_ms;
 } busbar_stream_options;
 
@@ -161,7 +185,8 @@ typedef struct busbar_publish_ack {
 } busbar_publish_ack;
 
 // Settings of a durable consumer for `busbar_bus_durable_subscribe`. Zero-initialise it
-// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default.
+// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default
+// (the table of defaults is in docs/design.md §4).
 // The strings are borrowed for the call only.
 typedef struct busbar_consumer_options {
   // Only messages whose subject matches this pattern; NULL: the whole stream.
@@ -174,23 +199,23 @@ typedef struct busbar_consumer_options {
   // Milliseconds since the Unix epoch, with `BUSBAR_START_TIME`.
   uint64_t start_time_ms;
   // Time a delivery may stay unsettled before it is redelivered, in milliseconds;
-  // 0: 30 seconds.
+  // 0: core's default (docs/design.md §4).
   uint64_t ack_wait_ms;
-  // Delivery attempts before the message is dead-lettered; 0: 5.
+  // Delivery attempts before the message is dead-lettered; 0: core's default.
   uint32_t max_deliver;
   // Delay before the first redelivery after a nak without a delay, in milliseconds;
-  // 0: 1 second.
+  // 0: core's default.
   uint64_t backoff_base_ms;
-  // Growth of that delay per attempt (at least 1); 0: 2.
+  // Growth of that delay per attempt (at least 1); 0: core's default.
   double backoff_factor;
-  // Longest backoff delay, in milliseconds; 0: 60 seconds.
+  // Longest backoff delay, in milliseconds; 0: core's default.
   uint64_t backoff_cap_ms;
   // Dead letters go to `<dlq_prefix>.<subject>`, stored in stream `DLQ_<PREFIX>`;
-  // NULL: `"dlq"`.
+  // NULL: core's default prefix.
   const char *dlq_prefix;
   // Most messages per second handed to this subscription (replays); 0: no limit.
   double rate_limit;
-  // Most delivered-but-unsettled messages; 0: 1024.
+  // Most delivered-but-unsettled messages; 0: core's default.
   size_t max_ack_pending;
 } busbar_consumer_options;
 
@@ -227,6 +252,19 @@ enum busbar_status busbar_connect(const struct busbar_config *config, struct bus
 // and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
 enum busbar_status busbar_connect_json(const char *json, struct busbar_bus **bus);
 
+// Whether `pattern` matches `subject`, exactly as a NATS server decides. False when
+// either is NULL, not UTF-8, or invalid. Both strings are borrowed.
+bool busbar_subject_matches(const char *pattern, const char *subject);
+
+// `BUSBAR_OK` when `subject` (borrowed) is a valid subject to publish to;
+// `BUSBAR_INVALID_SUBJECT` naming the rule it breaks otherwise (`invalid_argument` for
+// NULL or invalid UTF-8).
+enum busbar_status busbar_validate_subject(const char *subject);
+
+// `BUSBAR_OK` when `pattern` (borrowed) is a valid subscription pattern (`*` tokens
+// anywhere, a `>` token last); `BUSBAR_INVALID_SUBJECT` otherwise.
+enum busbar_status busbar_validate_pattern(const char *pattern);
+
 // Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
 // with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
 // for the call only. Blocks only while a subscription's buffer is full in `block`
@@ -237,6 +275,13 @@ enum busbar_status busbar_publish(const struct busbar_bus *bus,
                                   size_t len,
                                   const struct busbar_header *headers,
                                   size_t headers_len);
+
+// As `busbar_publish`, with the attributes and headers of `options` (NULL: none).
+enum busbar_status busbar_publish_with(const struct busbar_bus *bus,
+                                       const char *subject,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       const struct busbar_publish_options *options);
 
 // Subscribes to every message whose subject matches `pattern` (borrowed) and sets
 // `*subscription`. Receive with `busbar_subscription_next`, or register a callback
@@ -474,19 +519,6 @@ enum busbar_status busbar_message_clone(const struct busbar_message *message,
 // Frees a message this library handed over as owned. `NULL` does nothing. Never free a
 // message a callback borrowed.
 void busbar_message_free(struct busbar_message *message);
-
-// Whether `pattern` matches `subject`, exactly as a NATS server decides. False when
-// either is NULL, not UTF-8, or invalid. Both strings are borrowed.
-bool busbar_subject_matches(const char *pattern, const char *subject);
-
-// `BUSBAR_OK` when `subject` (borrowed) is a valid subject to publish to;
-// `BUSBAR_INVALID_SUBJECT` naming the rule it breaks otherwise (`invalid_argument` for
-// NULL or invalid UTF-8).
-enum busbar_status busbar_validate_subject(const char *subject);
-
-// `BUSBAR_OK` when `pattern` (borrowed) is a valid subscription pattern (`*` tokens
-// anywhere, a `>` token last); `BUSBAR_INVALID_SUBJECT` otherwise.
-enum busbar_status busbar_validate_pattern(const char *pattern);
 
 // Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
 // next message and sets `*message`. Owned: free `*message` with `busbar_message_free`.

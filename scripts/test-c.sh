@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The C suite: builds libbusbar, checks that include/busbar.h is the generated one, runs
-# the C tests (plainly, under valgrind, and against a private nats-server), and builds
+# the C tests (tests/c/api_*.c and int_*.c: plainly, the leak runs under valgrind, and
+# against a private nats-server), and builds
 # and runs the C quickstart against the static and the shared library and the durable
 # streams example (in memory and on NATS).
 # Needs cargo, a C compiler, make, python3 and git; installs Debian's valgrind package
@@ -36,11 +37,24 @@ echo "header matches the code"
 step "Rust unit tests of the ffi crate (status mapping)"
 cargo test --locked -p busbar-ffi --quiet
 
-step "C tests on the in-memory bus (vectors from tests/vectors/subjects.json)"
-make --no-print-directory -C tests/c TARGET_DIR="$TARGET_DIR"
-"$OUT"/test_busbar
+# Runs every C test program (api_*, int_*), with the NATS URL given as $1 if any, and
+# prints the total of their checks.
+run_c_tests() {
+    local total=0 out checks
+    for name in api_subjects api_config api_errors int_pubsub int_callbacks int_durable; do
+        out=$("$OUT/$name" "$@") || { printf '%s\n' "$out"; echo "$name failed" >&2; return 1; }
+        printf '%s\n' "$out"
+        checks=$(sed -n 's/^\([0-9]*\) checks, 0 failed$/\1/p' <<<"$out")
+        total=$((total + checks))
+    done
+    echo "C tests: $total checks, 0 failed"
+}
 
-step "C tests under valgrind: no invalid access, nothing definitely or indirectly lost"
+step "C API and integration tests on the in-memory bus (vectors from tests/vectors/subjects.json)"
+make --no-print-directory -C tests/c TARGET_DIR="$TARGET_DIR"
+run_c_tests
+
+step "C leak runs: every test program under valgrind, no invalid access, nothing definitely or indirectly lost"
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "valgrind not found: installing Debian's valgrind package"
     SUDO=""
@@ -48,18 +62,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq valgrind
 fi
-# The runtime's worker threads live until the process ends, so their memory is "still
-# reachable", and glibc's cache of joined threads' stacks shows as "possibly lost"; only
-# real leaks (definite, indirect) and memory errors fail the run. No suppression file.
-valgrind --quiet --error-exitcode=99 --leak-check=full \
-    --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-    "$OUT"/test_busbar >"$OUT"/valgrind.out 2>&1 || {
-    status=$?
-    cat "$OUT"/valgrind.out
-    echo "valgrind run failed (exit $status; 99 means a memory error or leak)" >&2
-    exit 1
-}
-tail -n 1 "$OUT"/valgrind.out
+make --no-print-directory -C tests/c TARGET_DIR="$TARGET_DIR" leak
 echo "valgrind: 0 errors, 0 bytes definitely or indirectly lost"
 
 step "C quickstart, static and shared library"
@@ -105,7 +108,7 @@ for attempt in 1 2 3 4 5; do
 done
 [ -n "$NATS_PID" ] || { cat "$NATS_DIR/log" >&2; echo "could not start nats-server" >&2; exit 1; }
 echo "nats-server pid $NATS_PID on 127.0.0.1:$PORT"
-"$OUT"/test_busbar "nats://127.0.0.1:$PORT"
+run_c_tests "nats://127.0.0.1:$PORT"
 BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/quickstart | grep -q "1 request(s) answered"
 echo "quickstart ran on NATS"
 check_durable "$(BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/durable)"

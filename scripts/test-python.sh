@@ -31,11 +31,11 @@ step "pip install ./bindings-python (maturin builds the extension; first run tak
 "$PY" -c 'import busbar; print("installed busbar from", busbar.__file__)'
 
 step "ruff (lint + format check)"
-"$VENV/bin/ruff" check --config bindings-python/pyproject.toml bindings-python examples/python bench/python
-"$VENV/bin/ruff" format --check --config bindings-python/pyproject.toml bindings-python examples/python bench/python
+"$VENV/bin/ruff" check --config bindings-python/pyproject.toml bindings-python examples/python bindings-python/bench
+"$VENV/bin/ruff" format --check --config bindings-python/pyproject.toml bindings-python examples/python bindings-python/bench
 
 step "mypy --strict on the examples, and stubtest of the .pyi against the module"
-MYPYPATH=bindings-python/tests "$PY" -m mypy --strict examples/python bench/python bindings-python/tests
+MYPYPATH=bindings-python/tests "$PY" -m mypy --strict examples/python bindings-python/bench bindings-python/tests
 "$PY" -m mypy.stubtest busbar
 
 step "pytest (vectors, both backends with a private nats-server, nats-py interop, examples)"

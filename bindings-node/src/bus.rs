@@ -6,13 +6,10 @@ use std::sync::Arc;
 use busbar::EventBus;
 use napi::bindgen_prelude::*;
 
-use crate::error::{string_arg, type_error, typed};
-use crate::message::{options_arg, Message, Payload, PublishOptions};
-use crate::promise::run;
+use crate::args::{options_arg, payload, string_arg, type_error, typed};
+use crate::message::{Message, PublishOptions};
+use crate::runtime::run;
 use crate::subscription::{callback_batch, Callback, Notice, Subscription};
-
-/// Default wait of `request()` when `options.timeout` is not given, in milliseconds.
-const DEFAULT_REQUEST_TIMEOUT_MS: f64 = 5000.0;
 
 /// A connection to the bus, from `connect()`. Close it with `close()`; a bus that is
 /// collected without being closed releases its resources then.
@@ -24,7 +21,7 @@ pub struct Bus {
 /// Options of `request()`.
 #[napi(object)]
 pub(crate) struct RequestOptions {
-    /// How long to wait for the reply, in milliseconds (default 5000).
+    /// How long to wait for the reply, in milliseconds (default: core's `DEFAULT_REQUEST_TIMEOUT`).
     pub timeout: Option<f64>,
     /// User headers of the request.
     pub headers: Option<HashMap<String, String>>,
@@ -107,20 +104,12 @@ impl Bus {
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         let subject = string_arg(env, "subject", subject)?;
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let bus = self.inner.clone();
-        if options.is_empty() && !payload.json {
-            return run(
-                env,
-                async move { bus.publish(&subject, payload.bytes).await },
-                |_, ()| Ok(()),
-            );
-        }
-        let message = payload.message(&*bus, &subject, options);
         run(
             env,
-            async move { bus.publish_message(message?).await },
+            async move { bus.publish_with(&subject, payload, options).await },
             |_, ()| Ok(()),
         )
     }
@@ -173,25 +162,25 @@ impl Bus {
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         let subject = string_arg(env, "subject", subject)?;
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options: Option<RequestOptions> = options_arg(env, options)?;
         let (timeout, headers, id) = options.map_or((None, None, None), |o| (o.timeout, o.headers, o.id));
         // NaN, negative, infinite or huge: the core's `invalid_argument`, as a rejection.
-        let timeout =
-            busbar::bounds::millis("options.timeout", timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS));
+        let timeout = timeout.map_or(Ok(busbar::publish::DEFAULT_REQUEST_TIMEOUT), |ms| {
+            busbar::bounds::millis("options.timeout", ms)
+        });
         let bus = self.inner.clone();
-        let message = payload.message(
-            &*bus,
-            &subject,
-            PublishOptions {
-                headers,
-                id,
-                ..Default::default()
-            },
-        );
+        let options = PublishOptions {
+            headers,
+            id,
+            ..Default::default()
+        };
         run(
             env,
-            async move { bus.request_message(message?, timeout?).await },
+            async move {
+                bus.request_with(&subject, payload, options.into(), timeout?)
+                    .await
+            },
             |_, reply| Ok(Message::from(reply)),
         )
     }
@@ -249,7 +238,7 @@ fn callback_arg(env: &Env, callback: Option<Unknown>) -> Result<Option<Callback>
             env,
             format!(
                 "callback must be a function, not {}",
-                crate::error::describe(other)
+                crate::args::describe(other)
             ),
         )),
     }

@@ -1,9 +1,11 @@
-//! `connect()` options: each key, camelCase in JavaScript, goes to `busbar::Config::set`
-//! in snake_case over the configuration read from the `BUSBAR_*` environment variables.
+//! `connect()` options: each key, camelCase in JavaScript, goes to core's
+//! `Config::set_value` in snake_case over the configuration read from the `BUSBAR_*`
+//! environment variables (core's one intake rule for typed values).
 
+use busbar::ConfigValue;
 use napi::bindgen_prelude::*;
 
-use crate::error::{describe, string_arg, type_error};
+use crate::args::{describe, string_arg, type_error};
 
 /// The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
 /// then the defaults. Numbers and booleans may also be given as strings.
@@ -14,13 +16,13 @@ pub struct ConnectOptions {
     pub backend: Option<String>,
     /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: Option<String>,
-    /// Largest payload accepted, in bytes (default 1,040,384: 1 MiB less 8 KiB for headers).
+    /// Largest payload accepted, in bytes (default: core's, docs/design.md §4).
     #[napi(ts_type = "number | string")]
     pub max_payload: Option<u32>,
-    /// Messages buffered per subscription (default 4096).
+    /// Messages buffered per subscription (default: core's, docs/design.md §4).
     #[napi(ts_type = "number | string")]
     pub subscription_capacity: Option<u32>,
-    /// Bytes (payloads and user headers) buffered per subscription (default 64 MiB).
+    /// Bytes (payloads and user headers) buffered per subscription (default: core's).
     #[napi(ts_type = "number | string")]
     pub subscription_max_bytes: Option<f64>,
     /// `"block"` (default: the publisher waits) or `"lag"` (the slow subscriber misses messages).
@@ -47,7 +49,7 @@ pub struct ConnectOptions {
     #[napi(ts_type = "number | string")]
     pub retention_days: Option<u32>,
     /// Longest wait of a publish or `flush` on a hung NATS server, in milliseconds
-    /// (default 5000); then it rejects with code `backend`.
+    /// (default: core's, docs/design.md §8); then it rejects with code `backend`.
     #[napi(ts_type = "number | string")]
     pub publish_timeout_ms: Option<u32>,
     /// Refuse a connection without TLS.
@@ -68,6 +70,13 @@ pub struct ConnectOptions {
     pub roles: Option<String>,
 }
 
+/// One option as JavaScript gave it, for core's `Config::set_value`.
+enum Given {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
 /// The configuration for `options`. A wrong JavaScript type throws a `TypeError` now; a
 /// value or key the core refuses is returned as its error, for the Promise to reject with.
 pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar::Result<busbar::Config>> {
@@ -80,8 +89,8 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
                 let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
                 for key in Object::keys(&object)? {
                     let value: Unknown = object.get_named_property(&key)?;
-                    if let Some(text) = setting(env, &key, value)? {
-                        settings.push((snake_case(&key), text));
+                    if let Some(given) = setting(env, &key, value)? {
+                        settings.push((snake_case(&key), given));
                     }
                 }
             }
@@ -94,19 +103,25 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
         }
     }
     Ok(busbar::Config::from_env().and_then(|mut config| {
-        for (key, value) in &settings {
-            config.set(key, value)?;
+        for (key, given) in &settings {
+            let value = match given {
+                Given::Text(s) => ConfigValue::Text(s),
+                Given::Number(n) => ConfigValue::Float(*n),
+                Given::Flag(b) => ConfigValue::Bool(*b),
+            };
+            config.set_value(key, value)?;
         }
         Ok(config)
     }))
 }
 
-/// The text form of one option; `None` for `undefined` (not set).
-fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<String>> {
+/// One option; `None` for `undefined` (not set).
+fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<Given>> {
     let kind = value.get_type()?;
-    let text_only = busbar::config::is_text_key(&snake_case(key));
     // A number or boolean for a text option is a `TypeError`, not silently its string form.
-    if text_only && !matches!(kind, ValueType::String | ValueType::Undefined) {
+    if busbar::config::is_text_key(&snake_case(key))
+        && !matches!(kind, ValueType::String | ValueType::Undefined)
+    {
         return Err(type_error(
             env,
             format!("option {key} must be a string, not {}", describe(kind)),
@@ -115,16 +130,13 @@ fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<String>> {
     // SAFETY (each arm): `value` is a live handle of the type just checked.
     Ok(match kind {
         ValueType::Undefined => None,
-        ValueType::String => Some(string_arg(env, key, value)?),
-        ValueType::Boolean => Some(unsafe { bool::from_napi_value(env.raw(), value.raw()) }?.to_string()),
-        ValueType::Number => {
-            let n = unsafe { f64::from_napi_value(env.raw(), value.raw()) }?;
-            Some(if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                format!("{}", n as i64)
-            } else {
-                n.to_string()
-            })
-        }
+        ValueType::String => Some(Given::Text(string_arg(env, key, value)?)),
+        ValueType::Boolean => Some(Given::Flag(unsafe {
+            bool::from_napi_value(env.raw(), value.raw())
+        }?)),
+        ValueType::Number => Some(Given::Number(unsafe {
+            f64::from_napi_value(env.raw(), value.raw())
+        }?)),
         other => {
             return Err(type_error(
                 env,

@@ -8,17 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use busbar::{ConsumerConfig, StartAt, StreamConfig};
+use busbar::{Batches, StartAt};
 use futures_util::future::{select, Either};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use tokio::sync::{Mutex, Notify};
 
+use crate::args::{
+    backoff_is_object, batch_size, count, describe, millis, options_arg, payload, string_arg, strings_arg,
+    type_error, typed,
+};
 use crate::bus::Bus;
-use crate::error::{describe, string_arg, to_js, type_error, typed};
-use crate::message::{options_arg, Message, Payload, PublishOptions, Received};
-use crate::promise::{run, settle};
-use crate::subscription::{batch_size, next_batch, Batches};
+use crate::error::to_js;
+use crate::message::{Message, PublishOptions, Received};
+use crate::runtime::{run, settle};
 
 /// Most messages handed to JavaScript in one batch. Smaller than a plain subscription's:
 /// the `ackWaitMs` clock of a durable message runs from when it is fetched, so the batch
@@ -38,7 +41,7 @@ pub(crate) struct StreamOptions {
     /// Most messages kept, oldest discarded first (default: no limit).
     pub max_messages: Option<f64>,
     /// A second publish with the same `id` inside this window, in milliseconds, is stored
-    /// once (default 120000).
+    /// once (default: core's, docs/design.md §4).
     pub duplicate_window_ms: Option<f64>,
 }
 
@@ -81,7 +84,7 @@ pub(crate) struct PublishAck {
 }
 
 /// Delays of redeliveries after `nak()` without a delay: `baseMs * factor^(attempt-1)`,
-/// at most `capMs` (default 1000 ms × 2 up to 60000 ms).
+/// at most `capMs`; a part left out keeps core's default (docs/design.md §4).
 #[napi(object, object_to_js = false)]
 pub(crate) struct BackoffOptions {
     /// Delay after the first attempt, in milliseconds.
@@ -102,18 +105,18 @@ pub(crate) struct ConsumerOptions {
     #[napi(ts_type = "'beginning' | 'new' | number | Date")]
     pub start: Option<Start>,
     /// Time a delivery may stay unsettled before it is redelivered, in milliseconds
-    /// (default 30000).
+    /// (default: core's, docs/design.md §4).
     pub ack_wait_ms: Option<f64>,
-    /// Delivery attempts before the message is dead-lettered (default 5).
+    /// Delivery attempts before the message is dead-lettered (default: core's).
     pub max_deliver: Option<f64>,
     /// Backoff of `nak()` without a delay.
     pub backoff: Option<BackoffOptions>,
     /// Dead letters go to `<dlqPrefix>.<subject>`, stored in the stream
-    /// `DLQ_<DLQPREFIX>` (default `dlq`, stream `DLQ_DLQ`).
+    /// `DLQ_<DLQPREFIX>` (default: core's prefix).
     pub dlq_prefix: Option<String>,
     /// Most messages per second handed to this subscription (default: no limit).
     pub rate_limit: Option<f64>,
-    /// Most delivered but unsettled messages (default 1024).
+    /// Most delivered but unsettled messages (default: core's).
     pub max_ack_pending: Option<f64>,
 }
 
@@ -171,103 +174,46 @@ impl FromNapiValue for Start {
 }
 
 /// An optional count option up to `max`; out of range is the core's `invalid_argument`.
-fn count(name: &str, value: Option<f64>, max: u64) -> busbar::Result<Option<u64>> {
-    value.map(|n| busbar::bounds::whole(name, n, max)).transpose()
-}
-
-/// An optional duration option in milliseconds; NaN, negative, infinite or over 100
-/// years is the core's `invalid_argument` naming the option.
-pub(crate) fn millis(name: &str, value: Option<f64>) -> busbar::Result<Option<Duration>> {
-    value.map(|ms| busbar::bounds::millis(name, ms)).transpose()
-}
-
 impl StreamOptions {
-    fn apply(self, mut config: StreamConfig) -> busbar::Result<StreamConfig> {
+    /// Core's stream options: milliseconds and counts checked, unset ones left unset.
+    fn into_core(self) -> busbar::Result<busbar::StreamOptions> {
         use busbar::bounds::MAX_COUNT;
-        if let Some(age) = millis("options.maxAgeMs", self.max_age_ms)? {
-            config = config.max_age(age);
-        }
-        if let Some(bytes) = count("options.maxBytes", self.max_bytes, MAX_COUNT)? {
-            config = config.max_bytes(bytes);
-        }
-        if let Some(messages) = count("options.maxMessages", self.max_messages, MAX_COUNT)? {
-            config = config.max_messages(messages);
-        }
-        if let Some(window) = millis("options.duplicateWindowMs", self.duplicate_window_ms)? {
-            config = config.duplicate_window(window);
-        }
-        Ok(config)
+        let mut o = busbar::StreamOptions::new();
+        o.max_age = millis("options.maxAgeMs", self.max_age_ms)?;
+        o.max_bytes = count("options.maxBytes", self.max_bytes, MAX_COUNT)?;
+        o.max_messages = count("options.maxMessages", self.max_messages, MAX_COUNT)?;
+        o.duplicate_window = millis("options.duplicateWindowMs", self.duplicate_window_ms)?;
+        Ok(o)
     }
 }
 
 impl ConsumerOptions {
-    fn apply(self, mut config: ConsumerConfig) -> busbar::Result<ConsumerConfig> {
-        if let Some(filter) = self.filter {
-            config = config.filter(filter);
-        }
-        match self.start {
-            Some(Start::At(start)) => config = config.start(start),
-            Some(Start::Sequence(n)) => {
-                let n = busbar::bounds::whole("options.start", n, MAX_SAFE_INTEGER as u64)?;
-                config = config.start(StartAt::Sequence(n));
-            }
-            None => {}
-        }
-        if let Some(wait) = millis("options.ackWaitMs", self.ack_wait_ms)? {
-            config = config.ack_wait(wait);
-        }
-        if let Some(n) = count("options.maxDeliver", self.max_deliver, u32::MAX.into())? {
-            config = config.max_deliver(n as u32);
-        }
+    /// Core's consumer options: milliseconds, counts and the start checked, unset ones
+    /// left unset (each backoff part on its own).
+    fn into_core(self) -> busbar::Result<busbar::ConsumerOptions> {
+        let mut o = busbar::ConsumerOptions::new();
+        o.filter = self.filter;
+        o.start = match self.start {
+            Some(Start::At(start)) => Some(start),
+            Some(Start::Sequence(n)) => Some(StartAt::Sequence(busbar::bounds::whole(
+                "options.start",
+                n,
+                MAX_SAFE_INTEGER as u64,
+            )?)),
+            None => None,
+        };
+        o.ack_wait = millis("options.ackWaitMs", self.ack_wait_ms)?;
+        o.max_deliver = count("options.maxDeliver", self.max_deliver, u32::MAX.into())?.map(|n| n as u32);
         if let Some(b) = self.backoff {
-            let default = busbar::Backoff::default();
-            let base = millis("options.backoff.baseMs", b.base_ms)?.unwrap_or(default.base);
-            let cap = millis("options.backoff.capMs", b.cap_ms)?.unwrap_or(default.cap);
-            config = config.backoff(base, b.factor.unwrap_or(default.factor), cap);
+            o.backoff_base = millis("options.backoff.baseMs", b.base_ms)?;
+            o.backoff_factor = b.factor;
+            o.backoff_cap = millis("options.backoff.capMs", b.cap_ms)?;
         }
-        if let Some(prefix) = self.dlq_prefix {
-            config = config.dlq_prefix(prefix);
-        }
-        if let Some(rate) = self.rate_limit {
-            config = config.rate_limit(rate);
-        }
-        if let Some(n) = count("options.maxAckPending", self.max_ack_pending, u32::MAX.into())? {
-            config = config.max_ack_pending(n as usize);
-        }
-        Ok(config)
-    }
-}
-
-/// An array-of-strings argument, or a `TypeError`.
-fn strings_arg(env: &Env, name: &str, value: Unknown) -> Result<Vec<String>> {
-    if !value.is_array()? {
-        let got = describe(value.get_type()?);
-        return Err(type_error(
-            env,
-            format!("{name} must be an array of strings, not {got}"),
-        ));
-    }
-    typed(env, name, value)
-}
-
-/// napi's conversion would take a number for `options.backoff` as an empty object, so its
-/// type is checked here first.
-fn backoff_is_object(env: &Env, options: Option<&Unknown>) -> Result<()> {
-    let Some(options) = options else {
-        return Ok(());
-    };
-    if options.get_type()? != ValueType::Object {
-        return Ok(()); // options_arg says what is wrong
-    }
-    // SAFETY: `options` is a live object handle of the current call.
-    let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
-    let backoff: Unknown = object.get_named_property("backoff")?;
-    match backoff.get_type()? {
-        ValueType::Undefined | ValueType::Null | ValueType::Object => Ok(()),
-        other => Err(type_error(
-            env,
-            format!("options.backoff must be an object, not {}", describe(other)),
-        )),
+        o.dlq_prefix = self.dlq_prefix;
+        o.rate_limit = self.rate_limit;
+        o.max_ack_pending =
+            count("options.maxAckPending", self.max_ack_pending, u32::MAX.into())?.map(|n| n as usize);
+        Ok(o)
     }
 }
 
@@ -289,10 +235,11 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let name = string_arg(env, "name", name)?;
         let subjects = strings_arg(env, "subjects", subjects)?;
-        let mut config = Ok(StreamConfig::new(name, subjects));
-        if let Some(options) = options_arg::<StreamOptions>(env, options)? {
-            config = config.and_then(|c| options.apply(c));
+        let config = match options_arg::<StreamOptions>(env, options)? {
+            Some(options) => options.into_core(),
+            None => Ok(busbar::StreamOptions::new()),
         }
+        .map(|o| o.config(name, subjects));
         let bus = self.inner.clone();
         run(
             env,
@@ -333,10 +280,10 @@ impl Bus {
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         let subject = string_arg(env, "subject", subject)?;
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let bus = self.inner.clone();
-        let message = payload.message(&*bus, &subject, options);
+        let message = options.build(bus.message(&subject), payload);
         run(
             env,
             async move { bus.publish_durable(message?).await },
@@ -368,11 +315,12 @@ impl Bus {
     ) -> Result<Unknown<'env>> {
         let stream = string_arg(env, "stream", stream)?;
         let name = string_arg(env, "name", name)?;
-        let mut config = Ok(ConsumerConfig::new(stream, name));
         backoff_is_object(env, options.as_ref())?;
-        if let Some(options) = options_arg::<ConsumerOptions>(env, options)? {
-            config = config.and_then(|c| options.apply(c));
+        let config = match options_arg::<ConsumerOptions>(env, options)? {
+            Some(options) => options.into_core(),
+            None => Ok(busbar::ConsumerOptions::new()),
         }
+        .map(|o| o.config(stream, name));
         let bus = self.inner.clone();
         run(
             env,
@@ -451,7 +399,7 @@ impl DurableSubscription {
                 let Some(sub) = guard.as_mut() else {
                     return Ok(None);
                 };
-                let batch = match select(Box::pin(next_batch(sub, max)), Box::pin(closed)).await {
+                let batch = match select(Box::pin(sub.next_batch(max)), Box::pin(closed)).await {
                     Either::Left((batch, _)) => batch.transpose(),
                     Either::Right(_) => Ok(None),
                 };

@@ -5,19 +5,22 @@
 //! The package's `busbar.js` loads this module through the generated `index.js` and adds
 //! the two pieces that are plain JavaScript: the async-iterator protocol over
 //! `Subscription.nextBatch()` and the per-message loop of callback subscriptions.
+//!
+//! Files, the same rooms as the C and Python bindings: `lib` (connect, subject rules),
+//! `args`, `error`, `runtime`, `config`, `bus`, `subscription`, `message`, `durable`.
 #![deny(clippy::all)]
 
 #[macro_use]
 extern crate napi_derive;
 
+mod args;
 mod bus;
 mod config;
 mod durable;
 mod error;
 mod message;
-mod promise;
+mod runtime;
 mod subscription;
-mod throttle;
 
 use napi::bindgen_prelude::*;
 
@@ -31,8 +34,8 @@ pub use bus::Bus;
 pub use config::ConnectOptions;
 pub use durable::DurableSubscription;
 pub use message::Message;
+pub use subscription::NoticeThrottle;
 pub use subscription::Subscription;
-pub use throttle::NoticeThrottle;
 
 /// Connects to the bus that `options` (over the `BUSBAR_*` environment variables) describe;
 /// the in-memory bus by default.
@@ -43,7 +46,7 @@ pub use throttle::NoticeThrottle;
 )]
 pub fn connect<'env>(env: &'env Env, options: Option<Unknown<'env>>) -> Result<Unknown<'env>> {
     let config = config::from_options(env, options)?;
-    promise::run(env, async move { busbar::connect(config?).await }, |_, bus| {
+    runtime::run(env, async move { busbar::connect(config?).await }, |_, bus| {
         Ok(Bus::new(bus))
     })
 }
@@ -52,8 +55,8 @@ pub fn connect<'env>(env: &'env Env, options: Option<Unknown<'env>>) -> Result<U
 /// false when either is invalid.
 #[napi(catch_unwind, ts_args_type = "pattern: string, subject: string")]
 pub fn subject_matches(env: &Env, pattern: Unknown, subject: Unknown) -> Result<bool> {
-    let pattern = error::string_arg(env, "pattern", pattern)?;
-    let subject = error::string_arg(env, "subject", subject)?;
+    let pattern = args::string_arg(env, "pattern", pattern)?;
+    let subject = args::string_arg(env, "subject", subject)?;
     Ok(busbar::subject_matches(&pattern, &subject))
 }
 
@@ -61,7 +64,7 @@ pub fn subject_matches(env: &Env, pattern: Unknown, subject: Unknown) -> Result<
 /// publish to.
 #[napi(catch_unwind, ts_args_type = "subject: string")]
 pub fn validate_subject(env: &Env, subject: Unknown) -> Result<()> {
-    let subject = error::string_arg(env, "subject", subject)?;
+    let subject = args::string_arg(env, "subject", subject)?;
     busbar::validate_subject(&subject).map_err(|e| error::to_js(env, &e))
 }
 
@@ -69,7 +72,7 @@ pub fn validate_subject(env: &Env, subject: Unknown) -> Result<()> {
 /// subscription pattern.
 #[napi(catch_unwind, ts_args_type = "pattern: string")]
 pub fn validate_pattern(env: &Env, pattern: Unknown) -> Result<()> {
-    let pattern = error::string_arg(env, "pattern", pattern)?;
+    let pattern = args::string_arg(env, "pattern", pattern)?;
     busbar::validate_pattern(&pattern).map_err(|e| error::to_js(env, &e))
 }
 

@@ -1,14 +1,12 @@
-//! `Message` (a received event) and the conversion of JavaScript payloads and options
-//! into core messages.
+//! `Message` (a received event) and the publish options of JavaScript, converted to core's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use busbar::{Bytes, EventBus, MessageBuilder};
 use napi::bindgen_prelude::*;
-use napi::{sys, JsValue};
 
-use crate::error::{describe, to_js, type_error, typed};
+use crate::args::{options_arg, payload};
+use crate::error::to_js;
 
 /// A received event (CloudEvents 1.0 attributes, user headers, payload). Requests can be
 /// answered with `respond`; a delivery of a durable subscription is settled with `ack`,
@@ -128,6 +126,24 @@ impl Message {
         self.event().content_type()
     }
 
+    /// `classification`, e.g. `"phi,pii"`.
+    #[napi(getter, catch_unwind)]
+    pub fn classification(&self) -> Option<&str> {
+        self.event().classification()
+    }
+
+    /// W3C `traceparent`.
+    #[napi(getter, catch_unwind)]
+    pub fn traceparent(&self) -> Option<&str> {
+        self.event().traceparent()
+    }
+
+    /// W3C `tracestate`.
+    #[napi(getter, catch_unwind)]
+    pub fn tracestate(&self) -> Option<&str> {
+        self.event().tracestate()
+    }
+
     /// CloudEvents `time`, in milliseconds since the Unix epoch.
     #[napi(getter, catch_unwind)]
     pub fn time(&self) -> f64 {
@@ -150,13 +166,11 @@ impl Message {
         data: Option<Unknown>,
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
-        let payload = Payload::from_js(env, data)?;
+        let payload = payload(env, data)?;
         let options = PublishOptions::from_js(env, options)?;
         let request = self.event().clone();
-        let reply = request
-            .reply_builder()
-            .and_then(|builder| options.apply(payload.apply(builder)).build());
-        crate::promise::run(
+        let reply = options.reply(&request, payload);
+        crate::runtime::run(
             env,
             async move { request.respond_message(reply?).await },
             |_, ()| Ok(()),
@@ -164,7 +178,7 @@ impl Message {
     }
 }
 
-/// Attributes and headers a published message may carry.
+/// Attributes and headers a published message may carry (core's `PublishOptions`).
 #[napi(object)]
 #[derive(Default)]
 pub(crate) struct PublishOptions {
@@ -175,172 +189,35 @@ pub(crate) struct PublishOptions {
     /// CloudEvents `type`.
     #[napi(js_name = "type")]
     pub event_type: Option<String>,
-    /// CloudEvents `datacontenttype` (`application/json` for JSON-serialised data).
+    /// CloudEvents `datacontenttype` (replaces the one core gives JSON-serialised data).
     pub content_type: Option<String>,
     /// `correlationid`.
     pub correlation_id: Option<String>,
+    /// `classification`, e.g. `"phi,pii"`, read by the policy layer.
+    pub classification: Option<String>,
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`.
+    pub tracestate: Option<String>,
 }
 
 impl PublishOptions {
-    pub(crate) fn from_js(env: &Env, options: Option<Unknown>) -> Result<Self> {
-        Ok(options_arg(env, options)?.unwrap_or_default())
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.headers.is_none()
-            && self.id.is_none()
-            && self.event_type.is_none()
-            && self.content_type.is_none()
-            && self.correlation_id.is_none()
-    }
-
-    pub(crate) fn apply(self, mut builder: MessageBuilder) -> MessageBuilder {
-        if let Some(headers) = self.headers {
-            builder = builder.headers(headers);
-        }
-        if let Some(id) = self.id {
-            builder = builder.id(id);
-        }
-        if let Some(t) = self.event_type {
-            builder = builder.event_type(t);
-        }
-        if let Some(ct) = self.content_type {
-            builder = builder.content_type(ct);
-        }
-        if let Some(c) = self.correlation_id {
-            builder = builder.correlation_id(c);
-        }
-        builder
+    pub(crate) fn from_js(env: &Env, options: Option<Unknown>) -> Result<busbar::PublishOptions> {
+        Ok(options_arg::<Self>(env, options)?.unwrap_or_default().into())
     }
 }
 
-/// A copy of the bytes of an ArrayBufferView, read in place (no reference to the JS object
-/// is kept, so nothing is left to release).
-fn copy_buffer(env: &Env, value: sys::napi_value) -> Result<Bytes> {
-    let mut data = std::ptr::null_mut();
-    let mut len = 0;
-    // SAFETY: `value` is a buffer handle of the current call (checked by the caller); the
-    // memory napi reports stays valid while this call runs, and is copied before it returns.
-    unsafe {
-        check_status!(sys::napi_get_buffer_info(env.raw(), value, &mut data, &mut len))?;
-        if len == 0 || data.is_null() {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(
-            data.cast::<u8>(),
-            len,
-        )))
-    }
-}
-
-/// An options object (`undefined` and `null` mean none). napi's conversion would take a
-/// string for `headers` as an empty map, so its type is checked here first.
-pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
-    env: &Env,
-    options: Option<Unknown>,
-) -> Result<Option<T>> {
-    let Some(options) = options else {
-        return Ok(None);
-    };
-    match options.get_type()? {
-        ValueType::Undefined | ValueType::Null => Ok(None),
-        ValueType::Object => {
-            // SAFETY: `options` is a live object handle of the current call.
-            let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
-            let headers: Unknown = object.get_named_property("headers")?;
-            match headers.get_type()? {
-                ValueType::Undefined | ValueType::Null => {}
-                ValueType::Object if !headers.is_array()? => {}
-                other => {
-                    let got = if headers.is_array()? {
-                        "an array"
-                    } else {
-                        describe(other)
-                    };
-                    let message = format!("options.headers must be an object of strings, not {got}");
-                    return Err(type_error(env, message));
-                }
-            }
-            typed(env, "options", options).map(Some)
-        }
-        other => Err(type_error(
-            env,
-            format!("options must be an object, not {}", describe(other)),
-        )),
-    }
-}
-
-/// A payload from JavaScript: bytes, and whether they are JSON that we serialised.
-pub(crate) struct Payload {
-    pub(crate) bytes: Bytes,
-    pub(crate) json: bool,
-}
-
-impl Payload {
-    /// A Buffer or other ArrayBufferView (its bytes, copied), a string (UTF-8), `undefined`
-    /// (empty), or any other value `JSON.stringify` accepts. Anything else is a `TypeError`.
-    pub(crate) fn from_js(env: &Env, data: Option<Unknown>) -> Result<Self> {
-        let Some(data) = data else {
-            return Ok(Payload::bytes(Bytes::new()));
-        };
-        let raw = data.raw();
-        // SAFETY (each conversion): `data` is a live handle of the type just checked.
-        match data.get_type()? {
-            ValueType::Undefined => Ok(Payload::bytes(Bytes::new())),
-            ValueType::String => {
-                let s = unsafe { String::from_napi_value(env.raw(), raw) }?;
-                Ok(Payload::bytes(Bytes::from(s)))
-            }
-            // Node counts every ArrayBufferView (Buffer, Uint8Array, Float32Array, DataView)
-            // as a buffer: its bytes are the payload.
-            ValueType::Object if data.is_buffer()? => Ok(Payload::bytes(copy_buffer(env, raw)?)),
-            ValueType::Null | ValueType::Boolean | ValueType::Number | ValueType::Object => {
-                let json: Object = env.get_global()?.get_named_property("JSON")?;
-                let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
-                let text = stringify.call(data)?;
-                match text.get_type()? {
-                    ValueType::String => {
-                        let s = unsafe { String::from_napi_value(env.raw(), text.raw()) }?;
-                        Ok(Payload {
-                            bytes: Bytes::from(s),
-                            json: true,
-                        })
-                    }
-                    _ => Err(type_error(env, "data cannot be serialised as JSON".into())),
-                }
-            }
-            other => Err(type_error(
-                env,
-                format!(
-                    "data must be a Buffer, typed array, string or JSON-serialisable value, not {}",
-                    describe(other)
-                ),
-            )),
-        }
-    }
-
-    fn bytes(bytes: Bytes) -> Self {
-        Payload { bytes, json: false }
-    }
-
-    /// Puts the payload into `builder`, marking serialised JSON as `application/json`
-    /// (options applied afterwards may set another content type).
-    pub(crate) fn apply(self, builder: MessageBuilder) -> MessageBuilder {
-        let builder = builder.data(self.bytes);
-        if self.json {
-            builder.content_type("application/json")
-        } else {
-            builder
-        }
-    }
-
-    /// The message `bus` publishes for this payload and options.
-    pub(crate) fn message(
-        self,
-        bus: &dyn EventBus,
-        subject: &str,
-        options: PublishOptions,
-    ) -> busbar::Result<busbar::Message> {
-        options.apply(self.apply(bus.message(subject))).build()
+impl From<PublishOptions> for busbar::PublishOptions {
+    fn from(o: PublishOptions) -> Self {
+        let mut out = busbar::PublishOptions::new();
+        out.headers = o.headers.map(|h| h.into_iter().collect());
+        out.id = o.id;
+        out.event_type = o.event_type;
+        out.content_type = o.content_type;
+        out.correlation_id = o.correlation_id;
+        out.classification = o.classification;
+        out.traceparent = o.traceparent;
+        out.tracestate = o.tracestate;
+        out
     }
 }

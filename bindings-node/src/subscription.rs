@@ -4,22 +4,24 @@
 //! threadsafe call, with a few batches in flight at most (so a slow callback slows delivery
 //! instead of piling messages up).
 //!
-//! Notices travel in order with the messages: a lag notice (code `lagged`, with `missed`)
-//! and a message that could not be decoded (code `decode`). `nextBatch()` ends a batch
-//! before a notice and rejects with it on the next call; a callback batch carries it as a
-//! [`Notice`] in its place. `busbar.js` decides what JavaScript sees (README).
+//! Notices travel in order with the messages under core's rule (`busbar::Batches`): a lag
+//! notice (code `lagged`, with `missed`) or a message that could not be decoded (code
+//! `decode`) ends a batch and is the next read. `nextBatch()` rejects with it; a callback
+//! gets it alone, as a [`Notice`] batch, in its place. `busbar.js` decides what JavaScript
+//! sees (README).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 
-use busbar::Error;
-use futures_util::{FutureExt, Stream, StreamExt};
+use busbar::throttle::{Decision, Report, Throttle};
+use busbar::{Batches, Error};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::error::{to_js, typed};
+use crate::args::batch_size;
+use crate::error::to_js;
 use crate::message::Message;
-use crate::promise::run;
+use crate::runtime::run;
 
 /// Most messages handed to JavaScript in one batch.
 const MAX_BATCH: u32 = 1024;
@@ -66,18 +68,6 @@ pub(crate) fn callback_batch(batch: Vec<busbar::Result<busbar::Message>>) -> Vec
             Err(e) => Either::B(Notice::from(e)),
         })
         .collect()
-}
-
-/// A stream with the notice that ended the last batch, given out by the next call.
-pub(crate) struct Batches<S> {
-    stream: S,
-    held: Option<Error>,
-}
-
-impl<S> Batches<S> {
-    pub(crate) fn new(stream: S) -> Self {
-        Batches { stream, held: None }
-    }
 }
 
 /// Messages matching a pattern. Iterate it with `for await (const msg of sub)` (leaving the
@@ -137,23 +127,19 @@ impl Subscription {
 /// ends; no notice stops it. Up to [`IN_FLIGHT`] batches wait for JavaScript at once:
 /// while it handles one, the next are gathered, and once all slots are taken messages stay
 /// in the subscription's bounded buffer, where the configured back-pressure applies.
-async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
+async fn deliver(sub: busbar::Subscription, callback: Callback) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut batches = Batches::new(sub);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
-        let Some(first) = sub.next().await else {
-            break;
+        // Core's rule: a notice ends a batch and comes alone, in its place.
+        let batch = match batches.next_batch(MAX_BATCH as usize).await {
+            None => break,
+            Some(Ok(messages)) => messages.into_iter().map(Ok).collect(),
+            Some(Err(notice)) => vec![Err(notice)],
         };
-        let mut batch = Vec::with_capacity(64);
-        batch.push(first);
-        while batch.len() < MAX_BATCH as usize {
-            match sub.next().now_or_never() {
-                Some(Some(item)) => batch.push(item),
-                _ => break,
-            }
-        }
         let status =
             callback.call_with_return_value(batch, ThreadsafeFunctionCallMode::NonBlocking, |_, _| {
                 drop(slot);
@@ -163,44 +149,6 @@ async fn deliver(mut sub: busbar::Subscription, callback: Callback) {
             break; // the environment is going away
         }
     }
-}
-
-/// The next message and those already waiting behind it, up to `max`; `None` at the end.
-/// A notice (lag, undecodable message) is the error of a call: at once when it comes
-/// first, else it ends the batch and is the next call's. Serves durable subscriptions too.
-pub(crate) async fn next_batch<T, S>(sub: &mut Batches<S>, max: usize) -> Option<busbar::Result<Vec<T>>>
-where
-    S: Stream<Item = busbar::Result<T>> + Unpin,
-{
-    if let Some(notice) = sub.held.take() {
-        return Some(Err(notice));
-    }
-    let first = match sub.stream.next().await? {
-        Ok(m) => m,
-        Err(e) => return Some(Err(e)),
-    };
-    let mut batch = Vec::with_capacity(max.min(64));
-    batch.push(first);
-    while batch.len() < max {
-        match sub.stream.next().now_or_never() {
-            Some(Some(Ok(m))) => batch.push(m),
-            Some(Some(Err(e))) => {
-                sub.held = Some(e);
-                break;
-            }
-            _ => break,
-        }
-    }
-    Some(Ok(batch))
-}
-
-/// The `max` argument of `nextBatch()`: a count from 1, `default` when absent.
-pub(crate) fn batch_size(env: &Env, max: Option<Unknown>, default: u32) -> Result<usize> {
-    let max = match max {
-        Some(m) if !matches!(m.get_type()?, ValueType::Undefined) => typed::<u32>(env, "max", m)?,
-        _ => default,
-    };
-    Ok(max.max(1) as usize)
 }
 
 #[napi]
@@ -233,13 +181,13 @@ impl Subscription {
                 "the subscription on {:?} delivers to its callback; it cannot also be iterated",
                 self.pattern
             ));
-            return crate::promise::settle::<()>(env, Err(to_js(env, &e)));
+            return crate::runtime::settle::<()>(env, Err(to_js(env, &e)));
         };
         run(
             env,
             async move {
                 let mut sub = stream.lock().await;
-                next_batch(&mut *sub, max).await.transpose()
+                sub.next_batch(max).await.transpose()
             },
             |_, batch| Ok(batch.map(|b| b.into_iter().map(Message::from).collect::<Vec<_>>())),
         )
@@ -271,5 +219,74 @@ impl Subscription {
             undecodable: s.undecodable as f64,
             lagging: s.lagging,
         }
+    }
+}
+
+// -- Notices nobody handles: the core's log throttle for `busbar.js` -------------------
+
+/// What a warning stands for: `notices` notices since the previous warning, carrying
+/// `total` (undecodable messages, or messages missed).
+#[napi(object)]
+pub struct NoticeReport {
+    pub notices: f64,
+    pub total: f64,
+    /// Set when nothing is to be written now: call `flush()` after this many milliseconds.
+    pub flush_after_ms: Option<f64>,
+}
+
+impl From<Report> for NoticeReport {
+    fn from(r: Report) -> Self {
+        NoticeReport {
+            notices: r.notices as f64,
+            total: r.total as f64,
+            flush_after_ms: None,
+        }
+    }
+}
+
+/// Internal to the package (`busbar.js`): decides when a notice becomes a warning.
+#[napi]
+pub struct NoticeThrottle(StdMutex<Throttle>);
+
+#[napi]
+impl NoticeThrottle {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NoticeThrottle(StdMutex::new(Throttle::new()))
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one notice carrying `amount`: a report to write now (`notices` > 0), or none
+    /// (`notices` 0) with `flushAfterMs` when a flush is to be scheduled.
+    #[napi(catch_unwind)]
+    pub fn hit(&self, amount: f64) -> NoticeReport {
+        let amount = if amount.is_finite() && amount > 0.0 {
+            amount as u64
+        } else {
+            0
+        };
+        match self.throttle().hit(amount) {
+            Decision::Record(report) => report.into(),
+            Decision::FlushAfter(delay) => NoticeReport {
+                notices: 0.0,
+                total: 0.0,
+                flush_after_ms: Some(delay.as_secs_f64() * 1000.0),
+            },
+            Decision::Held => NoticeReport {
+                notices: 0.0,
+                total: 0.0,
+                flush_after_ms: None,
+            },
+        }
+    }
+
+    /// The report of what was held back since the previous warning, or `null`.
+    #[napi(catch_unwind)]
+    pub fn flush(&self) -> Option<NoticeReport> {
+        self.throttle().flush().map(Into::into)
     }
 }

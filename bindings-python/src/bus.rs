@@ -1,33 +1,16 @@
-//! `busbar.connect(**kwargs)` and `busbar.Bus`: the EventBus calls as awaitables.
+//! `busbar.Bus`: the EventBus calls as awaitables.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use busbar::EventBus;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::awaitable::{self, Ready};
-use crate::config;
+use crate::args::{self, seconds, PublishKw};
 use crate::durable;
-use crate::message::{self, Message};
+use crate::message::Message;
+use crate::runtime::{self, Ready};
 use crate::subscription::Subscription;
-
-/// Connects with keyword settings (`backend="nats"`, `nats_url=...`, `max_payload=...`):
-/// the in-memory bus unless `backend` or `BUSBAR_BACKEND` says otherwise. Awaitable.
-#[pyfunction]
-#[pyo3(signature = (**kwargs))]
-pub(crate) fn connect<'py>(
-    py: Python<'py>,
-    kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let config = config::from_kwargs(kwargs)?;
-    awaitable::run(
-        py,
-        async move { busbar::connect(config).await.map(|bus| Bus { bus }) },
-    )
-}
 
 /// A connected bus. Use it as `async with await busbar.connect() as bus:` to close it.
 #[pyclass(frozen, module = "busbar", name = "Bus")]
@@ -35,43 +18,57 @@ pub struct Bus {
     bus: Arc<dyn EventBus>,
 }
 
-/// Seconds as a Duration; refuses negative, NaN and infinite values, naming `what`.
-pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{what} must be a finite number of seconds >= 0, not {value}"
-        ))
-    })
+impl Bus {
+    pub(crate) fn new(bus: Arc<dyn EventBus>) -> Self {
+        Bus { bus }
+    }
 }
 
 #[pymethods]
 impl Bus {
-    /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`.
-    #[pyo3(signature = (subject, data = None, *, headers = None))]
+    /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`, with
+    /// optional attributes and headers (core's `PublishOptions`).
+    #[pyo3(signature = (subject, data = None, *, headers = None, id = None, event_type = None, content_type = None, correlation_id = None, classification = None, traceparent = None, tracestate = None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish<'py>(
         &self,
         py: Python<'py>,
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
         headers: Option<&Bound<'py, PyAny>>,
+        id: Option<&Bound<'py, PyAny>>,
+        event_type: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&Bound<'py, PyAny>>,
+        correlation_id: Option<&Bound<'py, PyAny>>,
+        classification: Option<&Bound<'py, PyAny>>,
+        traceparent: Option<&Bound<'py, PyAny>>,
+        tracestate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let subject = message::text(subject, "publish(): subject")?;
-        let headers = message::headers(headers, "publish(): headers")?;
-        let payload = message::payload(data)?;
-        let bus = self.bus.clone();
-        if headers.is_none() && payload.content_type.is_none() {
-            let subject = subject.to_owned();
-            return awaitable::run(py, async move { bus.publish(&subject, payload.data).await });
+        let subject = args::text(subject, "publish(): subject")?.to_owned();
+        let options = PublishKw {
+            headers,
+            id,
+            event_type,
+            content_type,
+            correlation_id,
+            classification,
+            traceparent,
+            tracestate,
         }
-        let msg = message::build(bus.message(subject), payload, headers);
-        awaitable::run(py, async move { bus.publish_message(msg?).await })
+        .options("publish()")?;
+        let payload = args::payload(data)?;
+        let bus = self.bus.clone();
+        runtime::run(
+            py,
+            async move { bus.publish_with(&subject, payload, options).await },
+        )
     }
 
     /// Receives every message whose subject matches `pattern`. Awaitable.
     fn subscribe<'py>(&self, py: Python<'py>, pattern: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let pattern = message::text(pattern, "subscribe(): pattern")?.to_owned();
+        let pattern = args::text(pattern, "subscribe(): pattern")?.to_owned();
         let bus = self.bus.clone();
-        awaitable::run(
+        runtime::run(
             py,
             async move { bus.subscribe(&pattern).await.map(Subscription::new) },
         )
@@ -84,33 +81,43 @@ impl Bus {
         pattern: &Bound<'py, PyAny>,
         group: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let pattern = message::text(pattern, "queue_subscribe(): pattern")?.to_owned();
-        let group = message::text(group, "queue_subscribe(): group")?.to_owned();
+        let pattern = args::text(pattern, "queue_subscribe(): pattern")?.to_owned();
+        let group = args::text(group, "queue_subscribe(): group")?.to_owned();
         let bus = self.bus.clone();
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             bus.queue_subscribe(&pattern, &group).await.map(Subscription::new)
         })
     }
 
     /// Sends a request and returns the reply `Message`; raises `NoResponders` at once when
-    /// nothing listens, `Timeout` after `timeout` seconds. Awaitable.
-    #[pyo3(signature = (subject, data = None, *, timeout = 5.0, headers = None))]
+    /// nothing listens, `Timeout` after `timeout` seconds (`None`: core's default). `id` is
+    /// the request's id, which the reply echoes as its `correlation_id`. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, timeout = None, headers = None, id = None))]
     fn request<'py>(
         &self,
         py: Python<'py>,
         subject: &Bound<'py, PyAny>,
         data: Option<&Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
         headers: Option<&Bound<'py, PyAny>>,
+        id: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = seconds(timeout, "request(): timeout")?;
-        let headers = message::headers(headers, "request(): headers")?;
-        let payload = message::payload(data)?;
+        let timeout = timeout.map_or(Ok(busbar::publish::DEFAULT_REQUEST_TIMEOUT), |t| {
+            seconds(t, "request(): timeout")
+        })?;
+        let options = PublishKw {
+            headers,
+            id,
+            ..PublishKw::default()
+        }
+        .options("request()")?;
+        let payload = args::payload(data)?;
+        let subject = args::text(subject, "request(): subject")?.to_owned();
         let bus = self.bus.clone();
-        let subject = message::text(subject, "request(): subject")?;
-        let msg = message::build(bus.message(subject), payload, headers);
-        awaitable::run(py, async move {
-            bus.request_message(msg?, timeout).await.map(Message::from)
+        runtime::run(py, async move {
+            bus.request_with(&subject, payload, options, timeout)
+                .await
+                .map(Message::from)
         })
     }
 
@@ -143,8 +150,10 @@ impl Bus {
     }
 
     /// Stores a message in the durable stream that captures `subject` and returns the
-    /// `PublishAck`; a repeated `id` inside the dedupe window is stored once. Awaitable.
-    #[pyo3(signature = (subject, data = None, *, headers = None, id = None))]
+    /// `PublishAck`; a repeated `id` inside the dedupe window is stored once. Takes the
+    /// keywords of `publish`. Awaitable.
+    #[pyo3(signature = (subject, data = None, *, headers = None, id = None, event_type = None, content_type = None, correlation_id = None, classification = None, traceparent = None, tracestate = None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish_durable<'py>(
         &self,
         py: Python<'py>,
@@ -152,8 +161,24 @@ impl Bus {
         data: Option<&Bound<'py, PyAny>>,
         headers: Option<&Bound<'py, PyAny>>,
         id: Option<&Bound<'py, PyAny>>,
+        event_type: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&Bound<'py, PyAny>>,
+        correlation_id: Option<&Bound<'py, PyAny>>,
+        classification: Option<&Bound<'py, PyAny>>,
+        traceparent: Option<&Bound<'py, PyAny>>,
+        tracestate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        durable::publish_durable(py, &self.bus, subject, data, headers, id)
+        let kw = PublishKw {
+            headers,
+            id,
+            event_type,
+            content_type,
+            correlation_id,
+            classification,
+            traceparent,
+            tracestate,
+        };
+        durable::publish_durable(py, &self.bus, subject, data, kw)
     }
 
     /// Opens durable consumer `name` on `stream`: a `DurableSubscription`. Awaitable.
@@ -173,7 +198,7 @@ impl Bus {
         rate_limit: Option<&Bound<'py, PyAny>>,
         max_ack_pending: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = durable::ConsumerOptions {
+        let options = durable::ConsumerKw {
             filter,
             start,
             ack_wait,
@@ -189,13 +214,13 @@ impl Bus {
     /// Returns once everything published before has reached the bus (on NATS: the server).
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let bus = self.bus.clone();
-        awaitable::run(py, async move { bus.flush().await })
+        runtime::run(py, async move { bus.flush().await })
     }
 
     /// Closes the bus: subscriptions end after what they hold; later calls raise `Closed`.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let bus = self.bus.clone();
-        awaitable::run(py, async move { bus.close().await })
+        runtime::run(py, async move { bus.close().await })
     }
 
     /// `"memory"` or `"nats"`.

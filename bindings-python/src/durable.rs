@@ -6,15 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use busbar::{ConsumerConfig, EventBus, StartAt, StreamConfig};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use busbar::{ConsumerOptions, EventBus, StartAt, StreamOptions};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDateTime, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDateTime, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyClassInitializer;
 
-use crate::awaitable::{self, Ready};
-use crate::bus::seconds;
-use crate::message::{self, Held, Message};
+use crate::args::{self, count, duration, given, number, seconds, type_error, PublishKw};
+use crate::message::{Held, Message};
+use crate::runtime::{self, Ready};
 use crate::subscription::{Delivered, Inbox};
 
 /// What a durable stream holds now (`Bus.declare_stream`, `Bus.stream_info`).
@@ -85,43 +85,6 @@ impl PublishAck {
     }
 }
 
-/// `value` unless it is absent or `None`.
-fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
-    value.filter(|v| !v.is_none())
-}
-
-fn type_error(what: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr {
-    let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-    PyTypeError::new_err(format!("{what} must be {expected}, not {name}"))
-}
-
-/// An int or float argument (not a bool), or a TypeError naming it.
-fn number(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
-    let numeric = value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>();
-    if !numeric || value.is_instance_of::<PyBool>() {
-        return Err(type_error(what, "a number", value));
-    }
-    value.extract()
-}
-
-/// An optional duration in seconds (int or float, like `timeout`).
-fn duration(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
-    given(value).map(|v| seconds(number(v, what)?, what)).transpose()
-}
-
-/// An optional non-negative int (not a bool) that fits `T`.
-fn count<T: TryFrom<u64>>(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<T>> {
-    let Some(v) = given(value) else {
-        return Ok(None);
-    };
-    if !v.is_instance_of::<PyInt>() || v.is_instance_of::<PyBool>() {
-        return Err(type_error(what, "an int", v));
-    }
-    let n = v.extract::<u64>().ok().and_then(|n| T::try_from(n).ok());
-    n.map(Some)
-        .ok_or_else(|| PyValueError::new_err(format!("{what} is out of range: {v}")))
-}
-
 /// `subjects`: one pattern, or a list or tuple of them.
 fn subjects(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     const WHAT: &str = "declare_stream(): subjects";
@@ -133,7 +96,7 @@ fn subjects(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     }
     value
         .try_iter()?
-        .map(|item| Ok(message::text(&item?, &format!("{WHAT} item"))?.to_owned()))
+        .map(|item| Ok(args::text(&item?, &format!("{WHAT} item"))?.to_owned()))
         .collect()
 }
 
@@ -200,26 +163,16 @@ pub(crate) fn declare_stream<'py>(
     bus: &Arc<dyn EventBus>,
     name: &Bound<'py, PyAny>,
     subjects_: &Bound<'py, PyAny>,
-    limits: StreamLimits<'_, 'py>,
+    l: StreamLimits<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut config = StreamConfig::new(
-        message::text(name, "declare_stream(): name")?,
-        subjects(subjects_)?,
-    );
-    if let Some(age) = duration(limits.max_age, "declare_stream(): max_age")? {
-        config = config.max_age(age);
-    }
-    if let Some(n) = count(limits.max_bytes, "declare_stream(): max_bytes")? {
-        config = config.max_bytes(n);
-    }
-    if let Some(n) = count(limits.max_messages, "declare_stream(): max_messages")? {
-        config = config.max_messages(n);
-    }
-    if let Some(w) = duration(limits.duplicate_window, "declare_stream(): duplicate_window")? {
-        config = config.duplicate_window(w);
-    }
+    let mut limits = StreamOptions::new();
+    limits.max_age = duration(l.max_age, "declare_stream(): max_age")?;
+    limits.max_bytes = count(l.max_bytes, "declare_stream(): max_bytes")?;
+    limits.max_messages = count(l.max_messages, "declare_stream(): max_messages")?;
+    limits.duplicate_window = duration(l.duplicate_window, "declare_stream(): duplicate_window")?;
+    let config = limits.config(args::text(name, "declare_stream(): name")?, subjects(subjects_)?);
     let bus = bus.clone();
-    awaitable::run(py, async move {
+    runtime::run(py, async move {
         bus.declare_stream(config).await.map(StreamInfo::from)
     })
 }
@@ -230,34 +183,28 @@ pub(crate) fn stream_info<'py>(
     bus: &Arc<dyn EventBus>,
     name: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let name = message::text(name, "stream_info(): name")?.to_owned();
+    let name = args::text(name, "stream_info(): name")?.to_owned();
     let bus = bus.clone();
-    awaitable::run(
+    runtime::run(
         py,
         async move { bus.stream_info(&name).await.map(StreamInfo::from) },
     )
 }
 
-/// `await bus.publish_durable(subject, data, headers=, id=)` → `PublishAck`; the message
-/// is built exactly as `publish` builds it, with `id` for deduplication.
+/// `await bus.publish_durable(subject, data, **publish keywords)` → `PublishAck`; the
+/// message is built exactly as `publish` builds it (`id` for deduplication).
 pub(crate) fn publish_durable<'py>(
     py: Python<'py>,
     bus: &Arc<dyn EventBus>,
     subject: &Bound<'py, PyAny>,
     data: Option<&Bound<'py, PyAny>>,
-    headers: Option<&Bound<'py, PyAny>>,
-    id: Option<&Bound<'py, PyAny>>,
+    kw: PublishKw<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let subject = message::text(subject, "publish_durable(): subject")?;
-    let headers = message::headers(headers, "publish_durable(): headers")?;
-    let payload = message::payload(data)?;
-    let mut builder = bus.message(subject);
-    if let Some(id) = given(id) {
-        builder = builder.id(message::text(id, "publish_durable(): id")?);
-    }
-    let msg = message::build(builder, payload, headers);
+    let subject = args::text(subject, "publish_durable(): subject")?;
+    let options = kw.options("publish_durable()")?;
+    let msg = options.build(bus.message(subject), args::payload(data)?);
     let bus = bus.clone();
-    awaitable::run(py, async move {
+    runtime::run(py, async move {
         let ack = bus.publish_durable(msg?).await?;
         Ok(PublishAck {
             stream: ack.stream,
@@ -268,7 +215,7 @@ pub(crate) fn publish_durable<'py>(
 }
 
 /// The consumer settings `durable_subscribe` takes as keywords.
-pub(crate) struct ConsumerOptions<'a, 'py> {
+pub(crate) struct ConsumerKw<'a, 'py> {
     pub(crate) filter: Option<&'a Bound<'py, PyAny>>,
     pub(crate) start: Option<&'a Bound<'py, PyAny>>,
     pub(crate) ack_wait: Option<&'a Bound<'py, PyAny>>,
@@ -285,39 +232,32 @@ pub(crate) fn durable_subscribe<'py>(
     bus: &Arc<dyn EventBus>,
     stream: &Bound<'py, PyAny>,
     name: &Bound<'py, PyAny>,
-    o: ConsumerOptions<'_, 'py>,
+    o: ConsumerKw<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const CALL: &str = "durable_subscribe()";
-    let mut config = ConsumerConfig::new(
-        message::text(stream, &format!("{CALL}: stream"))?,
-        message::text(name, &format!("{CALL}: name"))?,
-    );
-    if let Some(f) = given(o.filter) {
-        config = config.filter(message::text(f, &format!("{CALL}: filter"))?);
-    }
-    if let Some(s) = start(o.start)? {
-        config = config.start(s);
-    }
-    if let Some(w) = duration(o.ack_wait, &format!("{CALL}: ack_wait"))? {
-        config = config.ack_wait(w);
-    }
-    if let Some(n) = count(o.max_deliver, &format!("{CALL}: max_deliver"))? {
-        config = config.max_deliver(n);
-    }
+    let mut c = ConsumerOptions::new();
+    c.filter = given(o.filter)
+        .map(|f| Ok::<_, PyErr>(args::text(f, &format!("{CALL}: filter"))?.to_owned()))
+        .transpose()?;
+    c.start = start(o.start)?;
+    c.ack_wait = duration(o.ack_wait, &format!("{CALL}: ack_wait"))?;
+    c.max_deliver = count(o.max_deliver, &format!("{CALL}: max_deliver"))?;
     if let Some((base, factor, cap)) = backoff(o.backoff)? {
-        config = config.backoff(base, factor, cap);
+        (c.backoff_base, c.backoff_factor, c.backoff_cap) = (Some(base), Some(factor), Some(cap));
     }
-    if let Some(p) = given(o.dlq_prefix) {
-        config = config.dlq_prefix(message::text(p, &format!("{CALL}: dlq_prefix"))?);
-    }
-    if let Some(r) = given(o.rate_limit) {
-        config = config.rate_limit(number(r, &format!("{CALL}: rate_limit"))?);
-    }
-    if let Some(n) = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))? {
-        config = config.max_ack_pending(n);
-    }
+    c.dlq_prefix = given(o.dlq_prefix)
+        .map(|p| Ok::<_, PyErr>(args::text(p, &format!("{CALL}: dlq_prefix"))?.to_owned()))
+        .transpose()?;
+    c.rate_limit = given(o.rate_limit)
+        .map(|r| number(r, &format!("{CALL}: rate_limit")))
+        .transpose()?;
+    c.max_ack_pending = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))?;
+    let config = c.config(
+        args::text(stream, &format!("{CALL}: stream"))?,
+        args::text(name, &format!("{CALL}: name"))?,
+    );
     let bus = bus.clone();
-    awaitable::run(py, async move {
+    runtime::run(py, async move {
         bus.durable_subscribe(config).await.map(DurableSubscription::new)
     })
 }
@@ -370,7 +310,7 @@ impl DurableSubscription {
     /// Stops the deliveries; iteration ends. Unsettled messages are redelivered later.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = self.inbox.clone();
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             inbox.close().await;
             Ok(())
         })
@@ -434,7 +374,7 @@ impl DurableMessage {
     /// Processed: the message is not delivered again. Awaitable.
     fn ack<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let m = self.durable.clone();
-        awaitable::run(py, async move { m.ack().await })
+        runtime::run(py, async move { m.ack().await })
     }
 
     /// Not processed now: redelivered after `delay` seconds, or after the consumer's
@@ -443,20 +383,20 @@ impl DurableMessage {
     fn nak<'py>(&self, py: Python<'py>, delay: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         let delay = duration(delay, "nak(): delay")?;
         let m = self.durable.clone();
-        awaitable::run(py, async move { m.nak(delay).await })
+        runtime::run(py, async move { m.nak(delay).await })
     }
 
     /// Cannot ever be processed: dead-lettered at once with `reason`. Awaitable.
     fn term<'py>(&self, py: Python<'py>, reason: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let reason = message::text(reason, "term(): reason")?.to_owned();
+        let reason = args::text(reason, "term(): reason")?.to_owned();
         let m = self.durable.clone();
-        awaitable::run(py, async move { m.term(&reason).await })
+        runtime::run(py, async move { m.term(&reason).await })
     }
 
     /// Still working: restarts the `ack_wait` clock of this delivery. Awaitable.
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let m = self.durable.clone();
-        awaitable::run(py, async move { m.in_progress().await })
+        runtime::run(py, async move { m.in_progress().await })
     }
 
     fn __repr__(&self) -> String {

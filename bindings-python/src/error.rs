@@ -85,7 +85,7 @@ macro_rules! by_code {
         /// The exception for a core error, chosen by its code. Made lazily, so it needs
         /// no GIL (runtime threads build them); `register` checks every code has a class.
         pub(crate) fn to_py(err: busbar::Error) -> PyErr {
-            let text = describe(&err);
+            let text = err.report();
             if let busbar::Error::Lagged { missed, .. } = err {
                 // `.missed` reads the second argument (see `register`).
                 return Lagged::new_err((text, missed));
@@ -117,18 +117,6 @@ by_code! {
     "crypto" => CryptoError,
     "backend" => BackendError,
     "lagged" => Lagged,
-}
-
-/// The text of `err` with its cause chain, so a backend failure says why.
-fn describe(err: &busbar::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Adds `BusError` and its subclasses to the module, each with its `code`.

@@ -1,140 +1,14 @@
 //! `busbar.Message`: a received event, and the conversion of Python payloads to bytes.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use busbar::Bytes;
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict};
 
-use crate::awaitable;
+use crate::args::{self, json_fn, PublishKw, JSON_LOADS};
 use crate::error::to_py;
-
-/// A payload as core takes it, and the `datacontenttype` it implies (JSON for objects).
-pub(crate) struct Payload {
-    pub(crate) data: Bytes,
-    pub(crate) content_type: Option<&'static str>,
-}
-
-static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn json_fn<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import("json")?.getattr(name)?.unbind()))
-        .map(|f| f.bind(py).clone())
-}
-
-/// `value` as text, or a TypeError naming the argument: `"publish(): subject must be a str, not int"`.
-pub(crate) fn text<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<&'a str> {
-    match value.cast::<PyString>() {
-        Ok(s) => s.to_str(),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "{what} must be a str, not {}",
-            value.get_type().name()?
-        ))),
-    }
-}
-
-/// bytes / bytearray / memoryview as they are, str as UTF-8, anything else as JSON;
-/// no data is an empty payload.
-pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
-    let Some(data) = data else {
-        return Ok(Payload {
-            data: Bytes::new(),
-            content_type: None,
-        });
-    };
-    if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(Payload {
-            data: Bytes::copy_from_slice(b.as_bytes()),
-            content_type: None,
-        });
-    }
-    if let Ok(s) = data.cast::<PyString>() {
-        return Ok(Payload {
-            data: Bytes::copy_from_slice(s.to_str()?.as_bytes()),
-            content_type: None,
-        });
-    }
-    if let Ok(b) = data.cast::<PyByteArray>() {
-        return Ok(Payload {
-            data: Bytes::from(b.to_vec()),
-            content_type: None,
-        });
-    }
-    if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(data) {
-        return Ok(Payload {
-            data: Bytes::from(buf.to_vec(data.py())?),
-            content_type: None,
-        });
-    }
-    let py = data.py();
-    // Strict JSON, as json.dumps(allow_nan=False): NaN and infinities have no JSON form.
-    let strict = [("allow_nan", false)].into_py_dict(py)?;
-    let text = json_fn(py, &JSON_DUMPS, "dumps")?
-        .call((data,), Some(&strict))
-        .map_err(|e| {
-            let kind = data.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-            if e.is_instance_of::<PyValueError>(py) {
-                to_py(busbar::Error::InvalidArgument(format!(
-                    "data is not valid JSON ({kind}): {}",
-                    e.value(py)
-                )))
-            } else {
-                PyTypeError::new_err(format!(
-                    "data must be bytes, str or a JSON-serialisable object; {kind}: {e}"
-                ))
-            }
-        })?;
-    let text = text.cast::<PyString>()?.to_str()?.as_bytes().to_vec();
-    Ok(Payload {
-        data: Bytes::from(text),
-        content_type: Some("application/json"),
-    })
-}
-
-/// `headers=` as core takes them: `None`, or a dict of str to str (else a TypeError
-/// naming the call, e.g. `"publish(): headers must be a dict of str to str, not list"`).
-pub(crate) fn headers(
-    value: Option<&Bound<'_, PyAny>>,
-    what: &str,
-) -> PyResult<Option<BTreeMap<String, String>>> {
-    let Some(value) = value.filter(|v| !v.is_none()) else {
-        return Ok(None);
-    };
-    let Ok(dict) = value.cast::<PyDict>() else {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be a dict of str to str, not {}",
-            value.get_type().name()?
-        )));
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in dict.iter() {
-        let name = text(&k, &format!("{what} key"))?.to_owned();
-        let value = text(&v, &format!("{what}[{name:?}]"))?.to_owned();
-        out.insert(name, value);
-    }
-    Ok(Some(out))
-}
-
-/// A core message built from Python arguments: subject, payload and optional headers.
-pub(crate) fn build(
-    builder: busbar::MessageBuilder,
-    payload: Payload,
-    headers: Option<BTreeMap<String, String>>,
-) -> busbar::Result<busbar::Message> {
-    let mut builder = builder.data(payload.data);
-    if let Some(ct) = payload.content_type {
-        builder = builder.content_type(ct);
-    }
-    if let Some(h) = headers {
-        builder = builder.headers(h);
-    }
-    builder.build()
-}
+use crate::runtime;
 
 /// What a `Message` reads: a plain message, or the message of a durable delivery (which a
 /// `DurableMessage`, the subclass, also holds to settle it).
@@ -232,6 +106,11 @@ impl Message {
     fn traceparent(&self) -> Option<&str> {
         self.inner.traceparent()
     }
+    /// W3C `tracestate`.
+    #[getter]
+    fn tracestate(&self) -> Option<&str> {
+        self.inner.tracestate()
+    }
     /// `classification`, e.g. `"phi,pii"`.
     #[getter]
     fn classification(&self) -> Option<&str> {
@@ -261,15 +140,16 @@ impl Message {
         data: &Bound<'py, PyAny>,
         headers: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let headers = self::headers(headers, "respond(): headers")?;
-        let payload = payload(Some(data))?;
-        let reply = self
-            .inner
-            .reply_builder()
-            .and_then(|b| build(b, payload, headers))
+        let options = PublishKw {
+            headers,
+            ..PublishKw::default()
+        }
+        .options("respond()")?;
+        let reply = options
+            .reply(&self.inner, args::payload(Some(data))?)
             .map_err(to_py)?;
         let request = busbar::Message::clone(&self.inner);
-        awaitable::run(py, async move { request.respond_message(reply).await })
+        runtime::run(py, async move { request.respond_message(reply).await })
     }
 
     fn __repr__(&self) -> String {

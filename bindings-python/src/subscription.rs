@@ -12,16 +12,16 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use busbar::throttle::{Decision, Throttle};
-use futures_util::{Stream, StreamExt};
+use busbar::Batches;
+use futures_util::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::{Mutex, Notify};
 
-use crate::awaitable::{self, Ready};
 use crate::error::to_py;
 use crate::message::Message;
-use crate::RUNTIME;
+use crate::runtime::{self, Ready, RUNTIME};
 
 /// Most messages moved from the core stream to the local buffer at once.
 const BATCH: usize = 256;
@@ -47,8 +47,9 @@ pub(crate) struct Inbox<S, T> {
     returned: Notify,
     /// Set by [`Inbox::close`]: iteration ends.
     closed: AtomicBool,
-    /// The core stream (`None` once closed); a waiting `__anext__` holds it while it waits.
-    stream: Mutex<Option<S>>,
+    /// The core stream, read in batches under core's lag rule (`None` once closed); a
+    /// waiting `__anext__` holds it while it waits.
+    stream: Mutex<Option<Batches<S>>>,
     /// How often an undecodable message is logged (the core's rule).
     throttle: Arc<StdMutex<Throttle>>,
 }
@@ -63,7 +64,7 @@ where
             buffered: StdMutex::new(VecDeque::new()),
             returned: Notify::new(),
             closed: AtomicBool::new(false),
-            stream: Mutex::new(Some(stream)),
+            stream: Mutex::new(Some(Batches::new(stream))),
             throttle: Arc::default(),
         })
     }
@@ -143,7 +144,7 @@ where
             None => {}
         }
         let inbox = self.clone();
-        awaitable::spawn(py, async move {
+        runtime::spawn(py, async move {
             match wait_next(&inbox).await {
                 Some(Ok(msg)) => Ok(Claim {
                     msg: Some(msg),
@@ -207,17 +208,18 @@ fn log_warning(text: String) {
     });
 }
 
-/// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`; true when the
-/// stream has ended.
-fn fill<S, T>(stream: &mut S, buffered: &mut VecDeque<busbar::Result<T>>) -> bool
+/// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`, each notice in
+/// its place between the batches (core's rule); true when the stream has ended.
+fn fill<S, T>(stream: &mut Batches<S>, buffered: &mut VecDeque<busbar::Result<T>>) -> bool
 where
     S: Stream<Item = busbar::Result<T>> + Unpin,
 {
     let _runtime = RUNTIME.enter();
     let mut cx = Context::from_waker(Waker::noop());
     while buffered.len() < BATCH {
-        match stream.poll_next_unpin(&mut cx) {
-            Poll::Ready(Some(item)) => buffered.push_back(item),
+        match stream.poll_next_batch(&mut cx, BATCH - buffered.len()) {
+            Poll::Ready(Some(Ok(batch))) => buffered.extend(batch.into_iter().map(Ok)),
+            Poll::Ready(Some(Err(notice))) => buffered.push_back(Err(notice)),
             Poll::Ready(None) => return true,
             Poll::Pending => break,
         }
@@ -284,10 +286,12 @@ where
         }
         let stream = stream.as_mut()?;
         tokio::select! {
-            item = stream.next() => {
-                let item = item?;
+            read = stream.next_batch(BATCH) => {
                 let mut buffered = inbox.buffered();
-                buffered.push_back(item);
+                match read? {
+                    Ok(batch) => buffered.extend(batch.into_iter().map(Ok)),
+                    Err(notice) => buffered.push_back(Err(notice)),
+                }
                 fill(stream, &mut buffered);
             }
             _ = inbox.returned.notified() => {}
@@ -344,7 +348,7 @@ impl Subscription {
     fn unsubscribe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
         let inbox = self.inbox.clone();
-        awaitable::run(py, async move {
+        runtime::run(py, async move {
             handle.unsubscribe().await?;
             inbox.clear();
             Ok(())
@@ -354,7 +358,7 @@ impl Subscription {
     /// Stops new deliveries; iteration yields what is already queued, then ends.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
-        awaitable::run(py, async move { handle.drain().await })
+        runtime::run(py, async move { handle.drain().await })
     }
 
     /// Counters: delivered, missed, pending (queued in core plus buffered here),

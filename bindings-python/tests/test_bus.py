@@ -99,6 +99,50 @@ async def test_queue_group_gives_each_message_to_one_member(bus: busbar.Bus) -> 
     assert len(got) == 20
 
 
+async def test_publish_takes_the_attributes_core_takes(bus: busbar.Bus) -> None:
+    sub = await bus.subscribe("attrs.*")
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await bus.publish(
+        "attrs.full",
+        {"qty": 1},
+        headers={"tenant": "t1"},
+        id="order-1",
+        event_type="order.created",
+        correlation_id="corr-1",
+        classification="internal",
+        traceparent=trace,
+        tracestate="k=v",
+    )
+    await bus.publish("attrs.typed", "<a/>", content_type="application/xml")
+    await bus.publish("attrs.json", [1], content_type="application/cloudevents+json")
+    full, typed, json_typed = await take(sub, 3)
+    assert (full.id, full.event_type, full.correlation_id) == ("order-1", "order.created", "corr-1")
+    assert (full.classification, full.traceparent) == ("internal", trace)
+    assert full.content_type == "application/json" and full.headers == {"tenant": "t1"}
+    assert typed.content_type == "application/xml"
+    assert json_typed.content_type == "application/cloudevents+json", "options win over JSON"
+    with pytest.raises(busbar.InvalidArgument):
+        await bus.publish("attrs.bad", b"", id="")
+    with pytest.raises(TypeError, match=r"publish\(\): event_type must be a str, not int"):
+        await bus.publish("attrs.bad", b"", event_type=5)  # type: ignore[arg-type]
+    await nothing_more(sub)
+
+
+async def test_a_request_id_is_echoed_by_the_reply(bus: busbar.Bus) -> None:
+    responder = await bus.subscribe("echo.id")
+
+    async def serve() -> None:
+        async for req in responder:
+            await req.respond(b"ok")
+
+    server = asyncio.ensure_future(serve())
+    try:
+        reply = await bus.request("echo.id", b"?", id="req-42", timeout=2)
+        assert reply.correlation_id == "req-42"
+    finally:
+        server.cancel()
+
+
 async def test_request_reply_echoes_the_correlation_id(bus: busbar.Bus) -> None:
     responder = await bus.subscribe("time.now")
 

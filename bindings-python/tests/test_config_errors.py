@@ -114,6 +114,8 @@ async def test_unreachable_nats_is_a_backend_error() -> None:
             busbar.connect(backend="nats", nats_url=f"nats://127.0.0.1:{port}"), 20
         )
     assert e.value.code == "backend"
+    text = str(e.value)
+    assert text.count("Connection refused") == 1, f"each cause once (core's report): {text}"
 
 
 async def test_lag_mode_raises_lagged_then_goes_on() -> None:

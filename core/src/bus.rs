@@ -10,6 +10,7 @@ use crate::config::Backend;
 use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
 use crate::envelope::{Message, MessageBuilder};
 use crate::error::Result;
+use crate::publish::{Payload, PublishOptions};
 use crate::subscription::Subscription;
 
 /// A bus client. Object-safe: services hold an `Arc<dyn EventBus>` and switch
@@ -41,6 +42,30 @@ pub trait EventBus: Send + Sync + 'static {
     /// [`EventBus::request`] with a fully built message. Its `reply_to` is replaced by a
     /// fresh inbox; its `correlationid` is set to its `id` unless already set.
     async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message>;
+
+    /// Publishes `payload` to `subject` with `options` (attributes, headers; a JSON payload
+    /// is marked `application/json`): what every binding's `publish` calls. Without
+    /// options a non-JSON payload takes the fast path of [`EventBus::publish`].
+    async fn publish_with(&self, subject: &str, payload: Payload, options: PublishOptions) -> Result<()> {
+        if options.is_empty() && !payload.json {
+            return self.publish(subject, payload.data).await;
+        }
+        self.publish_message(options.build(self.message(subject), payload)?)
+            .await
+    }
+
+    /// [`EventBus::request`] with `options`, as [`EventBus::publish_with`]: what every
+    /// binding's `request` calls.
+    async fn request_with(
+        &self,
+        subject: &str,
+        payload: Payload,
+        options: PublishOptions,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.request_message(options.build(self.message(subject), payload)?, timeout)
+            .await
+    }
 
     /// Returns once everything published before the call has reached the bus: on NATS, after
     /// a round trip through the server (so it has processed those messages).

@@ -181,6 +181,31 @@ pub fn is_text_key(key: &str) -> bool {
     KEYS.contains(&key) && !NUMBER_OR_FLAG_KEYS.contains(&key)
 }
 
+/// A typed value for one key of [`Config::set_value`], as a binding's language holds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConfigValue<'a> {
+    /// Text: any key (a number or flag key parses it, as from its variable).
+    Text(&'a str),
+    /// A whole number (Python `int`, a JSON integer).
+    Int(i128),
+    /// A number that may have a fraction (a JavaScript number, a JSON number): a whole
+    /// one counts as [`ConfigValue::Int`], any other is refused by the key's parser.
+    Float(f64),
+    /// A flag.
+    Bool(bool),
+}
+
+impl ConfigValue<'_> {
+    /// What kind of value this is, for messages: `"a string"`, `"a number"`, `"a boolean"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConfigValue::Text(_) => "a string",
+            ConfigValue::Int(_) | ConfigValue::Float(_) => "a number",
+            ConfigValue::Bool(_) => "a boolean",
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -318,6 +343,72 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Sets one key from a typed value: the one intake rule of every binding. A text key
+    /// ([`is_text_key`]) takes only text (a number or flag for it is `invalid_argument`,
+    /// which Python and JavaScript raise as their `TypeError` first); a number or flag
+    /// key takes its type or its text form; a number with a fraction is refused by the
+    /// key's parser, as its text would be.
+    pub fn set_value(&mut self, key: &str, value: ConfigValue<'_>) -> Result<()> {
+        if is_text_key(key) && !matches!(value, ConfigValue::Text(_)) {
+            return Err(Error::InvalidArgument(format!(
+                "config key {key} must be a string, not {}",
+                value.kind()
+            )));
+        }
+        match value {
+            ConfigValue::Text(text) => self.set(key, text),
+            ConfigValue::Bool(flag) => self.set(key, if flag { "true" } else { "false" }),
+            ConfigValue::Int(n) => self.set(key, &n.to_string()),
+            // Below 2^53 every whole f64 is exact, so it reads as the integer it is.
+            ConfigValue::Float(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+                self.set(key, &(n as i64).to_string())
+            }
+            ConfigValue::Float(n) => self.set(key, &n.to_string()),
+        }
+    }
+
+    /// Sets every key of `json`, a JSON object (`{"backend": "nats", "max_payload": 2048}`):
+    /// strings, numbers and booleans through [`Config::set_value`]; anything else, or text
+    /// that is not a JSON object, is `invalid_argument`.
+    pub fn set_json(&mut self, json: &str) -> Result<()> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidArgument(format!("config is not valid JSON: {e}")))?;
+        let serde_json::Value::Object(entries) = value else {
+            return Err(Error::InvalidArgument(format!(
+                "config must be a JSON object of keys, not {}",
+                crate::error::quote(json)
+            )));
+        };
+        for (key, value) in &entries {
+            let value = match value {
+                serde_json::Value::String(s) => ConfigValue::Text(s),
+                serde_json::Value::Bool(b) => ConfigValue::Bool(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => ConfigValue::Int(i.into()),
+                    None => match n.as_u64() {
+                        Some(u) => ConfigValue::Int(u.into()),
+                        None => ConfigValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                    },
+                },
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "config key {} must be a string, number or boolean, not {other}",
+                        crate::error::quote(key)
+                    )))
+                }
+            };
+            self.set_value(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// [`Config::from_env`] overlaid with the keys of `json` ([`Config::set_json`]).
+    pub fn from_json(json: &str) -> Result<Self> {
+        let mut config = Config::from_env()?;
+        config.set_json(json)?;
+        Ok(config)
     }
 
     /// Sets `backend`.
@@ -587,6 +678,68 @@ mod tests {
             !is_text_key("bakend"),
             "an unknown key is the core's invalid_argument"
         );
+    }
+
+    #[test]
+    fn typed_values_follow_one_intake_rule() {
+        let mut c = Config::default();
+        c.set_value("max_payload", ConfigValue::Int(2048)).unwrap();
+        assert_eq!(c.max_payload, 2048);
+        c.set_value("max_payload", ConfigValue::Float(4096.0)).unwrap();
+        assert_eq!(c.max_payload, 4096);
+        c.set_value("max_payload", ConfigValue::Text("1024")).unwrap();
+        assert_eq!(c.max_payload, 1024);
+        c.set_value("encryption", ConfigValue::Bool(true)).unwrap();
+        assert!(c.encryption);
+        c.set_value("backend", ConfigValue::Text("nats")).unwrap();
+        assert_eq!(c.backend, Backend::Nats);
+        let fraction = c.set_value("max_payload", ConfigValue::Float(1.5)).unwrap_err();
+        assert_eq!(fraction.code(), "invalid_argument");
+        assert!(fraction.to_string().contains("1.5"), "{fraction}");
+        assert_eq!(c.max_payload, 1024, "a refused value keeps the previous one");
+        let huge = c
+            .set_value("max_payload", ConfigValue::Int(1 << 100))
+            .unwrap_err();
+        assert_eq!(huge.code(), "invalid_argument");
+        for wrong in [
+            ConfigValue::Int(5),
+            ConfigValue::Bool(true),
+            ConfigValue::Float(0.5),
+        ] {
+            let err = c.set_value("backend", wrong).unwrap_err();
+            assert_eq!(err.code(), "invalid_argument");
+            assert!(err.to_string().contains("backend must be a string"), "{err}");
+        }
+        assert!(c.set_value("max_payload", ConfigValue::Bool(true)).is_err());
+        assert!(c.set_value("bakend", ConfigValue::Text("x")).is_err());
+        assert!(c
+            .set_value("retention_days", ConfigValue::Float(f64::NAN))
+            .is_err());
+    }
+
+    #[test]
+    fn json_configs_take_strings_numbers_and_flags() {
+        let mut c = Config::default();
+        c.set_json(r#"{"backend": "nats", "max_payload": 2048, "encryption": false, "retention_days": 7.0}"#)
+            .unwrap();
+        assert_eq!(
+            (c.backend, c.max_payload, c.retention_days),
+            (Backend::Nats, 2048, 7)
+        );
+        for bad in [
+            "[1]",
+            "{",
+            r#"{"max_payload": [1]}"#,
+            r#"{"max_payload": null}"#,
+            r#"{"backend": 5}"#,
+            r#"{"max_payload": 18446744073709551616}"#,
+            r#"{"nope": "x"}"#,
+        ] {
+            let err = Config::default().set_json(bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_argument", "{bad}: {err}");
+        }
+        let long = format!("\"{}\"", "x".repeat(100_000));
+        assert!(Config::default().set_json(&long).unwrap_err().to_string().len() < 300);
     }
 
     #[test]

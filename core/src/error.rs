@@ -110,6 +110,24 @@ impl Error {
         "lagged",
     ];
 
+    /// The message for a person, with its chain of causes: what every binding shows (a
+    /// Python exception's text, a JavaScript `Error.message`, `busbar_last_error()`).
+    /// A cause already written out (a backend message often quotes its source) is not
+    /// repeated, so each cause appears once.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let part = c.to_string();
+            if !part.is_empty() && !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            cause = c.source();
+        }
+        text
+    }
+
     pub(crate) fn invalid_subject(subject: &str, reason: &'static str) -> Self {
         Error::InvalidSubject {
             subject: subject.to_owned(),
@@ -133,6 +151,34 @@ pub fn quote(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Cause(&'static str, #[source] Option<Box<Cause>>);
+
+    #[test]
+    fn a_report_writes_each_cause_once() {
+        let inner = Cause("connection refused", None);
+        let outer = Cause("io error: connection refused", Some(Box::new(inner)));
+        let err = Error::Backend {
+            message: "cannot connect to nats://127.0.0.1:1: io error: connection refused".into(),
+            source: Some(Box::new(outer)),
+        };
+        assert_eq!(
+            err.report(),
+            "backend error: cannot connect to nats://127.0.0.1:1: io error: connection refused"
+        );
+        let err = Error::Backend {
+            message: "flush failed".into(),
+            source: Some(Box::new(Cause(
+                "timed out",
+                Some(Box::new(Cause("deadline", None))),
+            ))),
+        };
+        assert_eq!(err.report(), "backend error: flush failed: timed out: deadline");
+        let plain = Error::InvalidArgument("x".into());
+        assert_eq!(plain.report(), plain.to_string());
+    }
 
     #[test]
     fn quoted_inputs_are_cut() {

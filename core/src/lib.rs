@@ -9,10 +9,12 @@
 #![deny(missing_docs)]
 
 // The contract.
+pub mod batch;
 pub mod bus;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod publish;
 pub mod subject;
 pub mod subscription;
 
@@ -30,17 +32,19 @@ pub mod throttle;
 pub use backend::memory;
 #[cfg(feature = "nats")]
 pub use backend::nats;
+pub use batch::Batches;
 pub use bus::{BusStats, ConnectionEvent, EventBus};
 pub use bytes::Bytes;
-pub use config::{Backend, Backpressure, Config};
+pub use config::{Backend, Backpressure, Config, ConfigValue};
 pub use connect::{connect, connect_from_env};
 pub use durable::{
-    Backoff, ConsumerConfig, DurableMessage, DurableSubscription, PublishAck, StartAt, StreamConfig,
-    StreamInfo,
+    Backoff, ConsumerConfig, ConsumerOptions, DurableMessage, DurableSubscription, PublishAck, StartAt,
+    StreamConfig, StreamInfo, StreamOptions,
 };
 pub use envelope::{Headers, Message, MessageBuilder};
 pub use error::{Error, Result};
 pub use memory::InMemoryBus;
+pub use publish::{Payload, PublishOptions};
 pub use subject::{matches as subject_matches, validate_pattern, validate_subject};
 pub use subscription::{
     serve, MessageStream, Subscription, SubscriptionControl, SubscriptionHandle, SubscriptionStats,

@@ -5,10 +5,9 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use busbar_core::{Bytes, EventBus, MessageBuilder, Result};
+use busbar_core::{Bytes, EventBus, Headers, Payload, PublishOptions, Result};
 
 use crate::args::{array_arg, handle, out, str_arg, timeout_arg};
-use crate::config::{busbar_config, config_from_json, config_or_env};
 use crate::error::busbar_status;
 use crate::message::busbar_message;
 use crate::runtime::block_on;
@@ -55,30 +54,6 @@ pub struct busbar_stats {
 /// A `timeout_ms` that means "wait as long as it takes".
 pub const BUSBAR_WAIT_FOREVER: u64 = u64::MAX;
 
-fn connect_with(config: Result<busbar_core::Config>, out_bus: *mut *mut busbar_bus) -> Result<()> {
-    let slot = out(out_bus, ptr::null_mut(), "bus")?;
-    let bus = block_on(busbar_core::connect(config?))?;
-    *slot = Box::into_raw(Box::new(busbar_bus { bus }));
-    Ok(())
-}
-
-/// Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
-/// defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless
-/// `BUSBAR_BACKEND` says otherwise. Blocks until connected (NATS).
-/// Owned: free `*bus` with `busbar_bus_free`.
-#[no_mangle]
-pub extern "C" fn busbar_connect(config: *const busbar_config, bus: *mut *mut busbar_bus) -> busbar_status {
-    ffi_boundary! { connect_with(config_or_env(config), bus) }
-}
-
-/// Connects with the `BUSBAR_*` environment overlaid by `json`, a JSON object of config
-/// keys (`{"backend":"nats","nats_url":"nats://127.0.0.1:4222","max_payload":2048}`),
-/// and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
-#[no_mangle]
-pub extern "C" fn busbar_connect_json(json: *const c_char, bus: *mut *mut busbar_bus) -> busbar_status {
-    ffi_boundary! { connect_with(str_arg(json, "json").and_then(config_from_json), bus) }
-}
-
 /// Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
 /// with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
 /// for the call only. Blocks only while a subscription's buffer is full in `block`
@@ -93,48 +68,107 @@ pub extern "C" fn busbar_publish(
     headers_len: usize,
 ) -> busbar_status {
     ffi_boundary! {
-        let PublishArgs { bus, subject, data, headers } = publish_args(bus, subject, data, len, headers, headers_len)?;
-        if headers.is_empty() {
-            return block_on(bus.publish(subject, data));
-        }
-        block_on(bus.publish_message(with_headers(bus.message(subject).data(data), headers)?.build()?))
+        let (bus, subject, payload) = publish_args(bus, subject, data, len)?;
+        let mut options = PublishOptions::new();
+        options.headers = headers_arg(headers, headers_len)?;
+        block_on(bus.publish_with(subject, payload, options))
     }
 }
 
-/// The checked arguments of a publish: the payload is copied, the headers are checked
-/// one by one by [`with_headers`].
-pub(crate) struct PublishArgs<'a> {
-    pub bus: &'a Arc<dyn EventBus>,
-    pub subject: &'a str,
-    pub data: Bytes,
-    pub headers: &'a [busbar_header],
+/// Attributes and headers of a message for `busbar_publish_with`. Zero-initialise it
+/// (`busbar_publish_options opts = {0};`): a NULL field keeps the bus's default (a new
+/// id, type `busbar.event`, no content type, ...). Every string is borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct busbar_publish_options {
+    /// CloudEvents `id` (keep it when retrying, so a durable stream stores it once).
+    pub id: *const c_char,
+    /// CloudEvents `type`.
+    pub event_type: *const c_char,
+    /// CloudEvents `datacontenttype`.
+    pub content_type: *const c_char,
+    /// `correlationid`.
+    pub correlation_id: *const c_char,
+    /// `classification`, e.g. `"phi,pii"`, read by the policy layer.
+    pub classification: *const c_char,
+    /// W3C `traceparent`.
+    pub traceparent: *const c_char,
+    /// W3C `tracestate`.
+    pub tracestate: *const c_char,
+    /// `headers_len` user headers (NULL when 0).
+    pub headers: *const busbar_header,
+    /// How many headers `headers` holds.
+    pub headers_len: usize,
 }
 
+/// As `busbar_publish`, with the attributes and headers of `options` (NULL: none).
+#[no_mangle]
+pub extern "C" fn busbar_publish_with(
+    bus: *const busbar_bus,
+    subject: *const c_char,
+    data: *const u8,
+    len: usize,
+    options: *const busbar_publish_options,
+) -> busbar_status {
+    ffi_boundary! {
+        let (bus, subject, payload) = publish_args(bus, subject, data, len)?;
+        // SAFETY: NULL or a pointer to one options struct (header contract).
+        let options = publish_options(unsafe { options.as_ref() })?;
+        block_on(bus.publish_with(subject, payload, options))
+    }
+}
+
+/// The checked bus, subject and payload (copied) of a publish.
 pub(crate) fn publish_args<'a>(
     bus: *const busbar_bus,
     subject: *const c_char,
     data: *const u8,
     len: usize,
-    headers: *const busbar_header,
-    headers_len: usize,
-) -> Result<PublishArgs<'a>> {
-    Ok(PublishArgs {
-        bus: &handle(bus, "bus")?.bus,
-        subject: str_arg(subject, "subject")?,
-        data: Bytes::copy_from_slice(array_arg(data, len, "data")?),
-        headers: array_arg(headers, headers_len, "headers")?,
-    })
+) -> Result<(&'a Arc<dyn EventBus>, &'a str, Payload)> {
+    Ok((
+        &handle(bus, "bus")?.bus,
+        str_arg(subject, "subject")?,
+        Payload::bytes(Bytes::copy_from_slice(array_arg(data, len, "data")?)),
+    ))
 }
 
-/// Adds the C `headers` (each checked for NULL and UTF-8) to a message being built.
-pub(crate) fn with_headers(mut message: MessageBuilder, headers: &[busbar_header]) -> Result<MessageBuilder> {
+/// The C `headers` (each checked for NULL and UTF-8); `None` when there are none.
+pub(crate) fn headers_arg(headers: *const busbar_header, len: usize) -> Result<Option<Headers>> {
+    let headers = array_arg(headers, len, "headers")?;
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Headers::new();
     for (i, h) in headers.iter().enumerate() {
-        message = message.header(
-            str_arg(h.name, &format!("headers[{i}].name"))?,
-            str_arg(h.value, &format!("headers[{i}].value"))?,
+        out.insert(
+            str_arg(h.name, &format!("headers[{i}].name"))?.to_owned(),
+            str_arg(h.value, &format!("headers[{i}].value"))?.to_owned(),
         );
     }
-    Ok(message)
+    Ok(Some(out))
+}
+
+/// Core's options for `options`; every non-NULL string checked for UTF-8.
+fn publish_options(options: Option<&busbar_publish_options>) -> Result<PublishOptions> {
+    let mut out = PublishOptions::new();
+    let Some(o) = options else {
+        return Ok(out);
+    };
+    let text = |ptr: *const c_char, what: &str| -> Result<Option<String>> {
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(str_arg(ptr, what)?.to_owned()))
+    };
+    out.id = text(o.id, "options.id")?;
+    out.event_type = text(o.event_type, "options.event_type")?;
+    out.content_type = text(o.content_type, "options.content_type")?;
+    out.correlation_id = text(o.correlation_id, "options.correlation_id")?;
+    out.classification = text(o.classification, "options.classification")?;
+    out.traceparent = text(o.traceparent, "options.traceparent")?;
+    out.tracestate = text(o.tracestate, "options.tracestate")?;
+    out.headers = headers_arg(o.headers, o.headers_len)?;
+    Ok(out)
 }
 
 fn subscribe_with(

@@ -1,13 +1,14 @@
 //! `busbar_config`: settings built with setters, or read from a JSON object.
 //!
 //! Both start from `Config::from_env()` (defaults overlaid with every `BUSBAR_*`
-//! variable), and every key goes through core's `Config::set`, so a key means what the
-//! matching variable means, in every language.
+//! variable); a setter goes through core's `Config::set`, a JSON object through
+//! `Config::from_json` (core's one intake rule for typed values), so a key means what
+//! the matching variable means, in every language.
 
 use std::ffi::c_char;
 use std::ptr;
 
-use busbar_core::{Config, Error, Result};
+use busbar_core::{Config, Result};
 
 use crate::args::{handle, out, str_arg};
 use crate::error::busbar_status;
@@ -68,32 +69,4 @@ pub(crate) fn config_or_env(config: *const busbar_config) -> Result<Config> {
         return Config::from_env();
     }
     Ok(handle(config, "config")?.config.clone())
-}
-
-/// The environment's settings overlaid with a JSON object of keys, e.g.
-/// `{"backend": "memory", "max_payload": 2048}`; strings, numbers and booleans are
-/// passed to `Config::set` in their text form.
-pub(crate) fn config_from_json(json: &str) -> Result<Config> {
-    let value: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| Error::InvalidArgument(format!("config is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(entries) = value else {
-        return Err(Error::InvalidArgument(format!(
-            "config must be a JSON object of keys, not {json:?}"
-        )));
-    };
-    let mut config = Config::from_env()?;
-    for (key, value) in entries {
-        let text = match value {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "config key {key:?} must be a string, number or boolean, not {other}"
-                )))
-            }
-        };
-        config.set(&key, &text)?;
-    }
-    Ok(config)
 }

@@ -2,20 +2,22 @@
 //! acknowledgement, subscribe as a named durable consumer, and settle each delivery with
 //! `busbar_message_ack`, `_nak`, `_term` or `_in_progress`.
 //!
-//! Only translation lives here: options structs into core's `StreamConfig` and
-//! `ConsumerConfig` (a zero field keeps core's default), milliseconds into durations, core's
-//! `StreamInfo` and `PublishAck` into plain structs. Validation, backoff, dead-lettering
-//! and every error are core's.
+//! Only translation lives here: options structs into core's `StreamOptions` and
+//! `ConsumerOptions` (a zero field is unset, so core's default applies), milliseconds into
+//! durations, core's `StreamInfo` and `PublishAck` into plain structs. Defaults,
+//! validation, backoff, dead-lettering and every error are core's.
 
 use std::ffi::c_char;
 use std::ptr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use busbar_core::{Backoff, ConsumerConfig, DurableSubscription, Error, Result, StartAt, StreamConfig};
+use busbar_core::{
+    ConsumerOptions, DurableSubscription, Error, PublishOptions, Result, StartAt, StreamOptions,
+};
 
 use crate::args::{array_arg, handle, out, str_arg};
-use crate::bus::{busbar_bus, busbar_header, publish_args, with_headers, PublishArgs};
+use crate::bus::{busbar_bus, busbar_header, headers_arg, publish_args};
 use crate::error::busbar_status;
 use crate::message::busbar_message;
 use crate::runtime::{block_on, block_on_for};
@@ -46,7 +48,7 @@ pub struct busbar_stream_options {
     /// Most messages kept (oldest discarded first); 0: no limit.
     pub max_messages: u64,
     /// A publish whose id was stored within this window, in milliseconds, is stored once;
-    /// 0: 2 minutes (never longer than `max_age_ms`).
+    /// 0: core's default (docs/design.md §4; never longer than `max_age_ms`).
     pub duplicate_window_ms: u64,
 }
 
@@ -79,7 +81,8 @@ pub struct busbar_publish_ack {
 }
 
 /// Settings of a durable consumer for `busbar_bus_durable_subscribe`. Zero-initialise it
-/// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default.
+/// (`busbar_consumer_options opts = {0};`): a field left 0 or NULL keeps core's default
+/// (the table of defaults is in docs/design.md §4).
 /// The strings are borrowed for the call only.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -94,23 +97,23 @@ pub struct busbar_consumer_options {
     /// Milliseconds since the Unix epoch, with `BUSBAR_START_TIME`.
     pub start_time_ms: u64,
     /// Time a delivery may stay unsettled before it is redelivered, in milliseconds;
-    /// 0: 30 seconds.
+    /// 0: core's default (docs/design.md §4).
     pub ack_wait_ms: u64,
-    /// Delivery attempts before the message is dead-lettered; 0: 5.
+    /// Delivery attempts before the message is dead-lettered; 0: core's default.
     pub max_deliver: u32,
     /// Delay before the first redelivery after a nak without a delay, in milliseconds;
-    /// 0: 1 second.
+    /// 0: core's default.
     pub backoff_base_ms: u64,
-    /// Growth of that delay per attempt (at least 1); 0: 2.
+    /// Growth of that delay per attempt (at least 1); 0: core's default.
     pub backoff_factor: f64,
-    /// Longest backoff delay, in milliseconds; 0: 60 seconds.
+    /// Longest backoff delay, in milliseconds; 0: core's default.
     pub backoff_cap_ms: u64,
     /// Dead letters go to `<dlq_prefix>.<subject>`, stored in stream `DLQ_<PREFIX>`;
-    /// NULL: `"dlq"`.
+    /// NULL: core's default prefix.
     pub dlq_prefix: *const c_char,
     /// Most messages per second handed to this subscription (replays); 0: no limit.
     pub rate_limit: f64,
-    /// Most delivered-but-unsettled messages; 0: 1024.
+    /// Most delivered-but-unsettled messages; 0: core's default.
     pub max_ack_pending: usize,
 }
 
@@ -153,25 +156,24 @@ const EMPTY_INFO: busbar_stream_info = busbar_stream_info {
     last_sequence: 0,
 };
 
+/// A C millisecond count, 0 meaning unset.
 fn millis(ms: u64) -> Option<Duration> {
     (ms != 0).then(|| Duration::from_millis(ms))
 }
 
-fn stream_config(name: &str, subjects: Vec<&str>, opts: &busbar_stream_options) -> StreamConfig {
-    let mut config = StreamConfig::new(name, subjects);
-    if let Some(age) = millis(opts.max_age_ms) {
-        config = config.max_age(age);
-    }
-    if opts.max_bytes != 0 {
-        config = config.max_bytes(opts.max_bytes);
-    }
-    if opts.max_messages != 0 {
-        config = config.max_messages(opts.max_messages);
-    }
-    if let Some(window) = millis(opts.duplicate_window_ms) {
-        config = config.duplicate_window(window);
-    }
-    config
+/// A C count or rate, 0 meaning unset.
+fn given<T: Default + PartialEq>(value: T) -> Option<T> {
+    (value != T::default()).then_some(value)
+}
+
+/// Core's stream options for `opts`: each 0 field is unset, keeping core's default.
+fn stream_options(opts: &busbar_stream_options) -> StreamOptions {
+    let mut o = StreamOptions::new();
+    o.max_age = millis(opts.max_age_ms);
+    o.max_bytes = given(opts.max_bytes);
+    o.max_messages = given(opts.max_messages);
+    o.duplicate_window = millis(opts.duplicate_window_ms);
+    o
 }
 
 fn bad_start(start: u32) -> Error {
@@ -180,12 +182,17 @@ fn bad_start(start: u32) -> Error {
     ))
 }
 
-fn consumer_config(stream: &str, name: &str, opts: &busbar_consumer_options) -> Result<ConsumerConfig> {
-    let mut config = ConsumerConfig::new(stream, name);
-    if !opts.filter.is_null() {
-        config = config.filter(str_arg(opts.filter, "options.filter")?);
-    }
-    config = config.start(match opts.start {
+/// Core's consumer options for `opts`: each 0 or NULL field is unset, keeping core's default.
+fn consumer_options(opts: &busbar_consumer_options) -> Result<ConsumerOptions> {
+    let text = |ptr: *const c_char, what: &str| -> Result<Option<String>> {
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(str_arg(ptr, what)?.to_owned()))
+    };
+    let mut o = ConsumerOptions::new();
+    o.filter = text(opts.filter, "options.filter")?;
+    o.start = Some(match opts.start {
         BUSBAR_START_BEGINNING => StartAt::Beginning,
         BUSBAR_START_SEQUENCE => StartAt::Sequence(opts.start_sequence),
         BUSBAR_START_TIME => StartAt::Time(
@@ -201,32 +208,15 @@ fn consumer_config(stream: &str, name: &str, opts: &busbar_consumer_options) -> 
         BUSBAR_START_NEW => StartAt::New,
         other => return Err(bad_start(other)),
     });
-    if let Some(wait) = millis(opts.ack_wait_ms) {
-        config = config.ack_wait(wait);
-    }
-    if opts.max_deliver != 0 {
-        config = config.max_deliver(opts.max_deliver);
-    }
-    let default = Backoff::default();
-    config = config.backoff(
-        millis(opts.backoff_base_ms).unwrap_or(default.base),
-        if opts.backoff_factor == 0.0 {
-            default.factor
-        } else {
-            opts.backoff_factor
-        },
-        millis(opts.backoff_cap_ms).unwrap_or(default.cap),
-    );
-    if !opts.dlq_prefix.is_null() {
-        config = config.dlq_prefix(str_arg(opts.dlq_prefix, "options.dlq_prefix")?);
-    }
-    if opts.rate_limit != 0.0 {
-        config = config.rate_limit(opts.rate_limit);
-    }
-    if opts.max_ack_pending != 0 {
-        config = config.max_ack_pending(opts.max_ack_pending);
-    }
-    Ok(config)
+    o.ack_wait = millis(opts.ack_wait_ms);
+    o.max_deliver = given(opts.max_deliver);
+    o.backoff_base = millis(opts.backoff_base_ms);
+    o.backoff_factor = given(opts.backoff_factor);
+    o.backoff_cap = millis(opts.backoff_cap_ms);
+    o.dlq_prefix = text(opts.dlq_prefix, "options.dlq_prefix")?;
+    o.rate_limit = given(opts.rate_limit);
+    o.max_ack_pending = given(opts.max_ack_pending);
+    Ok(o)
 }
 
 /// Declares durable stream `name` over the `n_subjects` subject patterns at `subjects`
@@ -255,7 +245,7 @@ pub extern "C" fn busbar_bus_declare_stream(
             .collect::<Result<Vec<_>>>()?;
         // SAFETY: NULL or a pointer to one options struct (header contract).
         let options = unsafe { options.as_ref() }.copied().unwrap_or_default();
-        let declared = block_on(bus.declare_stream(stream_config(name, subjects, &options)))?;
+        let declared = block_on(bus.declare_stream(stream_options(&options).config(name, subjects)))?;
         if let Some(slot) = slot {
             *slot = stream_info_of(&declared);
         }
@@ -301,12 +291,13 @@ pub extern "C" fn busbar_bus_publish_durable(
     ffi_boundary! {
         let empty = busbar_publish_ack { stream: [0; BUSBAR_STREAM_NAME_CAP], sequence: 0, duplicate: false };
         let slot = if ack.is_null() { None } else { Some(out(ack, empty, "ack")?) };
-        let PublishArgs { bus, subject, data, headers } = publish_args(bus, subject, data, len, headers, headers_len)?;
-        let mut message = with_headers(bus.message(subject).data(data), headers)?;
+        let (bus, subject, payload) = publish_args(bus, subject, data, len)?;
+        let mut options = PublishOptions::new();
+        options.headers = headers_arg(headers, headers_len)?;
         if !id.is_null() {
-            message = message.id(str_arg(id, "id")?);
+            options.id = Some(str_arg(id, "id")?.to_owned());
         }
-        let stored = block_on(bus.publish_durable(message.build()?))?;
+        let stored = block_on(bus.publish_durable(options.build(bus.message(subject), payload)?))?;
         if let Some(slot) = slot {
             *slot = busbar_publish_ack {
                 stream: name_array(&stored.stream),
@@ -339,9 +330,10 @@ pub extern "C" fn busbar_bus_durable_subscribe(
         let name = str_arg(name, "name")?;
         // SAFETY: NULL or a pointer to one options struct (header contract).
         let config = match unsafe { options.as_ref() } {
-            Some(options) => consumer_config(stream, name, options)?,
-            None => ConsumerConfig::new(stream, name),
-        };
+            Some(options) => consumer_options(options)?,
+            None => ConsumerOptions::new(),
+        }
+        .config(stream, name);
         let sub = block_on(bus.durable_subscribe(config))?;
         *slot = Box::into_raw(Box::new(busbar_durable_subscription { sub: Mutex::new(sub) }));
         Ok(())
@@ -486,19 +478,22 @@ mod tests {
     }
 
     #[test]
-    fn zeroed_options_are_cores_defaults() {
-        let consumer = consumer_config("S", "c", &zeroed()).unwrap();
-        assert_eq!(consumer, ConsumerConfig::new("S", "c"));
-        let stream = stream_config("S", vec!["a.>"], &busbar_stream_options::default());
-        assert_eq!(stream, StreamConfig::new("S", ["a.>"]));
+    fn zero_fields_are_unset_options() {
+        let mut want = ConsumerOptions::new();
+        want.start = Some(StartAt::Beginning);
+        assert_eq!(consumer_options(&zeroed()).unwrap(), want);
+        assert_eq!(
+            stream_options(&busbar_stream_options::default()),
+            StreamOptions::new()
+        );
     }
 
     #[test]
-    fn every_option_reaches_core() {
+    fn every_field_reaches_its_option() {
         let opts = busbar_consumer_options {
             filter: c"a.b".as_ptr(),
-            start: BUSBAR_START_SEQUENCE,
-            start_sequence: 7,
+            start: BUSBAR_START_TIME,
+            start_time_ms: 1_000,
             ack_wait_ms: 1500,
             max_deliver: 3,
             backoff_base_ms: 10,
@@ -510,36 +505,29 @@ mod tests {
             ..zeroed()
         };
         let ms = Duration::from_millis;
-        let want = ConsumerConfig::new("S", "c")
-            .filter("a.b")
-            .start(StartAt::Sequence(7))
-            .ack_wait(ms(1500))
-            .max_deliver(3)
-            .backoff(ms(10), 1.5, ms(90))
-            .dlq_prefix("dead")
-            .rate_limit(25.0)
-            .max_ack_pending(4);
-        assert_eq!(consumer_config("S", "c", &opts).unwrap(), want);
-        let at = busbar_consumer_options {
-            start: BUSBAR_START_TIME,
-            start_time_ms: 1_000,
-            ..zeroed()
-        };
+        let o = consumer_options(&opts).unwrap();
+        assert_eq!(o.filter.as_deref(), Some("a.b"));
+        assert_eq!(o.start, Some(StartAt::Time(SystemTime::UNIX_EPOCH + ms(1_000))));
+        assert_eq!((o.ack_wait, o.max_deliver), (Some(ms(1500)), Some(3)));
         assert_eq!(
-            consumer_config("S", "c", &at).unwrap().start,
-            StartAt::Time(SystemTime::UNIX_EPOCH + ms(1_000))
+            (o.backoff_base, o.backoff_factor, o.backoff_cap),
+            (Some(ms(10)), Some(1.5), Some(ms(90)))
         );
+        assert_eq!(o.dlq_prefix.as_deref(), Some("dead"));
+        assert_eq!((o.rate_limit, o.max_ack_pending), (Some(25.0), Some(4)));
+        let bad = busbar_consumer_options { start: 9, ..zeroed() };
+        assert_eq!(consumer_options(&bad).unwrap_err().code(), "invalid_argument");
         let limits = busbar_stream_options {
             max_age_ms: 60_000,
             max_bytes: 1 << 20,
             max_messages: 10,
             duplicate_window_ms: 5_000,
         };
-        let want = StreamConfig::new("S", ["a.>"])
-            .max_age(ms(60_000))
-            .max_bytes(1 << 20)
-            .max_messages(10)
-            .duplicate_window(ms(5_000));
-        assert_eq!(stream_config("S", vec!["a.>"], &limits), want);
+        let s = stream_options(&limits);
+        assert_eq!(
+            (s.max_age, s.duplicate_window),
+            (Some(ms(60_000)), Some(ms(5_000)))
+        );
+        assert_eq!((s.max_bytes, s.max_messages), (Some(1 << 20), Some(10)));
     }
 }

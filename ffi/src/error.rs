@@ -85,7 +85,7 @@ fn store(text: String) {
 }
 
 pub(crate) fn set_last_error(err: &Error) {
-    store(err.to_string());
+    store(err.report());
 }
 
 pub(crate) fn set_last_panic(payload: &(dyn Any + Send)) {

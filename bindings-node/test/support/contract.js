@@ -104,6 +104,9 @@ function contract(name, options) {
         type: 'com.example.created',
         contentType: 'text/plain',
         correlationId: 'c-1',
+        classification: 'internal',
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        tracestate: 'k=v',
       })
       await bus.publish('payload.empty')
       const [buf, bytes, floats, text, json, attrs, empty] = await take(sub, 7)
@@ -120,6 +123,10 @@ function contract(name, options) {
       assert.equal(attrs.type, 'com.example.created')
       assert.equal(attrs.contentType, 'text/plain')
       assert.equal(attrs.correlationId, 'c-1')
+      assert.equal(attrs.classification, 'internal')
+      assert.equal(attrs.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')
+      assert.equal(attrs.tracestate, 'k=v')
+      assert.equal(buf.classification, null)
       assert.equal(attrs.source, 'busbar')
       assert.equal(empty.data.length, 0)
       assert.match(buf.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)

@@ -60,7 +60,18 @@ class Bus:
     @property
     def backend(self) -> str: ...
     def publish(
-        self, subject: str, data: _Data = None, *, headers: dict[str, str] | None = None
+        self,
+        subject: str,
+        data: _Data = None,
+        *,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+        event_type: str | None = None,
+        content_type: str | None = None,
+        correlation_id: str | None = None,
+        classification: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Awaitable[None]: ...
     def subscribe(self, pattern: str) -> Awaitable[Subscription]: ...
     def queue_subscribe(self, pattern: str, group: str) -> Awaitable[Subscription]: ...
@@ -69,8 +80,9 @@ class Bus:
         subject: str,
         data: _Data = None,
         *,
-        timeout: float = 5.0,
+        timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        id: str | None = None,
     ) -> Awaitable[Message]: ...
     def flush(self) -> Awaitable[None]: ...
     def close(self) -> Awaitable[None]: ...
@@ -93,6 +105,12 @@ class Bus:
         *,
         headers: dict[str, str] | None = None,
         id: str | None = None,
+        event_type: str | None = None,
+        content_type: str | None = None,
+        correlation_id: str | None = None,
+        classification: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Awaitable[PublishAck]: ...
     def durable_subscribe(
         self,
@@ -159,6 +177,8 @@ class Message:
     def time(self) -> float: ...
     @property
     def traceparent(self) -> str | None: ...
+    @property
+    def tracestate(self) -> str | None: ...
     @property
     def classification(self) -> str | None: ...
     def json(self) -> Any: ...

@@ -16,6 +16,7 @@
 
 mod config;
 mod message;
+pub mod options;
 
 pub use crate::envelope::{DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT};
 #[cfg(feature = "nats")]
@@ -28,3 +29,4 @@ pub use config::{
 };
 pub(crate) use message::{Delivery, DurablePublish, Settle};
 pub use message::{DurableMessage, DurableSubscription};
+pub use options::{ConsumerOptions, StreamOptions};

@@ -2,12 +2,12 @@
 // busbar's in-memory bus. One run prints one table.
 //
 //     bash scripts/test-node.sh   # once: installs npm packages and builds the module
-//     node bench/node/bench.js    # BENCH_SCALE=0.2 for a quicker, noisier run
+//     node bindings-node/bench/bench.js    # BENCH_SCALE=0.2 for a quicker, noisier run
 'use strict'
 const path = require('node:path')
 const { performance } = require('node:perf_hooks')
 
-const bindings = path.join(__dirname, '../../bindings-node')
+const bindings = path.join(__dirname, '..')
 const busbar = require(bindings)
 const nats = require(require.resolve('nats', { paths: [bindings] }))
 const { NatsServer } = require(path.join(bindings, 'test/support/nats-server'))

@@ -1,4 +1,5 @@
-//! Promises for core futures. A future that is already done when first polled (a publish
+//! The async model: Promises for core futures, on napi's own tokio runtime (this module
+//! starts no runtime of its own). A future that is already done when first polled (a publish
 //! into a buffer with room, a batch of waiting messages) settles its Promise on the spot;
 //! one that must wait runs on napi's tokio runtime and settles through napi's threadsafe
 //! resolver. Either way a core error becomes the `Error` of [`crate::error::to_js`].

@@ -1,7 +1,7 @@
 """busbar's Python module versus nats-py, side by side in one run against one private
 nats-server; plus busbar's in-memory publish→deliver.
 
-    .venv-python/bin/python bench/python/bench.py [--messages 200000] [--requests 5000]
+    .venv-python/bin/python bindings-python/bench/bench.py [--messages 200000] [--requests 5000]
 
 (run `bash scripts/test-python.sh` once first: it makes .venv-python with both installed).
 Measures, for each client, on its own connections:
@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 
 import busbar
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bindings-python" / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from nats_server import NatsServer
 
 PAYLOAD = b"0123456789abcdef"
