@@ -290,7 +290,7 @@ pub async fn list_dead_letters(
 /// The dead letter's message as first published: original subject, `busbar-*` headers
 /// gone. An encrypted message keeps its id (the ciphertext is bound to it); any other
 /// gets a new id, so a stream's duplicate window does not swallow the redrive.
-fn redriven(letter: &Message) -> busbar::Result<Message> {
+pub fn redriven(letter: &Message) -> busbar::Result<Message> {
     let subject = letter.header(DLQ_SUBJECT).unwrap_or(letter.subject());
     let mut b = Message::builder(subject)
         .source(letter.source())
