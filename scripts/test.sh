@@ -48,4 +48,7 @@ for lang in c python node; do
     bash "scripts/test-$lang.sh"
 done
 
+step "gateway: curl to Python masked per principal, schemathesis, the admin page in Chromium (scripts/test-gateway.sh)"
+bash scripts/test-gateway.sh
+
 printf '\nall test suites passed\n'

@@ -98,6 +98,7 @@ async function startTail() {
   if (tailAbort) tailAbort.abort();
   tailAbort = new AbortController();
   $("tail").replaceChildren();
+  delete $("tail").dataset.ready;
   const pattern = encodeURIComponent($("pattern").value);
   let res;
   try {
