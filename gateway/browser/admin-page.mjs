@@ -73,7 +73,10 @@ try {
   await admin.waitForFunction(() => document.querySelector("#audit").textContent.length > 0, null, { timeout: 10000 });
   assert.match(await admin.textContent("#audit"), /^intact: \d+ records$/);
   await admin.screenshot({ path: screenshot, fullPage: true });
-  console.log(`admin page: masked for billing, clear for the clinician, redrive and audit verified; screenshot ${screenshot}`);
+  const tails = screenshot.replace(/\.png$/, "");
+  await billing.screenshot({ path: `${tails}-billing-tail.png`, fullPage: true });
+  await clinician.screenshot({ path: `${tails}-clinician-tail.png`, fullPage: true });
+  console.log(`admin page: masked for billing, clear for the clinician, redrive and audit verified; screenshots ${tails}*.png`);
 } finally {
   await browser.close();
 }
