@@ -222,6 +222,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let bus = connect().await?;
     let result = command(j, &bus, cli.command).await;
+    // What was sent last (a reply, a publish) reaches the server before the connection closes.
+    let _ = bus.flush().await;
     let _ = bus.close().await;
     result
 }
@@ -266,7 +268,9 @@ async fn command(j: bool, bus: &PolicyBus, command: Command) -> Result<(), Failu
         } => {
             let principal = Principal::new(principal.as_deref().unwrap_or("anonymous"), roles);
             let mut sub = bus.subscribe_as(&principal, &pattern).await?;
-            // Scripts wait for this line before publishing.
+            // A round trip through the server: the subscription is in place when a script,
+            // having read this line, publishes.
+            bus.flush().await?;
             eprintln!("subscribed to {pattern}");
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
@@ -305,6 +309,7 @@ async fn command(j: bool, bus: &PolicyBus, command: Command) -> Result<(), Failu
         }
         Command::Reply { subject, data, count } => {
             let mut sub = bus.subscribe(&subject).await?;
+            bus.flush().await?;
             eprintln!("replying on {subject}");
             let mut answered = 0;
             while count.is_none_or(|c| answered < c) {

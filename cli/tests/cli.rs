@@ -199,9 +199,15 @@ fn req_gets_the_reply_of_a_reply_responder() {
     let responder = env.spawn(&["reply", "svc.echo", "--count", "2"], "replying");
     // JSON payloads: under a policy with field rules, a payload that is not JSON cannot
     // be checked and is withheld from subscribers (fail closed, docs/design.md §6).
-    let out = stdout(&env.run(&["req", "svc.echo", r#"{"ssn":"123-45-6789"}"#]));
+    let out = stdout(&env.run(&[
+        "req",
+        "svc.echo",
+        r#"{"ssn":"123-45-6789"}"#,
+        "--timeout-ms",
+        "20000",
+    ]));
     assert_eq!(out.trim(), r#"{"ssn":"*******6789"}"#);
-    let out = stdout(&env.run(&["--json", "req", "svc.echo", r#"{"a":1}"#]));
+    let out = stdout(&env.run(&["--json", "req", "svc.echo", r#"{"a":1}"#, "--timeout-ms", "20000"]));
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["data"],
         json!({"a":1})
@@ -211,7 +217,7 @@ fn req_gets_the_reply_of_a_reply_responder() {
         &["reply", "svc.fixed", r#"{"pong":true}"#, "--count", "1"],
         "replying",
     );
-    let out = stdout(&env.run(&["req", "svc.fixed", "{}"]));
+    let out = stdout(&env.run(&["req", "svc.fixed", "{}", "--timeout-ms", "20000"]));
     assert_eq!(out.trim(), r#"{"pong":true}"#);
     wait(fixed);
     let err = failure(&env.run(&["req", "nobody.home", "x", "--timeout-ms", "500"]));
