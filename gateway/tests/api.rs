@@ -147,6 +147,11 @@ async fn a_curl_publish_reaches_each_subscriber_masked_for_its_principal() {
         json!({"ssn":"999-99-1234"})
     );
     // Bytes that are not JSON pass as they are, with their content type.
+    // Bytes that are not JSON pass the gateway as they are, with their content type; under
+    // field rules they cannot be checked, so policy subscribers do not get them (withheld,
+    // counted: fail closed), while the bus below carries them unchanged.
+    let mut raw = bus.inner().subscribe("claims.raw").await.unwrap();
+    let withheld = bus.policy_stats().withheld;
     let r = call(
         gw.addr,
         "POST",
@@ -157,11 +162,20 @@ async fn a_curl_publish_reaches_each_subscriber_masked_for_its_principal() {
     )
     .await;
     assert_eq!(r.status, 202);
-    let m = b.next().await.unwrap().unwrap();
+    let m = tokio::time::timeout(WAIT, raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (m.data().as_ref(), m.content_type()),
         (&[0u8, 159, 255][..], Some("application/octet-stream"))
     );
+    // Billing's subscription evaluates it as it polls, and withholds it.
+    assert!(tokio::time::timeout(Duration::from_millis(300), b.next())
+        .await
+        .is_err());
+    assert_eq!(bus.policy_stats().withheld, withheld + 1);
 }
 
 #[tokio::test]
@@ -589,11 +603,18 @@ async fn hostile_input_gets_a_coded_error_and_the_gateway_keeps_serving() {
     let mut stream = tokio::net::TcpStream::connect(a).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let req = format!("POST /v1/publish/a HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(req.as_bytes()).await;
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    if !raw.is_empty() {
-        assert_eq!(parse(&raw).status, 431);
+    // Bounded: the test must not hang on a server that stops reading (it then must
+    // still serve everyone else, checked at the end).
+    let exchange = async {
+        let _ = stream.write_all(req.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        raw
+    };
+    if let Ok(raw) = tokio::time::timeout(Duration::from_secs(20), exchange).await {
+        if !raw.is_empty() {
+            assert_eq!(parse(&raw).status, 431);
+        }
     }
     // A header value that is not ASCII in a ce- attribute.
     let mut stream = tokio::net::TcpStream::connect(a).await.unwrap();
@@ -765,7 +786,7 @@ async fn streams_over_the_limit_are_503_and_shutdown_ends_open_streams() {
         (503, "unavailable")
     );
     gw.gw.shut_down();
-    assert!(one.next(WAIT).await.is_none(), "the stream ends");
+    assert!(one.ends_within(WAIT).await, "the stream ends on shutdown");
     tokio::time::timeout(WAIT, gw.server)
         .await
         .expect("serve returns after shutdown")

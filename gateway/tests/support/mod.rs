@@ -159,7 +159,8 @@ pub async fn call(
         body.len()
     ));
     stream.write_all(head.as_bytes()).await.unwrap();
-    let _ = stream.write_all(body).await;
+    // A server that answers before reading a body it refuses may stop reading it.
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.write_all(body)).await;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
         .await
@@ -249,7 +250,8 @@ impl Sse {
     ) -> Sse {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mut head = request_head("GET", path, token, headers);
-        head.push_str("Accept: text/event-stream\r\n\r\n");
+        // No keep-alive: an error answer ends with its connection.
+        head.push_str("Accept: text/event-stream\r\nConnection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut reader = BufReader::new(stream);
         let mut raw = Vec::new();
@@ -291,6 +293,13 @@ impl Sse {
         self.reader.read_exact(&mut data).await.ok()?;
         self.buffer.push_str(&String::from_utf8_lossy(&data[..size]));
         Some(())
+    }
+
+    /// Whether the stream ends (its last chunk arrives) within `wait`, skipping events.
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, async { while self.chunk().await.is_some() {} })
+            .await
+            .is_ok()
     }
 
     /// The next event other than a keep-alive comment, or `None` at the end or after `wait`.
