@@ -61,6 +61,9 @@ for lang in c python node; do
     bash "scripts/test-$lang.sh"
 done
 
+step "gateway: curl to Python masked per principal, schemathesis, the admin page in Chromium (scripts/test-gateway.sh)"
+bash scripts/test-gateway.sh
+
 step "Docs: every C, Python and Node code block runs (Rust blocks ran as doc tests above)"
 python3 scripts/check-snippets.py
 
