@@ -2,7 +2,7 @@
 //! patterns (mixed literals, `*` and `>`), and against 10k patterns for subjects of
 //! 2, 4 and 8 tokens, to show the cost follows tokens rather than subscriptions.
 //!
-//!     cargo bench -p busbar --bench index
+//!     cargo bench -p busbar-benches --bench index
 
 use busbar::subject::SubjectIndex;
 use std::hint::black_box;

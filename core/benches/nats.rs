@@ -2,7 +2,7 @@
 //! the same private nats-server, in one run. Prints a table; each figure is the median
 //! of ROUNDS rounds.
 //!
-//!     cargo bench -p busbar --bench nats
+//!     cargo bench -p busbar-benches --bench nats
 //!
 //! Needs a nats-server binary (Debian's package; see tests/support/nats_server.rs).
 //! `--bench nats_mimalloc` runs the same with mimalloc as the allocator of the whole

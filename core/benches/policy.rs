@@ -11,7 +11,7 @@
 //!
 //! Each iteration is one publish and one receive on a current-thread runtime.
 //!
-//!     cargo bench -p busbar --bench policy
+//!     cargo bench -p busbar-benches --bench policy
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! in one process), and requester on a thread outside the runtime (every round trip then
 //! crosses threads twice).
 //!
-//!     cargo bench -p busbar --bench request
+//!     cargo bench -p busbar-benches --bench request
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

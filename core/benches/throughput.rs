@@ -2,7 +2,7 @@
 //! subscribers, side by side with a bare `tokio::sync::broadcast` channel doing the
 //! same work (one producer, N consumers, every consumer accounts for every message).
 //!
-//!     cargo bench -p busbar --bench throughput
+//!     cargo bench -p busbar-benches --bench throughput
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
