@@ -37,10 +37,10 @@ step "Rust: API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "Rust: the quickstart runs"
-cargo run --quiet --locked -p busbar --example quickstart >/dev/null
+cargo run --quiet --locked -p busbar-sdk --example quickstart >/dev/null
 
 step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
-cargo run --quiet --locked -p busbar --example phi >/dev/null
+cargo run --quiet --locked -p busbar-sdk --example phi >/dev/null
 
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check

@@ -33,9 +33,12 @@ __all__ = [
     "subject_matches",
     "validate_pattern",
     "validate_subject",
+    "__version__",
 ]
 
 CONFIG_KEYS: list[str]
+__version__: str
+"""busbar's version, "major.minor.patch": the same in every language."""
 
 _Data = object
 """bytes-like as is, str as UTF-8, anything else serialised as JSON."""
