@@ -29,11 +29,11 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "Timeout",
+    "__version__",
     "connect",
     "subject_matches",
     "validate_pattern",
     "validate_subject",
-    "__version__",
 ]
 
 CONFIG_KEYS: list[str]
