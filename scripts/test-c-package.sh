@@ -52,7 +52,7 @@ check_quickstart() {
     grep -q "four jobs, each done once" <<<"$out"
     grep -q "1 request(s) answered" <<<"$out"
     grep -q "\[no_responders\]" <<<"$out"
-    echo "$1 ran the scenario"
+    echo "${*: -1} ran the scenario"
 }
 
 step "the quickstart with pkg-config --cflags --libs busbar (libbusbar.so, found through the SONAME)"

@@ -18,6 +18,9 @@ else
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
 fi
 
+step "One version everywhere (scripts/version.py: Cargo.toml, busbar.h, npm manifests, CHANGELOG.md)"
+python3 scripts/version.py check
+
 step "Rust: formatting"
 cargo fmt --all --check
 
@@ -42,6 +45,10 @@ cargo run --quiet --locked -p busbar-sdk --example quickstart >/dev/null
 step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
 cargo run --quiet --locked -p busbar-sdk --example phi >/dev/null
 
+# The crate as crates.io would get it: packed (examples included) and built from the package.
+step "Rust: cargo publish --dry-run -p busbar-sdk"
+cargo publish --dry-run --locked -p busbar-sdk
+
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check
 
@@ -53,5 +60,12 @@ for lang in c python node; do
     step "$lang: suite (scripts/test-$lang.sh)"
     bash "scripts/test-$lang.sh"
 done
+
+# The packages as users install them: the C package from a temporary prefix, the npm
+# tarballs in a scratch project without Rust (the wheel is tested by scripts/test-python.sh).
+step "C package (scripts/test-c-package.sh)"
+bash scripts/test-c-package.sh
+step "npm packages (scripts/test-npm-package.sh)"
+bash scripts/test-npm-package.sh
 
 printf '\nall test suites passed\n'
