@@ -33,7 +33,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # --workspace takes bindings-python too (not a default member): clippy checks it; it has no
 # Rust tests (test = false: pytest covers it), so cargo test builds no libpython-linked binary.
-step "Rust: unit, contract, vector and doc tests"
+step "Rust: unit, contract, vector and doc tests (the READMEs' and guides' Rust blocks too)"
 cargo test --workspace --locked
 
 step "Rust: API docs build without warnings"
@@ -55,6 +55,13 @@ python3 tests/vectors/tools/gen_subjects.py --check
 step "Shared vectors: tests/vectors/masking.json matches its generator (HMAC from Python's stdlib)"
 python3 tests/vectors/tools/gen_masking.py --check
 
+step "Dependencies: licenses, sources and bans (cargo-deny, offline: deny.toml)"
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "cargo-deny not found: cargo install cargo-deny --locked (a few minutes, once)"
+    cargo install cargo-deny --locked --quiet
+fi
+cargo deny --offline check --hide-inclusion-graph licenses sources bans
+
 # Each language suite lives in its own script so the packages can grow independently.
 for lang in c python node; do
     step "$lang: suite (scripts/test-$lang.sh)"
@@ -67,5 +74,8 @@ step "C package (scripts/test-c-package.sh)"
 bash scripts/test-c-package.sh
 step "npm packages (scripts/test-npm-package.sh)"
 bash scripts/test-npm-package.sh
+
+step "Docs: every C, Python and Node code block runs (Rust blocks ran as doc tests above)"
+python3 scripts/check-snippets.py
 
 printf '\nall test suites passed\n'
