@@ -64,6 +64,13 @@ static void test_configuration_and_environment(void) {
     CHECK_STATUS(busbar_connect_json("{\"backend\": {\"x\": 1}}", &bus), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_connect_json("{\"backend\": \"kafka\"}", &bus), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("kafka");
+    /* Core's one intake rule: a text key takes text only, as Python and JS raise TypeError. */
+    CHECK_STATUS(busbar_connect_json("{\"backend\": 5}", &bus), BUSBAR_INVALID_ARGUMENT);
+    CHECK_ERROR_MENTIONS("backend must be a string");
+    CHECK_STATUS(busbar_connect_json("{\"max_payload\": 1.5}", &bus), BUSBAR_INVALID_ARGUMENT);
+    CHECK_OK(busbar_connect_json("{\"max_payload\": 2048.0, \"encryption\": false}", &bus));
+    busbar_bus_free(bus);
+    bus = NULL;
     CHECK_STATUS(busbar_connect_json(NULL, &bus), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_connect_json("{}", NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_config_new(NULL), BUSBAR_INVALID_ARGUMENT);

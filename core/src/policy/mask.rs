@@ -1,5 +1,5 @@
-//! What the policy does to one message: encryption before it leaves the publisher, and,
-//! per subscriber, decryption, filtering, masking or withholding. Pure functions of the
+//! What the policy does to one message per subscriber: decryption, filtering, masking or
+//! withholding (encryption on publish is `seal.rs`). Pure functions of the
 //! policy, the key ring and the message; the bus wrapper and the audit log sit around them.
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use super::crypto::{KeyRing, CIPHERTEXT_PREFIX};
 use super::model::{Action, ClassBits, Compiled, HeaderRuleC, Rule};
 use crate::envelope::{Message, DLQ_SUBJECT};
 use crate::error::{Error, Result};
-use crate::json_pointer::{array_index, push_escaped, Tok};
+use crate::json_pointer::walk;
 
 /// The policy, the key ring and whether publishing encrypts.
 #[derive(Debug)]
@@ -48,30 +48,22 @@ pub(crate) enum Outcome {
     Failed { classes: ClassBits, error: Error },
 }
 
-/// What publishing did to a message.
-pub(crate) struct Protected {
-    pub(crate) message: Message,
-    pub(crate) classes: ClassBits,
-    /// Pointers of the fields encrypted (`""` for the whole payload).
-    pub(crate) encrypted: Vec<String>,
-}
-
 /// The policy's view of one message: rules for its subjects and its declared classes.
-struct View<'a> {
-    rules: SmallVec<[&'a Rule; 8]>,
-    headers: SmallVec<[&'a HeaderRuleC; 4]>,
+pub(super) struct View<'a> {
+    pub(super) rules: SmallVec<[&'a Rule; 8]>,
+    pub(super) headers: SmallVec<[&'a HeaderRuleC; 4]>,
     /// Classes of the `classification` attribute.
-    tagged: ClassBits,
+    pub(super) tagged: ClassBits,
     /// Classes that applicable rules (field and header) can mask.
-    covered: ClassBits,
+    pub(super) covered: ClassBits,
     /// Names in `classification` the policy does not declare (never granted).
-    unknown: Vec<String>,
+    pub(super) unknown: Vec<String>,
     /// The subject bound into the associated data of its ciphertexts.
-    aad_subject: &'a str,
+    pub(super) aad_subject: &'a str,
 }
 
 impl View<'_> {
-    fn classified(&self) -> bool {
+    pub(super) fn classified(&self) -> bool {
         self.tagged != 0 || !self.unknown.is_empty() || !self.rules.is_empty() || !self.headers.is_empty()
     }
 }
@@ -79,7 +71,7 @@ impl View<'_> {
 /// Associated data of a ciphertext: the subject it was sealed for, the message id and
 /// the location (a JSON Pointer, `""` for the whole payload, `header:<name>` for a
 /// header), so a ciphertext moved to another subject, message or place fails to open.
-fn aad(subject: &str, message_id: &str, path: &str) -> Vec<u8> {
+pub(super) fn aad(subject: &str, message_id: &str, path: &str) -> Vec<u8> {
     let mut a = Vec::with_capacity(20 + subject.len() + message_id.len() + path.len());
     a.extend_from_slice(b"busbar:aead:v2\0");
     a.extend_from_slice(subject.as_bytes());
@@ -90,7 +82,7 @@ fn aad(subject: &str, message_id: &str, path: &str) -> Vec<u8> {
     a
 }
 
-fn header_path(name: &str) -> String {
+pub(super) fn header_path(name: &str) -> String {
     format!("header:{}", name.to_ascii_lowercase())
 }
 
@@ -110,7 +102,7 @@ impl Engine {
     /// rules of that subject, of the message's own subject, and of the original subject
     /// a dead letter names apply; ciphertexts are bound to the original subject when
     /// there is one, else to `subject`.
-    fn view<'a>(&'a self, message: &'a Message, subject: &'a str) -> View<'a> {
+    pub(super) fn view<'a>(&'a self, message: &'a Message, subject: &'a str) -> View<'a> {
         let origin = message.header(DLQ_SUBJECT);
         let own = message.subject();
         let applies =
@@ -140,7 +132,7 @@ impl Engine {
     }
 
     /// The applicable header rule of each user header, in header order.
-    fn header_hits<'m>(view: &View<'_>, message: &'m Message) -> SmallVec<[(&'m str, usize); 2]> {
+    pub(super) fn header_hits<'m>(view: &View<'_>, message: &'m Message) -> SmallVec<[(&'m str, usize); 2]> {
         if view.headers.is_empty() {
             return SmallVec::new();
         }
@@ -154,199 +146,6 @@ impl Engine {
                     .map(|i| (name.as_str(), i))
             })
             .collect()
-    }
-
-    /// Encrypts the classified parts of `message` when encryption is on, bound to
-    /// `subject` (its own, or the subject a reply answers). Fields that rules locate are
-    /// encrypted where they stand when every class of the `classification` attribute is
-    /// located in the payload; otherwise (a tag with nothing located, an undeclared
-    /// class, a payload that is not JSON) the payload is encrypted whole. Headers that
-    /// header rules name are encrypted too. A message that arrives with a `keyid` is
-    /// passed on only if everything the policy would encrypt is ciphertext already;
-    /// classified content in clear under a publisher's `keyid` is refused.
-    pub(crate) fn protect(&self, message: Message, subject: &str) -> Result<Protected> {
-        let view = self.view(&message, subject);
-        let classes = view.tagged | view.covered;
-        let unchanged = |message| {
-            Ok(Protected {
-                message,
-                classes,
-                encrypted: Vec::new(),
-            })
-        };
-        let ring = match &self.ring {
-            Some(ring) if self.encrypt && view.classified() => ring,
-            _ => return unchanged(message.clone()),
-        };
-        if message.keyid().is_some() {
-            self.check_sealed(&view, &message)?;
-            return unchanged(message.clone());
-        }
-        let id = message.id();
-        let aad_subject = view.aad_subject;
-        // Headers first: each named one sealed in place.
-        let mut encrypted = Vec::new();
-        let header_hits = Self::header_hits(&view, &message);
-        let headers = if header_hits.is_empty() {
-            None
-        } else {
-            let mut headers = message.headers().clone();
-            for (name, _) in &header_hits {
-                let path = header_path(name);
-                let value = headers.get_mut(*name).expect("a header just seen");
-                *value = ring.seal(value.as_bytes(), &aad(aad_subject, id, &path))?;
-                encrypted.push(path);
-            }
-            Some(headers)
-        };
-        let (data, mut fields) = self.seal_payload(ring, &view, &message)?;
-        fields.append(&mut encrypted);
-        if fields.is_empty() {
-            return unchanged(message.clone());
-        }
-        let mut sealed = message.with_payload(
-            data.unwrap_or_else(|| message.data().clone()),
-            Some(ring.active()),
-        );
-        if let Some(headers) = headers {
-            sealed = sealed.with_headers(headers);
-        }
-        Ok(Protected {
-            message: sealed,
-            classes,
-            encrypted: fields,
-        })
-    }
-
-    /// The payload with its classified parts sealed (`None`: unchanged) and their pointers.
-    fn seal_payload(
-        &self,
-        ring: &KeyRing,
-        view: &View<'_>,
-        message: &Message,
-    ) -> Result<(Option<Bytes>, Vec<String>)> {
-        let id = message.id();
-        let aad_subject = view.aad_subject;
-        let whole = || -> Result<(Option<Bytes>, Vec<String>)> {
-            let sealed = ring.seal(message.data(), &aad(aad_subject, id, ""))?;
-            Ok((Some(Bytes::from(sealed.into_bytes())), vec![String::new()]))
-        };
-        if !view.unknown.is_empty() || (view.tagged == 0 && view.rules.is_empty()) {
-            return if view.unknown.is_empty() {
-                Ok((None, Vec::new()))
-            } else {
-                whole()
-            };
-        }
-        let data = message.data();
-        if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
-            return whole();
-        }
-        if let Some(hits) = super::scan::hits(data, &view.rules) {
-            // Fast path: seal each value's own text where it stands.
-            let located = hits.iter().fold(0, |a, h| a | view.rules[h.rule].class);
-            if view.tagged & !located != 0 {
-                return whole();
-            }
-            if hits.is_empty() {
-                return Ok((None, Vec::new()));
-            }
-            let mut out = Vec::with_capacity(data.len() * 2);
-            let mut copied = 0;
-            let mut paths: SmallVec<[(usize, String); 8]> = SmallVec::new();
-            for hit in hits {
-                out.extend_from_slice(&data[copied..hit.start]);
-                out.push(b'"');
-                out.extend_from_slice(
-                    ring.seal(&data[hit.start..hit.end], &aad(aad_subject, id, &hit.path))?
-                        .as_bytes(),
-                );
-                out.push(b'"');
-                copied = hit.end;
-                paths.push((hit.rule, hit.path));
-            }
-            out.extend_from_slice(&data[copied..]);
-            paths.sort_by_key(|(rule, _)| *rule);
-            return Ok((
-                Some(Bytes::from(out)),
-                paths.into_iter().map(|(_, p)| p).collect(),
-            ));
-        }
-        let Ok(mut value) = serde_json::from_slice::<Value>(data) else {
-            return whole();
-        };
-        let mut paths = Vec::new();
-        let mut located = 0;
-        for rule in &view.rules {
-            walk(&mut value, &rule.tokens, &mut String::new(), &mut |v, path| {
-                let plain = serde_json::to_vec(v).map_err(|e| Error::Crypto(e.to_string()))?;
-                *v = Value::String(ring.seal(&plain, &aad(aad_subject, id, path))?);
-                paths.push(path.to_owned());
-                located |= rule.class;
-                Ok(false)
-            })?;
-        }
-        if view.tagged & !located != 0 {
-            return whole();
-        }
-        if paths.is_empty() {
-            return Ok((None, paths));
-        }
-        Ok((Some(to_bytes(&value)?), paths))
-    }
-
-    /// A message published with a `keyid` of its own: everything the policy would encrypt
-    /// must be ciphertext already (a forward of a sealed message), else it is refused.
-    fn check_sealed(&self, view: &View<'_>, message: &Message) -> Result<()> {
-        let refuse = |what: &str| {
-            Err(Error::InvalidArgument(format!(
-                "message {} carries keyid {:?} but {what} is classified and in clear; the policy layer sets keyid when it encrypts, so publish without one",
-                message.id(),
-                message.keyid().unwrap_or_default()
-            )))
-        };
-        for (name, _) in Self::header_hits(view, message) {
-            if !message
-                .header(name)
-                .is_some_and(|v| v.starts_with(CIPHERTEXT_PREFIX))
-            {
-                return refuse(&format!("header {name:?}"));
-            }
-        }
-        let data = message.data();
-        if data.starts_with(CIPHERTEXT_PREFIX.as_bytes()) {
-            return Ok(());
-        }
-        if !view.unknown.is_empty() {
-            return refuse("the payload");
-        }
-        if view.tagged == 0 && view.rules.is_empty() {
-            return Ok(());
-        }
-        if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
-            return refuse("the payload");
-        }
-        let Ok(mut value) = serde_json::from_slice::<Value>(data) else {
-            return refuse("the payload");
-        };
-        let mut located = 0;
-        let mut clear = None;
-        for rule in &view.rules {
-            walk(&mut value, &rule.tokens, &mut String::new(), &mut |v, path| {
-                located |= rule.class;
-                if !matches!(v, Value::String(s) if s.starts_with(CIPHERTEXT_PREFIX)) {
-                    clear.get_or_insert_with(|| path.to_owned());
-                }
-                Ok(false)
-            })?;
-        }
-        if let Some(path) = clear {
-            return refuse(&format!("field {path}"));
-        }
-        if view.tagged & !located != 0 {
-            return refuse("the payload");
-        }
-        Ok(())
     }
 
     /// What `message` becomes for a subscriber granted `grants`; `subject` is the
@@ -828,7 +627,7 @@ fn deliver_data(
     }
 }
 
-fn to_bytes(value: &Value) -> Result<Bytes> {
+pub(super) fn to_bytes(value: &Value) -> Result<Bytes> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| Error::Decode(format!("re-encoding a masked payload: {e}")))
@@ -846,82 +645,9 @@ pub(crate) fn partial(s: &str, keep: usize) -> String {
     out
 }
 
-/// Calls `f` on every value that `tokens` reaches, with its concrete JSON Pointer;
-/// `f` returning `Ok(true)` removes that value from its object or array.
-pub(crate) fn walk<F>(value: &mut Value, tokens: &[Tok], path: &mut String, f: &mut F) -> Result<()>
-where
-    F: FnMut(&mut Value, &str) -> Result<bool>,
-{
-    let Some((tok, rest)) = tokens.split_first() else {
-        return Ok(());
-    };
-    let len = path.len();
-    match value {
-        Value::Object(map) => {
-            let mut remove: SmallVec<[String; 2]> = SmallVec::new();
-            let mut visit = |key: &String, child: &mut Value, path: &mut String| -> Result<()> {
-                path.push('/');
-                push_escaped(path, key);
-                if rest.is_empty() {
-                    if f(child, path)? {
-                        remove.push(key.clone());
-                    }
-                } else {
-                    walk(child, rest, path, f)?;
-                }
-                path.truncate(len);
-                Ok(())
-            };
-            match tok {
-                Tok::Any => {
-                    for (key, child) in map.iter_mut() {
-                        visit(key, child, path)?;
-                    }
-                }
-                Tok::Key(key) => {
-                    if let Some(child) = map.get_mut(key) {
-                        visit(key, child, path)?;
-                    }
-                }
-            }
-            for key in remove {
-                map.shift_remove(&key);
-            }
-        }
-        Value::Array(items) => {
-            let indices: SmallVec<[usize; 1]> = match tok {
-                Tok::Any => (0..items.len()).collect(),
-                Tok::Key(key) => match array_index(key) {
-                    Some(i) if i < items.len() => SmallVec::from_elem(i, 1),
-                    _ => SmallVec::new(),
-                },
-            };
-            let mut remove: SmallVec<[usize; 2]> = SmallVec::new();
-            for i in indices {
-                use std::fmt::Write;
-                let _ = write!(path, "/{i}");
-                if rest.is_empty() {
-                    if f(&mut items[i], path)? {
-                        remove.push(i);
-                    }
-                } else {
-                    walk(&mut items[i], rest, path, f)?;
-                }
-                path.truncate(len);
-            }
-            for i in remove.into_iter().rev() {
-                items.remove(i);
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json_pointer::parse_pointer;
 
     #[test]
     fn partial_keeps_the_last_characters() {
@@ -930,42 +656,5 @@ mod tests {
         assert_eq!(partial("abc", 3), "***");
         assert_eq!(partial("", 2), "");
         assert_eq!(partial("abc", 0), "***");
-    }
-
-    #[test]
-    fn walk_visits_wildcards_and_removes_in_arrays_and_objects() {
-        let mut v: Value = serde_json::json!({"a": [{"x": 1, "y": 2}, {"x": 3}, 5], "b/c": {"x": 9}});
-        let mut seen = Vec::new();
-        walk(
-            &mut v,
-            &parse_pointer("/*/*/x").unwrap(),
-            &mut String::new(),
-            &mut |_, p| {
-                seen.push(p.to_owned());
-                Ok(false)
-            },
-        )
-        .unwrap();
-        assert_eq!(seen, ["/a/0/x", "/a/1/x"]);
-        seen.clear();
-        walk(
-            &mut v,
-            &parse_pointer("/*/x").unwrap(),
-            &mut String::new(),
-            &mut |_, p| {
-                seen.push(p.to_owned());
-                Ok(true)
-            },
-        )
-        .unwrap();
-        assert_eq!(seen, ["/b~1c/x"]);
-        walk(
-            &mut v,
-            &parse_pointer("/a/*").unwrap(),
-            &mut String::new(),
-            &mut |v, _| Ok(v.is_object()),
-        )
-        .unwrap();
-        assert_eq!(v, serde_json::json!({"a": [5], "b/c": {}}));
     }
 }

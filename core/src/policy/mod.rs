@@ -41,8 +41,8 @@
 //! ```
 //!
 //! `bus.rs` holds [`PolicyBus`] and its builder, `enforce.rs` what it does to each
-//! publish and delivery, `model.rs` the policy, `mask.rs` and `scan.rs` the masking of
-//! payloads, `crypto.rs` the key ring, `audit.rs` the audit log.
+//! publish and delivery, `model.rs` the policy, `seal.rs` the encryption on publish,
+//! `mask.rs` and `scan.rs` the decryption and masking on delivery, `crypto.rs` the key ring, `audit.rs` the audit log.
 
 pub mod audit;
 mod bus;
@@ -53,6 +53,7 @@ mod jetstream_sink;
 mod mask;
 mod model;
 mod scan;
+mod seal;
 
 use std::sync::Arc;
 
