@@ -40,6 +40,9 @@ fn main() {
     // The shared library's SONAME names the major version, as C libraries do:
     // libbusbar.so.0 -> libbusbar.so.0.1.0 (`make -C ffi install` makes the symlinks).
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbusbar.so.{}", env("CARGO_PKG_VERSION_MAJOR"));
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,libbusbar.so.{}",
+            env("CARGO_PKG_VERSION_MAJOR")
+        );
     }
 }
