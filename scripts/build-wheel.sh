@@ -4,7 +4,8 @@
 #     (glibc 2.17: RHEL/CentOS 7 and newer, Ubuntu 14.04 and newer): maturin links it with
 #     zig against glibc 2.17's symbols, so the wheel does not need the build machine's glibc
 #     (a plain build here, on glibc 2.36, needs GLIBC_2.34 symbols: manylinux_2_34);
-#   - an sdist, for platforms without a wheel (it builds from source and needs Rust).
+#   - an sdist, for platforms without a wheel (it builds from source and needs Rust), with
+#     the patched async-nats copy (vendor/async-nats) that maturin leaves out.
 # Build tools (maturin, ziglang from PyPI) go into a virtualenv, .venv-build (git-ignored).
 # Output: target/wheels/busbar_sdk-X.Y.Z-cp311-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 # and target/wheels/busbar_sdk-X.Y.Z.tar.gz. Needs cargo (rustup: it adds the target).
@@ -31,5 +32,21 @@ rm -f "$OUT"/busbar_sdk-*
 
 step "sdist"
 "$VENV/bin/maturin" sdist --manifest-path bindings-python/Cargo.toml --out "$OUT"
+# maturin packs the path dependencies but not the root Cargo.toml's [patch] target
+# (vendor/async-nats), without which the sdist's workspace does not resolve: add it. Its
+# workspace has fewer members than the repository's, so its Cargo.lock (the repository's)
+# lists packages it no longer uses, and pyproject's `locked = true` would refuse it: prune
+# it offline (no version changes), then check that it resolves offline with --locked.
+SDIST=$(ls "$OUT"/busbar_sdk-*.tar.gz)
+NAME=$(basename "$SDIST" .tar.gz)
+UNPACKED=$(mktemp -d)
+trap 'rm -rf "$UNPACKED"' EXIT
+tar -xzf "$SDIST" -C "$UNPACKED"
+mkdir -p "$UNPACKED/$NAME/vendor"
+cp -R vendor/async-nats "$UNPACKED/$NAME/vendor/"
+(cd "$UNPACKED/$NAME" && cargo metadata --offline --format-version 1 >/dev/null &&
+    cargo metadata --offline --locked --format-version 1 >/dev/null)
+tar -czf "$SDIST" -C "$UNPACKED" "$NAME"
+echo "added vendor/async-nats; the sdist resolves offline with --locked"
 
 ls -l "$OUT"/busbar_sdk-*
