@@ -11,14 +11,35 @@ if (process.env.BUSBAR_SKIP_BUILD) process.exit(0)
 
 const here = __dirname
 const cargo = process.env.CARGO || 'cargo'
-const host = /^host: (.*)$/m.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1]
+
+// Without a Rust toolchain, say what is needed instead of a spawn stack trace.
+function missingRust(tool) {
+  console.error(
+    [
+      `busbar: building the native module from source needs a Rust toolchain, and \`${tool}\` was not found on PATH.`,
+      '  Install Rust 1.89 or newer (https://rustup.rs), then run npm install again;',
+      '  or install the published package (`npm install busbar`), which brings a prebuilt',
+      '  module for linux-x64-gnu and needs no Rust.',
+    ].join('\n'),
+  )
+  process.exit(1)
+}
+let rustcInfo
+try {
+  rustcInfo = execFileSync('rustc', ['-vV'], { encoding: 'utf8' })
+  execFileSync(cargo, ['--version'], { stdio: 'ignore' })
+} catch (err) {
+  if (err.code === 'ENOENT') missingRust(err.path === 'rustc' ? 'rustc' : cargo)
+  throw err
+}
+const host = /^host: (.*)$/m.exec(rustcInfo)[1]
 const metadata = JSON.parse(
   execFileSync(cargo, ['metadata', '--format-version', '1', '--no-deps'], { cwd: here, encoding: 'utf8' }),
 )
 
 // The same target directory as `napi build` (which passes --target), so the two share
 // their compiled dependencies.
-console.log(`busbar: building the native module (cargo build --release, ${host})`)
+console.log(`busbar: building the native module from source (cargo build --release, ${host}; a few minutes the first time)`)
 execFileSync(cargo, ['build', '--release', '--locked', '-p', 'busbar-node', '--target', host], {
   cwd: here,
   stdio: 'inherit',

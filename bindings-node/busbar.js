@@ -3,6 +3,9 @@
 // pieces that are plain JavaScript. Keeping them here lets a message that waits in a batch
 // reach `for await` without a native call per message.
 module.exports = require('./index.js')
+// busbar's version, "major.minor.patch" (the same in every language). The native module
+// comes from the platform package of exactly this version (an exact optional dependency).
+module.exports.version = require('./package.json').version
 
 const { Bus, DurableSubscription, Message, NoticeThrottle, Subscription } = module.exports
 

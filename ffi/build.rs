@@ -8,8 +8,20 @@ fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    let config =
+    let mut config =
         cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("ffi/cbindgen.toml is readable");
+    // The version macros come from the one version in the root Cargo.toml, so the header
+    // cannot name another release than the library it was built with.
+    let env = |name: &str| std::env::var(name).expect("cargo sets CARGO_PKG_VERSION_*");
+    config.after_includes = Some(format!(
+        "\n// busbar's version at compile time (the library's at run time: busbar_version()).\n\
+         #define BUSBAR_VERSION_MAJOR {}\n#define BUSBAR_VERSION_MINOR {}\n\
+         #define BUSBAR_VERSION_PATCH {}\n#define BUSBAR_VERSION \"{}\"",
+        env("CARGO_PKG_VERSION_MAJOR"),
+        env("CARGO_PKG_VERSION_MINOR"),
+        env("CARGO_PKG_VERSION_PATCH"),
+        env("CARGO_PKG_VERSION"),
+    ));
     // `with_src` parses src/lib.rs and its modules directly: no nested `cargo metadata`.
     let bindings = cbindgen::Builder::new()
         .with_config(config)
@@ -24,5 +36,13 @@ fn main() {
         if let Err(e) = std::fs::write(&path, &header) {
             println!("cargo:warning=could not write {}: {e}", path.display());
         }
+    }
+    // The shared library's SONAME names the major version, as C libraries do:
+    // libbusbar.so.0 -> libbusbar.so.0.1.0 (`make -C ffi install` makes the symlinks).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,libbusbar.so.{}",
+            env("CARGO_PKG_VERSION_MAJOR")
+        );
     }
 }

@@ -16,6 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// busbar's version at compile time (the library's at run time: busbar_version()).
+#define BUSBAR_VERSION_MAJOR 0
+#define BUSBAR_VERSION_MINOR 1
+#define BUSBAR_VERSION_PATCH 0
+#define BUSBAR_VERSION "0.1.0"
+
 // A `timeout_ms` that means "wait as long as it takes".
 #define BUSBAR_WAIT_FOREVER UINT64_MAX
 
@@ -240,6 +246,12 @@ typedef void (*busbar_userdata_drop)(void *userdata);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// The version of the library that is loaded, `"major.minor.patch"`: compare it with the
+// header's `BUSBAR_VERSION` (the version compiled against).
+//
+// Borrowed: a static string, never NULL, never to be freed.
+const char *busbar_version(void);
 
 // Connects with `config` (borrowed, only for the call) and sets `*bus`. NULL means the
 // defaults overlaid with the `BUSBAR_*` environment: the in-memory bus unless

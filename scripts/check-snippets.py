@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_LANGS = {"c", "python", "js"}
 SHOWN_LANGS = {"sh", "text"}
 TIMEOUT_S = 60
-QUICKSTART = "cargo run -p busbar --example quickstart"
+QUICKSTART = "cargo run -p busbar-sdk --example quickstart"
 TEST_COMMAND = "bash scripts/test.sh"
 FENCE = re.compile(r"^( {0,3})(`{3,})(.*)$")
 
@@ -183,7 +183,7 @@ def check_front_page_commands(readme: list[Block]) -> list[str]:
         problems.append(f"README.md: the first sh block must hold exactly {QUICKSTART!r} and {TEST_COMMAND!r}, has {commands}")
     if TEST_COMMAND not in (ROOT / ".ci" / "run").read_text(encoding="utf-8"):
         problems.append(f".ci/run does not run the README's test command {TEST_COMMAND!r}")
-    if not re.search(r"cargo run .*-p busbar --example quickstart", (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")):
+    if not re.search(r"cargo run .*-p busbar-sdk --example quickstart", (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")):
         problems.append("scripts/test.sh does not run the README's quickstart")
     return problems
 

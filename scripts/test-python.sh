@@ -1,34 +1,50 @@
 #!/usr/bin/env bash
-# The Python suite: builds and installs ./bindings-python into a local virtualenv
-# (.venv-python, git-ignored) exactly as a user would (`pip install ./bindings-python`),
+# The Python suite, against the distribution a user installs: scripts/build-wheel.sh builds
+# the abi3 manylinux2014 wheel (and the sdist); a fresh virtualenv (.venv-python,
+# git-ignored, re-created every run) installs the wheel with no cargo or rustc on PATH,
 # then runs ruff, mypy --strict on the examples, stubtest on the .pyi, pytest (both
-# backends: the NATS tests start private nats-servers; the examples run on both).
+# backends: the NATS tests start private nats-servers; the examples run on both), all with
+# that PATH. Building from source (`pip install ./bindings-python`) is the same maturin
+# build; CI builds once, the wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n--> python: %s\n' "$*"; }
 VENV=.venv-python
 PY="$VENV/bin/python"
-
-step "virtualenv $VENV"
-if [ ! -x "$PY" ]; then
-    python3 -m venv "$VENV"
-fi
-"$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
-
-step "test tools (maturin, pytest, pytest-asyncio, nats-py, mypy, ruff)"
-"$PY" -m pip install --quiet --disable-pip-version-check \
-    "maturin>=1.9.4,<2" "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" \
-    "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 step "Rust: formatting and clippy of bindings-python (a workspace member outside default-members)"
 cargo fmt -p busbar-python --check
 cargo clippy -p busbar-python --locked --all-targets -- -D warnings
 
-# maturin builds in the root workspace (its Cargo.lock, --locked, target/python-release).
-step "pip install ./bindings-python (maturin builds the extension; first run takes a few minutes)"
-"$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings-python
-"$PY" -c 'import busbar; print("installed busbar from", busbar.__file__)'
+step "wheel and sdist (scripts/build-wheel.sh)"
+bash scripts/build-wheel.sh
+WHEEL=$(ls "$TARGET_DIR"/wheels/busbar_sdk-*-cp311-abi3-manylinux*_x86_64.whl)
+
+step "fresh virtualenv $VENV"
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+
+# Everything from here runs without Rust: no cargo or rustc on PATH.
+NORUST_PATH="$(realpath "$VENV")/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+if env PATH="$NORUST_PATH" sh -c 'command -v cargo || command -v rustc'; then
+    echo "cargo or rustc is still on the restricted PATH" >&2
+    exit 1
+fi
+export PATH="$NORUST_PATH"
+
+step "pip install the wheel, no Rust on PATH"
+"$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+start=$(date +%s.%N)
+"$PY" -m pip install --quiet --disable-pip-version-check --only-binary :all: "$WHEEL"
+"$PY" -c 'import busbar; print("busbar", busbar.__version__, "from", busbar.__file__)'
+echo "install + import: $("$PY" -c "import time; print(round(time.time() - $start, 1))") s; wheel $(du -k "$WHEEL" | cut -f1) KiB"
+
+step "test tools (pytest, pytest-asyncio, nats-py, mypy, ruff)"
+"$PY" -m pip install --quiet --disable-pip-version-check \
+    "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" \
+    "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
 
 step "ruff (lint + format check)"
 "$VENV/bin/ruff" check --config bindings-python/pyproject.toml bindings-python examples/python bindings-python/bench

@@ -18,6 +18,9 @@ else
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
 fi
 
+step "One version everywhere (scripts/version.py: Cargo.toml, busbar.h, npm manifests, CHANGELOG.md)"
+python3 scripts/version.py check
+
 step "Rust: formatting"
 cargo fmt --all --check
 
@@ -37,10 +40,14 @@ step "Rust: API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "Rust: the quickstart runs"
-cargo run --quiet --locked -p busbar --example quickstart >/dev/null
+cargo run --quiet --locked -p busbar-sdk --example quickstart >/dev/null
 
 step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
-cargo run --quiet --locked -p busbar --example phi >/dev/null
+cargo run --quiet --locked -p busbar-sdk --example phi >/dev/null
+
+# The crate as crates.io would get it: packed (examples included) and built from the package.
+step "Rust: cargo publish --dry-run -p busbar-sdk"
+cargo publish --dry-run --locked -p busbar-sdk
 
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check
@@ -60,6 +67,13 @@ for lang in c python node; do
     step "$lang: suite (scripts/test-$lang.sh)"
     bash "scripts/test-$lang.sh"
 done
+
+# The packages as users install them: the C package from a temporary prefix, the npm
+# tarballs in a scratch project without Rust (the wheel is tested by scripts/test-python.sh).
+step "C package (scripts/test-c-package.sh)"
+bash scripts/test-c-package.sh
+step "npm packages (scripts/test-npm-package.sh)"
+bash scripts/test-npm-package.sh
 
 step "gateway: curl to Python masked per principal, schemathesis, the admin page in Chromium (scripts/test-gateway.sh)"
 bash scripts/test-gateway.sh

@@ -56,6 +56,7 @@ fn validate_pattern(pattern: &Bound<'_, PyAny>) -> PyResult<()> {
 
 #[pymodule]
 fn _busbar(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", busbar::VERSION)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(subject_matches, m)?)?;
     m.add_function(wrap_pyfunction!(validate_subject, m)?)?;

@@ -50,6 +50,10 @@ pub use subscription::{
     serve, MessageStream, Subscription, SubscriptionControl, SubscriptionHandle, SubscriptionStats,
 };
 
+/// busbar's version (`major.minor.patch`): the same in every language (`busbar.__version__`,
+/// `require('busbar-sdk').version`, `busbar_version()` in C), as the crate was built.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The Rust blocks of the docs, compiled and run as doc tests so they stay true:
 /// the Rust tour (core/README.md), the front page's example and the guide's pages.
 /// `scripts/check-snippets.py` fails when a Markdown file with Rust blocks is missing here.

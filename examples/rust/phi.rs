@@ -7,7 +7,7 @@
 //! Classified fields are encrypted before they leave the publisher, every step is written
 //! to a hash-chained audit log, and the log is verified at the end.
 //!
-//!     cargo run -p busbar --example phi
+//!     cargo run -p busbar-sdk --example phi
 //!
 //! Runs on the in-memory bus; BUSBAR_BACKEND=nats BUSBAR_NATS_URL=... runs it on NATS.
 

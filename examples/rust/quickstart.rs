@@ -3,7 +3,7 @@
 //! Runs on the embedded in-memory bus by default. The same program talks to a NATS
 //! server when the environment says so (BUSBAR_BACKEND=nats BUSBAR_NATS_URL=...).
 //!
-//!     cargo run -p busbar --example quickstart
+//!     cargo run -p busbar-sdk --example quickstart
 
 use std::time::Duration;
 

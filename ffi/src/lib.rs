@@ -39,6 +39,17 @@ use std::ptr;
 
 use busbar_core::Result;
 
+/// The version of the library that is loaded, `"major.minor.patch"`: compare it with the
+/// header's `BUSBAR_VERSION` (the version compiled against).
+///
+/// Borrowed: a static string, never NULL, never to be freed.
+#[no_mangle]
+pub extern "C" fn busbar_version() -> *const c_char {
+    ffi_boundary!(@or c"".as_ptr() => {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
+}
+
 pub use bus::*;
 pub use config::*;
 pub use durable::*;

@@ -12,3 +12,4 @@ return an already-finished awaitable, so awaiting them costs no trip through the
 
 from ._busbar import *  # noqa: F403  (the native module's __all__ is the public API)
 from ._busbar import __all__ as __all__
+from ._busbar import __version__ as __version__

@@ -29,6 +29,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "Timeout",
+    "__version__",
     "connect",
     "subject_matches",
     "validate_pattern",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 CONFIG_KEYS: list[str]
+__version__: str
+"""busbar's version, "major.minor.patch": the same in every language."""
 
 _Data = object
 """bytes-like as is, str as UTF-8, anything else serialised as JSON."""
