@@ -78,7 +78,7 @@ pub trait EventBus: Send + Sync + 'static {
     /// Counters of this bus.
     fn stats(&self) -> BusStats;
 
-    /// `"memory"` or `"nats"`.
+    /// `"memory"`, `"nats"` or `"rabbitmq"`.
     fn backend(&self) -> Backend;
 
     /// Connection changes from now on (disconnected, reconnected, slow consumer, …);
@@ -383,6 +383,15 @@ pub async fn connect(config: Config) -> Result<Arc<dyn EventBus>> {
                 "backend \"nats\" (nats_url {}) needs busbar built with the \"nats\" feature; use backend \"memory\"",
                 config.nats_url
             ),
+            source: None,
+        }),
+        #[cfg(feature = "rabbitmq")]
+        Backend::RabbitMq => Ok(Arc::new(
+            crate::backend::rabbitmq::RabbitBus::connect(config).await?,
+        )),
+        #[cfg(not(feature = "rabbitmq"))]
+        Backend::RabbitMq => Err(Error::Backend {
+            message: "backend \"rabbitmq\" needs busbar built with the \"rabbitmq\" feature".into(),
             source: None,
         }),
     }

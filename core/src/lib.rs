@@ -4,6 +4,7 @@
 //! The semantic contract lives in docs/design.md; every language binding runs this crate.
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod bounds;
 pub mod bus;
 pub mod config;
