@@ -21,6 +21,10 @@ fi
 step "Rust: formatting"
 cargo fmt --all --check
 
+step "core: no import cycle between its files (scripts/check-cycles.py)"
+python3 scripts/check-cycles.py --self-test
+python3 scripts/check-cycles.py core/src
+
 step "Rust: clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -216,6 +216,20 @@ pub struct MessageBuilder {
 /// may not start with it.
 pub const RESERVED_HEADER_PREFIX: &str = "busbar-";
 
+/// Header of a dead-lettered message: why it was dead-lettered.
+pub const DLQ_REASON: &str = "busbar-dlq-reason";
+/// Header of a dead-lettered message: how many delivery attempts were made.
+pub const DLQ_ATTEMPTS: &str = "busbar-dlq-attempts";
+/// Header of a dead-lettered message: the stream it came from.
+pub const DLQ_STREAM: &str = "busbar-dlq-stream";
+/// Header of a dead-lettered message: its sequence in that stream.
+pub const DLQ_SEQUENCE: &str = "busbar-dlq-sequence";
+/// Header of a dead-lettered message: the consumer that gave up on it.
+pub const DLQ_CONSUMER: &str = "busbar-dlq-consumer";
+/// Header of a dead-lettered message: the subject it was published to (the policy
+/// layer applies that subject's rules and restrictions to the dead letter too).
+pub const DLQ_SUBJECT: &str = "busbar-dlq-subject";
+
 fn is_reserved_name(name: &str) -> bool {
     name.len() >= RESERVED_HEADER_PREFIX.len()
         && name.as_bytes()[..RESERVED_HEADER_PREFIX.len()]
@@ -364,7 +378,6 @@ impl Message {
     /// sequence) it was dead-lettered from, so two consumers' dead letters of one message
     /// are both kept.
     pub fn dedupe_id(&self) -> std::borrow::Cow<'_, str> {
-        use crate::durable::{DLQ_CONSUMER, DLQ_SEQUENCE, DLQ_STREAM};
         match (
             self.header(DLQ_STREAM),
             self.header(DLQ_CONSUMER),
@@ -568,7 +581,7 @@ impl MessageBuilder {
                 "header name {name:?} starts with {RESERVED_HEADER_PREFIX:?}, which busbar reserves for its own headers"
             )));
         }
-        if self.env.headers.contains_key(crate::durable::DLQ_REASON) {
+        if self.env.headers.contains_key(DLQ_REASON) {
             // Only busbar sets `busbar-*` headers: a dead letter, `<prefix>.<subject>`.
             crate::subject::validate_dead_letter_subject(&self.env.subject)?;
         } else {

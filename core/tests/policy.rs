@@ -560,6 +560,54 @@ async fn a_bus_acts_as_the_configured_principal() {
 
 // ---------------------------------------------------------------- audit log
 
+/// `policy::connect` wraps the raw backend exactly once: its `inner()` is the plain bus,
+/// which sees payloads in clear, while the policy bus masks them for its principal.
+#[tokio::test]
+async fn policy_connect_wraps_the_plain_backend_once() {
+    let dir = temp_path("wrap-once");
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.json");
+    std::fs::write(
+        &policy_path,
+        r#"{"classes":["pii"],"fields":[{"path":"/ssn","class":"pii","action":"partial","keep":4}]}"#,
+    )
+    .unwrap();
+    let vars = [
+        ("BUSBAR_POLICY", policy_path.to_str().unwrap()),
+        ("BUSBAR_PRINCIPAL", "web"),
+    ];
+    let bus = busbar::policy::connect(Config::from_vars(vars).unwrap())
+        .await
+        .unwrap();
+    let mut masked = bus.subscribe("people.>").await.unwrap();
+    let mut clear = bus.inner().subscribe("people.>").await.unwrap();
+    let payload = format!(r#"{{"ssn":"{SSN}"}}"#);
+    bus.publish("people.joined", payload.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&next(&mut clear).await.unwrap()),
+        payload,
+        "the inner bus is not a policy bus"
+    );
+    let got = text(&next(&mut masked).await.unwrap());
+    assert!(!got.contains(SSN) && got.ends_with(r#"6789"}"#), "{got}");
+    assert_eq!(bus.policy_stats().masked, 1);
+
+    let bad = Config::from_vars([
+        ("BUSBAR_POLICY", policy_path.to_str().unwrap()),
+        ("BUSBAR_MAX_PAYLOAD", "0"),
+    ]);
+    let err = match bad {
+        Ok(config) => busbar::policy::connect(config)
+            .await
+            .expect_err("max_payload 0 is refused"),
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn entry(n: usize) -> AuditEntry {
     AuditEntry {
         action: AuditAction::Deliver,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use busbar::backend::rabbitmq::{envelope, subjects};
+use busbar::rabbitmq::{envelope, subjects};
 use busbar::{Config, EventBus, Subscription};
 use futures_util::StreamExt;
 use lapin::options::*;

@@ -1,6 +1,7 @@
 //! The NATS wire mapping (CloudEvents binary content mode): pure functions, no I/O.
 
 use super::*;
+use crate::bounds::MAX_HEADER_BLOCK;
 use crate::error::quote;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -193,6 +194,27 @@ fn parse_time(subject: &str, value: &str) -> Result<SystemTime> {
                 quote(value)
             ))
         })
+}
+
+/// Refuses `msg` when its payload is over `max` (`payload_too_large`, naming both sizes)
+/// or its NATS header block is over [`MAX_HEADER_BLOCK`] (`invalid_argument`), the same
+/// on both backends (docs/design.md §4). A NATS server counts payload and header block
+/// together against its own `max_payload`; the NATS backend keeps [`MAX_HEADER_BLOCK`] of
+/// the server's limit for headers, so a payload up to `max` always fits.
+pub(crate) fn check_size(msg: &Message, max: usize) -> Result<()> {
+    let size = msg.data().len();
+    if size > max {
+        return Err(Error::PayloadTooLarge { size, max });
+    }
+    let headers = header_block_len(msg);
+    if headers > MAX_HEADER_BLOCK {
+        return Err(Error::InvalidArgument(format!(
+            "the header block of message {} is {headers} bytes (attributes and headers as NATS \
+             carries them), over the limit of {MAX_HEADER_BLOCK} bytes",
+            msg.id()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

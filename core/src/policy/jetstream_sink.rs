@@ -216,7 +216,7 @@ impl JetStreamAudit {
 
     /// Verifies the records in the stream against their chain and against the head
     /// stream, so records deleted anywhere, the end included, are reported.
-    pub async fn verify(&self, ring: Option<&super::KeyRing>) -> Result<super::VerifyReport> {
+    pub async fn verify(&self, ring: Option<&super::crypto::KeyRing>) -> Result<super::audit::VerifyReport> {
         let text = self.read_all().await?;
         let head = self.head().await?;
         Ok(super::audit::verify_text_with_head(&text, ring, head))

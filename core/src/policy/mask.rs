@@ -7,10 +7,10 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::crypto::{KeyRing, CIPHERTEXT_PREFIX};
-use super::model::{Action, ClassBits, Compiled, HeaderRuleC, Rule, Tok};
-use crate::durable::DLQ_SUBJECT;
-use crate::envelope::Message;
+use super::model::{Action, ClassBits, Compiled, HeaderRuleC, Rule};
+use crate::envelope::{Message, DLQ_SUBJECT};
 use crate::error::{Error, Result};
+use crate::json_pointer::{array_index, push_escaped, Tok};
 
 /// The policy, the key ring and whether publishing encrypts.
 #[derive(Debug)]
@@ -918,28 +918,10 @@ where
     Ok(())
 }
 
-/// A canonical array index: digits without a leading zero (RFC 6901).
-pub(crate) fn array_index(key: &str) -> Option<usize> {
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) || (key.len() > 1 && key.starts_with('0')) {
-        return None;
-    }
-    key.parse().ok()
-}
-
-pub(crate) fn push_escaped(path: &mut String, key: &str) {
-    for c in key.chars() {
-        match c {
-            '~' => path.push_str("~0"),
-            '/' => path.push_str("~1"),
-            c => path.push(c),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::model::parse_pointer;
+    use crate::json_pointer::parse_pointer;
 
     #[test]
     fn partial_keeps_the_last_characters() {
@@ -985,7 +967,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v, serde_json::json!({"a": [5], "b/c": {}}));
-        assert_eq!(array_index("01"), None);
-        assert_eq!(array_index("10"), Some(10));
     }
 }

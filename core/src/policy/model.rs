@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::json_pointer::{parse_pointer, Tok};
 use crate::subject::{patterns_overlap, validate_pattern};
 
 /// What happens to a classified field that a subscriber's roles do not grant.
@@ -368,15 +369,6 @@ impl Principal {
 /// A set of declared classes, one bit each.
 pub(crate) type ClassBits = u64;
 
-/// One token of a compiled JSON Pointer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Tok {
-    /// A key, or an array index when it is a canonical number.
-    Key(String),
-    /// `*`: any key or index.
-    Any,
-}
-
 /// A compiled header rule.
 #[derive(Debug)]
 pub(crate) struct HeaderRuleC {
@@ -628,37 +620,6 @@ impl Compiled {
     }
 }
 
-/// Parses an RFC 6901 pointer; a `*` token means any key or index.
-pub(crate) fn parse_pointer(path: &str) -> std::result::Result<Vec<Tok>, String> {
-    let Some(rest) = path.strip_prefix('/') else {
-        return Err(format!(
-            "path {path:?} is not a JSON Pointer: it must start with '/'"
-        ));
-    };
-    let mut tokens = Vec::new();
-    for raw in rest.split('/') {
-        if raw == "*" {
-            tokens.push(Tok::Any);
-            continue;
-        }
-        let mut key = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '~' {
-                match chars.next() {
-                    Some('0') => key.push('~'),
-                    Some('1') => key.push('/'),
-                    _ => return Err(format!("path {path:?}: '~' must be followed by 0 or 1")),
-                }
-            } else {
-                key.push(c);
-            }
-        }
-        tokens.push(Tok::Key(key));
-    }
-    Ok(tokens)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,12 +644,6 @@ mod tests {
 
     #[test]
     fn pointers_parse_and_errors_name_the_rule() {
-        assert_eq!(
-            parse_pointer("/a~1b/*/c~0").unwrap(),
-            [Tok::Key("a/b".into()), Tok::Any, Tok::Key("c~".into())]
-        );
-        assert!(parse_pointer("a/b").is_err());
-        assert!(parse_pointer("/a~2").is_err());
         let err = Policy::new()
             .class("phi")
             .field("/x", "pii", Action::Redact)

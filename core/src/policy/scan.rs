@@ -4,8 +4,8 @@
 //! would need the tree: a `drop` to perform, or matches nested in one another (where
 //! rule order decides what is left to match).
 
-use super::mask::array_index;
-use super::model::{Rule, Tok};
+use super::model::Rule;
+use crate::json_pointer::{array_index, push_escaped, Tok};
 
 /// One value a rule reaches: the rule's index, the value's byte range, its pointer.
 #[derive(Debug)]
@@ -210,7 +210,7 @@ impl Scanner<'_> {
                     let fits = |k: &str| k == key;
                     let name = |p: &mut String| {
                         p.push('/');
-                        super::mask::push_escaped(p, key);
+                        push_escaped(p, key);
                     };
                     if !self.member(active, depth, fits, name) {
                         return false;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 fn unsupported<T>(feature: &str) -> Result<T> {
     Err(Error::Unsupported {
         feature: feature.to_owned(),
-        backend: super::NAME,
+        backend: "rabbitmq",
     })
 }
 

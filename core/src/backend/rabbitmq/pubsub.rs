@@ -13,12 +13,13 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{backend, request, subjects, Inner};
-use crate::bus::{Subscription, SubscriptionControl, SubscriptionStats};
+use super::connection::{backend, Inner};
+use super::{request, subjects};
+use crate::backend::queue::{self, Detach, Payload, Pushed, QueueSender, QueueState};
 use crate::config::Backpressure;
 use crate::error::Result;
-use crate::queue::{self, Detach, Payload, Pushed, QueueSender, QueueState};
 use crate::subject::validate_queue_group;
+use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
 
 /// Most unacknowledged messages the broker sends one `block`-mode consumer ahead of its
 /// queue: past it the broker holds the backlog.
@@ -55,7 +56,7 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
             .await
             .map_err(|e| backend(what(), e))?;
     }
-    let tag = format!("busbar.{}", crate::reply::token());
+    let tag = format!("busbar.{}", crate::backend::reply::token());
     let consumer = channel
         .basic_consume(
             queue_name.clone(),

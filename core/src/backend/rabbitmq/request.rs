@@ -15,11 +15,12 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
 
-use super::{backend, envelope, subjects, Inner};
-use crate::bus::check_size;
+use super::connection::{backend, Inner};
+use super::{envelope, subjects};
+use crate::backend::reply;
+use crate::envelope::codec::check_size;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
-use crate::reply;
 
 /// Header of the message a flush sends to its own inbox (skipped by busbar subscribers).
 const FLUSH_MARKER: &str = "busbar-flush";

@@ -1,12 +1,6 @@
-//! The NATS backend (async-nats): the same [`EventBus`] over a NATS server.
-//!
-//! Messages travel in CloudEvents binary content mode (see [`crate::envelope::codec`]).
-//! Each subscription is pumped by a task from async-nats into busbar's own bounded
-//! queue, so back-pressure and lag are reported exactly as on the in-memory bus.
-//! Requests use one wildcard inbox subscription per bus, so a late reply is seen,
-//! dropped and counted, and the server's no-responders status fails a request at once.
-
-mod jetstream;
+//! The connection of a [`NatsBus`](super::NatsBus) and what runs on it: publishing,
+//! the pump of each subscription into busbar's own bounded queue, requests through the
+//! bus's one inbox subscription, and flushes as round trips through the server.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -17,20 +11,17 @@ use async_nats::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::backend::counters::Counters;
+use crate::backend::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
+use crate::backend::reply::{self, Inbox};
 use crate::bounds::MAX_HEADER_BLOCK;
-use crate::bus::{
-    check_size, BusStats, ConnectionEvent, Counters, EventBus, Subscription, SubscriptionControl,
-    SubscriptionStats,
-};
-use crate::config::{redact_url, split_url_credentials, Backend, Backpressure, Config, UrlAuth};
-use crate::durable::{
-    dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
-};
-use crate::envelope::{codec, Message, MessageBuilder, Replier, Topic};
+use crate::bus::ConnectionEvent;
+use crate::config::{Backpressure, Config};
+use crate::envelope::codec::check_size;
+use crate::envelope::{codec, Message, Replier};
 use crate::error::{Error, Result};
-use crate::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
-use crate::reply::{self, Inbox};
-use crate::subject::{validate_pattern, validate_queue_group, validate_subject};
+use crate::subject::{validate_pattern, validate_queue_group};
+use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
 
 impl From<async_nats::Event> for ConnectionEvent {
     fn from(event: async_nats::Event) -> Self {
@@ -56,132 +47,38 @@ const HOLD_MESSAGES: usize = 64 * 1024;
 /// takes each at once (and misses, counted, what its subscription cannot keep), so this
 /// only absorbs scheduling hiccups; async-nats drops past it without telling which
 /// subscription lost what, so it is large (slots cost memory only while used).
-const CLIENT_BUFFER: usize = 1 << 20;
+pub(super) const CLIENT_BUFFER: usize = 1 << 20;
 
-/// The NATS backend. Build with [`NatsBus::connect`] or [`crate::connect`].
-pub struct NatsBus {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: async_nats::Client,
+pub(super) struct Inner {
+    pub(super) client: async_nats::Client,
     /// JetStream on the same connection, for durable streams.
-    js: async_nats::jetstream::Context,
-    config: Config,
-    source: Arc<str>,
+    pub(super) js: async_nats::jetstream::Context,
+    pub(super) config: Config,
+    pub(super) source: Arc<str>,
     /// The smaller of the configured `max_payload` and the server's less the header block
     /// budget (see [`payload_limit`]).
-    max_payload: usize,
+    pub(super) max_payload: usize,
     /// Replies to this bus's requests (and its flush markers) arrive under it.
-    inbox: Inbox<async_nats::Message>,
-    replier: Arc<dyn Replier>,
-    events: broadcast::Sender<ConnectionEvent>,
+    pub(super) inbox: Inbox<async_nats::Message>,
+    pub(super) replier: Arc<dyn Replier>,
+    pub(super) events: broadcast::Sender<ConnectionEvent>,
     /// Times the connection was lost, counted by the event callback.
-    disconnects: Arc<AtomicU64>,
-    closed: AtomicBool,
-    counters: Counters,
+    pub(super) disconnects: Arc<AtomicU64>,
+    pub(super) closed: AtomicBool,
+    pub(super) counters: Counters,
 }
 
-fn backend(message: String, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+pub(super) fn backend(message: String, source: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Backend {
         message: format!("{message}: {source}"),
         source: Some(Box::new(source)),
     }
 }
 
-impl NatsBus {
-    /// Connects to `config.nats_url` with the authentication and TLS settings of `config`.
-    pub async fn connect(config: Config) -> Result<Self> {
-        config.check()?;
-        let (events, _) = broadcast::channel(256);
-        let disconnects = Arc::new(AtomicU64::new(0));
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("busbar ({})", config.source))
-            .connection_timeout(Duration::from_secs(5))
-            .subscription_capacity(CLIENT_BUFFER)
-            .event_callback({
-                let events = events.clone();
-                let disconnects = disconnects.clone();
-                move |event| {
-                    if matches!(event, async_nats::Event::Disconnected) {
-                        disconnects.fetch_add(1, Relaxed);
-                    }
-                    let events = events.clone();
-                    async move {
-                        let _ = events.send(ConnectionEvent::from(event));
-                    }
-                }
-            });
-        // Credentials inside nats_url go to async-nats as options, never as part of an
-        // address it could log (and 0.51 would not send them at all).
-        let (url, url_auth) = split_url_credentials(&config.nats_url)?;
-        if url_auth.is_some() && (config.nats_user.is_some() || config.nats_token.is_some()) {
-            return Err(Error::InvalidArgument(format!(
-                "nats_url {} carries credentials and nats_user/nats_token are set too; give them once",
-                redact_url(&config.nats_url)
-            )));
-        }
-        match url_auth {
-            Some(UrlAuth::UserPassword(user, password)) => {
-                options = options.user_and_password(user, password)
-            }
-            Some(UrlAuth::Token(token)) => options = options.token(token),
-            None => {}
-        }
-        if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
-            options = options.user_and_password(user.clone(), password.clone());
-        }
-        if let Some(token) = &config.nats_token {
-            options = options.token(token.clone());
-        }
-        if let Some(path) = &config.nats_credentials {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|e| backend(format!("reading NATS credentials file {path:?}"), e))?;
-        }
-        if let Some(ca) = &config.nats_tls_ca {
-            options = options.add_root_certificates(ca.into());
-        }
-        if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
-            options = options.add_client_certificate(cert.into(), key.into());
-        }
-        if config.nats_require_tls {
-            options = options.require_tls(true);
-        }
-        let client = options.connect(url.as_str()).await.map_err(|e| {
-            let url = redact_url(&config.nats_url);
-            backend(format!("connecting to NATS at {url}"), e)
-        })?;
-        let server_max = client.server_info().max_payload;
-        let inbox_prefix = format!("{}.", client.new_inbox());
-        let replies = client
-            .subscribe(format!("{inbox_prefix}*"))
-            .await
-            .map_err(|e| backend("subscribing to this bus's reply inbox".into(), e))?;
-        let js = async_nats::jetstream::new(client.clone());
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
-            js,
-            client,
-            source: Arc::from(config.source.as_str()),
-            max_payload: payload_limit(config.max_payload, server_max),
-            config,
-            inbox: Inbox::new(inbox_prefix),
-            replier: Arc::new(WeakReplier(weak.clone())),
-            events,
-            disconnects,
-            closed: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
-        tokio::spawn(route_replies(replies, Arc::downgrade(&inner)));
-        Ok(NatsBus { inner })
-    }
-}
-
 /// The largest payload sent to a server whose `max_payload` is `server_max`: the
 /// configured limit, or the server's less [`MAX_HEADER_BLOCK`] (the server counts the
 /// header block too) when that is smaller (docs/design.md §4).
-fn payload_limit(configured: usize, server_max: usize) -> usize {
+pub(super) fn payload_limit(configured: usize, server_max: usize) -> usize {
     configured.min(server_max.saturating_sub(MAX_HEADER_BLOCK).max(1))
 }
 
@@ -216,7 +113,7 @@ pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
 /// id (a flush marker: its nonce); counts the rest as rejected or late. The server's
 /// no-responders status and a reply whose header block cannot be read carry no id: they
 /// are believed on the request's own unguessable subject only, and can only fail it.
-async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
+pub(super) async fn route_replies(mut replies: async_nats::Subscriber, bus: Weak<Inner>) {
     while let Some(reply) = replies.next().await {
         let Some(bus) = bus.upgrade() else { break };
         let subject = reply.subject.clone();
@@ -266,14 +163,14 @@ fn malformed(m: &async_nats::Message) -> Option<&str> {
 }
 
 impl Inner {
-    fn check_open(&self) -> Result<()> {
+    pub(super) fn check_open(&self) -> Result<()> {
         if self.closed.load(Acquire) {
             return Err(Error::Closed("bus"));
         }
         Ok(())
     }
 
-    async fn publish(&self, msg: &Message) -> Result<()> {
+    pub(super) async fn publish(&self, msg: &Message) -> Result<()> {
         self.check_open()?;
         check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
@@ -304,7 +201,7 @@ impl Inner {
 
     /// `payload_too_large` for `msg` refused by async-nats' own check: the server now in use
     /// (after a reconnect) has a smaller `max_payload` than the one seen at connect.
-    fn too_large(&self, msg: &Message) -> Error {
+    pub(super) fn too_large(&self, msg: &Message) -> Error {
         let server_max = self.client.server_info().max_payload;
         Error::PayloadTooLarge {
             size: msg.data().len(),
@@ -316,7 +213,7 @@ impl Inner {
     /// this connection sent before, and messages it routed to this connection's subscriptions
     /// before that are in their buffers. (async-nats' `flush` only empties the socket buffer.)
     /// Bounded by `publish_timeout_ms` as a whole.
-    async fn round_trip(&self) -> Result<()> {
+    pub(super) async fn round_trip(&self) -> Result<()> {
         self.check_open()?;
         let nonce = reply::token();
         let mut waiting = self.inbox.wait("sync", &nonce);
@@ -349,7 +246,7 @@ impl Inner {
 
     /// Runs `step` (handing something to the connection) for at most `publish_timeout_ms`:
     /// a hung or unreachable server fails the call with `backend` instead of stalling it.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         what: impl FnOnce() -> String,
         step: impl std::future::Future<Output = T>,
@@ -367,7 +264,7 @@ impl Inner {
 
     /// Turns what NATS delivered into a message that can be answered.
     /// Anything undecodable is counted in `undecodable`.
-    fn receive(&self, m: async_nats::Message) -> Result<Message> {
+    pub(super) fn receive(&self, m: async_nats::Message) -> Result<Message> {
         let received = self.decode(m);
         if received.is_err() {
             self.counters.undecodable.fetch_add(1, Relaxed);
@@ -375,7 +272,7 @@ impl Inner {
         received
     }
 
-    fn decode(&self, m: async_nats::Message) -> Result<Message> {
+    pub(super) fn decode(&self, m: async_nats::Message) -> Result<Message> {
         if let Some(problem) = malformed(&m) {
             return Err(Error::Decode(format!(
                 "message on {:?}: {problem}",
@@ -397,7 +294,11 @@ impl Inner {
         })
     }
 
-    async fn subscribe(self: &Arc<Self>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
+    pub(super) async fn subscribe(
+        self: &Arc<Self>,
+        pattern: &str,
+        group: Option<&str>,
+    ) -> Result<Subscription> {
         self.check_open()?;
         validate_pattern(pattern)?;
         let subscriber = match group {
@@ -441,7 +342,7 @@ impl Inner {
         ))
     }
 
-    async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
+    pub(super) async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
         self.check_open()?;
         reply::check_timeout(&msg, timeout)?;
         // The timeout bounds the whole call: sending into a full connection included.
@@ -691,97 +592,12 @@ impl SubscriptionControl for SubHandle {
     }
 }
 
-struct WeakReplier(Weak<Inner>);
+pub(super) struct WeakReplier(pub(super) Weak<Inner>);
 
 #[async_trait::async_trait]
 impl Replier for WeakReplier {
     async fn send_reply(&self, reply: Message) -> Result<()> {
         let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
         inner.publish(&reply).await
-    }
-}
-
-#[async_trait::async_trait]
-impl EventBus for NatsBus {
-    async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
-        validate_subject(subject)?;
-        let topic = Arc::new(Topic::new(subject, self.inner.source.clone()));
-        let msg = Message::event(topic, data);
-        self.inner.publish(&msg).await
-    }
-
-    async fn publish_message(&self, message: Message) -> Result<()> {
-        self.inner.publish(&message).await
-    }
-
-    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
-        self.inner.subscribe(pattern, None).await
-    }
-
-    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription> {
-        self.inner.subscribe(pattern, Some(group)).await
-    }
-
-    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
-        self.inner.request(message, timeout).await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.inner.round_trip().await
-    }
-
-    async fn close(&self) -> Result<()> {
-        if self.inner.closed.swap(true, AcqRel) {
-            return Ok(());
-        }
-        self.inner.inbox.close_all();
-        // Drain: subscriptions receive what is in flight, then the connection closes.
-        self.inner
-            .client
-            .drain()
-            .await
-            .map_err(|e| backend("draining the NATS connection".into(), e))
-    }
-
-    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
-        self.inner.declare_stream(config).await
-    }
-
-    async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
-        self.inner.stream_info(name).await
-    }
-
-    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
-        self.inner.publish_durable(&message).await
-    }
-
-    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
-        self.inner.check_open()?;
-        config.check()?;
-        self.inner
-            .declare_stream(dead_letter_stream(&config.dlq_prefix))
-            .await?;
-        let consumer = self.inner.consumer(&config).await?;
-        let deliveries = jetstream::deliveries(self.inner.clone(), consumer, config.clone());
-        let publisher = Arc::new(jetstream::Publisher(Arc::downgrade(&self.inner)));
-        Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
-    }
-
-    fn message(&self, subject: &str) -> MessageBuilder {
-        Message::builder(subject).source(self.inner.source.clone())
-    }
-
-    fn stats(&self) -> BusStats {
-        let mut stats = self.inner.counters.snapshot();
-        stats.disconnects = self.inner.disconnects.load(Relaxed);
-        stats
-    }
-
-    fn backend(&self) -> Backend {
-        Backend::Nats
-    }
-
-    fn connection_events(&self) -> Option<broadcast::Receiver<ConnectionEvent>> {
-        Some(self.inner.events.subscribe())
     }
 }

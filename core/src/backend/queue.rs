@@ -10,10 +10,10 @@ use futures_core::Stream;
 use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, Notify};
 
-use crate::bus::SubscriptionStats;
 use crate::config::Backpressure;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
+use crate::subscription::SubscriptionStats;
 
 /// What a queue item carries: a message (or why one that arrived could not be read), or a
 /// message as it came from NATS, decoded only when the subscriber takes it, so that the

@@ -4,6 +4,8 @@
 //! and pushes a cheap clone of the message (two reference counts, no copy) into the
 //! queue of every matching subscription and of one member per queue group.
 
+mod log;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -11,20 +13,21 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use crate::bus::{
-    check_size, BusStats, Counters, EventBus, Subscription, SubscriptionControl, SubscriptionStats,
-};
+use super::counters::Counters;
+use super::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState};
+use super::reply::{self, Inbox};
+use crate::bus::{BusStats, EventBus};
 use crate::config::{Backend, Config};
-use crate::durable::log::Log;
 use crate::durable::{
     dead_letter_stream, no_stream, ConsumerConfig, DurablePublish, DurableSubscription, PublishAck,
     StreamConfig, StreamInfo,
 };
+use crate::envelope::codec::check_size;
 use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
-use crate::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState};
-use crate::reply::{self, Inbox};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
+use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
+use log::Log;
 
 /// The embedded bus. Construct with [`InMemoryBus::new`] or [`crate::connect`].
 pub struct InMemoryBus {

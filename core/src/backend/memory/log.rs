@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
+use crate::durable::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::{matches_routed, patterns_overlap};

@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, context, AckKind, ErrorCode};
 use futures_util::StreamExt;
 
-use super::{backend, nats_headers, Inner};
-use crate::bus::check_size;
+use super::connection::{backend, nats_headers, Inner};
 use crate::bus::ConnectionEvent;
 use crate::durable::{
     no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
     StreamInfo,
 };
+use crate::envelope::codec::check_size;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 
@@ -97,7 +97,7 @@ impl Inner {
 
     /// Sends `msg` to JetStream (its `Nats-Msg-Id` header is its id, for dedupe) and waits
     /// for the stream's acknowledgement.
-    pub(super) async fn publish_durable(&self, msg: &crate::Message) -> Result<PublishAck> {
+    pub(super) async fn publish_durable(&self, msg: &Message) -> Result<PublishAck> {
         self.check_open()?;
         check_size(msg, self.max_payload)?;
         let headers = nats_headers(msg)?;
@@ -352,7 +352,7 @@ pub(super) struct Publisher(pub(super) std::sync::Weak<Inner>);
 
 #[async_trait::async_trait]
 impl DurablePublish for Publisher {
-    async fn publish_durable(&self, message: crate::Message) -> Result<PublishAck> {
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
         let inner = self.0.upgrade().ok_or(Error::Closed("bus"))?;
         inner.publish_durable(&message).await
     }

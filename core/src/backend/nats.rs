@@ -1,0 +1,209 @@
+//! The NATS backend (async-nats): the same [`EventBus`] over a NATS server.
+//!
+//! Messages travel in CloudEvents binary content mode (see [`crate::envelope::codec`]).
+//! Each subscription is pumped by a task from async-nats into busbar's own bounded
+//! queue, so back-pressure and lag are reported exactly as on the in-memory bus.
+//! Requests use one wildcard inbox subscription per bus, so a late reply is seen,
+//! dropped and counted, and the server's no-responders status fails a request at once.
+
+mod connection;
+mod jetstream;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::counters::Counters;
+use super::reply::Inbox;
+use crate::bus::{BusStats, ConnectionEvent, EventBus};
+use crate::config::{redact_url, split_url_credentials, Backend, Config, UrlAuth};
+use crate::durable::{
+    dead_letter_stream, ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
+};
+use crate::envelope::{Message, MessageBuilder, Topic};
+use crate::error::{Error, Result};
+use crate::subject::validate_subject;
+use crate::subscription::Subscription;
+pub use connection::nats_headers;
+use connection::{backend, payload_limit, route_replies, Inner, WeakReplier, CLIENT_BUFFER};
+
+/// The NATS backend. Build with [`NatsBus::connect`] or [`crate::connect`].
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+impl NatsBus {
+    /// Connects to `config.nats_url` with the authentication and TLS settings of `config`.
+    pub async fn connect(config: Config) -> Result<Self> {
+        config.check()?;
+        let (events, _) = broadcast::channel(256);
+        let disconnects = Arc::new(AtomicU64::new(0));
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("busbar ({})", config.source))
+            .connection_timeout(Duration::from_secs(5))
+            .subscription_capacity(CLIENT_BUFFER)
+            .event_callback({
+                let events = events.clone();
+                let disconnects = disconnects.clone();
+                move |event| {
+                    if matches!(event, async_nats::Event::Disconnected) {
+                        disconnects.fetch_add(1, Relaxed);
+                    }
+                    let events = events.clone();
+                    async move {
+                        let _ = events.send(ConnectionEvent::from(event));
+                    }
+                }
+            });
+        // Credentials inside nats_url go to async-nats as options, never as part of an
+        // address it could log (and 0.51 would not send them at all).
+        let (url, url_auth) = split_url_credentials(&config.nats_url)?;
+        if url_auth.is_some() && (config.nats_user.is_some() || config.nats_token.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "nats_url {} carries credentials and nats_user/nats_token are set too; give them once",
+                redact_url(&config.nats_url)
+            )));
+        }
+        match url_auth {
+            Some(UrlAuth::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password)
+            }
+            Some(UrlAuth::Token(token)) => options = options.token(token),
+            None => {}
+        }
+        if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.nats_token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &config.nats_credentials {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| backend(format!("reading NATS credentials file {path:?}"), e))?;
+        }
+        if let Some(ca) = &config.nats_tls_ca {
+            options = options.add_root_certificates(ca.into());
+        }
+        if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+            options = options.add_client_certificate(cert.into(), key.into());
+        }
+        if config.nats_require_tls {
+            options = options.require_tls(true);
+        }
+        let client = options.connect(url.as_str()).await.map_err(|e| {
+            let url = redact_url(&config.nats_url);
+            backend(format!("connecting to NATS at {url}"), e)
+        })?;
+        let server_max = client.server_info().max_payload;
+        let inbox_prefix = format!("{}.", client.new_inbox());
+        let replies = client
+            .subscribe(format!("{inbox_prefix}*"))
+            .await
+            .map_err(|e| backend("subscribing to this bus's reply inbox".into(), e))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            js,
+            client,
+            source: Arc::from(config.source.as_str()),
+            max_payload: payload_limit(config.max_payload, server_max),
+            config,
+            inbox: Inbox::new(inbox_prefix),
+            replier: Arc::new(WeakReplier(weak.clone())),
+            events,
+            disconnects,
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        tokio::spawn(route_replies(replies, Arc::downgrade(&inner)));
+        Ok(NatsBus { inner })
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for NatsBus {
+    async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
+        validate_subject(subject)?;
+        let topic = Arc::new(Topic::new(subject, self.inner.source.clone()));
+        let msg = Message::event(topic, data);
+        self.inner.publish(&msg).await
+    }
+
+    async fn publish_message(&self, message: Message) -> Result<()> {
+        self.inner.publish(&message).await
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, None).await
+    }
+
+    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription> {
+        self.inner.subscribe(pattern, Some(group)).await
+    }
+
+    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
+        self.inner.request(message, timeout).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.round_trip().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, AcqRel) {
+            return Ok(());
+        }
+        self.inner.inbox.close_all();
+        // Drain: subscriptions receive what is in flight, then the connection closes.
+        self.inner
+            .client
+            .drain()
+            .await
+            .map_err(|e| backend("draining the NATS connection".into(), e))
+    }
+
+    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.inner.declare_stream(config).await
+    }
+
+    async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        self.inner.stream_info(name).await
+    }
+
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
+        self.inner.publish_durable(&message).await
+    }
+
+    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
+        self.inner.check_open()?;
+        config.check()?;
+        self.inner
+            .declare_stream(dead_letter_stream(&config.dlq_prefix))
+            .await?;
+        let consumer = self.inner.consumer(&config).await?;
+        let deliveries = jetstream::deliveries(self.inner.clone(), consumer, config.clone());
+        let publisher = Arc::new(jetstream::Publisher(Arc::downgrade(&self.inner)));
+        Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
+    }
+
+    fn message(&self, subject: &str) -> MessageBuilder {
+        Message::builder(subject).source(self.inner.source.clone())
+    }
+
+    fn stats(&self) -> BusStats {
+        let mut stats = self.inner.counters.snapshot();
+        stats.disconnects = self.inner.disconnects.load(Relaxed);
+        stats
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Nats
+    }
+
+    fn connection_events(&self) -> Option<broadcast::Receiver<ConnectionEvent>> {
+        Some(self.inner.events.subscribe())
+    }
+}
