@@ -11,8 +11,8 @@ use busbar::rabbitmq::{envelope, subjects};
 use busbar::{Config, EventBus, Subscription};
 use futures_util::StreamExt;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation};
 use serde_json::Value;
 
 #[path = "support/rabbitmq.rs"]
@@ -20,99 +20,10 @@ mod rabbitmq;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A plain AMQP client on the test broker, and a channel in confirm mode.
-async fn plain() -> (Connection, Channel) {
-    let conn = Connection::connect(&rabbitmq::url(), ConnectionProperties::default())
-        .await
-        .expect("plain AMQP connection");
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, channel)
-}
-
-async fn declare_exchange(channel: &Channel, exchange: &str) {
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-}
-
-/// An exclusive queue of the plain client bound to `exchange` under `key`.
-async fn bound_queue(channel: &Channel, exchange: &str, key: &str) -> ShortString {
-    let q = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            q.name().clone(),
-            exchange.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    q.name().clone()
-}
-
-/// A no-ack consumer of the plain client on `queue`.
-async fn consume(channel: &Channel, queue: ShortString) -> lapin::Consumer {
-    let options = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let tag = format!("plain.{}", uuid::Uuid::new_v4().simple());
-    channel
-        .basic_consume(queue, tag.as_str().into(), options, FieldTable::default())
-        .await
-        .unwrap()
-}
-
-/// Publishes `data` as a plain client (mandatory) and waits for the broker's confirm.
-async fn send(
-    channel: &Channel,
-    exchange: &str,
-    key: &str,
-    data: &[u8],
-    props: BasicProperties,
-) -> Confirmation {
-    let options = BasicPublishOptions {
-        mandatory: true,
-        ..Default::default()
-    };
-    channel
-        .basic_publish(exchange.into(), key.into(), options, data, props)
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-}
-
 /// Whether the broker routes `routing_key` anywhere on `exchange`: a mandatory publish
 /// under confirms comes back (basic.return) when no binding matches.
 async fn routed(channel: &Channel, exchange: &str, routing_key: &str) -> bool {
-    match send(channel, exchange, routing_key, b"", BasicProperties::default()).await {
+    match rabbitmq::send(channel, exchange, routing_key, b"", BasicProperties::default()).await {
         Confirmation::Ack(None) => true,
         Confirmation::Ack(Some(_)) => false,
         other => panic!("unexpected confirmation {other:?}"),
@@ -131,11 +42,11 @@ fn vectors() -> Value {
 async fn subject_vectors_agree_on_the_broker() {
     let v = vectors();
     let cases = v["matches"].as_array().unwrap();
-    let (_conn, channel) = plain().await;
+    let (_conn, channel) = rabbitmq::plain().await;
     let exchange = rabbitmq::exchange();
-    declare_exchange(&channel, &exchange).await;
+    rabbitmq::declare_exchange(&channel, &exchange).await;
     // A queue bound to nothing matching keeps the exchange alive between cases.
-    let holder = bound_queue(&channel, &exchange, "busbar-test-holder").await;
+    let holder = rabbitmq::bound_queue(&channel, &exchange, "busbar-test-holder").await;
     let (mut checked, mut refused, mut invalid) = (0, 0, 0);
     let mut failures = Vec::new();
     for case in cases {
@@ -280,9 +191,9 @@ fn header_text(props: &BasicProperties, name: &str) -> Option<String> {
 async fn a_plain_amqp_client_reads_busbar_and_asks_it() {
     let exchange = rabbitmq::exchange();
     let bus = rabbitmq::connect(Config::default().with_source("interop-test"), &exchange).await;
-    let (_conn, channel) = plain().await;
-    let queue = bound_queue(&channel, &exchange, "orders.#").await;
-    let mut consumer = consume(&channel, queue).await;
+    let (_conn, channel) = rabbitmq::plain().await;
+    let queue = rabbitmq::bound_queue(&channel, &exchange, "orders.#").await;
+    let mut consumer = rabbitmq::consume(&channel, queue).await;
     let msg = bus
         .message("orders.created")
         .event_type("com.example.order.created")
@@ -325,10 +236,10 @@ async fn a_plain_amqp_client_reads_busbar_and_asks_it() {
         format!("price of {}", String::from_utf8_lossy(m.data())).into()
     }));
     let reply_key = format!("plain.reply.{}", uuid::Uuid::new_v4().simple());
-    let replies = bound_queue(&channel, &exchange, &reply_key).await;
-    let mut replies = consume(&channel, replies).await;
+    let replies = rabbitmq::bound_queue(&channel, &exchange, &reply_key).await;
+    let mut replies = rabbitmq::consume(&channel, replies).await;
     bus.flush().await.unwrap();
-    let confirm = send(
+    let confirm = rabbitmq::send(
         &channel,
         &exchange,
         "prices.get",
@@ -367,7 +278,7 @@ async fn hostile_amqp_messages_are_decode_items() {
     let bus: Arc<dyn EventBus> = rabbitmq::connect(Config::default(), &exchange).await;
     let mut sub = bus.subscribe("h.>").await.unwrap();
     bus.flush().await.unwrap();
-    let (_conn, channel) = plain().await;
+    let (_conn, channel) = rabbitmq::plain().await;
     let mut tables = Vec::new();
     let mut t = FieldTable::default();
     t.insert("nested".into(), AMQPValue::FieldTable(FieldTable::default()));
@@ -399,7 +310,7 @@ async fn hostile_amqp_messages_are_decode_items() {
     tables.push(("h. space", FieldTable::default()));
     let hostile = tables.len() as u64;
     for (key, headers) in tables {
-        send(
+        rabbitmq::send(
             &channel,
             &exchange,
             key,
@@ -410,7 +321,7 @@ async fn hostile_amqp_messages_are_decode_items() {
     }
     let mut ints = FieldTable::default();
     ints.insert("count".into(), AMQPValue::LongInt(3));
-    send(
+    rabbitmq::send(
         &channel,
         &exchange,
         "h.good",
@@ -430,8 +341,8 @@ async fn hostile_amqp_messages_are_decode_items() {
     assert_eq!(bus.stats().undecodable, hostile);
 
     // A responder that answers with a table header and the right correlation id.
-    let service = bound_queue(&channel, &exchange, "svc.hostile").await;
-    let mut requests = consume(&channel, service).await;
+    let service = rabbitmq::bound_queue(&channel, &exchange, "svc.hostile").await;
+    let mut requests = rabbitmq::consume(&channel, service).await;
     let responder = {
         let channel = channel.clone();
         let exchange = exchange.clone();
@@ -461,6 +372,79 @@ async fn hostile_amqp_messages_are_decode_items() {
     assert_eq!(e.code(), "decode", "{e}");
     responder.await.unwrap();
     bus.close().await.unwrap();
+}
+
+/// `block` mode on RabbitMQ: a backlog far larger than the subscription's buffer and the
+/// prefetch waits in the broker, nothing is missed, and a drain yields all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_mode_keeps_a_backlog_in_the_broker_and_drain_yields_it() {
+    const N: usize = 1_000;
+    let bus = rabbitmq::bus(Config::default().with_subscription_capacity(4)).await;
+    let mut sub = bus.subscribe("backlog.*").await.unwrap();
+    for i in 0..N {
+        bus.publish("backlog.x", i.to_string().into()).await.unwrap();
+    }
+    bus.flush().await.unwrap();
+    sub.drain().await.unwrap();
+    bus.publish("backlog.x", "after the drain".into()).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(item) = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("the drained stream ends")
+    {
+        got.push(String::from_utf8(item.unwrap().data().to_vec()).unwrap());
+    }
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(
+        got, want,
+        "every message routed before the drain, in order, then the end"
+    );
+    let stats = sub.stats();
+    assert_eq!((stats.delivered, stats.missed), (N as u64, 0), "{stats:?}");
+}
+
+/// `lag` mode on RabbitMQ: what a full buffer cannot take is missed, counted and reported
+/// at the gap, so received + missed = published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_mode_counts_and_reports_every_miss() {
+    const N: u64 = 200;
+    let config = Config::default()
+        .with_subscription_capacity(8)
+        .with_backpressure(busbar::Backpressure::Lag);
+    let bus = rabbitmq::bus(config).await;
+    let mut sub = bus.subscribe("lag.*").await.unwrap();
+    for i in 0..N {
+        bus.publish("lag.x", i.to_string().into()).await.unwrap();
+    }
+    bus.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut received, mut reported) = (0u64, 0u64);
+    let mut take = |item: busbar::Result<busbar::Message>| match item {
+        Ok(m) => {
+            received += 1;
+            m.data() == "last"
+        }
+        Err(busbar::Error::Lagged { missed, .. }) => {
+            reported += missed;
+            false
+        }
+        Err(e) => panic!("{e}"),
+    };
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+        take(item);
+    }
+    let missed = sub.stats().missed;
+    assert!(missed > 0, "a buffer of 8 took all {N} without a miss");
+    // A loss at the tail is counted at once and reported before the next message.
+    bus.publish("lag.x", "last".into()).await.unwrap();
+    while !take(next(&mut sub).await) {}
+    assert_eq!(
+        received - 1 + missed,
+        N,
+        "received {received} (with the last), missed {missed}"
+    );
+    assert_eq!(reported, missed, "every miss is reported at its gap");
+    assert_eq!(bus.stats().missed, reported);
 }
 
 /// The envelope mapping is public: what busbar writes decodes back to the same message.

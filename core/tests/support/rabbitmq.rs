@@ -8,6 +8,9 @@
 use std::sync::Arc;
 
 use busbar::{Backend, Config, EventBus};
+use lapin::options::*;
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 
 /// The broker the tests use.
 pub fn url() -> String {
@@ -38,4 +41,102 @@ pub async fn connect(config: Config, exchange: &str) -> Arc<dyn EventBus> {
     busbar::connect(self::config(config, exchange))
         .await
         .unwrap_or_else(|e| panic!("connecting to RabbitMQ at {}: {e}", url()))
+}
+
+// A plain AMQP client (lapin, no busbar): what interop tests, the wire recorder of the
+// policy tests and the benchmark use.
+
+/// A plain AMQP connection to the test broker.
+pub async fn connection() -> Connection {
+    Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .expect("plain AMQP connection")
+}
+
+/// A plain AMQP client on the test broker, and a channel in confirm mode.
+pub async fn plain() -> (Connection, Channel) {
+    let conn = connection().await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (conn, channel)
+}
+
+/// Declares topic exchange `exchange` as busbar does (durable, auto-deleted).
+pub async fn declare_exchange(channel: &Channel, exchange: &str) {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// An exclusive queue of the plain client bound to `exchange` under `key`.
+pub async fn bound_queue(channel: &Channel, exchange: &str, key: &str) -> ShortString {
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            q.name().clone(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    q.name().clone()
+}
+
+/// A no-ack consumer of the plain client on `queue`.
+pub async fn consume(channel: &Channel, queue: ShortString) -> lapin::Consumer {
+    let options = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let tag = format!("plain.{}", uuid::Uuid::new_v4().simple());
+    channel
+        .basic_consume(queue, tag.as_str().into(), options, FieldTable::default())
+        .await
+        .unwrap()
+}
+
+/// Publishes `data` as a plain client (mandatory) and waits for the broker's confirm.
+pub async fn send(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    data: &[u8],
+    props: BasicProperties,
+) -> Confirmation {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    channel
+        .basic_publish(exchange.into(), key.into(), options, data, props)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
 }

@@ -37,8 +37,7 @@ pub(crate) struct Inner {
     /// `_INBOX.<token>.`: the reply queue is bound to it plus `*`.
     pub(crate) inbox_prefix: String,
     pub(crate) replier: Arc<dyn Replier>,
-    pub(crate) events: broadcast::Sender<ConnectionEvent>,
-    pub(crate) disconnects: Arc<AtomicU64>,
+    pub(crate) link: Arc<Link>,
     pub(crate) closed: AtomicBool,
     pub(crate) counters: Counters,
 }
@@ -74,8 +73,17 @@ impl From<lapin::Event> for ConnectionEvent {
 pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
     config.check()?;
     let url = redact_url(&config.amqp_url);
-    let properties =
-        ConnectionProperties::default().with_connection_name(format!("busbar ({})", config.source).into());
+    // lapin reconnects by itself, for as long as it takes (as the NATS client does), every
+    // 0.1 s at first and at least every 2 s, and replays the topology (exchange, queues,
+    // bindings, consumers, prefetch, confirm mode).
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("busbar ({})", config.source).into())
+        .configure_backoff(|b| {
+            b.with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times()
+        })
+        .enable_auto_recover();
     let connect = Connection::connect(&config.amqp_url, properties);
     let connection = match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(c)) => c,
@@ -87,13 +95,8 @@ pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
             })
         }
     };
-    let (events, _) = broadcast::channel(256);
-    let disconnects = Arc::new(AtomicU64::new(0));
-    tokio::spawn(forward_events(
-        connection.events_listener(),
-        events.clone(),
-        disconnects.clone(),
-    ));
+    let link = Arc::new(Link::new());
+    tokio::spawn(forward_events(connection.events_listener(), link.clone()));
     let channel = || async {
         connection
             .create_channel()
@@ -141,25 +144,80 @@ pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
         inbox: Inbox::new(inbox_prefix.clone()),
         inbox_prefix,
         replier: Arc::new(WeakReplier(weak.clone())),
-        events,
-        disconnects,
+        link,
         closed: AtomicBool::new(false),
         counters: Counters::default(),
     });
+    tokio::spawn(watch(Arc::downgrade(&inner)));
     Ok(inner)
+}
+
+/// The state of the link to the broker, as the application sees it: one `Disconnected`
+/// (and one count in `disconnects`) per loss and one `Connected` per recovery, whoever
+/// notices first (lapin's connection events or a consumer of this bus).
+pub(crate) struct Link {
+    pub(crate) events: broadcast::Sender<ConnectionEvent>,
+    pub(crate) disconnects: AtomicU64,
+    up: AtomicBool,
+}
+
+impl Link {
+    fn new() -> Self {
+        Link {
+            events: broadcast::channel(256).0,
+            disconnects: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+        }
+    }
+
+    /// The connection was lost (`why`); lapin is reconnecting.
+    pub(crate) fn lost(&self, why: &str) {
+        if self.up.swap(false, AcqRel) {
+            self.disconnects.fetch_add(1, Relaxed);
+            let _ = self.events.send(ConnectionEvent::Disconnected);
+            let _ = self.events.send(ConnectionEvent::ClientError(why.to_owned()));
+        }
+    }
+
+    /// The connection is back, its topology replayed.
+    pub(crate) fn regained(&self) {
+        if !self.up.swap(true, AcqRel) {
+            let _ = self.events.send(ConnectionEvent::Connected);
+        }
+    }
+}
+
+/// Watches the connection's state, which lapin's recovery changes without always
+/// emitting an event: a loss and a recovery each reach the application once.
+async fn watch(bus: Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Some(bus) = bus.upgrade() else { return };
+        if bus.closed.load(Acquire) {
+            return;
+        }
+        let status = bus.connection.status();
+        if status.connected() {
+            bus.link.regained();
+        } else if status.reconnecting() || status.errored() {
+            bus.link.lost("the connection to RabbitMQ was lost; reconnecting");
+        }
+    }
 }
 
 async fn forward_events(
     mut listener: impl futures_core::Stream<Item = lapin::Event> + Send + Unpin + 'static,
-    events: broadcast::Sender<ConnectionEvent>,
-    disconnects: Arc<AtomicU64>,
+    link: Arc<Link>,
 ) {
     while let Some(event) = listener.next().await {
-        if let lapin::Event::Error(e) = &event {
-            disconnects.fetch_add(1, Relaxed);
-            let _ = events.send(ConnectionEvent::ClientError(e.to_string()));
+        match event {
+            lapin::Event::Error(e) => link.lost(&e.to_string()),
+            lapin::Event::Connected => link.regained(),
+            other => {
+                let _ = link.events.send(ConnectionEvent::from(other));
+            }
         }
-        let _ = events.send(ConnectionEvent::from(event));
     }
 }
 
@@ -219,7 +277,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Declares an auto-deleted queue `name` (`""`: named by the broker), exclusive to this
+    /// Declares an auto-deleted queue `name`, exclusive to this
     /// connection or shared, and binds it to the bus's exchange under `key`.
     pub(crate) async fn bound_queue(
         &self,

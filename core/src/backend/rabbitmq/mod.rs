@@ -81,7 +81,7 @@ impl EventBus for RabbitBus {
             return Ok(());
         }
         self.inner.inbox.close_all();
-        let _ = self.inner.events.send(ConnectionEvent::Closed);
+        let _ = self.inner.link.events.send(ConnectionEvent::Closed);
         self.inner
             .connection
             .close(200, "busbar bus closed".into())
@@ -115,7 +115,7 @@ impl EventBus for RabbitBus {
 
     fn stats(&self) -> BusStats {
         let mut stats = self.inner.counters.snapshot();
-        stats.disconnects = self.inner.disconnects.load(Relaxed);
+        stats.disconnects = self.inner.link.disconnects.load(Relaxed);
         stats
     }
 
@@ -124,6 +124,6 @@ impl EventBus for RabbitBus {
     }
 
     fn connection_events(&self) -> Option<broadcast::Receiver<ConnectionEvent>> {
-        Some(self.inner.events.subscribe())
+        Some(self.inner.link.events.subscribe())
     }
 }

@@ -39,7 +39,12 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
         .map_err(|e| backend(what(), e))?;
     let queue_name = match group {
         Some(g) => subjects::group_queue(&bus.config.amqp_exchange, pattern, g),
-        None => String::new(), // named by the broker
+        // Named here, not by the broker, so lapin's recovery declares the same queue again.
+        None => format!(
+            "{}.sub.{}",
+            bus.config.amqp_exchange,
+            crate::backend::reply::token()
+        ),
     };
     let queue_name = bus
         .bound_queue(&channel, &queue_name, group.is_none(), &key)
@@ -121,7 +126,12 @@ struct Pump {
 
 impl Pump {
     async fn run(self, mut consumer: Consumer, queue: QueueSender, mut commands: mpsc::Receiver<Command>) {
+        // Draining: no more messages are routed to this subscription; it goes on taking
+        // what its queue holds (acking as usual, so the broker sends the rest of a backlog
+        // behind the prefetch) and cancels once the broker holds nothing more for it.
         let mut draining = false;
+        let mut cancelled = false;
+        let mut check = tokio::time::interval(Duration::from_millis(5));
         loop {
             tokio::select! {
                 biased;
@@ -129,14 +139,28 @@ impl Pump {
                     Some(Command::Drain(done)) => {
                         draining = true;
                         self.stop_routing().await;
-                        self.cancel().await;
-                        // The broker sends nothing more; what it sent still comes out.
                         let _ = done.send(());
                     }
                     Some(Command::Unsubscribe) | None => break,
                 },
+                _ = check.tick(), if draining && !cancelled => {
+                    if self.holds_nothing().await {
+                        // What the broker sent before the cancel still comes out, then None.
+                        self.cancel().await;
+                        cancelled = true;
+                    }
+                }
                 next = consumer.next() => {
-                    let Some(Ok(mut delivery)) = next else { break };
+                    let mut delivery = match next {
+                        Some(Ok(delivery)) => delivery,
+                        // The connection was lost: messages in flight are gone (reported as
+                        // connection events, as on NATS); go on once lapin has recovered.
+                        Some(Err(e)) => match self.channel.wait_for_recovery(e).await {
+                            Ok(()) => continue,
+                            Err(_) => break,
+                        },
+                        None => break,
+                    };
                     if request::is_flush_marker(&delivery) {
                         if !self.no_ack {
                             let _ = delivery.ack(BasicAckOptions::default()).await;
@@ -171,12 +195,11 @@ impl Pump {
         }
     }
 
-    /// Unbinds an own queue so nothing more arrives, then waits (within
-    /// `publish_timeout_ms`) until the broker has sent everything it holds for it.
+    /// Stops routing to this subscription: unbinds its own queue (a group's queue stays
+    /// bound for the other members; what it holds is theirs once this member cancels).
     async fn stop_routing(&self) {
         let Some(bus) = self.bus.upgrade() else { return };
         if self.grouped {
-            // The group's queue stays bound for its other members; what it holds is theirs.
             return;
         }
         let _ = self
@@ -188,21 +211,26 @@ impl Pump {
                 FieldTable::default(),
             )
             .await;
-        let deadline = tokio::time::Instant::now() + bus.config.publish_timeout();
-        drop(bus);
-        while tokio::time::Instant::now() < deadline {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            match self
-                .channel
-                .queue_declare(self.queue_name.clone(), passive, FieldTable::default())
-                .await
-            {
-                Ok(q) if q.message_count() > 0 => tokio::time::sleep(Duration::from_millis(5)).await,
-                _ => break,
-            }
+    }
+
+    /// Whether the broker holds no message ready for this subscription (always, for a
+    /// group member: the rest of the group's queue is the other members').
+    async fn holds_nothing(&self) -> bool {
+        if self.grouped {
+            return true;
+        }
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match self
+            .channel
+            .queue_declare(self.queue_name.clone(), passive, FieldTable::default())
+            .await
+        {
+            Ok(q) => q.message_count() == 0,
+            // The queue or channel is gone: nothing more can come.
+            Err(_) => true,
         }
     }
 

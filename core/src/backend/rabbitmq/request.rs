@@ -35,7 +35,12 @@ pub(super) async fn listen(bus: &Arc<Inner>) -> Result<()> {
         .map_err(|e| backend(what(), e))?;
     let inbox = format!("{}*", bus.inbox_prefix);
     let queue = bus
-        .bound_queue(&channel, "", true, &inbox)
+        .bound_queue(
+            &channel,
+            &format!("{}.inbox.{}", bus.config.amqp_exchange, reply::token()),
+            true,
+            &inbox,
+        )
         .await
         .map_err(|e| backend(what(), e))?;
     let consumer = channel
@@ -51,7 +56,7 @@ pub(super) async fn listen(bus: &Arc<Inner>) -> Result<()> {
         )
         .await
         .map_err(|e| backend(what(), e))?;
-    tokio::spawn(route_replies(consumer, Arc::downgrade(bus)));
+    tokio::spawn(route_replies(consumer, channel, Arc::downgrade(bus)));
     Ok(())
 }
 
@@ -84,8 +89,24 @@ fn reply_key(d: &Delivery) -> Option<&str> {
         .or_else(|| d.properties.correlation_id().as_ref().map(|c| c.as_str()))
 }
 
-async fn route_replies(mut consumer: lapin::Consumer, bus: Weak<Inner>) {
-    while let Some(Ok(reply)) = consumer.next().await {
+async fn route_replies(mut consumer: lapin::Consumer, channel: lapin::Channel, bus: Weak<Inner>) {
+    while let Some(next) = consumer.next().await {
+        let reply = match next {
+            Ok(reply) => reply,
+            Err(e) => {
+                let Some(link) = bus.upgrade().map(|b| b.link.clone()) else {
+                    break;
+                };
+                link.lost(&e.to_string());
+                match channel.wait_for_recovery(e).await {
+                    Ok(()) => {
+                        link.regained();
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+        };
         let Some(bus) = bus.upgrade() else { break };
         let subject = reply.routing_key.as_str().to_owned();
         let key = reply_key(&reply).map(str::to_owned);
