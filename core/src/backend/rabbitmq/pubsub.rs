@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{backend, Inner};
 use super::{request, subjects};
-use crate::backend::queue::{self, Detach, Payload, Pushed, QueueSender, QueueState};
+use crate::backend::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
 use crate::config::Backpressure;
 use crate::error::Result;
 use crate::subject::validate_queue_group;
@@ -132,6 +132,7 @@ impl Pump {
         let mut draining = false;
         let mut cancelled = false;
         let mut check = tokio::time::interval(Duration::from_millis(5));
+        let mut waiting: Option<(Item, lapin::message::Delivery)> = None;
         loop {
             tokio::select! {
                 biased;
@@ -150,7 +151,24 @@ impl Pump {
                         cancelled = true;
                     }
                 }
-                next = consumer.next() => {
+                // `block`: a message waits for room (cancel-safe: the item stays here, so a
+                // command is still heard); the broker holds what comes meanwhile.
+                room = queue.room(waiting.as_ref().map_or(0, |(item, _)| item.bytes)), if waiting.is_some() => {
+                    let (item, delivery) = waiting.take().expect("a waiting message");
+                    if !room {
+                        break;
+                    }
+                    match queue.try_queue(item) {
+                        TryQueue::Queued => {
+                            if !self.settle(&Pushed::Queued, delivery).await {
+                                break;
+                            }
+                        }
+                        TryQueue::Full(item) => waiting = Some((item, delivery)),
+                        TryQueue::Closed => break,
+                    }
+                }
+                next = consumer.next(), if waiting.is_none() => {
                     let mut delivery = match next {
                         Some(Ok(delivery)) => delivery,
                         // The connection was lost: messages in flight are gone (reported as
@@ -170,19 +188,15 @@ impl Pump {
                     let Some(bus) = self.bus.upgrade() else { break };
                     let data = std::mem::take(&mut delivery.data);
                     let payload = Payload::Ready(bus.receive(&delivery, data));
-                    let mut pushed = queue.try_push(payload);
-                    if let Pushed::Full(item) = pushed {
-                        // `block`: wait for room; the broker holds what comes meanwhile.
-                        drop(bus);
-                        pushed = queue.push_wait(item).await;
-                    }
-                    let Some(bus) = self.bus.upgrade() else { break };
-                    bus.counters.record(&pushed);
-                    if matches!(pushed, Pushed::Closed) {
-                        break;
-                    }
-                    if !self.no_ack {
-                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                    drop(bus);
+                    match queue.try_push(payload) {
+                        Pushed::Full(item) => waiting = Some((item, delivery)),
+                        Pushed::Closed => break,
+                        pushed => {
+                            if !self.settle(&pushed, delivery).await {
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -193,6 +207,20 @@ impl Pump {
         if let Some(bus) = self.bus.upgrade() {
             bus.counters.subscriptions.fetch_sub(1, Relaxed);
         }
+    }
+
+    /// Counts what happened to a delivery and acknowledges it (in `block` mode); false
+    /// when the bus is gone.
+    async fn settle(&self, pushed: &Pushed, delivery: lapin::message::Delivery) -> bool {
+        let Some(bus) = self.bus.upgrade() else {
+            return false;
+        };
+        bus.counters.record(pushed);
+        drop(bus);
+        if !self.no_ack {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+        }
+        true
     }
 
     /// Stops routing to this subscription: unbinds its own queue (a group's queue stays
