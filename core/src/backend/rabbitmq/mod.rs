@@ -8,7 +8,7 @@
 //! own bounded queue, so `block`/`lag`, the lag notice and the counters are those of the
 //! other backends; in `block` mode the pump acknowledges a message only once it is queued,
 //! so with the prefetch limit the broker (not the client) holds the backlog and nothing is
-//! missed. Envelope mapping: [`envelope`]. Requests: [`request`]. Durable streams are
+//! missed. Envelope mapping: [`envelope`]. Requests: `request.rs`. Durable streams are
 //! refused with `unsupported` ([`durable`]).
 
 mod connection;
