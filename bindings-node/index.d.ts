@@ -74,7 +74,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * collected without being closed releases its resources then.
  */
 export declare class Bus {
-  /** `"memory"` or `"nats"`. */
+  /** `"memory"`, `"nats"` or `"rabbitmq"`. */
   get backend(): string
   /**
    * Publishes `data` (Buffer, Uint8Array, string, or a value serialised as JSON) to
@@ -304,10 +304,14 @@ export declare function connect(options?: ConnectOptions): Promise<Bus>
  * then the defaults. Numbers and booleans may also be given as strings.
  */
 export interface ConnectOptions {
-  /** `"memory"` (default) or `"nats"`. */
-  backend?: 'memory' | 'nats'
+  /** `"memory"` (default), `"nats"` or `"rabbitmq"`. */
+  backend?: 'memory' | 'nats' | 'rabbitmq'
   /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`. */
   natsUrl?: string
+  /** Broker of the RabbitMQ backend, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. */
+  amqpUrl?: string
+  /** Topic exchange of the RabbitMQ backend (default `busbar`). */
+  amqpExchange?: string
   /** Largest payload accepted, in bytes (default: core's, docs/design.md §4). */
   maxPayload?: number | string
   /** Messages buffered per subscription (default: core's, docs/design.md §4). */

@@ -73,6 +73,9 @@ typedef enum busbar_status {
   // buffer was full (`backpressure = "lag"`, or on NATS in either mode). It goes on;
   // the message says how many.
   BUSBAR_LAGGED = 11,
+  // `unsupported`: the backend cannot honour this part of the contract (the message
+  // names the feature and the backend); refused rather than behaving differently.
+  BUSBAR_UNSUPPORTED = 12,
   // `panic`: busbar hit a bug; the call was abandoned without unwinding into C.
   BUSBAR_PANIC = 99,
 } busbar_status;

@@ -21,6 +21,13 @@ fi
 step "One version everywhere (scripts/version.py: Cargo.toml, busbar.h, npm manifests, CHANGELOG.md)"
 python3 scripts/version.py check
 
+step "RabbitMQ: a broker at 127.0.0.1:5672 (guest/guest) for the RabbitMQ backend's tests"
+# The machine runs one; the tests isolate themselves on exchanges of their own.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    echo "no RabbitMQ broker answers at 127.0.0.1:5672 (set BUSBAR_TEST_AMQP_URL for another)" >&2
+    [ -n "${BUSBAR_TEST_AMQP_URL:-}" ] || exit 1
+fi
+
 step "Rust: formatting"
 cargo fmt --all --check
 
@@ -48,6 +55,12 @@ cargo run --quiet --locked -p busbar-sdk --example phi >/dev/null
 # The crate as crates.io would get it: packed (examples included) and built from the package.
 step "Rust: cargo publish --dry-run -p busbar-sdk"
 cargo publish --dry-run --locked -p busbar-sdk
+
+step "Rust: the quickstart and the PHI example run unchanged on RabbitMQ (configuration only)"
+for example in quickstart phi; do
+    BUSBAR_BACKEND=rabbitmq BUSBAR_AMQP_URL="${BUSBAR_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" \
+        BUSBAR_AMQP_EXCHANGE="busbar.example.$$" cargo run --quiet --locked -p busbar-sdk --example "$example" >/dev/null
+done
 
 step "Shared vectors: tests/vectors/subjects.json matches its generator"
 python3 tests/vectors/tools/gen_subjects.py --check

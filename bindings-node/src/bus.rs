@@ -83,7 +83,7 @@ impl Bus {
 
 #[napi]
 impl Bus {
-    /// `"memory"` or `"nats"`.
+    /// `"memory"`, `"nats"` or `"rabbitmq"`.
     #[napi(getter, catch_unwind)]
     pub fn backend(&self) -> String {
         self.inner.backend().to_string()

@@ -11,11 +11,15 @@ use crate::args::{describe, string_arg, type_error};
 /// then the defaults. Numbers and booleans may also be given as strings.
 #[napi(object)]
 pub struct ConnectOptions {
-    /// `"memory"` (default) or `"nats"`.
-    #[napi(ts_type = "'memory' | 'nats'")]
+    /// `"memory"` (default), `"nats"` or `"rabbitmq"`.
+    #[napi(ts_type = "'memory' | 'nats' | 'rabbitmq'")]
     pub backend: Option<String>,
     /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: Option<String>,
+    /// Broker of the RabbitMQ backend, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub amqp_url: Option<String>,
+    /// Topic exchange of the RabbitMQ backend (default `busbar`).
+    pub amqp_exchange: Option<String>,
     /// Largest payload accepted, in bytes (default: core's, docs/design.md §4).
     #[napi(ts_type = "number | string")]
     pub max_payload: Option<u32>,

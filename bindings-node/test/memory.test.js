@@ -65,6 +65,7 @@ describe('configuration', () => {
       'crypto',
       'backend',
       'lagged',
+      'unsupported',
     ])
   })
 })

@@ -223,7 +223,7 @@ impl Bus {
         runtime::run(py, async move { bus.close().await })
     }
 
-    /// `"memory"` or `"nats"`.
+    /// `"memory"`, `"nats"` or `"rabbitmq"`.
     #[getter]
     fn backend(&self) -> String {
         self.bus.backend().to_string()

@@ -74,6 +74,12 @@ create_exception!(
 );
 create_exception!(
     busbar,
+    UnsupportedError,
+    BusError,
+    "code `unsupported`: the backend cannot honour this part of the contract."
+);
+create_exception!(
+    busbar,
     Lagged,
     BusError,
     "code `lagged`: a subscription missed messages because its buffer was full."
@@ -117,6 +123,7 @@ by_code! {
     "crypto" => CryptoError,
     "backend" => BackendError,
     "lagged" => Lagged,
+    "unsupported" => UnsupportedError,
 }
 
 /// Adds `BusError` and its subclasses to the module, each with its `code`.

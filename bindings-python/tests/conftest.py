@@ -1,8 +1,12 @@
 """Fixtures: a private nats-server per test session (ephemeral loopback port, temporary
-store, stopped by its PID), and a `bus` fixture that runs a test on both backends."""
+store, stopped by its PID), and a `bus` fixture that runs a test on every backend (on
+RabbitMQ: the machine's broker, BUSBAR_TEST_AMQP_URL, on a topic exchange of the test's
+own, auto-deleted when the bus disconnects)."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,11 +32,27 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def rabbitmq_settings() -> dict[str, str]:
+    """connect() keywords for a RabbitMQ bus on a fresh exchange of the test broker."""
+    return {
+        "backend": "rabbitmq",
+        "amqp_url": os.environ.get("BUSBAR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        "amqp_exchange": f"busbar.test.{uuid.uuid4().hex}",
+    }
+
+
+@pytest.fixture(params=["memory", "nats", "rabbitmq"])
+def any_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def bus(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[busbar.Bus]:
-    if backend == "nats":
+async def bus(any_backend: str, request: pytest.FixtureRequest) -> AsyncIterator[busbar.Bus]:
+    if any_backend == "nats":
         server: NatsServer = request.getfixturevalue("nats_server")
         b = await busbar.connect(backend="nats", nats_url=server.url)
+    elif any_backend == "rabbitmq":
+        b = await busbar.connect(**rabbitmq_settings())
     else:
         b = await busbar.connect()
     try:

@@ -20,6 +20,7 @@ CODES = {
     "crypto": busbar.CryptoError,
     "backend": busbar.BackendError,
     "lagged": busbar.Lagged,
+    "unsupported": busbar.UnsupportedError,
 }
 
 

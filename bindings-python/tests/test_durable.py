@@ -17,6 +17,12 @@ import pytest
 import busbar
 
 
+@pytest.fixture(params=["memory", "nats"])
+def any_backend(request: pytest.FixtureRequest) -> str:
+    """The backends with durable streams (RabbitMQ refuses them: test_examples.py)."""
+    return str(request.param)
+
+
 def unique() -> str:
     """A name part no other test (or earlier run on the same server) uses."""
     return uuid.uuid4().hex[:10]

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from conftest import REPO
+import busbar
+from conftest import REPO, rabbitmq_settings
 from nats_server import NatsServer
 
 
@@ -19,6 +20,8 @@ def run_example(
     env["BUSBAR_BACKEND"] = backend
     if backend == "nats":
         env["BUSBAR_NATS_URL"] = (server or request.getfixturevalue("nats_server")).url
+    if backend == "rabbitmq":
+        env.update({f"BUSBAR_{k.upper()}": v for k, v in rabbitmq_settings().items()})
     done = subprocess.run(
         [sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
@@ -61,3 +64,36 @@ def test_durable(backend: str, request: pytest.FixtureRequest) -> None:
     assert "terminated: to the dead-letter stream" in out
     assert 'on dlq.orders.created, reason "terminated: unparsable order"' in out
     assert "4. ORDERS holds 2 messages, sequences 1 to 2" in out
+
+
+def test_quickstart_and_responder_run_on_rabbitmq_by_configuration(
+    request: pytest.FixtureRequest,
+) -> None:
+    out = run_example("rabbitmq", request, "examples/python/quickstart.py")
+    assert "connected to the rabbitmq bus" in out
+    assert "four jobs, each done once" in out
+    assert "[no_responders]" in out and "1 request(s) answered" in out
+    out = run_example("rabbitmq", request, "examples/python/responder.py", "--demo")
+    assert "served 3 requests" in out
+
+
+async def test_durable_calls_raise_unsupported_on_rabbitmq() -> None:
+    bus = await busbar.connect(**rabbitmq_settings())
+    try:
+        with pytest.raises(busbar.UnsupportedError) as e:
+            await bus.declare_stream("ORDERS", ["orders.>"])
+        assert e.value.code == "unsupported"
+        assert "rabbitmq" in str(e.value) and "durable" in str(e.value)
+        with pytest.raises(busbar.UnsupportedError):
+            await bus.publish_durable("orders.created", b"x")
+        with pytest.raises(busbar.InvalidSubject, match="AMQP"):
+            await bus.subscribe("orders.#")
+        with pytest.raises(busbar.InvalidSubject, match="255 bytes"):
+            await bus.publish("p" * 256, b"x")
+        sub = await bus.subscribe("orders.*")
+        await bus.publish("orders.created", b"still works")
+        async for m in sub:
+            assert m.data == b"still works"
+            break
+    finally:
+        await bus.close()

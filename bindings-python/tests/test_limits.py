@@ -11,6 +11,13 @@ import pytest
 import busbar
 
 
+@pytest.fixture(params=["memory", "nats"])
+def any_backend(request: pytest.FixtureRequest) -> str:
+    """Subjects at busbar's own limits and durable options: RabbitMQ refuses keys over 255
+    bytes and durable streams, each by name (core/tests/rabbitmq.rs, test_examples.py)."""
+    return str(request.param)
+
+
 async def test_deep_and_long_subjects_are_refused(bus: busbar.Bus) -> None:
     deep = ".".join(["a"] * 10_000)  # 19,999 bytes: overflowed the subject trie's recursion
     with pytest.raises(busbar.InvalidSubject, match="limit of 2000 bytes") as e:

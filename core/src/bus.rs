@@ -98,7 +98,7 @@ pub trait EventBus: Send + Sync + 'static {
     /// Counters of this bus.
     fn stats(&self) -> BusStats;
 
-    /// `"memory"` or `"nats"`.
+    /// `"memory"`, `"nats"` or `"rabbitmq"`.
     fn backend(&self) -> Backend;
 
     /// Connection changes from now on (disconnected, reconnected, slow consumer, …);

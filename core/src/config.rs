@@ -16,6 +16,8 @@ pub enum Backend {
     Memory,
     /// A NATS server (with JetStream for durable streams).
     Nats,
+    /// A RabbitMQ broker over AMQP 0-9-1 (a topic exchange per bus).
+    RabbitMq,
 }
 
 /// What a publisher does when a subscription's buffer is full (docs/design.md §4).
@@ -34,12 +36,20 @@ pub enum Backpressure {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// `backend` / `BUSBAR_BACKEND`: `memory` (default) or `nats`.
+    /// `backend` / `BUSBAR_BACKEND`: `memory` (default), `nats` or `rabbitmq`.
     pub backend: Backend,
     /// `nats_url` / `BUSBAR_NATS_URL`: where the NATS backend connects (one URL, or several
     /// separated by commas). A user and password or a token inside it are never printed:
     /// `Debug` and error messages show it through [`redact_url`].
     pub nats_url: String,
+    /// `amqp_url` / `BUSBAR_AMQP_URL`: where the RabbitMQ backend connects
+    /// (`amqp://user:password@host:port/vhost`, `amqps://` for TLS). The password is never
+    /// printed: `Debug` and error messages show it through [`redact_url`].
+    pub amqp_url: String,
+    /// `amqp_exchange` / `BUSBAR_AMQP_EXCHANGE`: the topic exchange the RabbitMQ backend
+    /// publishes to and binds subscriptions on (default `busbar`); buses on one exchange
+    /// see each other's messages, as clients of one NATS server do.
+    pub amqp_exchange: String,
     /// `max_payload` / `BUSBAR_MAX_PAYLOAD`: largest payload accepted, in bytes.
     pub max_payload: usize,
     /// `subscription_capacity` / `BUSBAR_SUBSCRIPTION_CAPACITY`: messages buffered per subscription.
@@ -98,6 +108,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("backend", &self.backend)
             .field("nats_url", &redact_url(&self.nats_url))
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_exchange", &self.amqp_exchange)
             .field("max_payload", &self.max_payload)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("subscription_max_bytes", &self.subscription_max_bytes)
@@ -135,10 +147,17 @@ pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default `nats_url`.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Default `amqp_url`: the local broker's default vhost as `guest`.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Default `amqp_exchange`.
+pub const DEFAULT_AMQP_EXCHANGE: &str = "busbar";
+
 /// The keys [`Config::set`] accepts; the environment variable is `BUSBAR_` + the key in capitals.
 pub const KEYS: &[&str] = &[
     "backend",
     "nats_url",
+    "amqp_url",
+    "amqp_exchange",
     "max_payload",
     "subscription_capacity",
     "subscription_max_bytes",
@@ -211,6 +230,8 @@ impl Default for Config {
         Config {
             backend: Backend::Memory,
             nats_url: DEFAULT_NATS_URL.to_owned(),
+            amqp_url: DEFAULT_AMQP_URL.to_owned(),
+            amqp_exchange: DEFAULT_AMQP_EXCHANGE.to_owned(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             subscription_max_bytes: DEFAULT_SUBSCRIPTION_MAX_BYTES,
@@ -277,6 +298,28 @@ impl Config {
                     return Err(Error::InvalidArgument("nats_url must not be empty".into()));
                 }
                 self.nats_url = value.to_owned();
+            }
+            "amqp_url" => {
+                if value.trim().is_empty() {
+                    return Err(Error::InvalidArgument("amqp_url must not be empty".into()));
+                }
+                self.amqp_url = value.to_owned();
+            }
+            "amqp_exchange" => {
+                // An AMQP short string of name characters; `amq.` names are the broker's.
+                let ok = !value.is_empty()
+                    && value.len() <= 127
+                    && !value.starts_with("amq.")
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+                if !ok {
+                    return Err(Error::InvalidArgument(format!(
+                        "amqp_exchange must be 1 to 127 letters, digits, '-', '_', '.' or ':' and not start with \"amq.\", not {}",
+                        crate::error::quote(value)
+                    )));
+                }
+                self.amqp_exchange = value.to_owned();
             }
             "max_payload" => self.max_payload = positive(key, value)?,
             "subscription_capacity" => {
@@ -419,6 +462,16 @@ impl Config {
     /// Sets `nats_url`.
     pub fn with_nats_url(mut self, url: impl Into<String>) -> Self {
         self.nats_url = url.into();
+        self
+    }
+    /// Sets `amqp_url`.
+    pub fn with_amqp_url(mut self, url: impl Into<String>) -> Self {
+        self.amqp_url = url.into();
+        self
+    }
+    /// Sets `amqp_exchange`.
+    pub fn with_amqp_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.amqp_exchange = exchange.into();
         self
     }
     /// Sets `max_payload` in bytes.
@@ -634,8 +687,9 @@ impl FromStr for Backend {
         match s.trim().to_ascii_lowercase().as_str() {
             "memory" => Ok(Backend::Memory),
             "nats" => Ok(Backend::Nats),
+            "rabbitmq" => Ok(Backend::RabbitMq),
             _ => Err(Error::InvalidArgument(format!(
-                "backend must be \"memory\" or \"nats\", not {}",
+                "backend must be \"memory\", \"nats\" or \"rabbitmq\", not {}",
                 crate::error::quote(s)
             ))),
         }
@@ -647,6 +701,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Memory => "memory",
             Backend::Nats => "nats",
+            Backend::RabbitMq => "rabbitmq",
         })
     }
 }

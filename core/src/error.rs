@@ -63,6 +63,15 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The backend cannot honour this part of the contract, and busbar does not emulate
+    /// it: refused rather than behaving differently (docs/design.md §7).
+    #[error("unsupported: {feature} is not available on the {backend} backend")]
+    Unsupported {
+        /// What was asked for (an option, an operation).
+        feature: String,
+        /// The backend that refuses it.
+        backend: &'static str,
+    },
     /// Not a failure of a call: a subscription in `lag` back-pressure mode
     /// missed `missed` messages because its buffer was full. The stream goes on.
     #[error(
@@ -91,6 +100,7 @@ impl Error {
             Error::Decode(_) => "decode",
             Error::Crypto(_) => "crypto",
             Error::Backend { .. } => "backend",
+            Error::Unsupported { .. } => "unsupported",
             Error::Lagged { .. } => "lagged",
         }
     }
@@ -108,6 +118,7 @@ impl Error {
         "crypto",
         "backend",
         "lagged",
+        "unsupported",
     ];
 
     /// The message for a person, with its chain of causes: what every binding shows (a

@@ -5,7 +5,7 @@
 //! Read the contract first: [`bus`] (the trait), [`subscription`], [`envelope`] (the
 //! message), [`subject`], [`config`], [`error`]; then [`connect()`], which builds a backend
 //! and wraps it in the [`policy`] layer when asked, and [`durable`] streams. The backends
-//! and their plumbing live in `backend/` ([`memory`], `nats`).
+//! and their plumbing live in `backend/` ([`memory`], `nats`, `rabbitmq`).
 #![deny(missing_docs)]
 
 // The contract.
@@ -32,6 +32,8 @@ pub mod throttle;
 pub use backend::memory;
 #[cfg(feature = "nats")]
 pub use backend::nats;
+#[cfg(feature = "rabbitmq")]
+pub use backend::rabbitmq;
 pub use batch::Batches;
 pub use bus::{BusStats, ConnectionEvent, EventBus};
 pub use bytes::Bytes;

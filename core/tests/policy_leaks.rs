@@ -57,6 +57,9 @@ fn text(m: &Message) -> String {
 #[path = "support/nats_server.rs"]
 mod nats_server;
 
+#[path = "support/rabbitmq.rs"]
+mod rabbitmq_broker;
+
 /// A backend for one scenario: its config and, on NATS, the server and a plain client
 /// recording everything that crosses it.
 struct Wire {
@@ -66,6 +69,8 @@ struct Wire {
     #[cfg(feature = "nats")]
     server: Option<nats_server::NatsServer>,
     seen: Arc<Mutex<Vec<String>>>,
+    /// On RabbitMQ: the test broker, on an exchange of the scenario's own.
+    rabbitmq: bool,
 }
 
 impl Wire {
@@ -76,6 +81,7 @@ impl Wire {
             #[cfg(feature = "nats")]
             server: None,
             seen: Arc::default(),
+            rabbitmq: false,
         }
     }
 
@@ -116,7 +122,56 @@ impl Wire {
             shared: None,
             server: Some(server),
             seen,
+            rabbitmq: false,
         }
+    }
+
+    /// A plain lapin consumer bound to `#` on a fresh exchange of the test broker,
+    /// recording routing key, headers and payload of every message.
+    #[cfg(feature = "rabbitmq")]
+    async fn rabbitmq() -> Wire {
+        use futures_util::StreamExt;
+        use lapin::types::AMQPValue;
+        let exchange = rabbitmq_broker::exchange();
+        let (conn, channel) = rabbitmq_broker::plain().await;
+        rabbitmq_broker::declare_exchange(&channel, &exchange).await;
+        let queue = rabbitmq_broker::bound_queue(&channel, &exchange, "#").await;
+        let mut all = rabbitmq_broker::consume(&channel, queue).await;
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            let _keep = conn;
+            while let Some(Ok(d)) = all.next().await {
+                let mut line = format!("{} ", d.routing_key);
+                for (k, v) in d.properties.headers().iter().flat_map(|h| h.inner()) {
+                    match v {
+                        AMQPValue::LongString(s) => {
+                            line.push_str(&format!("{k}={} ", String::from_utf8_lossy(s.as_bytes())))
+                        }
+                        other => line.push_str(&format!("{k}={other:?} ")),
+                    }
+                }
+                line.push_str(&String::from_utf8_lossy(&d.data));
+                record.lock().unwrap().push(line);
+            }
+        });
+        Wire {
+            config: rabbitmq_broker::config(Config::default(), &exchange),
+            shared: None,
+            #[cfg(feature = "nats")]
+            server: None,
+            seen,
+            rabbitmq: true,
+        }
+    }
+
+    /// Every backend: for scenarios without durable streams (which RabbitMQ refuses).
+    async fn each_with_rabbitmq() -> Vec<Wire> {
+        #[allow(unused_mut)]
+        let mut wires = Self::each().await;
+        #[cfg(feature = "rabbitmq")]
+        wires.push(Wire::rabbitmq().await);
+        wires
     }
 
     /// Both backends, NATS when the feature is on.
@@ -129,6 +184,9 @@ impl Wire {
     }
 
     fn name(&self) -> &'static str {
+        if self.rabbitmq {
+            return "rabbitmq";
+        }
         #[cfg(feature = "nats")]
         if self.server.is_some() {
             return "nats";
@@ -171,7 +229,8 @@ impl Wire {
             for secret in secrets {
                 assert!(
                     !line.contains(secret),
-                    "a plain NATS client on '>' saw {secret:?} in clear: {line}"
+                    "a plain {} client on every subject saw {secret:?} in clear: {line}",
+                    self.name()
                 );
             }
         }
@@ -295,7 +354,7 @@ async fn busbar_headers_are_reserved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_with_nothing_located_is_withheld_and_sealed_whole() {
-    for wire in Wire::each().await {
+    for wire in Wire::each_with_rabbitmq().await {
         let bus = wire.bus().await;
         let mut raw = bus.inner().subscribe("labs.>").await.unwrap();
         let mut clerk = bus.subscribe_as(&billing(), "labs.>").await.unwrap();
@@ -395,7 +454,7 @@ async fn reply_inboxes_are_not_for_subscribers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_are_protected_by_the_subject_they_answer() {
-    for wire in Wire::each().await {
+    for wire in Wire::each_with_rabbitmq().await {
         let responder_bus = wire.bus().await;
         let bus = Arc::new(wire.bus().await);
         let responder = responder_bus
@@ -433,7 +492,7 @@ async fn replies_are_protected_by_the_subject_they_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requesting_on_a_restricted_subject_needs_the_role() {
-    for wire in Wire::each().await {
+    for wire in Wire::each_with_rabbitmq().await {
         let responder_bus = wire.bus().await;
         let bus = wire.bus().await;
         let mut responder = responder_bus

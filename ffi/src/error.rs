@@ -39,6 +39,9 @@ pub enum busbar_status {
     /// buffer was full (`backpressure = "lag"`, or on NATS in either mode). It goes on;
     /// the message says how many.
     BUSBAR_LAGGED = 11,
+    /// `unsupported`: the backend cannot honour this part of the contract (the message
+    /// names the feature and the backend); refused rather than behaving differently.
+    BUSBAR_UNSUPPORTED = 12,
     /// `panic`: busbar hit a bug; the call was abandoned without unwinding into C.
     BUSBAR_PANIC = 99,
 }
@@ -58,6 +61,7 @@ const CODES: &[(busbar_status, &CStr)] = &[
     (busbar_status::BUSBAR_CRYPTO, c"crypto"),
     (busbar_status::BUSBAR_BACKEND, c"backend"),
     (busbar_status::BUSBAR_LAGGED, c"lagged"),
+    (busbar_status::BUSBAR_UNSUPPORTED, c"unsupported"),
     (busbar_status::BUSBAR_PANIC, c"panic"),
 ];
 

@@ -91,13 +91,14 @@ static void test_status_codes(void) {
         {BUSBAR_CRYPTO, 9, "crypto"},
         {BUSBAR_BACKEND, 10, "backend"},
         {BUSBAR_LAGGED, 11, "lagged"},
+        {BUSBAR_UNSUPPORTED, 12, "unsupported"},
         {BUSBAR_PANIC, 99, "panic"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         CHECK((int)table[i].status == table[i].number);
         CHECK_STR(busbar_status_code(table[i].status), table[i].code);
     }
-    CHECK_STR(busbar_status_code(12), "unknown");
+    CHECK_STR(busbar_status_code(13), "unknown");
     CHECK_STR(busbar_status_code(-1), "unknown");
 }
 

@@ -61,7 +61,11 @@ async function rejectsWith(promise, code) {
   })
 }
 
-function contract(name, options) {
+/**
+ * `known.closing`: a reason to skip the closing test on this backend (a known defect,
+ * reported, never a silent difference).
+ */
+function contract(name, options, known = {}) {
   describe(`contract on the ${name} bus`, () => {
     let bus
     before(async () => {
@@ -292,7 +296,8 @@ function contract(name, options) {
   })
 
   describe(`closing the ${name} bus`, () => {
-    it('ends subscriptions, rejects pending requests and later calls with closed', async () => {
+    const closing = known.closing ? (title, fn) => it.skip(`${title} (${known.closing})`, fn) : it
+    closing('ends subscriptions, rejects pending requests and later calls with closed', async () => {
       const bus = await busbar.connect(options())
       const sub = await bus.subscribe('end.*')
       const responder = await bus.subscribe('never.answers')

@@ -29,6 +29,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "Timeout",
+    "UnsupportedError",
     "__version__",
     "connect",
     "subject_matches",
@@ -44,7 +45,7 @@ _Data = object
 """bytes-like as is, str as UTF-8, anything else serialised as JSON."""
 
 def connect(**kwargs: str | int | bool) -> Awaitable[Bus]:
-    """Connects: the in-memory bus unless `backend` / BUSBAR_BACKEND says "nats"."""
+    """Connects: the in-memory bus unless `backend` / BUSBAR_BACKEND says "nats" or "rabbitmq"."""
 
 def subject_matches(pattern: str, subject: str) -> bool: ...
 def validate_subject(subject: str) -> None: ...
@@ -254,6 +255,7 @@ class Closed(BusError): ...
 class DecodeError(BusError, ValueError): ...
 class CryptoError(BusError): ...
 class BackendError(BusError): ...
+class UnsupportedError(BusError): ...
 
 class Lagged(BusError):
     @property

@@ -1,5 +1,5 @@
 //! The backends and their plumbing: the in-memory bus (with its durable log), NATS and
-//! JetStream, the subscription queue and the reply inbox they share, and [`connect`],
+//! JetStream, RabbitMQ, the subscription queue and the reply inbox they share, and [`connect`],
 //! which builds the raw backend a [`Config`] names (no policy layer: see
 //! [`crate::connect`]).
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::bus::EventBus;
 use crate::config::{Backend, Config};
-#[cfg(not(feature = "nats"))]
+#[cfg(not(all(feature = "nats", feature = "rabbitmq")))]
 use crate::error::Error;
 use crate::error::Result;
 
@@ -16,6 +16,8 @@ pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub(crate) mod queue;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 pub(crate) mod reply;
 
 /// The backend `config.backend` names, built from `config` as it is (the policy fields are
@@ -31,6 +33,13 @@ pub(crate) async fn connect(config: &Config) -> Result<Arc<dyn EventBus>> {
                 "backend \"nats\" (nats_url {}) needs busbar built with the \"nats\" feature; use backend \"memory\"",
                 config.nats_url
             ),
+            source: None,
+        }),
+        #[cfg(feature = "rabbitmq")]
+        Backend::RabbitMq => Ok(Arc::new(rabbitmq::RabbitBus::connect(config.clone()).await?)),
+        #[cfg(not(feature = "rabbitmq"))]
+        Backend::RabbitMq => Err(Error::Backend {
+            message: "backend \"rabbitmq\" needs busbar built with the \"rabbitmq\" feature; use backend \"memory\"".into(),
             source: None,
         }),
     }

@@ -1,0 +1,129 @@
+//! The RabbitMQ backend (lapin, AMQP 0-9-1): the same [`EventBus`] over a broker with
+//! exchanges, bindings and queues.
+//!
+//! One topic exchange per bus (`amqp_exchange`, default `busbar`): subjects are routing
+//! keys and patterns binding keys ([`subjects`]). Each subscription consumes its own
+//! exclusive, auto-deleted queue; a queue group shares one queue among its members, so the
+//! broker hands each message to one of them. Every subscription is pumped into busbar's
+//! own bounded queue, so `block`/`lag`, the lag notice and the counters are those of the
+//! other backends; in `block` mode the pump acknowledges a message only once it is queued,
+//! so with the prefetch limit the broker (not the client) holds the backlog and nothing is
+//! missed. Envelope mapping: [`envelope`]. Requests: `request.rs`. Durable streams are
+//! refused with `unsupported` ([`durable`]).
+
+mod connection;
+pub mod durable;
+pub mod envelope;
+mod pubsub;
+mod request;
+pub mod subjects;
+
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::bus::{BusStats, ConnectionEvent, EventBus};
+use crate::config::{Backend, Config};
+use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
+use crate::envelope::{Message, MessageBuilder, Topic};
+use crate::error::Result;
+use crate::subject::validate_subject;
+use crate::subscription::Subscription;
+use connection::{backend, Inner};
+
+/// The RabbitMQ backend. Build with [`RabbitBus::connect`] or [`crate::connect`].
+pub struct RabbitBus {
+    inner: Arc<Inner>,
+}
+
+impl RabbitBus {
+    /// Connects to `config.amqp_url`, declares the topic exchange `config.amqp_exchange`
+    /// and starts consuming this bus's reply queue.
+    pub async fn connect(config: Config) -> Result<Self> {
+        let inner = connection::connect(config).await?;
+        request::listen(&inner).await?;
+        Ok(RabbitBus { inner })
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for RabbitBus {
+    async fn publish(&self, subject: &str, data: bytes::Bytes) -> Result<()> {
+        validate_subject(subject)?;
+        let topic = Arc::new(Topic::new(subject, self.inner.source.clone()));
+        self.inner.publish(&Message::event(topic, data)).await
+    }
+
+    async fn publish_message(&self, message: Message) -> Result<()> {
+        self.inner.publish(&message).await
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        pubsub::subscribe(&self.inner, pattern, None).await
+    }
+
+    async fn queue_subscribe(&self, pattern: &str, group: &str) -> Result<Subscription> {
+        pubsub::subscribe(&self.inner, pattern, Some(group)).await
+    }
+
+    async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
+        request::request(&self.inner, message, timeout).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        request::round_trip(&self.inner).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, AcqRel) {
+            return Ok(());
+        }
+        self.inner.inbox.close_all();
+        let _ = self.inner.link.events.send(ConnectionEvent::Closed);
+        self.inner
+            .connection
+            .close(200, "busbar bus closed".into())
+            .await
+            .map_err(|e| backend("closing the AMQP connection".into(), e))
+    }
+
+    async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
+        self.inner.check_open()?;
+        durable::declare_stream(config)
+    }
+
+    async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        self.inner.check_open()?;
+        durable::stream_info(name)
+    }
+
+    async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
+        self.inner.check_open()?;
+        durable::publish_durable(&message)
+    }
+
+    async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
+        self.inner.check_open()?;
+        durable::durable_subscribe(config)
+    }
+
+    fn message(&self, subject: &str) -> MessageBuilder {
+        Message::builder(subject).source(self.inner.source.clone())
+    }
+
+    fn stats(&self) -> BusStats {
+        let mut stats = self.inner.counters.snapshot();
+        stats.disconnects = self.inner.link.disconnects.load(Relaxed);
+        stats
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::RabbitMq
+    }
+
+    fn connection_events(&self) -> Option<broadcast::Receiver<ConnectionEvent>> {
+        Some(self.inner.link.events.subscribe())
+    }
+}
