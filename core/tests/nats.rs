@@ -231,3 +231,43 @@ async fn an_undecodable_stored_message_is_reported_once_and_the_consumer_goes_on
     let quiet = tokio::time::timeout(Duration::from_millis(900), sub.next()).await;
     assert!(quiet.is_err(), "{quiet:?}");
 }
+
+/// A process that publishes (a reply, say) and exits right after `close()` has delivered
+/// what it published: close flushes before it drains. Before, async-nats's drain only queued
+/// its command, and the runtime ending with the process dropped the unwritten publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_published_before_close_reaches_the_server_when_the_process_ends() {
+    const SENT: usize = 2_000;
+    let server = start().await;
+    let plain = async_nats::connect(server.url()).await.unwrap();
+    let mut raw = plain.subscribe("exit.>").await.unwrap();
+    plain.flush().await.unwrap();
+    let url = server.url();
+    // The "process": its own runtime, shut down the moment close returns.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = Config::default().with_backend(Backend::Nats).with_nats_url(url);
+            let bus = busbar::connect(config).await.unwrap();
+            for _ in 0..SENT {
+                bus.publish("exit.last", vec![b'x'; 512].into()).await.unwrap();
+            }
+            bus.close().await.unwrap();
+        });
+        runtime.shutdown_background();
+    })
+    .join()
+    .unwrap();
+    let mut got = 0;
+    while got < SENT {
+        match tokio::time::timeout(Duration::from_secs(2), raw.next()).await {
+            Ok(Some(_)) => got += 1,
+            _ => break,
+        }
+    }
+    assert_eq!(got, SENT, "every publish made before close() reached the server");
+}

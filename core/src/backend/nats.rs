@@ -157,12 +157,28 @@ impl EventBus for NatsBus {
             return Ok(());
         }
         self.inner.inbox.close_all();
+        // What was published before close reaches the server before close returns: async-nats's
+        // drain only queues its command, so a process that exits right after close would lose
+        // the last publishes (a reply, say). A server that takes nothing within
+        // publish_timeout_ms fails close with `backend`, after the drain all the same.
+        let flushed = self
+            .inner
+            .bounded(
+                || "flushing what was published before closing".to_owned(),
+                self.inner.client.flush(),
+            )
+            .await
+            .and_then(|flush| {
+                flush.map_err(|e| backend("flushing to the NATS server before closing".into(), e))
+            });
         // Drain: subscriptions receive what is in flight, then the connection closes.
-        self.inner
+        let drained = self
+            .inner
             .client
             .drain()
             .await
-            .map_err(|e| backend("draining the NATS connection".into(), e))
+            .map_err(|e| backend("draining the NATS connection".into(), e));
+        flushed.and(drained)
     }
 
     async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
