@@ -14,6 +14,7 @@ A fenced block's info string names its language, then optional words:
                      libbusbar.a, then run; a block without `main` runs inside one
   python             run by the Python that has busbar installed (.venv-python)
   js                 run by node from examples/node/, where require('busbar') resolves
+  json              parsed (shown documents must be valid JSON)
   sh, text           shown, not run (commands and layouts)
   <lang> no-run      shown, not run: a fragment that cannot run alone; keep these rare
 
@@ -30,6 +31,7 @@ Exit status 1 names every block that failed, with its file and line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -237,9 +239,17 @@ def main() -> int:
                 else:
                     failures.append(f"{b.where}: a rust block in a file core/src/lib.rs does not include as a doc test")
                 continue
+            if b.lang == "json":
+                # Shown documents (configuration files, frames): each must at least parse.
+                try:
+                    json.loads(b.code)
+                    count("json: parsed")
+                except ValueError as e:
+                    failures.append(f"{b.where}: json block does not parse: {e}")
+                continue
             if b.lang not in RUN_LANGS | SHOWN_LANGS:
                 failures.append(f"{b.where}: block language {b.lang or '(none)'!r} is not one this check knows "
-                                f"({', '.join(sorted(RUN_LANGS | SHOWN_LANGS | {'rust'}))})")
+                                f"({', '.join(sorted(RUN_LANGS | SHOWN_LANGS | {'rust', 'json'}))})")
                 continue
             if b.lang in SHOWN_LANGS:
                 count(f"{b.lang}: shown, not run")

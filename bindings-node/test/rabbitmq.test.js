@@ -12,14 +12,7 @@ const { contract, take } = require('./support/contract')
 const amqpUrl = process.env.BUSBAR_TEST_AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f'
 const exchange = () => `busbar.test.${crypto.randomUUID()}`
 
-contract('rabbitmq', () => ({ backend: 'rabbitmq', amqpUrl, amqpExchange: exchange() }), {
-  // Known defect: RabbitBus::close fails pending requests before the AMQP connection has
-  // closed, so the test's pending request rejects while `await bus.close()` is still
-  // running, before the test attaches its handler (an unhandled rejection). Each step
-  // behaves as the contract says when the rejection is handled (checked by hand); the
-  // fix is to fail pending requests once the connection is closed, as the order on NATS.
-  closing: 'known defect on RabbitMQ: pending requests reject before close() resolves',
-})
+contract('rabbitmq', () => ({ backend: 'rabbitmq', amqpUrl, amqpExchange: exchange() }))
 
 describe('configuration of the RabbitMQ backend', () => {
   it('is chosen by BUSBAR_BACKEND, BUSBAR_AMQP_URL and BUSBAR_AMQP_EXCHANGE alone', async () => {

@@ -296,15 +296,17 @@ function contract(name, options, known = {}) {
   })
 
   describe(`closing the ${name} bus`, () => {
-    const closing = known.closing ? (title, fn) => it.skip(`${title} (${known.closing})`, fn) : it
-    closing('ends subscriptions, rejects pending requests and later calls with closed', async () => {
+    it('ends subscriptions, rejects pending requests and later calls with closed', async () => {
       const bus = await busbar.connect(options())
       const sub = await bus.subscribe('end.*')
       const responder = await bus.subscribe('never.answers')
       const pending = bus.request('never.answers', 'x', { timeout: 10_000 })
       await new Promise((resolve) => setTimeout(resolve, 50))
+      // A pending request may reject while close() is still at work (close first writes out
+      // what was published, then drains): its handler is attached before close is awaited.
+      const rejected = rejectsWith(pending, 'closed')
       await bus.close()
-      await rejectsWith(pending, 'closed')
+      await rejected
       assert.equal(await sub.nextBatch(), null)
       const held = []
       for await (const msg of responder) held.push(msg.text())
