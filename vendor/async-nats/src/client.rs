@@ -20,7 +20,11 @@ use crate::message::OutboundMessage;
 use crate::subject::ToSubject;
 use crate::ServerInfo;
 
-use super::{header::HeaderMap, status::StatusCode, Command, Message, Subscriber};
+use super::{
+    header::{EncodedHeaders, HeaderMap},
+    status::StatusCode,
+    Command, Message, Subscriber,
+};
 use crate::error::Error;
 use bytes::Bytes;
 use futures_util::future::TryFutureExt;
@@ -370,11 +374,21 @@ impl Client {
         headers: Option<&HeaderMap>,
         payload_len: usize,
     ) -> Result<(), (usize, usize)> {
-        let max_payload = self.max_payload.load(Ordering::Relaxed);
-        let size = match headers {
-            Some(headers) if !headers.is_empty() => headers.wire_len() + payload_len,
-            _ => payload_len,
+        let headers_len = match headers {
+            Some(headers) if !headers.is_empty() => headers.wire_len(),
+            _ => 0,
         };
+        self.check_message_size(headers_len, payload_len)
+    }
+
+    /// [`Client::check_payload_size`] for a header block of `headers_len` bytes.
+    pub(crate) fn check_message_size(
+        &self,
+        headers_len: usize,
+        payload_len: usize,
+    ) -> Result<(), (usize, usize)> {
+        let max_payload = self.max_payload.load(Ordering::Relaxed);
+        let size = headers_len + payload_len;
         if size > max_payload {
             Err((max_payload, size))
         } else {
@@ -601,6 +615,70 @@ impl Client {
         Ok(())
     }
 
+    /// Publishes a message whose header block the caller already encoded (see
+    /// [`EncodedHeaders`]): the block goes on the wire as it is, without a [`HeaderMap`]
+    /// built and serialised per message.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), async_nats::Error> {
+    /// use async_nats::header::EncodedHeaders;
+    /// let client = async_nats::connect("demo.nats.io").await?;
+    /// let headers = EncodedHeaders::new("NATS/1.0\r\nKey: Value\r\n\r\n".into())?;
+    /// client
+    ///     .publish_with_encoded_headers("events.data", headers, "payload".into())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_with_encoded_headers<S: ToSubject>(
+        &self,
+        subject: S,
+        headers: EncodedHeaders,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
+        self.send_encoded(subject, None, headers, payload).await
+    }
+
+    /// [`Client::publish_with_encoded_headers`] with a reply subject.
+    pub async fn publish_with_reply_and_encoded_headers<S: ToSubject, R: ToSubject>(
+        &self,
+        subject: S,
+        reply: R,
+        headers: EncodedHeaders,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
+        let reply = self
+            .maybe_validate_publish_subject(reply)
+            .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+        self.send_encoded(subject, Some(reply), headers, payload)
+            .await
+    }
+
+    async fn send_encoded<S: ToSubject>(
+        &self,
+        subject: S,
+        respond: Option<crate::Subject>,
+        headers: EncodedHeaders,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
+        let subject = self
+            .maybe_validate_publish_subject(subject)
+            .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+        self.check_message_size(headers.len(), payload.len())
+            .map_err(max_payload_error)?;
+        self.sender
+            .send(Command::PublishEncoded {
+                subject,
+                payload,
+                respond,
+                headers,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Sends the request with headers.
     ///
     /// # Examples
@@ -722,7 +800,7 @@ impl Client {
 
             let payload = request.payload.unwrap_or_default();
             let respond = self.new_inbox().into();
-            let headers = request.headers;
+            let headers = request.headers.map(Into::into);
 
             self.sender
                 .send(Command::Request {

@@ -462,9 +462,10 @@ impl Connection {
                 respond,
                 headers,
             } => {
-                let verb = match headers.as_ref() {
-                    Some(headers) if !headers.is_empty() => "HPUB",
-                    _ => "PUB",
+                let block = headers.as_ref().and_then(|headers| headers.to_wire());
+                let verb = match block {
+                    Some(_) => "HPUB",
+                    None => "PUB",
                 };
 
                 small_write!("{verb} {subject} ");
@@ -473,16 +474,14 @@ impl Connection {
                     small_write!("{respond} ");
                 }
 
-                match headers {
-                    Some(headers) if !headers.is_empty() => {
-                        let headers = headers.to_bytes();
-
+                match block {
+                    Some(headers) => {
                         let headers_len = headers.len();
                         let total_len = headers_len + payload.len();
                         small_write!("{headers_len} {total_len}\r\n");
                         self.write(headers);
                     }
-                    _ => {
+                    None => {
                         let payload_len = payload.len();
                         small_write!("{payload_len}\r\n");
                     }
@@ -1322,10 +1321,10 @@ mod write_op {
                     subject: "FOO.BAR".into(),
                     payload: "Hello World".into(),
                     respond: Some("INBOX.67".into()),
-                    headers: Some(HeaderMap::from_iter([(
-                        "Header".parse().unwrap(),
-                        "X".parse().unwrap(),
-                    )])),
+                    headers: Some(
+                        HeaderMap::from_iter([("Header".parse().unwrap(), "X".parse().unwrap())])
+                            .into(),
+                    ),
                 }]
                 .iter(),
             )
@@ -1341,6 +1340,29 @@ mod write_op {
             buffer,
             "HPUB FOO.BAR INBOX.67 23 34\r\nNATS/1.0\r\nHeader: X\r\n\r\n"
         );
+
+        // busbar patch: a block encoded by the caller goes out as it is, in its order.
+        let block = "NATS/1.0\r\nB: 2\r\nA: 1\r\n\r\n";
+        connection
+            .easy_write_and_flush(
+                [ClientOp::Publish {
+                    subject: "FOO.BAR".into(),
+                    payload: "Hi".into(),
+                    respond: None,
+                    headers: Some(crate::header::HeaderBlock::Encoded(
+                        crate::header::EncodedHeaders::new(block.into()).unwrap(),
+                    )),
+                }]
+                .iter(),
+            )
+            .await
+            .unwrap();
+        reader.read_line(&mut buffer).await.unwrap(); // the payload line of the one before
+        buffer.clear();
+        for _ in 0..6 {
+            reader.read_line(&mut buffer).await.unwrap();
+        }
+        assert_eq!(buffer, format!("HPUB FOO.BAR 24 26\r\n{block}Hi\r\n"));
     }
 
     #[tokio::test]

@@ -282,6 +282,127 @@ impl HeaderMap {
     }
 }
 
+/// A NATS header block already in wire form: `NATS/1.0\r\n`, one `name: value\r\n` line
+/// per header, then `\r\n`.
+///
+/// Publishing with a [`HeaderMap`] builds a hash map of owned names and values and
+/// serialises it on the connection's task, several allocations per message; a publisher
+/// whose headers follow a fixed layout can write the block once into a buffer it manages
+/// and hand it over as `EncodedHeaders` (see
+/// [`Client::publish_with_encoded_headers`](crate::Client::publish_with_encoded_headers)).
+/// The bytes go on the wire as they are, in their order.
+///
+/// # Examples
+///
+/// ```
+/// use async_nats::header::EncodedHeaders;
+///
+/// let block = EncodedHeaders::new("NATS/1.0\r\nKey: Value\r\n\r\n".into()).unwrap();
+/// assert_eq!(block.len(), 24);
+/// assert!(EncodedHeaders::new("Key: Value\r\n\r\n".into()).is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EncodedHeaders {
+    bytes: Bytes,
+}
+
+/// Why bytes are not a header block a client may publish, see [`EncodedHeaders::new`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct InvalidHeaderBlock(&'static str);
+
+impl fmt::Display for InvalidHeaderBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid header block: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidHeaderBlock {}
+
+impl EncodedHeaders {
+    /// Checks `bytes` and takes them as a header block: UTF-8, the version line
+    /// `NATS/1.0` (no status: that is the server's), then lines `name: value`, each ended
+    /// by `\r\n`, whose name is printable ASCII without `:` (what [`HeaderName`] accepts)
+    /// and whose value holds no `\r` or `\n`, then an empty line.
+    pub fn new(bytes: Bytes) -> Result<Self, InvalidHeaderBlock> {
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| InvalidHeaderBlock("not valid UTF-8"))?;
+        let lines = text
+            .strip_prefix("NATS/1.0\r\n")
+            .ok_or(InvalidHeaderBlock("it does not start with `NATS/1.0\\r\\n`"))?
+            .strip_suffix("\r\n")
+            .ok_or(InvalidHeaderBlock("it does not end with an empty line"))?;
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let (line, next) = rest
+                .split_once("\r\n")
+                .ok_or(InvalidHeaderBlock("a header line does not end with `\\r\\n`"))?;
+            let (name, value) = line
+                .split_once(':')
+                .ok_or(InvalidHeaderBlock("a header line has no `:`"))?;
+            if name.is_empty() || validate_header_name(name).is_err() {
+                return Err(InvalidHeaderBlock("a header name is not printable ASCII"));
+            }
+            if value.contains(['\r', '\n']) {
+                return Err(InvalidHeaderBlock("a header value holds a line break"));
+            }
+            rest = next;
+        }
+        Ok(EncodedHeaders { bytes })
+    }
+
+    /// The block as it goes on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Length of the block in bytes: what the server counts toward `max_payload`.
+    #[allow(clippy::len_without_is_empty)] // a block is never empty
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl From<&HeaderMap> for EncodedHeaders {
+    fn from(map: &HeaderMap) -> Self {
+        EncodedHeaders {
+            bytes: map.to_bytes().into(),
+        }
+    }
+}
+
+/// The headers of an outgoing message, as the caller gave them.
+#[derive(Clone, Debug)]
+pub(crate) enum HeaderBlock {
+    Map(HeaderMap),
+    Encoded(EncodedHeaders),
+}
+
+impl HeaderBlock {
+    /// What goes on the wire; `None` for an empty map (the message is then a `PUB`).
+    pub(crate) fn to_wire(&self) -> Option<Bytes> {
+        match self {
+            HeaderBlock::Map(map) if map.is_empty() => None,
+            HeaderBlock::Map(map) => Some(map.to_bytes().into()),
+            HeaderBlock::Encoded(block) => Some(block.bytes.clone()),
+        }
+    }
+
+    /// Bytes of the block on the wire, without serialising it.
+    pub(crate) fn wire_len(&self) -> usize {
+        match self {
+            HeaderBlock::Map(map) if map.is_empty() => 0,
+            HeaderBlock::Map(map) => map.wire_len(),
+            HeaderBlock::Encoded(block) => block.len(),
+        }
+    }
+}
+
+impl From<HeaderMap> for HeaderBlock {
+    fn from(map: HeaderMap) -> Self {
+        HeaderBlock::Map(map)
+    }
+}
+
 /// Represents NATS header field value.
 ///
 /// # Examples
@@ -845,6 +966,45 @@ fn validate_header_name(s: &str) -> Result<(), ParseHeaderNameError> {
 mod tests {
     use super::{HeaderMap, HeaderName, HeaderValue, IntoHeaderName, IntoHeaderValue};
     use std::str::{from_utf8, FromStr};
+
+    #[test]
+    fn encoded_headers() {
+        use super::EncodedHeaders;
+        let ok = [
+            "NATS/1.0\r\n\r\n",
+            "NATS/1.0\r\nKey: Value\r\n\r\n",
+            "NATS/1.0\r\nA:1\r\nce-id: x y\r\nA: 2\r\n\r\n",
+        ];
+        for block in ok {
+            let encoded = EncodedHeaders::new(block.into()).unwrap();
+            assert_eq!(encoded.as_bytes(), block.as_bytes());
+        }
+        let bad: [&[u8]; 10] = [
+            b"",
+            b"NATS/1.0\r\n",
+            b"NATS/1.0 503\r\n\r\n",
+            b"Key: Value\r\n\r\n",
+            b"NATS/1.0\r\nKey Value\r\n\r\n",
+            b"NATS/1.0\r\n: Value\r\n\r\n",
+            b"NATS/1.0\r\nK y: Value\r\n\r\n",
+            b"NATS/1.0\r\nKey: Va\nlue\r\n\r\n",
+            b"NATS/1.0\r\nKey: Value\r\n",
+            b"NATS/1.0\r\nKey: \xff\r\n\r\n",
+        ];
+        for block in bad {
+            assert!(
+                EncodedHeaders::new(bytes::Bytes::copy_from_slice(block)).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(block)
+            );
+        }
+        let mut map = HeaderMap::new();
+        map.insert("Key", "Value");
+        assert_eq!(
+            EncodedHeaders::from(&map).as_bytes(),
+            b"NATS/1.0\r\nKey: Value\r\n\r\n"
+        );
+    }
 
     #[test]
     fn try_from() {

@@ -385,11 +385,18 @@ pub type PublishMessage = crate::message::OutboundMessage;
 #[derive(Debug)]
 pub(crate) enum Command {
     Publish(OutboundMessage),
+    /// A publish whose header block the caller encoded ([`header::EncodedHeaders`]).
+    PublishEncoded {
+        subject: Subject,
+        payload: Bytes,
+        respond: Option<Subject>,
+        headers: header::EncodedHeaders,
+    },
     Request {
         subject: Subject,
         payload: Bytes,
         respond: Subject,
-        headers: Option<HeaderMap>,
+        headers: Option<header::HeaderBlock>,
         sender: oneshot::Sender<Message>,
     },
     Subscribe {
@@ -425,7 +432,7 @@ pub(crate) enum ClientOp {
         subject: Subject,
         payload: Bytes,
         respond: Option<Subject>,
-        headers: Option<HeaderMap>,
+        headers: Option<header::HeaderBlock>,
     },
     Subscribe {
         sid: u64,
@@ -820,6 +827,39 @@ impl ConnectionHandler {
         }
     }
 
+    fn publish(
+        &mut self,
+        subject: Subject,
+        payload: Bytes,
+        respond: Option<Subject>,
+        headers: Option<header::HeaderBlock>,
+    ) {
+        self.connector
+            .connect_stats
+            .out_messages
+            .add(1, Ordering::Relaxed);
+
+        let header_len = headers
+            .as_ref()
+            .map(header::HeaderBlock::wire_len)
+            .unwrap_or_default();
+
+        self.connector.connect_stats.out_bytes.add(
+            (payload.len()
+                + respond.as_ref().map_or_else(|| 0, |r| r.len())
+                + subject.len()
+                + header_len) as u64,
+            Ordering::Relaxed,
+        );
+
+        self.connection.enqueue_write_op(&ClientOp::Publish {
+            subject,
+            payload,
+            respond,
+            headers,
+        });
+    }
+
     fn handle_command(&mut self, command: Command) {
         match command {
             Command::Unsubscribe { sid, max } => {
@@ -935,34 +975,21 @@ impl ConnectionHandler {
             Command::Publish(OutboundMessage {
                 subject,
                 payload,
-                reply: respond,
+                reply,
                 headers,
-            }) => {
-                self.connector
-                    .connect_stats
-                    .out_messages
-                    .add(1, Ordering::Relaxed);
+            }) => self.publish(subject, payload, reply, headers.map(header::HeaderBlock::Map)),
 
-                let header_len = headers
-                    .as_ref()
-                    .map(|headers| headers.len())
-                    .unwrap_or_default();
-
-                self.connector.connect_stats.out_bytes.add(
-                    (payload.len()
-                        + respond.as_ref().map_or_else(|| 0, |r| r.len())
-                        + subject.len()
-                        + header_len) as u64,
-                    Ordering::Relaxed,
-                );
-
-                self.connection.enqueue_write_op(&ClientOp::Publish {
-                    subject,
-                    payload,
-                    respond,
-                    headers,
-                });
-            }
+            Command::PublishEncoded {
+                subject,
+                payload,
+                respond,
+                headers,
+            } => self.publish(
+                subject,
+                payload,
+                respond,
+                Some(header::HeaderBlock::Encoded(headers)),
+            ),
 
             Command::Reconnect => {
                 self.should_reconnect = true;

@@ -539,6 +539,33 @@ impl Context {
         subject: S,
         publish: PublishMessage,
     ) -> Result<PublishAckFuture, PublishError> {
+        self.send_publish_block(subject, publish.payload, publish.headers.map(Into::into))
+            .await
+    }
+
+    /// [`Context::publish_with_headers`] with a header block the caller already encoded
+    /// (see [`EncodedHeaders`](crate::header::EncodedHeaders)): no
+    /// [`HeaderMap`](crate::HeaderMap) is built and serialised per message.
+    pub async fn publish_with_encoded_headers<S: ToSubject>(
+        &self,
+        subject: S,
+        headers: crate::header::EncodedHeaders,
+        payload: Bytes,
+    ) -> Result<PublishAckFuture, PublishError> {
+        self.send_publish_block(
+            subject,
+            payload,
+            Some(crate::header::HeaderBlock::Encoded(headers)),
+        )
+        .await
+    }
+
+    async fn send_publish_block<S: ToSubject>(
+        &self,
+        subject: S,
+        payload: Bytes,
+        headers: Option<crate::header::HeaderBlock>,
+    ) -> Result<PublishAckFuture, PublishError> {
         let subject = self
             .client
             .maybe_validate_publish_subject(subject)
@@ -546,8 +573,9 @@ impl Context {
 
         // Reject oversized messages before taking an ack permit, else the
         // publish is sent and we wait for an ack that never arrives.
+        let headers_len = headers.as_ref().map_or(0, |h| h.wire_len());
         self.client
-            .check_payload_size(publish.headers.as_ref(), publish.payload.len())
+            .check_message_size(headers_len, payload.len())
             .map_err(|sizes| {
                 PublishError::with_source(
                     PublishErrorKind::MaxPayloadExceeded,
@@ -584,9 +612,9 @@ impl Context {
             .sender
             .send(Command::Request {
                 subject,
-                payload: publish.payload,
+                payload,
                 respond,
-                headers: publish.headers,
+                headers,
                 sender,
             })
             .map_err(|err| PublishError::with_source(PublishErrorKind::Other, err));
