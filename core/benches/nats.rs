@@ -1,6 +1,6 @@
 //! busbar's NATS backend side by side with raw async-nats doing the same work against
 //! the same private nats-server, in one run. Prints a table; each figure is the median
-//! of ROUNDS rounds.
+//! of ROUNDS rounds, the two sides interleaved round by round, with the load average.
 //!
 //!     cargo bench -p busbar-benches --bench nats
 //!
@@ -17,6 +17,9 @@ use futures_util::StreamExt;
 
 #[path = "../tests/support/nats_server.rs"]
 mod nats_server;
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{load_average, side_by_side};
 
 const ROUNDS: usize = 5;
 const PUBLISHES: usize = 200_000;
@@ -27,9 +30,9 @@ const JS_PUBLISHES: usize = 50_000;
 const JS_WINDOW: usize = 256;
 const IDLE: Duration = Duration::from_secs(2);
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
+/// Publishes per round for `payload`: PUBLISHES, fewer for large payloads (about 512 MiB).
+fn publishes(payload: &Bytes) -> usize {
+    PUBLISHES.min((512 << 20) / payload.len().max(1))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -44,11 +47,12 @@ async fn busbar(url: &str) -> Arc<dyn EventBus> {
 async fn publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
     let bus = busbar(url).await;
     let start = Instant::now();
-    for _ in 0..PUBLISHES {
+    let n = publishes(&payload);
+    for _ in 0..n {
         bus.publish("bench.pub", payload.clone()).await.unwrap();
     }
     bus.flush().await.unwrap();
-    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     bus.close().await.unwrap();
     rate
 }
@@ -56,11 +60,12 @@ async fn publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
 async fn publish_rate_raw(url: &str, payload: Bytes) -> f64 {
     let client = async_nats::connect(url).await.unwrap();
     let start = Instant::now();
-    for _ in 0..PUBLISHES {
+    let n = publishes(&payload);
+    for _ in 0..n {
         client.publish("bench.pub", payload.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
-    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     client.drain().await.unwrap();
     rate
 }
@@ -73,7 +78,8 @@ async fn publish_rate_raw_with_headers(url: &str, payload: Bytes) -> f64 {
         .build()
         .unwrap();
     let start = Instant::now();
-    for _ in 0..PUBLISHES {
+    let n = publishes(&payload);
+    for _ in 0..n {
         let mut headers = async_nats::HeaderMap::new();
         busbar::envelope::codec::encode_headers_with(&template, |k, v| headers.insert(k, v));
         client
@@ -82,7 +88,31 @@ async fn publish_rate_raw_with_headers(url: &str, payload: Bytes) -> f64 {
             .unwrap();
     }
     client.flush().await.unwrap();
-    let rate = PUBLISHES as f64 / start.elapsed().as_secs_f64();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    client.drain().await.unwrap();
+    rate
+}
+
+/// Raw async-nats sending busbar's header block for a message, encoded once: what a
+/// publish costs async-nats with these bytes on the wire, without building them.
+async fn publish_rate_raw_encoded(url: &str, payload: Bytes) -> f64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let template = busbar::Message::builder("bench.pub")
+        .data(payload.clone())
+        .build()
+        .unwrap();
+    let block = busbar::envelope::codec::header_block(&template, busbar::envelope::codec::Dedupe::Without);
+    let block = async_nats::header::EncodedHeaders::new(block).unwrap();
+    let start = Instant::now();
+    let n = publishes(&payload);
+    for _ in 0..n {
+        client
+            .publish_with_encoded_headers("bench.pub", block.clone(), payload.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     client.drain().await.unwrap();
     rate
 }
@@ -186,12 +216,17 @@ async fn request_latency_raw(url: &str, payload: Bytes) -> Vec<Duration> {
 }
 
 /// JetStream publishes acknowledged by the stream, JS_WINDOW in flight at once.
-async fn js_publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
-    use futures_util::stream;
+async fn declare_bench_stream(url: &str) {
     let bus = busbar(url).await;
     bus.declare_stream(busbar::StreamConfig::new("BENCH", ["bench.js"]))
         .await
         .unwrap();
+    bus.close().await.unwrap();
+}
+
+async fn js_publish_rate_busbar(url: &str, payload: Bytes) -> f64 {
+    use futures_util::stream;
+    let bus = busbar(url).await;
     let start = Instant::now();
     let bus_ref = &bus;
     let acked = stream::iter(0..JS_PUBLISHES)
@@ -245,22 +280,14 @@ async fn js_publish_rate_raw(url: &str, payload: Bytes, headers: bool) -> f64 {
     rate
 }
 
-fn row(name: &str, raw: f64, ours: f64, unit: &str) {
-    println!(
-        "{name:<34} {raw:>14.0} {ours:>14.0} {unit:<8} {:>6.2}x",
-        ours / raw
-    );
+fn row(name: &str, (raw, ours, ratio): (f64, f64, f64), unit: &str) {
+    println!("{name:<44} {raw:>14.0} {ours:>14.0} {unit:<8} {ratio:>6.2}x");
 }
 
 pub(crate) fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and `cargo test --benches` probe benches this way
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let Some(rt) = side_by_side::runtime() else {
+        return;
+    };
     let server = nats_server::NatsServer::start();
     let url = server.url();
     if std::env::var_os("BUSBAR_BENCH_PROFILE_PUBLISH").is_some() {
@@ -270,84 +297,93 @@ pub(crate) fn main() {
         }
         return;
     }
-    println!("nats-server on {url}; median of {ROUNDS} rounds; ratio = busbar / raw (higher is better for rates)\n");
     println!(
-        "{:<34} {:>14} {:>14} {:<8} {:>7}",
+        "nats-server on {url}; {ROUNDS} interleaved rounds, medians; ratio = median of the \
+         per-round busbar / raw (higher is better for rates); load average {}\n",
+        load_average()
+    );
+    println!(
+        "{:<44} {:>14} {:>14} {:<8} {:>7}",
         "", "raw async-nats", "busbar", "", "ratio"
     );
-    for size in [128usize, 1024] {
+    for size in [128usize, 1024, 64 * 1024] {
         let payload = Bytes::from(vec![b'x'; size]);
-        let raw = median(
-            (0..ROUNDS)
-                .map(|_| rt.block_on(publish_rate_raw(&url, payload.clone())))
-                .collect(),
-        );
-        let ours = median(
-            (0..ROUNDS)
-                .map(|_| rt.block_on(publish_rate_busbar(&url, payload.clone())))
-                .collect(),
-        );
-        row(&format!("publish {size} B"), raw, ours, "msgs/s");
-        let same = median(
-            (0..ROUNDS)
-                .map(|_| rt.block_on(publish_rate_raw_with_headers(&url, payload.clone())))
-                .collect(),
-        );
+        let p = &payload;
         row(
-            &format!("  raw with busbar's headers {size} B"),
-            same,
-            ours,
+            &format!("publish {size} B"),
+            side_by_side(
+                ROUNDS,
+                || rt.block_on(publish_rate_raw(&url, p.clone())),
+                || rt.block_on(publish_rate_busbar(&url, p.clone())),
+            ),
             "msgs/s",
         );
+        if size == 128 {
+            row(
+                "  raw with a HeaderMap of busbar's headers",
+                side_by_side(
+                    ROUNDS,
+                    || rt.block_on(publish_rate_raw_with_headers(&url, p.clone())),
+                    || rt.block_on(publish_rate_busbar(&url, p.clone())),
+                ),
+                "msgs/s",
+            );
+            row(
+                "  raw with busbar's header block, encoded",
+                side_by_side(
+                    ROUNDS,
+                    || rt.block_on(publish_rate_raw_encoded(&url, p.clone())),
+                    || rt.block_on(publish_rate_busbar(&url, p.clone())),
+                ),
+                "msgs/s",
+            );
+        }
     }
     let payload = Bytes::from(vec![b'x'; 128]);
-    let raw = median(
-        (0..ROUNDS)
-            .map(|_| rt.block_on(pub_sub_rate_raw(&url, payload.clone())))
-            .collect(),
-    );
-    let ours = median(
-        (0..ROUNDS)
-            .map(|_| rt.block_on(pub_sub_rate_busbar(&url, payload.clone())))
-            .collect(),
-    );
-    row("publish->subscribe 128 B", raw, ours, "msgs/s");
-    // busbar first: it declares the stream both use.
-    let ours = median(
-        (0..ROUNDS)
-            .map(|_| rt.block_on(js_publish_rate_busbar(&url, payload.clone())))
-            .collect(),
-    );
-    let raw = median(
-        (0..ROUNDS)
-            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone(), false)))
-            .collect(),
-    );
+    let p = &payload;
     row(
-        &format!("JetStream acked publish 128 B ({JS_WINDOW} in flight)"),
-        raw,
-        ours,
+        "publish->subscribe 128 B",
+        side_by_side(
+            ROUNDS,
+            || rt.block_on(pub_sub_rate_raw(&url, p.clone())),
+            || rt.block_on(pub_sub_rate_busbar(&url, p.clone())),
+        ),
         "msgs/s",
     );
-    let same = median(
-        (0..ROUNDS)
-            .map(|_| rt.block_on(js_publish_rate_raw(&url, payload.clone(), true)))
-            .collect(),
+    // busbar declares the stream both use.
+    rt.block_on(declare_bench_stream(&url));
+    row(
+        &format!("JetStream acked publish 128 B ({JS_WINDOW} in flight)"),
+        side_by_side(
+            ROUNDS,
+            || rt.block_on(js_publish_rate_raw(&url, p.clone(), false)),
+            || rt.block_on(js_publish_rate_busbar(&url, p.clone())),
+        ),
+        "msgs/s",
     );
-    row("  raw with busbar's headers", same, ours, "msgs/s");
-    let mut raw = rt.block_on(request_latency_raw(&url, payload.clone()));
-    let mut ours = rt.block_on(request_latency_busbar(&url, payload.clone()));
-    raw.sort();
-    ours.sort();
+    row(
+        "  raw with busbar's headers",
+        side_by_side(
+            ROUNDS,
+            || rt.block_on(js_publish_rate_raw(&url, p.clone(), true)),
+            || rt.block_on(js_publish_rate_busbar(&url, p.clone())),
+        ),
+        "msgs/s",
+    );
     for (name, p) in [("request/reply p50", 0.5), ("request/reply p99", 0.99)] {
-        let (r, o) = (
-            percentile(&raw, p).as_secs_f64() * 1e6,
-            percentile(&ours, p).as_secs_f64() * 1e6,
+        let micros = |mut times: Vec<Duration>| {
+            times.sort();
+            percentile(&times, p).as_secs_f64() * 1e6
+        };
+        let (r, o, ratio) = side_by_side(
+            ROUNDS,
+            || micros(rt.block_on(request_latency_raw(&url, payload.clone()))),
+            || micros(rt.block_on(request_latency_busbar(&url, payload.clone()))),
         );
         println!(
-            "{name:<34} {r:>14.1} {o:>14.1} {:<8} {:>6.2}x (lower is better)",
-            "us",
-            o / r
+            "{name:<44} {r:>14.1} {o:>14.1} {:<8} {ratio:>6.2}x (lower is better)",
+            "us"
         );
     }
+    println!("\nload average at the end: {}", load_average());
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use crate::bounds;
 use crate::error::{Error, Result};
+pub use crate::rate::Rate;
 
 /// Which backend [`crate::connect`] builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,11 +78,99 @@ pub struct Config {
     pub nats_tls_key: Option<String>,
     /// `nats_require_tls` / `BUSBAR_NATS_REQUIRE_TLS`: refuse a connection without TLS.
     pub nats_require_tls: bool,
+    /// `amqp_user` / `BUSBAR_AMQP_USER`: RabbitMQ user name (with `amqp_password`), when
+    /// `amqp_url` carries none.
+    pub amqp_user: Option<String>,
+    /// `amqp_password` / `BUSBAR_AMQP_PASSWORD`: RabbitMQ password (with `amqp_user`).
+    pub amqp_password: Option<String>,
+    /// `amqp_tls_ca` / `BUSBAR_AMQP_TLS_CA`: PEM file of root certificates to trust for
+    /// `amqps://` (besides the system's).
+    pub amqp_tls_ca: Option<String>,
+    /// `amqp_tls_cert` / `BUSBAR_AMQP_TLS_CERT`: client certificate (PEM, with `amqp_tls_key`).
+    pub amqp_tls_cert: Option<String>,
+    /// `amqp_tls_key` / `BUSBAR_AMQP_TLS_KEY`: client key (PKCS#8 PEM, with `amqp_tls_cert`).
+    pub amqp_tls_key: Option<String>,
+    /// `amqp_require_tls` / `BUSBAR_AMQP_REQUIRE_TLS`: refuse an `amqp_url` without TLS
+    /// (`amqp://` rather than `amqps://`).
+    pub amqp_require_tls: bool,
     /// `publish_timeout_ms` / `BUSBAR_PUBLISH_TIMEOUT_MS`: longest wait of a publish (and of
     /// `flush`) for the connection to take the message, and of a durable publish for the
     /// stream's acknowledgement, in milliseconds (default 5000). Past it the call fails with
     /// `backend` (a hung or unreachable NATS server) instead of waiting on.
     pub publish_timeout_ms: u64,
+    /// `connect_timeout_ms` / `BUSBAR_CONNECT_TIMEOUT_MS`: longest wait of one attempt to
+    /// connect to a NATS server (TCP, TLS, handshake), in milliseconds (default 5000).
+    pub connect_timeout_ms: u64,
+    /// `connect_retries` / `BUSBAR_CONNECT_RETRIES`: how many more times the first connect
+    /// goes over the server list before failing with `backend` (default 0), waiting the
+    /// reconnect backoff between rounds; a refused authentication is not retried.
+    pub connect_retries: u32,
+    /// `reconnect_delay_ms` / `BUSBAR_RECONNECT_DELAY_MS`: the backoff of reconnecting
+    /// (and of `connect_retries`), in milliseconds: the first attempt goes at once, then
+    /// this delay doubling per attempt up to `reconnect_max_delay_ms`, less up to a fifth
+    /// at random (default 2).
+    pub reconnect_delay_ms: u64,
+    /// `reconnect_max_delay_ms` / `BUSBAR_RECONNECT_MAX_DELAY_MS`: the longest wait between
+    /// two attempts to reconnect, in milliseconds (default 4000).
+    pub reconnect_max_delay_ms: u64,
+    /// `max_reconnects` / `BUSBAR_MAX_RECONNECTS`: attempts to reconnect after a lost
+    /// connection before the bus gives up and every call fails with `backend`
+    /// (default 0: no limit).
+    pub max_reconnects: u32,
+    /// `ping_interval_ms` / `BUSBAR_PING_INTERVAL_MS`: how often the NATS client pings its
+    /// server, in milliseconds (default 60000); after two unanswered pings it takes the
+    /// server for dead and reconnects (to another server of the list), so a hung server
+    /// is left within about three intervals.
+    pub ping_interval_ms: u64,
+    /// `publish_buffer` / `BUSBAR_PUBLISH_BUFFER`: how many publishes (and other commands)
+    /// the NATS connection holds while it cannot write, disconnected included (default 2048).
+    pub publish_buffer: usize,
+    /// `publish_buffer_full` / `BUSBAR_PUBLISH_BUFFER_FULL`: what a publish does when that
+    /// buffer is full: `wait` (default; up to `publish_timeout_ms`, then `backend`) or
+    /// `fail` (`backend` at once). Never silent.
+    pub publish_buffer_full: Overflow,
+    /// `breaker_failures` / `BUSBAR_BREAKER_FAILURES`: consecutive failed requests to one
+    /// subject (timeout, no responders, `backend`, an error reply) within
+    /// `breaker_window_ms` that open its circuit breaker (default 0: no breaker).
+    pub breaker_failures: u32,
+    /// `breaker_window_ms` / `BUSBAR_BREAKER_WINDOW_MS`: the window those failures must
+    /// fall in, counted from the first of them, in milliseconds (default 30000).
+    pub breaker_window_ms: u64,
+    /// `breaker_cooldown_ms` / `BUSBAR_BREAKER_COOLDOWN_MS`: how long an open breaker
+    /// fails requests at once before it lets one probe through, in milliseconds (default 5000).
+    pub breaker_cooldown_ms: u64,
+    /// `breaker_patterns` / `BUSBAR_BREAKER_PATTERNS`: subject patterns separated by
+    /// spaces (`"svc.orders.* svc.billing.>"`); the subjects a pattern matches share one
+    /// circuit, named by the pattern (the first that matches). A subject no pattern
+    /// matches has its own (default: none, every subject its own).
+    pub breaker_patterns: Vec<String>,
+    /// `publish_rate` / `BUSBAR_PUBLISH_RATE`: most messages per second this bus
+    /// publishes (a token bucket; fractions allowed; default none).
+    pub publish_rate: Option<Rate>,
+    /// `publish_rate_limits` / `BUSBAR_PUBLISH_RATE_LIMITS`: limits per subject pattern,
+    /// `pattern=rate` separated by spaces (`"orders.>=50 metrics.*=1000"`); each pattern
+    /// has one bucket shared by the subjects it matches.
+    pub publish_rate_limits: Vec<(String, Rate)>,
+    /// `publish_burst` / `BUSBAR_PUBLISH_BURST`: how many messages a publish limit lets
+    /// through at once after a quiet spell (default 0: one second's worth, at least 1).
+    pub publish_burst: u32,
+    /// `rate_limit_mode` / `BUSBAR_RATE_LIMIT_MODE`: `wait` (default: the publish waits
+    /// for room) or `fail` (it fails at once with `rate_limited`).
+    pub rate_limit_mode: Overflow,
+    /// `delivery_rate` / `BUSBAR_DELIVERY_RATE`: most messages per second each
+    /// subscription of this bus yields (default none); the rest wait in its buffer, under
+    /// its back-pressure rule.
+    pub delivery_rate: Option<Rate>,
+    /// `request_retries` / `BUSBAR_REQUEST_RETRIES`: more attempts of a request that timed
+    /// out, found no responders or hit `backend`, within its one timeout (default 0). For
+    /// idempotent requests only.
+    pub request_retries: u32,
+    /// `retry_delay_ms` / `BUSBAR_RETRY_DELAY_MS`: wait before the first retry, doubling
+    /// per retry up to `retry_max_delay_ms`, less up to a fifth at random (default 100).
+    pub retry_delay_ms: u64,
+    /// `retry_max_delay_ms` / `BUSBAR_RETRY_MAX_DELAY_MS`: the longest wait between two
+    /// attempts of a request (default 2000).
+    pub retry_max_delay_ms: u64,
     /// `retention_days` / `BUSBAR_RETENTION_DAYS`: default maximum age of messages in
     /// durable streams, in days; 0 (default) keeps them until a size limit applies.
     pub retention_days: u32,
@@ -100,6 +189,10 @@ pub struct Config {
     pub principal: Option<String>,
     /// `roles` / `BUSBAR_ROLES`: comma-separated roles of `principal`.
     pub roles: Vec<String>,
+    /// `metrics_addr` / `BUSBAR_METRICS_ADDR`: an `ip:port` (say `127.0.0.1:9464`) where
+    /// the bus serves `/metrics`, `/healthz` and `/readyz` over HTTP until it is closed or
+    /// dropped (docs/guide/observability.md). Unset: no server.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for Config {
@@ -123,7 +216,33 @@ impl fmt::Debug for Config {
             .field("nats_tls_cert", &self.nats_tls_cert)
             .field("nats_tls_key", &self.nats_tls_key)
             .field("nats_require_tls", &self.nats_require_tls)
+            .field("amqp_user", &self.amqp_user)
+            .field("amqp_password", &secret(&self.amqp_password))
+            .field("amqp_tls_ca", &self.amqp_tls_ca)
+            .field("amqp_tls_cert", &self.amqp_tls_cert)
+            .field("amqp_tls_key", &self.amqp_tls_key)
+            .field("amqp_require_tls", &self.amqp_require_tls)
             .field("publish_timeout_ms", &self.publish_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("connect_retries", &self.connect_retries)
+            .field("reconnect_delay_ms", &self.reconnect_delay_ms)
+            .field("reconnect_max_delay_ms", &self.reconnect_max_delay_ms)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("ping_interval_ms", &self.ping_interval_ms)
+            .field("publish_buffer", &self.publish_buffer)
+            .field("publish_buffer_full", &self.publish_buffer_full)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_window_ms", &self.breaker_window_ms)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
+            .field("breaker_patterns", &self.breaker_patterns)
+            .field("publish_rate", &self.publish_rate)
+            .field("publish_rate_limits", &self.publish_rate_limits)
+            .field("publish_burst", &self.publish_burst)
+            .field("rate_limit_mode", &self.rate_limit_mode)
+            .field("delivery_rate", &self.delivery_rate)
+            .field("request_retries", &self.request_retries)
+            .field("retry_delay_ms", &self.retry_delay_ms)
+            .field("retry_max_delay_ms", &self.retry_max_delay_ms)
             .field("retention_days", &self.retention_days)
             .field("encryption", &self.encryption)
             .field("policy", &self.policy)
@@ -131,6 +250,7 @@ impl fmt::Debug for Config {
             .field("audit_log", &self.audit_log)
             .field("principal", &self.principal)
             .field("roles", &self.roles)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -142,6 +262,24 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - crate::bounds::MAX_HEADER_B
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 /// Default `publish_timeout_ms`: 5 s.
 pub const DEFAULT_PUBLISH_TIMEOUT_MS: u64 = 5_000;
+/// Default `connect_timeout_ms`: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default `reconnect_delay_ms`: 2 ms, doubling per attempt (async-nats' own schedule).
+pub const DEFAULT_RECONNECT_DELAY_MS: u64 = 2;
+/// Default `reconnect_max_delay_ms`: 4 s.
+pub const DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 4_000;
+/// Default `ping_interval_ms`: 60 s (async-nats' own).
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 60_000;
+/// Default `publish_buffer`: 2048 commands.
+pub const DEFAULT_PUBLISH_BUFFER: usize = 2048;
+/// Default `breaker_window_ms`: 30 s.
+pub const DEFAULT_BREAKER_WINDOW_MS: u64 = 30_000;
+/// Default `breaker_cooldown_ms`: 5 s.
+pub const DEFAULT_BREAKER_COOLDOWN_MS: u64 = 5_000;
+/// Default `retry_delay_ms`: 100 ms.
+pub const DEFAULT_RETRY_DELAY_MS: u64 = 100;
+/// Default `retry_max_delay_ms`: 2 s.
+pub const DEFAULT_RETRY_MAX_DELAY_MS: u64 = 2_000;
 /// Default `subscription_max_bytes`: 64 MiB.
 pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default `nats_url`.
@@ -171,7 +309,33 @@ pub const KEYS: &[&str] = &[
     "nats_tls_cert",
     "nats_tls_key",
     "nats_require_tls",
+    "amqp_user",
+    "amqp_password",
+    "amqp_tls_ca",
+    "amqp_tls_cert",
+    "amqp_tls_key",
+    "amqp_require_tls",
     "publish_timeout_ms",
+    "connect_timeout_ms",
+    "connect_retries",
+    "reconnect_delay_ms",
+    "reconnect_max_delay_ms",
+    "max_reconnects",
+    "ping_interval_ms",
+    "publish_buffer",
+    "publish_buffer_full",
+    "breaker_failures",
+    "breaker_window_ms",
+    "breaker_cooldown_ms",
+    "breaker_patterns",
+    "publish_rate",
+    "publish_rate_limits",
+    "publish_burst",
+    "rate_limit_mode",
+    "delivery_rate",
+    "request_retries",
+    "retry_delay_ms",
+    "retry_max_delay_ms",
     "retention_days",
     "encryption",
     "policy",
@@ -179,6 +343,7 @@ pub const KEYS: &[&str] = &[
     "audit_log",
     "principal",
     "roles",
+    "metrics_addr",
 ];
 
 /// The keys of [`KEYS`] whose value is a number or a flag; every other key takes text.
@@ -187,7 +352,24 @@ pub const NUMBER_OR_FLAG_KEYS: &[&str] = &[
     "subscription_capacity",
     "subscription_max_bytes",
     "nats_require_tls",
+    "amqp_require_tls",
     "publish_timeout_ms",
+    "connect_timeout_ms",
+    "connect_retries",
+    "reconnect_delay_ms",
+    "reconnect_max_delay_ms",
+    "max_reconnects",
+    "ping_interval_ms",
+    "publish_buffer",
+    "breaker_failures",
+    "breaker_window_ms",
+    "breaker_cooldown_ms",
+    "publish_rate",
+    "publish_burst",
+    "delivery_rate",
+    "request_retries",
+    "retry_delay_ms",
+    "retry_max_delay_ms",
     "retention_days",
     "encryption",
 ];
@@ -245,7 +427,33 @@ impl Default for Config {
             nats_tls_cert: None,
             nats_tls_key: None,
             nats_require_tls: false,
+            amqp_user: None,
+            amqp_password: None,
+            amqp_tls_ca: None,
+            amqp_tls_cert: None,
+            amqp_tls_key: None,
+            amqp_require_tls: false,
             publish_timeout_ms: DEFAULT_PUBLISH_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            connect_retries: 0,
+            reconnect_delay_ms: DEFAULT_RECONNECT_DELAY_MS,
+            reconnect_max_delay_ms: DEFAULT_RECONNECT_MAX_DELAY_MS,
+            max_reconnects: 0,
+            ping_interval_ms: DEFAULT_PING_INTERVAL_MS,
+            publish_buffer: DEFAULT_PUBLISH_BUFFER,
+            publish_buffer_full: Overflow::Wait,
+            breaker_failures: 0,
+            breaker_window_ms: DEFAULT_BREAKER_WINDOW_MS,
+            breaker_cooldown_ms: DEFAULT_BREAKER_COOLDOWN_MS,
+            publish_rate: None,
+            publish_rate_limits: Vec::new(),
+            breaker_patterns: Vec::new(),
+            publish_burst: 0,
+            rate_limit_mode: Overflow::Wait,
+            delivery_rate: None,
+            request_retries: 0,
+            retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
+            retry_max_delay_ms: DEFAULT_RETRY_MAX_DELAY_MS,
             retention_days: 0,
             encryption: false,
             policy: None,
@@ -253,6 +461,7 @@ impl Default for Config {
             audit_log: None,
             principal: None,
             roles: Vec::new(),
+            metrics_addr: None,
         }
     }
 }
@@ -287,6 +496,32 @@ impl Config {
             config.set(&key, value.as_ref())?;
         }
         Ok(config)
+    }
+
+    /// Picks the backend and its server from one URL, the shorthand of nats-py's and
+    /// nats.js's `connect(url)`: `nats://`, `tls://` or `ws(s)://` is the NATS backend with
+    /// `nats_url`, `amqp://` or `amqps://` the RabbitMQ backend with `amqp_url`. Any other
+    /// scheme is `invalid_argument` naming the ones accepted.
+    pub fn set_url(&mut self, url: &str) -> Result<()> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("nats" | "tls" | "ws" | "wss") => {
+                self.set("backend", "nats")?;
+                self.set("nats_url", url)
+            }
+            Some("amqp" | "amqps") => {
+                self.set("backend", "rabbitmq")?;
+                self.set("amqp_url", url)
+            }
+            // The URL itself is not quoted: it may hold a password.
+            other => Err(Error::InvalidArgument(format!(
+                "a connect URL starts with nats:// (NATS) or amqp:// (RabbitMQ), not {}",
+                other.map_or_else(
+                    || "a URL without a scheme".to_owned(),
+                    |s| crate::error::quote(&format!("{s}://"))
+                )
+            ))),
+        }
     }
 
     /// Sets one key (see [`KEYS`]) from its text form; the error names the key and value.
@@ -345,6 +580,12 @@ impl Config {
             "nats_tls_cert" => self.nats_tls_cert = non_empty(key, value)?,
             "nats_tls_key" => self.nats_tls_key = non_empty(key, value)?,
             "nats_require_tls" => self.nats_require_tls = boolean(key, value)?,
+            "amqp_user" => self.amqp_user = non_empty(key, value)?,
+            "amqp_password" => self.amqp_password = non_empty(key, value)?,
+            "amqp_tls_ca" => self.amqp_tls_ca = non_empty(key, value)?,
+            "amqp_tls_cert" => self.amqp_tls_cert = non_empty(key, value)?,
+            "amqp_tls_key" => self.amqp_tls_key = non_empty(key, value)?,
+            "amqp_require_tls" => self.amqp_require_tls = boolean(key, value)?,
             "publish_timeout_ms" => {
                 self.publish_timeout_ms = match value.trim().parse::<u64>() {
                     Ok(ms) if (1..=MAX_PUBLISH_TIMEOUT_MS).contains(&ms) => ms,
@@ -355,6 +596,30 @@ impl Config {
                     }
                 }
             }
+            "connect_timeout_ms" => self.connect_timeout_ms = whole(key, value, 1, MAX_PUBLISH_TIMEOUT_MS)?,
+            "connect_retries" => self.connect_retries = whole(key, value, 0, MAX_RETRIES)? as u32,
+            "reconnect_delay_ms" => self.reconnect_delay_ms = whole(key, value, 0, MAX_PUBLISH_TIMEOUT_MS)?,
+            "reconnect_max_delay_ms" => {
+                self.reconnect_max_delay_ms = whole(key, value, 0, MAX_PUBLISH_TIMEOUT_MS)?
+            }
+            "max_reconnects" => self.max_reconnects = whole(key, value, 0, MAX_RETRIES)? as u32,
+            "ping_interval_ms" => self.ping_interval_ms = whole(key, value, 1, MAX_PUBLISH_TIMEOUT_MS)?,
+            "publish_buffer" => {
+                self.publish_buffer = whole(key, value, 1, bounds::MAX_SUBSCRIPTION_CAPACITY as u64)? as usize
+            }
+            "publish_buffer_full" => self.publish_buffer_full = parse(key, value)?,
+            "breaker_failures" => self.breaker_failures = whole(key, value, 0, MAX_RETRIES)? as u32,
+            "breaker_window_ms" => self.breaker_window_ms = whole(key, value, 1, MAX_PUBLISH_TIMEOUT_MS)?,
+            "breaker_cooldown_ms" => self.breaker_cooldown_ms = whole(key, value, 1, MAX_PUBLISH_TIMEOUT_MS)?,
+            "breaker_patterns" => self.breaker_patterns = breaker_patterns(key, value)?,
+            "publish_rate" => self.publish_rate = Rate::parse_optional(key, value)?,
+            "publish_rate_limits" => self.publish_rate_limits = Rate::parse_limits(key, value)?,
+            "publish_burst" => self.publish_burst = whole(key, value, 0, MAX_RETRIES)? as u32,
+            "rate_limit_mode" => self.rate_limit_mode = parse(key, value)?,
+            "delivery_rate" => self.delivery_rate = Rate::parse_optional(key, value)?,
+            "request_retries" => self.request_retries = whole(key, value, 0, MAX_REQUEST_RETRIES)? as u32,
+            "retry_delay_ms" => self.retry_delay_ms = whole(key, value, 0, MAX_PUBLISH_TIMEOUT_MS)?,
+            "retry_max_delay_ms" => self.retry_max_delay_ms = whole(key, value, 0, MAX_PUBLISH_TIMEOUT_MS)?,
             "retention_days" => {
                 self.retention_days = value.trim().parse().map_err(|_| {
                     Error::InvalidArgument(format!(
@@ -376,6 +641,15 @@ impl Config {
                     .filter(|r| !r.is_empty())
                     .map(str::to_owned)
                     .collect()
+            }
+            "metrics_addr" => {
+                let addr = value.trim().parse().map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "metrics_addr must be an ip:port such as 127.0.0.1:9464, not {}",
+                        crate::error::quote(value)
+                    ))
+                })?;
+                self.metrics_addr = Some(addr);
             }
             other => {
                 return Err(Error::InvalidArgument(format!(
@@ -514,6 +788,12 @@ impl Config {
         self
     }
 
+    /// Sets `metrics_addr`: serve `/metrics`, `/healthz` and `/readyz` there.
+    pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if self.max_payload == 0 || self.subscription_capacity == 0 || self.subscription_max_bytes == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -533,6 +813,76 @@ impl Config {
                 self.publish_timeout_ms
             )));
         }
+        let checks: [(&str, u64, u64, u64); 15] = [
+            (
+                "ping_interval_ms",
+                self.ping_interval_ms,
+                1,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            (
+                "connect_timeout_ms",
+                self.connect_timeout_ms,
+                1,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            ("connect_retries", self.connect_retries.into(), 0, MAX_RETRIES),
+            (
+                "reconnect_delay_ms",
+                self.reconnect_delay_ms,
+                0,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            (
+                "reconnect_max_delay_ms",
+                self.reconnect_max_delay_ms,
+                0,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            ("max_reconnects", self.max_reconnects.into(), 0, MAX_RETRIES),
+            (
+                "publish_buffer",
+                self.publish_buffer as u64,
+                1,
+                bounds::MAX_SUBSCRIPTION_CAPACITY as u64,
+            ),
+            ("breaker_failures", self.breaker_failures.into(), 0, MAX_RETRIES),
+            (
+                "breaker_window_ms",
+                self.breaker_window_ms,
+                1,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            (
+                "breaker_cooldown_ms",
+                self.breaker_cooldown_ms,
+                1,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            ("publish_burst", self.publish_burst.into(), 0, MAX_RETRIES),
+            (
+                "request_retries",
+                self.request_retries.into(),
+                0,
+                MAX_REQUEST_RETRIES,
+            ),
+            ("retry_delay_ms", self.retry_delay_ms, 0, MAX_PUBLISH_TIMEOUT_MS),
+            (
+                "retry_max_delay_ms",
+                self.retry_max_delay_ms,
+                0,
+                MAX_PUBLISH_TIMEOUT_MS,
+            ),
+            (
+                "publish_rate_limits",
+                self.publish_rate_limits.len() as u64,
+                0,
+                MAX_RATE_LIMITS,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            whole(key, &value.to_string(), min, max)?;
+        }
         if self.nats_user.is_some() != self.nats_password.is_some() {
             return Err(Error::InvalidArgument(
                 "nats_user and nats_password go together: set both or neither".into(),
@@ -543,12 +893,72 @@ impl Config {
                 "nats_tls_cert and nats_tls_key go together: set both or neither".into(),
             ));
         }
+        if self.amqp_user.is_some() != self.amqp_password.is_some() {
+            return Err(Error::InvalidArgument(
+                "amqp_user and amqp_password go together: set both or neither".into(),
+            ));
+        }
+        if self.amqp_tls_cert.is_some() != self.amqp_tls_key.is_some() {
+            return Err(Error::InvalidArgument(
+                "amqp_tls_cert and amqp_tls_key go together: set both or neither".into(),
+            ));
+        }
         Ok(())
     }
 }
 
-/// Largest `publish_timeout_ms`: one day.
+/// Largest `publish_timeout_ms` (and of every other millisecond option): one day.
 pub const MAX_PUBLISH_TIMEOUT_MS: u64 = 86_400_000;
+
+/// Largest `connect_retries`, `max_reconnects`, `breaker_failures` and `publish_burst`: 1,000,000.
+pub const MAX_RETRIES: u64 = 1_000_000;
+
+/// Largest `request_retries`: 100.
+pub const MAX_REQUEST_RETRIES: u64 = 100;
+
+/// Most patterns in `publish_rate_limits` and in `breaker_patterns`: 1,000 (each publish
+/// or request checks them all).
+pub const MAX_RATE_LIMITS: u64 = 1_000;
+
+/// `breaker_patterns`: valid subject patterns separated by whitespace, at most
+/// [`MAX_RATE_LIMITS`].
+fn breaker_patterns(key: &str, value: &str) -> Result<Vec<String>> {
+    let patterns: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+    if patterns.len() as u64 > MAX_RATE_LIMITS {
+        return Err(Error::InvalidArgument(format!(
+            "{key} holds {} patterns; at most {MAX_RATE_LIMITS}",
+            patterns.len()
+        )));
+    }
+    for pattern in &patterns {
+        crate::subject::validate_pattern(pattern)
+            .map_err(|e| Error::InvalidArgument(format!("{key}: {}", e.report())))?;
+    }
+    Ok(patterns)
+}
+
+/// What a publish does when it cannot go on at once (docs/design.md §8): the NATS
+/// connection's publish buffer is full (`publish_buffer_full`), or a rate limit has no
+/// room (`rate_limit_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Wait for room (a full buffer: up to `publish_timeout_ms`, then `backend`).
+    #[default]
+    Wait,
+    /// Fail at once: `backend` for a full buffer, `rate_limited` for a rate limit.
+    Fail,
+}
+
+impl FromStr for Overflow {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        choose(
+            "publish_buffer_full and rate_limit_mode",
+            s,
+            &[("wait", Overflow::Wait), ("fail", Overflow::Fail)],
+        )
+    }
+}
 
 /// `url` (one NATS URL, or several separated by commas) with the password or token of
 /// each `user:password@` or `token@` part replaced by `<redacted>`, for printing.
@@ -671,6 +1081,17 @@ fn boolean(key: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// A whole number from `min` to `max`; the error names the key, the range and the value.
+fn whole(key: &str, value: &str, min: u64, max: u64) -> Result<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::InvalidArgument(format!(
+            "{key} must be a whole number from {min} to {max}, not {}",
+            crate::error::quote(value)
+        ))),
+    }
+}
+
 fn positive(key: &str, value: &str) -> Result<usize> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -681,48 +1102,88 @@ fn positive(key: &str, value: &str) -> Result<usize> {
     }
 }
 
+/// The choice of `choices` named `s` (any case, surrounding spaces ignored); else
+/// `invalid_argument` listing them: `backend must be "memory", "nats" or "rabbitmq", not "x"`.
+fn choose<T: Copy>(what: &str, s: &str, choices: &[(&str, T)]) -> Result<T> {
+    let given = s.trim().to_ascii_lowercase();
+    if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == given) {
+        return Ok(*choice);
+    }
+    let names: Vec<String> = choices.iter().map(|(name, _)| format!("{name:?}")).collect();
+    let list = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    };
+    Err(Error::InvalidArgument(format!(
+        "{what} must be {list}, not {}",
+        crate::error::quote(s)
+    )))
+}
+
 impl FromStr for Backend {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "memory" => Ok(Backend::Memory),
-            "nats" => Ok(Backend::Nats),
-            "rabbitmq" => Ok(Backend::RabbitMq),
-            _ => Err(Error::InvalidArgument(format!(
-                "backend must be \"memory\", \"nats\" or \"rabbitmq\", not {}",
-                crate::error::quote(s)
-            ))),
+        choose(
+            "backend",
+            s,
+            &[
+                ("memory", Backend::Memory),
+                ("nats", Backend::Nats),
+                ("rabbitmq", Backend::RabbitMq),
+            ],
+        )
+    }
+}
+
+impl Backend {
+    /// `"memory"`, `"nats"` or `"rabbitmq"`: the name configuration takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Nats => "nats",
+            Backend::RabbitMq => "rabbitmq",
         }
     }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Memory => "memory",
-            Backend::Nats => "nats",
-            Backend::RabbitMq => "rabbitmq",
-        })
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for Backpressure {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "block" => Ok(Backpressure::Block),
-            "lag" => Ok(Backpressure::Lag),
-            _ => Err(Error::InvalidArgument(format!(
-                "backpressure must be \"block\" or \"lag\", not {}",
-                crate::error::quote(s)
-            ))),
-        }
+        choose(
+            "backpressure",
+            s,
+            &[("block", Backpressure::Block), ("lag", Backpressure::Lag)],
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breaker_patterns_are_valid_patterns_separated_by_spaces() {
+        let mut c = Config::default();
+        c.set("breaker_patterns", " svc.orders.*  svc.>\t").unwrap();
+        assert_eq!(c.breaker_patterns, ["svc.orders.*", "svc.>"]);
+        let err = c.set("breaker_patterns", "svc.ok svc..bad").unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(err.to_string().contains("breaker_patterns"), "{err}");
+        let many = vec!["a.*"; 1001].join(" ");
+        assert!(c
+            .set("breaker_patterns", &many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1000"));
+        c.set("breaker_patterns", "").unwrap();
+        assert!(c.breaker_patterns.is_empty());
+    }
 
     #[test]
     fn text_keys_are_the_known_keys_that_take_text() {
@@ -733,6 +1194,25 @@ mod tests {
             !is_text_key("bakend"),
             "an unknown key is the core's invalid_argument"
         );
+    }
+
+    #[test]
+    fn one_url_picks_the_backend_and_never_echoes_a_password() {
+        let mut c = Config::default();
+        c.set_url("nats://127.0.0.1:4222").unwrap();
+        assert_eq!(
+            (c.backend, c.nats_url.as_str()),
+            (Backend::Nats, "nats://127.0.0.1:4222")
+        );
+        c.set_url("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(c.backend, Backend::RabbitMq);
+        let err = c.set_url("http://user:s3cret@host").unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(
+            err.to_string().contains("http://") && !err.to_string().contains("s3cret"),
+            "{err}"
+        );
+        assert!(c.set_url("127.0.0.1:4222").is_err());
     }
 
     #[test]
@@ -830,6 +1310,49 @@ mod tests {
         assert!(Config::default().set("max_payload", "0").is_err());
         let err = Config::default().set("nats_require_tls", "maybe").unwrap_err();
         assert!(err.to_string().contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn connection_keys_take_their_ranges() {
+        let c = Config::from_vars([
+            ("BUSBAR_CONNECT_TIMEOUT_MS", "250"),
+            ("BUSBAR_CONNECT_RETRIES", "3"),
+            ("BUSBAR_RECONNECT_DELAY_MS", "0"),
+            ("BUSBAR_RECONNECT_MAX_DELAY_MS", "1000"),
+            ("BUSBAR_MAX_RECONNECTS", "10"),
+            ("BUSBAR_PUBLISH_BUFFER", "16"),
+            ("BUSBAR_PUBLISH_BUFFER_FULL", "fail"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.connect_timeout_ms, c.connect_retries, c.reconnect_delay_ms),
+            (250, 3, 0)
+        );
+        assert_eq!(
+            (c.reconnect_max_delay_ms, c.max_reconnects, c.publish_buffer),
+            (1000, 10, 16)
+        );
+        assert_eq!(c.publish_buffer_full, Overflow::Fail);
+        c.check().unwrap();
+        for (key, bad) in [
+            ("connect_timeout_ms", "0"),
+            ("connect_timeout_ms", "86400001"),
+            ("connect_retries", "1000001"),
+            ("max_reconnects", "-1"),
+            ("reconnect_delay_ms", "0.5"),
+            ("publish_buffer", "0"),
+            ("publish_buffer", "16777217"),
+            ("publish_buffer_full", "drop"),
+        ] {
+            let err = Config::default().set(key, bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_argument", "{key}={bad}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let direct = Config {
+            publish_buffer: 0,
+            ..Config::default()
+        };
+        assert_eq!(direct.check().unwrap_err().code(), "invalid_argument");
     }
 
     #[test]

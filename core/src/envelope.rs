@@ -210,6 +210,11 @@ pub struct MessageBuilder {
     id_set: bool,
     /// A user header named with busbar's own prefix, refused by `build`.
     reserved: Option<String>,
+    /// Made by [`Message::to_builder`]: a copy of a message that exists (a masked or
+    /// dead-lettered one), which keeps the trace context it has rather than taking the
+    /// current span's (feature `otel`).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    copy: bool,
 }
 
 /// Prefix of the headers busbar itself sets (dead letters, flushes); a user header
@@ -263,6 +268,7 @@ impl Message {
             },
             id_set: false,
             reserved: None,
+            copy: false,
         }
     }
 
@@ -270,12 +276,23 @@ impl Message {
     /// `subject` must already be valid (the caller shares one validated copy).
     pub(crate) fn event(topic: Arc<Topic>, data: Bytes) -> Message {
         let (id, time) = EventId::generate();
+        // Inside a span, once `otel::instrument()` ran: the span's context (feature `otel`).
+        #[cfg(feature = "otel")]
+        let attrs = crate::otel_context::current().map(|(traceparent, tracestate)| {
+            Arc::new(Attrs {
+                traceparent: Some(traceparent),
+                tracestate,
+                ..Attrs::default()
+            })
+        });
+        #[cfg(not(feature = "otel"))]
+        let attrs = None;
         Message {
             topic,
             data,
             id,
             time,
-            attrs: None,
+            attrs,
             replier: None,
         }
     }
@@ -302,6 +319,7 @@ impl Message {
             },
             id_set: true,
             reserved: None,
+            copy: true,
         }
     }
 
@@ -586,6 +604,14 @@ impl MessageBuilder {
             crate::subject::validate_dead_letter_subject(&self.env.subject)?;
         } else {
             validate_subject(&self.env.subject)?;
+        }
+        #[cfg(feature = "otel")]
+        if self.env.traceparent.is_none() && !self.copy {
+            // A new message inside a span, once `otel::instrument()` ran: the span's context.
+            if let Some((traceparent, tracestate)) = crate::otel_context::current() {
+                self.env.traceparent = Some(traceparent);
+                self.env.tracestate = tracestate;
+            }
         }
         self.env.trim_values();
         if let Some(reply_to) = &self.env.reply_to {

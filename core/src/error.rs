@@ -72,6 +72,37 @@ pub enum Error {
         /// The backend that refuses it.
         backend: &'static str,
     },
+    /// The circuit breaker of requests to `subject` is open: its last requests failed
+    /// (timeout, no responders, an error reply), so this one fails at once instead of
+    /// waiting; one probe request goes through after `retry_in` (docs/design.md §5).
+    #[error(
+        "circuit open for requests to {}: {failures} consecutive failures; a probe goes through in {} ms",
+        quote(subject),
+        retry_in.as_millis()
+    )]
+    CircuitOpen {
+        /// The subject whose requests the breaker stops.
+        subject: String,
+        /// Consecutive failures that opened it.
+        failures: u32,
+        /// When the next probe request is let through.
+        retry_in: Duration,
+    },
+    /// A configured rate limit refused a publish at once (`rate_limit_mode = "fail"`,
+    /// docs/design.md §4): `subject` may publish again after `retry_in`.
+    #[error(
+        "rate limited: publishing to {} is over {limit}; a message fits again in {} ms",
+        quote(subject),
+        retry_in.as_millis()
+    )]
+    RateLimited {
+        /// The subject of the refused publish.
+        subject: String,
+        /// Which limit: `publish_rate` or the pattern of `publish_rate_limits`.
+        limit: String,
+        /// When the next message fits the limit.
+        retry_in: Duration,
+    },
     /// Not a failure of a call: a subscription in `lag` back-pressure mode
     /// missed `missed` messages because its buffer was full. The stream goes on.
     #[error(
@@ -101,6 +132,8 @@ impl Error {
             Error::Crypto(_) => "crypto",
             Error::Backend { .. } => "backend",
             Error::Unsupported { .. } => "unsupported",
+            Error::CircuitOpen { .. } => "circuit_open",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Lagged { .. } => "lagged",
         }
     }
@@ -119,6 +152,8 @@ impl Error {
         "backend",
         "lagged",
         "unsupported",
+        "circuit_open",
+        "rate_limited",
     ];
 
     /// The message for a person, with its chain of causes: what every binding shows (a

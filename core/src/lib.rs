@@ -14,6 +14,13 @@ pub mod bus;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod json_text;
+pub mod logging;
+pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
+#[cfg(feature = "otel")]
+mod otel_context;
 pub mod publish;
 pub mod subject;
 pub mod subscription;
@@ -22,11 +29,17 @@ pub mod subscription;
 mod connect;
 pub mod durable;
 pub mod policy;
+pub mod resilience;
+pub mod service;
 
 // The machinery: backends, limits, helpers.
 mod backend;
+mod backoff;
 pub mod bounds;
+#[cfg(feature = "metrics-endpoint")]
+pub mod endpoint;
 mod json_pointer;
+pub mod rate;
 pub mod throttle;
 
 pub use backend::memory;
@@ -35,17 +48,19 @@ pub use backend::nats;
 #[cfg(feature = "rabbitmq")]
 pub use backend::rabbitmq;
 pub use batch::Batches;
-pub use bus::{BusStats, ConnectionEvent, EventBus};
+pub use bus::{collect_common, next_connection_event, publish_batch, BusStats, ConnectionEvent, EventBus};
 pub use bytes::Bytes;
-pub use config::{Backend, Backpressure, Config, ConfigValue};
-pub use connect::{connect, connect_from_env};
+pub use config::{Backend, Backpressure, Config, ConfigValue, Overflow};
+pub use connect::{connect, connect_from_env, connect_parts, Connected};
 pub use durable::{
-    Backoff, ConsumerConfig, ConsumerOptions, DurableMessage, DurableSubscription, PublishAck, StartAt,
-    StreamConfig, StreamInfo, StreamOptions,
+    Backoff, ConsumerConfig, ConsumerInfo, ConsumerOptions, DurableHandle, DurableMessage, DurableStats,
+    DurableSubscription, PublishAck, StartAt, StreamConfig, StreamInfo, StreamOptions,
 };
 pub use envelope::{Headers, Message, MessageBuilder};
 pub use error::{Error, Result};
+pub use logging::{set_log_sink, LogLevel, LogSink};
 pub use memory::InMemoryBus;
+pub use metrics::{ConnectionState, Health, Scrape};
 pub use publish::{Payload, PublishOptions};
 pub use subject::{matches as subject_matches, validate_pattern, validate_subject};
 pub use subscription::{
@@ -77,4 +92,6 @@ mod doc_snippets {
     struct GuidePolicy;
     #[doc = include_str!("../../docs/guide/configuration.md")]
     struct GuideConfiguration;
+    #[doc = include_str!("../../docs/guide/observability.md")]
+    struct GuideObservability;
 }

@@ -74,6 +74,12 @@ impl Subscription {
         }
     }
 
+    /// The same subscription with its stream passed through `f` (a delivery limit, say).
+    pub(crate) fn map_stream(mut self, f: impl FnOnce(MessageStream) -> MessageStream) -> Self {
+        self.stream = f(self.stream);
+        self
+    }
+
     /// The pattern this subscription matches.
     pub fn pattern(&self) -> &str {
         &self.pattern

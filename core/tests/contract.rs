@@ -395,15 +395,8 @@ macro_rules! contract_suite {
             contract_suite!(@tests $factory;
                 durable_publish_is_acked_and_deduplicated, ack_nak_and_backoff,
                 unacked_messages_come_back_after_a_crash, dead_letters_after_max_deliver,
-                replay_from_sequence_time_and_start, shared_consumer_and_retention);
-        }
-    };
-    // A backend without durable streams: the durable calls are refused with `unsupported`.
-    ($backend:ident, $factory:path, no_durable) => {
-        mod $backend {
-            use super::*;
-            contract_suite!(@core $factory);
-            contract_suite!(@tests $factory; durable_calls_are_unsupported);
+                replay_from_sequence_time_and_start, shared_consumer_and_retention,
+                streams_and_consumers_are_listed_and_deleted);
         }
     };
     (@core $factory:path) => {
@@ -456,45 +449,14 @@ contract_suite!(nats, nats_bus);
 #[path = "support/rabbitmq.rs"]
 mod rabbitmq_broker;
 
-/// A bus on the shared RabbitMQ broker, on a topic exchange of this test's own.
+/// A bus on the shared RabbitMQ broker, on a topic exchange of this test's own; the guard
+/// deletes the exchange's durable journal when the test ends.
 #[cfg(feature = "rabbitmq")]
-async fn rabbitmq_bus(config: Config) -> (Arc<dyn EventBus>, ()) {
-    (rabbitmq_broker::bus(config).await, ())
+async fn rabbitmq_bus(config: Config) -> (Arc<dyn EventBus>, rabbitmq_broker::Journal) {
+    let exchange = rabbitmq_broker::exchange();
+    let bus = rabbitmq_broker::connect(config, &exchange).await;
+    (bus, rabbitmq_broker::Journal(exchange))
 }
 
 #[cfg(feature = "rabbitmq")]
-contract_suite!(rabbitmq, rabbitmq_bus, no_durable);
-
-/// What a backend without durable streams does with each durable call: `unsupported`,
-/// naming the call and the backend, and the bus goes on working.
-pub async fn durable_calls_are_unsupported(bus: Arc<dyn EventBus>) {
-    use busbar::{ConsumerConfig, StreamConfig};
-    let backend = bus.backend().to_string();
-    let refusals = [
-        bus.declare_stream(StreamConfig::new("ORDERS", ["orders.>"]))
-            .await
-            .map(drop),
-        bus.stream_info("ORDERS").await.map(drop),
-        bus.publish_durable(bus.message("orders.1").data("x").build().unwrap())
-            .await
-            .map(drop),
-        bus.durable_subscribe(ConsumerConfig::new("ORDERS", "billing"))
-            .await
-            .map(drop),
-    ];
-    for refusal in refusals {
-        let e = refusal.expect_err("a durable call on a backend without durable streams");
-        assert_eq!(e.code(), "unsupported", "{e}");
-        assert!(e.to_string().contains(&backend), "{e}");
-        assert!(e.to_string().contains("durable"), "{e}");
-    }
-    // Bad input is still bad input first.
-    let e = bus
-        .declare_stream(StreamConfig::new("bad name", ["orders.>"]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "invalid_argument", "{e}");
-    let mut sub = bus.subscribe("orders.*").await.unwrap();
-    bus.publish("orders.2", "y".into()).await.unwrap();
-    assert_eq!(&next_msg(&mut sub).await.data()[..], b"y");
-}
+contract_suite!(rabbitmq, rabbitmq_bus);

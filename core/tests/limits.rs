@@ -481,7 +481,8 @@ fn resident_bytes() -> usize {
 }
 
 /// Memory per idle subscription, for the record (issue 12 asked for a figure):
-/// `cargo test --release -p busbar-sdk --test limits -- --ignored --nocapture per_idle`.
+/// `cargo test --release -p busbar-sdk --test limits -- --ignored --nocapture --test-threads=1 per_idle`
+/// (one at a time: run together, each would read the other's memory in the process).
 async fn memory_per_idle_subscription(bus: Arc<dyn EventBus>, name: &str) {
     const N: usize = 20_000;
     let mut subs = Vec::with_capacity(N);

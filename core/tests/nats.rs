@@ -58,10 +58,11 @@ async fn a_plain_nats_client_reads_cloudevents_headers() {
     assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
     assert_eq!(header("ce-id").as_deref(), Some(sent.id()));
     assert_eq!(
-        header("Nats-Msg-Id").as_deref(),
-        Some(sent.id()),
-        "JetStream dedupes on it"
+        header("Nats-Msg-Id"),
+        None,
+        "only a durable publish carries JetStream's dedupe id"
     );
+    assert_eq!(header("ce-subject"), None, "the NATS subject is the subject");
     assert_eq!(header("ce-source").as_deref(), Some("busbar"));
     assert_eq!(header("ce-type").as_deref(), Some("busbar.event"));
     assert_eq!(header("content-type").as_deref(), Some("application/json"));

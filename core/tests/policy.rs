@@ -59,7 +59,12 @@ async fn memory() -> Arc<dyn EventBus> {
 /// A policy bus on a fresh in-memory bus with `policy()`, ring k1, and the given
 /// encryption and audit log.
 async fn bus_with(encryption: bool, audit: Option<Arc<AuditLog>>) -> PolicyBus {
-    let mut b = PolicyBus::builder(memory().await)
+    bus_on(memory().await, encryption, audit)
+}
+
+/// `bus_with` over `inner`.
+fn bus_on(inner: Arc<dyn EventBus>, encryption: bool, audit: Option<Arc<AuditLog>>) -> PolicyBus {
+    let mut b = PolicyBus::builder(inner)
         .policy(policy())
         .key_ring(ring("k1", 1))
         .encryption(encryption);
@@ -792,12 +797,8 @@ mod nats_server;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_nats_a_plain_client_never_sees_a_protected_value() {
     use futures_util::StreamExt;
-    let server = tokio::task::spawn_blocking(nats_server::NatsServer::start)
-        .await
-        .unwrap();
-    let config = Config::default()
-        .with_backend(busbar::Backend::Nats)
-        .with_nats_url(server.url());
+    let server = nats_server::NatsServer::start_async().await;
+    let config = server.config();
     let plain = async_nats::connect(server.url()).await.unwrap();
     let mut raw = plain.subscribe("patients.>").await.unwrap();
     // async-nats' flush is no round trip: wait for the server to echo a probe through the
@@ -988,4 +989,111 @@ async fn durable_deliveries_are_encrypted_masked_and_restricted_like_plain_ones(
         .await
         .unwrap_err();
     assert_eq!(err.code(), "forbidden");
+}
+
+#[tokio::test]
+async fn deleting_a_stream_or_consumer_needs_the_right_to_read_it_and_is_audited() {
+    deleting_needs_the_right_to_read(memory().await).await;
+}
+
+#[path = "support/rabbitmq.rs"]
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
+
+/// The same rights over RabbitMQ's durable streams (its journal) as over memory's.
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_deleting_needs_the_right_to_read_it_and_is_audited() {
+    let exchange = rabbitmq::exchange();
+    let _journal = rabbitmq::Journal(exchange.clone());
+    deleting_needs_the_right_to_read(rabbitmq::connect(Config::default(), &exchange).await).await;
+}
+
+async fn deleting_needs_the_right_to_read(inner: Arc<dyn EventBus>) {
+    let log_path = temp_path("delete");
+    let log = Arc::new(AuditLog::open(&log_path, None).unwrap());
+    let bus = bus_on(inner, false, Some(log));
+    bus.declare_stream(busbar::StreamConfig::new("RAW", ["phi.raw.>"]))
+        .await
+        .unwrap();
+    bus.declare_stream(busbar::StreamConfig::new("WARD", ["ward.>"]))
+        .await
+        .unwrap();
+    let reader = busbar::ConsumerConfig::new("RAW", "reader");
+    drop(bus.durable_subscribe_as(&clinician(), reader).await.unwrap());
+    let ward = busbar::ConsumerConfig::new("WARD", "porter").filter("ward.4");
+    drop(bus.durable_subscribe_as(&billing(), ward).await.unwrap());
+
+    // Listing passes through: names, patterns and counts are not protected.
+    let names: Vec<String> = bus
+        .list_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(
+        names.contains(&"RAW".to_owned()) && names.contains(&"WARD".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(bus.list_consumers("RAW").await.unwrap()[0].name, "reader");
+
+    // Billing may not read phi.raw.>: neither its consumer nor the stream is billing's to delete.
+    for denied in [
+        bus.delete_consumer_as(&billing(), "RAW", "reader").await,
+        bus.delete_stream_as(&billing(), "RAW").await,
+        bus.delete_stream("RAW").await, // the bus's own principal: anonymous
+    ] {
+        assert_eq!(denied.unwrap_err().code(), "forbidden");
+    }
+    assert_eq!(
+        bus.list_consumers("RAW").await.unwrap().len(),
+        1,
+        "nothing deleted"
+    );
+    // Unknown names are what they are on any bus.
+    let unknown = bus.delete_stream_as(&clinician(), "NOPE").await.unwrap_err();
+    assert_eq!(unknown.code(), "invalid_argument");
+
+    // A consumer with a filter is checked on its filter; the others on their stream.
+    bus.delete_consumer_as(&billing(), "WARD", "porter")
+        .await
+        .unwrap();
+    bus.delete_consumer_as(&clinician(), "RAW", "reader")
+        .await
+        .unwrap();
+    bus.delete_stream_as(&clinician(), "RAW").await.unwrap();
+    bus.delete_stream("WARD").await.unwrap();
+    let left: Vec<String> = bus
+        .list_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(
+        !left.contains(&"RAW".to_owned()) && !left.contains(&"WARD".to_owned()),
+        "{left:?}"
+    );
+
+    let records = read_range(&log_path, None, None).unwrap();
+    let deletes: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r.action == AuditAction::Delete)
+        .map(|r| (r.principal.as_str(), r.detail.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            ("billing-svc", r#"deleted consumer "porter" of stream "WARD""#),
+            ("dr-house", r#"deleted consumer "reader" of stream "RAW""#),
+            ("dr-house", r#"deleted stream "RAW""#),
+            ("anonymous", r#"deleted stream "WARD""#),
+        ]
+    );
+    let denials = records.iter().filter(|r| r.action == AuditAction::Deny).count();
+    assert_eq!(denials, 3);
+    assert!(verify_file(&log_path, None).unwrap().is_ok());
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(busbar::policy::head_path(&log_path));
 }

@@ -460,3 +460,244 @@ fn envelope_mapping_round_trips() {
     let back = envelope::decode("a.b", &props, b"d".to_vec()).unwrap();
     assert_eq!((back.id(), back.correlation_id()), (msg.id(), Some("c")));
 }
+
+/// `amqp_url` without its credentials, and the user and password it carried.
+fn split_credentials(url: &str) -> (String, String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.rsplit_once('@').expect("the test URL carries credentials");
+    let (user, password) = userinfo.split_once(':').unwrap();
+    (format!("{scheme}://{host}"), user.to_owned(), password.to_owned())
+}
+
+/// Authentication beyond the URL, as for NATS: `amqp_user`/`amqp_password` log in when the
+/// URL carries no credentials; a wrong password fails with `backend` and is never printed;
+/// settings that contradict each other are `invalid_argument` before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_tls_settings_beyond_the_url() {
+    let (bare, user, password) = split_credentials(&rabbitmq::url());
+    let config = || {
+        Config::default()
+            .with_backend(busbar::Backend::RabbitMq)
+            .with_amqp_url(bare.clone())
+            .with_amqp_exchange(rabbitmq::exchange())
+    };
+    let mut good = config();
+    good.set("amqp_user", &user).unwrap();
+    good.set("amqp_password", &password).unwrap();
+    let bus = busbar::connect(good.clone()).await.unwrap();
+    let mut sub = bus.subscribe("auth.x").await.unwrap();
+    bus.publish("auth.x", "in".into()).await.unwrap();
+    assert_eq!(&next(&mut sub).await.unwrap().data()[..], b"in");
+    bus.close().await.unwrap();
+
+    let mut wrong = config();
+    wrong.set("amqp_user", &user).unwrap();
+    wrong.set("amqp_password", "not-the-password-4242").unwrap();
+    let e = busbar::connect(wrong).await.err().expect("a refused connection");
+    assert_eq!(e.code(), "backend", "{e}");
+    assert!(!format!("{e:?} {e}").contains("not-the-password-4242"), "{e}");
+
+    let refused = |set: &[(&str, &str)], url: &str| {
+        let mut c = config().with_amqp_url(url);
+        for (k, v) in set {
+            c.set(k, v).unwrap();
+        }
+        c
+    };
+    let cases = [
+        // Credentials twice.
+        refused(&[("amqp_user", "u"), ("amqp_password", "p")], &rabbitmq::url()),
+        // One without the other.
+        refused(&[("amqp_user", "u")], &bare),
+        refused(&[("amqp_tls_cert", "/c.pem")], &bare),
+        // TLS required, plain URL.
+        refused(&[("amqp_require_tls", "true")], &bare),
+        // A file that is not there, named.
+        refused(
+            &[("amqp_tls_ca", "/nonexistent/busbar-ca.pem")],
+            &bare.replacen("amqp://", "amqps://", 1),
+        ),
+    ];
+    for case in cases {
+        let e = busbar::connect(case.clone())
+            .await
+            .err()
+            .expect("a refused connection");
+        assert_eq!(e.code(), "invalid_argument", "{case:?}: {e}");
+    }
+    let e = busbar::connect(refused(
+        &[("amqp_tls_ca", "/nonexistent/busbar-ca.pem")],
+        &bare.replacen("amqp://", "amqps://", 1),
+    ))
+    .await
+    .err()
+    .expect("a refused connection");
+    assert!(e.to_string().contains("/nonexistent/busbar-ca.pem"), "{e}");
+    assert!(
+        format!("{good:?}").contains(r#"amqp_password: Some("<redacted>")"#),
+        "{good:?}"
+    );
+}
+
+async fn durable_next(sub: &mut busbar::DurableSubscription) -> busbar::Result<busbar::DurableMessage> {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("a durable item in time")
+        .expect("the durable subscription goes on")
+}
+
+fn durable_text(item: busbar::Result<busbar::DurableMessage>) -> (String, u64, u32) {
+    let m = item.expect("a durable message");
+    let text = String::from_utf8(m.data().to_vec()).unwrap();
+    (text, m.sequence(), m.attempt())
+}
+
+async fn stream_names(bus: &Arc<dyn EventBus>) -> Vec<String> {
+    let streams = bus.list_streams().await.unwrap();
+    streams.into_iter().map(|s| s.name).collect()
+}
+
+/// Two buses on one journal: what one deletes, the other sees deleted (its subscription
+/// told once, then reading again from its configured start); a deleted stream's subjects
+/// reach the journal no more. Entries a hostile or buggy peer puts on the journal (not
+/// JSON, an unknown kind, names no busbar call accepts) are skipped and counted by every
+/// bus, which goes on applying the rest; an entry with extreme numbers panics nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_admin_spans_buses_and_hostile_entries_are_skipped() {
+    let exchange = rabbitmq::exchange();
+    let _journal = rabbitmq::Journal(exchange.clone());
+    let a = rabbitmq::connect(Config::default(), &exchange).await;
+    let b = rabbitmq::connect(Config::default(), &exchange).await;
+    a.declare_stream(busbar::StreamConfig::new("ORDERS", ["orders.>"]))
+        .await
+        .unwrap();
+    let mut sub = b
+        .durable_subscribe(busbar::ConsumerConfig::new("ORDERS", "billing"))
+        .await
+        .unwrap();
+
+    let (_conn, channel) = rabbitmq::plain().await;
+    let queue = format!("{exchange}.journal");
+    let json = || BasicProperties::default().with_content_type("application/json".into());
+    let hostile: [&[u8]; 7] = [
+        b"not json at all",
+        br#"{"op":"explode","stream":"ORDERS"}"#,
+        br#"{"op":"declare","name":"bad name","subjects":["x.>"],"duplicate_window_ms":1}"#,
+        br#"{"op":"declare","name":"EMPTY","subjects":[],"duplicate_window_ms":1}"#,
+        br#"{"op":"consumer","stream":"ORDERS","name":"stuck","filter":null,"start":"beginning","max_ack_pending":0}"#,
+        br#"{"op":"delete_stream","name":""}"#,
+        br#"{"op":"deliver","stream":"ORDERS","consumer":"billing","seq":1,"attempt":0,"at_ms":0,"due_ms":0}"#,
+    ];
+    for entry in hostile {
+        let sent = rabbitmq::send(&channel, "", &queue, entry, json()).await;
+        assert_eq!(sent, Confirmation::Ack(None));
+    }
+    // Sound, with extreme numbers: applied, and nothing panics.
+    let extreme = br#"{"op":"consumer","stream":"ORDERS","name":"late","filter":null,"start":{"time_ms":18446744073709551615},"max_ack_pending":1}"#;
+    rabbitmq::send(&channel, "", &queue, extreme, json()).await;
+
+    let msg = a.message("orders.1").data("m1").build().unwrap();
+    assert_eq!(a.publish_durable(msg).await.unwrap().sequence, 1);
+    let first = durable_next(&mut sub).await.unwrap();
+    assert_eq!((first.sequence(), first.attempt()), (1, 1));
+    first.ack().await.unwrap();
+    for bus in [&a, &b] {
+        let names = stream_names(bus).await;
+        assert_eq!(names, ["DLQ_DLQ", "ORDERS"], "no hostile declaration applied");
+        assert_eq!(
+            bus.stats().undecodable,
+            hostile.len() as u64,
+            "each skipped entry counted"
+        );
+    }
+    let late = a.consumer_info("ORDERS", "late").await.unwrap();
+    // Made before m1 was stored (no message that late yet): m1 is pending for it.
+    assert_eq!((late.pending, late.ack_pending), (1, 0), "{late:?}");
+
+    // What b delivered and settled, a reads.
+    let billing = a.consumer_info("ORDERS", "billing").await.unwrap();
+    assert_eq!(
+        (billing.pending, billing.ack_pending, billing.delivered_sequence),
+        (0, 0, 1),
+        "{billing:?}"
+    );
+
+    // a deletes b's consumer: b is told once, then reads from its start again.
+    a.delete_consumer("ORDERS", "billing").await.unwrap();
+    let lost = durable_next(&mut sub).await.unwrap_err();
+    assert_eq!(lost.code(), "backend", "{lost}");
+    assert_eq!(
+        durable_text(durable_next(&mut sub).await),
+        ("m1".to_owned(), 1, 1)
+    );
+    let consumers = b.list_consumers("ORDERS").await.unwrap();
+    let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["billing", "late"]);
+
+    // a deletes the stream: b is told, and the subjects reach the journal no more.
+    a.delete_stream("ORDERS").await.unwrap();
+    let lost = durable_next(&mut sub).await.unwrap_err();
+    assert_eq!(lost.code(), "backend", "{lost}");
+    assert_eq!(
+        b.stream_info("ORDERS").await.unwrap_err().code(),
+        "invalid_argument"
+    );
+    assert!(
+        !routed(&channel, &exchange, "orders.2").await,
+        "unbound from the journal"
+    );
+    let refused = b.publish_durable(b.message("orders.2").data("x").build().unwrap());
+    assert_eq!(refused.await.unwrap_err().code(), "invalid_argument");
+
+    // Declared anew (by b): bound again, and the subscription reads it from sequence 1.
+    b.declare_stream(busbar::StreamConfig::new("ORDERS", ["orders.>"]))
+        .await
+        .unwrap();
+    let msg = a.message("orders.3").data("m3").build().unwrap();
+    assert_eq!(a.publish_durable(msg).await.unwrap().sequence, 1);
+    assert_eq!(
+        durable_text(durable_next(&mut sub).await),
+        ("m3".to_owned(), 1, 1)
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// A close that races subscribes still opening their channels (a caller that closes
+/// without awaiting them) closes the bus: `close()` succeeds, each subscribe ends with
+/// `closed` or `backend`, and nothing hangs. lapin fails its connection close with
+/// "invalid channel state" when a channel's open-ok arrives during it; the connection
+/// is gone all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_racing_subscribes_closes_the_bus() {
+    for round in 0..20 {
+        let exchange = rabbitmq::exchange();
+        let _journal = rabbitmq::Journal(exchange.clone());
+        let bus = rabbitmq::connect(Config::default(), &exchange).await;
+        let pending: Vec<_> = (0..4)
+            .map(|i| {
+                let bus = bus.clone();
+                tokio::spawn(async move { bus.subscribe(&format!("race.{i}")).await.map(|_| ()) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        tokio::time::timeout(Duration::from_secs(10), bus.close())
+            .await
+            .expect("close returns")
+            .unwrap_or_else(|e| panic!("round {round}: close failed: {e}"));
+        for p in pending {
+            match tokio::time::timeout(Duration::from_secs(10), p)
+                .await
+                .expect("subscribe ends")
+                .unwrap()
+            {
+                Ok(()) => {}
+                Err(e) => assert!(matches!(e.code(), "closed" | "backend"), "round {round}: {e}"),
+            }
+        }
+        assert!(matches!(
+            bus.publish("race.x", "x".into()).await.unwrap_err().code(),
+            "closed"
+        ));
+    }
+}

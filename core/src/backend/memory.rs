@@ -16,15 +16,16 @@ use smallvec::SmallVec;
 use super::counters::Counters;
 use super::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState};
 use super::reply::{self, Inbox};
-use crate::bus::{BusStats, EventBus};
+use crate::bus::{collect_common, BusStats, EventBus};
 use crate::config::{Backend, Config};
 use crate::durable::{
-    dead_letter_stream, no_stream, ConsumerConfig, DurablePublish, DurableSubscription, PublishAck,
-    StreamConfig, StreamInfo,
+    dead_letter_stream, lost_consumer, no_stream, validate_name, ConsumerConfig, ConsumerInfo,
+    DurablePublish, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
 };
 use crate::envelope::codec::check_size;
 use crate::envelope::{Message, MessageBuilder, Replier, Topic};
 use crate::error::{Error, Result};
+use crate::metrics::{Health, Scrape};
 use crate::subject::{validate_pattern, validate_queue_group, validate_subject, SubjectIndex};
 use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
 use log::Log;
@@ -300,6 +301,7 @@ impl Inner {
         });
         let id = self.next_sub.fetch_add(1, Relaxed);
         let state = Arc::new(QueueState::default());
+        self.counters.instruments.track(pattern, group, &state);
         let handle = Arc::new(SubHandle {
             bus: Arc::downgrade(self),
             id,
@@ -463,7 +465,8 @@ impl EventBus for InMemoryBus {
     }
 
     async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
-        self.inner.request(message, timeout).await
+        let instruments = &self.inner.counters.instruments;
+        instruments.request(self.inner.request(message, timeout)).await
     }
 
     async fn flush(&self) -> Result<()> {
@@ -488,6 +491,37 @@ impl EventBus for InMemoryBus {
         self.inner.log.info(name)
     }
 
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
+        self.inner.check_open()?;
+        Ok(self.inner.log.list())
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        validate_name("stream", name)?;
+        self.inner.log.delete(name)
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        self.inner.check_open()?;
+        validate_name("stream", stream)?;
+        self.inner.log.consumers(stream)
+    }
+
+    async fn consumer_info(&self, stream: &str, name: &str) -> Result<ConsumerInfo> {
+        self.inner.check_open()?;
+        validate_name("stream", stream)?;
+        validate_name("consumer", name)?;
+        self.inner.log.consumer_info(stream, name)
+    }
+
+    async fn delete_consumer(&self, stream: &str, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        validate_name("stream", stream)?;
+        validate_name("consumer", name)?;
+        self.inner.log.delete_consumer(stream, name)
+    }
+
     async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
         self.inner.publish_durable(message).await
     }
@@ -499,14 +533,28 @@ impl EventBus for InMemoryBus {
             .await?;
         let log = self.inner.log.clone();
         let stream = log.open(&config)?;
-        let name = config.name.clone();
-        let deliveries =
-            futures_util::stream::unfold((log, stream, name), |(log, stream, name)| async move {
-                let next = stream.next(&name, &log).await?;
-                Some((next, (log, stream, name)))
-            });
+        let reading = (log, Some(stream), config.clone());
+        // A deleted stream or consumer yields one `backend` item, then the consumer is
+        // opened again once its stream exists, as on NATS (docs/design.md §4).
+        let deliveries = futures_util::stream::unfold(reading, |(log, stream, config)| async move {
+            let stream = match stream {
+                Some(stream) => stream,
+                None => log.reopen(&config).await?,
+            };
+            match stream.next(&config.name, &log).await {
+                Some(next) => Some((next, (log, Some(stream), config))),
+                None if log.is_closed() => None,
+                None => Some((Err(lost_consumer(&config)), (log, None, config))),
+            }
+        });
         let publisher = Arc::new(WeakReplier(Arc::downgrade(&self.inner)));
-        Ok(DurableSubscription::new(config, Box::pin(deliveries), publisher))
+        let instruments = &self.inner.counters.instruments;
+        Ok(DurableSubscription::new(
+            config,
+            Box::pin(deliveries),
+            publisher,
+            instruments,
+        ))
     }
 
     fn message(&self, subject: &str) -> MessageBuilder {
@@ -515,6 +563,18 @@ impl EventBus for InMemoryBus {
 
     fn stats(&self) -> BusStats {
         self.inner.counters.snapshot()
+    }
+
+    fn health(&self) -> Health {
+        let inner = &self.inner;
+        inner
+            .counters
+            .health(inner.closed.load(Acquire), true, inner.inbox.pending())
+    }
+
+    fn collect_metrics(&self, scrape: &mut Scrape) {
+        collect_common(self, scrape);
+        self.inner.counters.instruments.collect(scrape);
     }
 
     fn backend(&self) -> Backend {

@@ -8,12 +8,12 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tokio::sync::futures::Notified;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::config::Backpressure;
 use crate::envelope::Message;
 use crate::error::{Error, Result};
-use crate::subscription::SubscriptionStats;
+use crate::subscription::{SubscriptionControl, SubscriptionStats};
 
 /// What a queue item carries: a message (or why one that arrived could not be read), or a
 /// message as it came from NATS, decoded only when the subscriber takes it, so that the
@@ -366,6 +366,95 @@ pub(crate) trait Detach: Send + Sync {
     fn detach(&self);
 }
 
+/// What a subscription's control asks of the task pumping a broker's messages into its
+/// queue (the NATS and RabbitMQ backends).
+#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
+pub(crate) enum Command {
+    /// Stop interest at the broker and deliver what is in flight; answer once stopped.
+    Drain(oneshot::Sender<()>),
+    Unsubscribe,
+}
+
+/// What a backend does before it asks its pump to drain (NATS: a round trip through the
+/// server, so what it routed before is in the subscription's buffer).
+#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
+#[async_trait::async_trait]
+pub(crate) trait BeforeDrain: Send + Sync {
+    async fn before_drain(&self) -> Result<()>;
+
+    /// Waits for the pump to answer a drain; a backend may bound the wait (NATS: by
+    /// `publish_timeout_ms`, since the unsubscribe goes through its publish buffer).
+    async fn wait_drained(&self, finished: oneshot::Receiver<()>) -> Result<()> {
+        let _ = finished.await;
+        Ok(())
+    }
+}
+
+/// Nothing to do before a drain.
+#[async_trait::async_trait]
+impl BeforeDrain for () {
+    async fn before_drain(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The control of a subscription fed by a pump task: commands go to the pump, stats come
+/// from the queue's state; dropping the stream unsubscribes once.
+#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
+pub(crate) struct PumpHandle<B> {
+    commands: mpsc::Sender<Command>,
+    state: Arc<QueueState>,
+    before_drain: B,
+    detached: AtomicBool,
+}
+
+#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
+impl<B: BeforeDrain> PumpHandle<B> {
+    /// A handle on `state`, and the receiver of its commands for the pump.
+    pub(crate) fn new(state: Arc<QueueState>, before_drain: B) -> (Self, mpsc::Receiver<Command>) {
+        let (commands, receiver) = mpsc::channel(4);
+        let handle = PumpHandle {
+            commands,
+            state,
+            before_drain,
+            detached: AtomicBool::new(false),
+        };
+        (handle, receiver)
+    }
+}
+
+impl<B: BeforeDrain> Detach for PumpHandle<B> {
+    fn detach(&self) {
+        if !self.detached.swap(true, AcqRel) {
+            // Dropping the stream: the pump unsubscribes (or ends, if the command channel is gone).
+            let _ = self.commands.try_send(Command::Unsubscribe);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: BeforeDrain> SubscriptionControl for PumpHandle<B> {
+    async fn unsubscribe(&self) -> Result<()> {
+        self.state.stop();
+        self.detached.store(true, Release);
+        let _ = self.commands.send(Command::Unsubscribe).await;
+        Ok(())
+    }
+
+    async fn drain(&self) -> Result<()> {
+        self.before_drain.before_drain().await?;
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Drain(done)).await.is_ok() {
+            self.before_drain.wait_drained(finished).await?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> SubscriptionStats {
+        self.state.stats()
+    }
+}
+
 /// A new queue of at most `capacity` messages and `max_bytes` bytes (see [`held_bytes`];
 /// one larger message fits when the queue is empty) for a subscription on `pattern`;
 /// `state` is shared with the subscription's control, `detach` runs when the stream is
@@ -437,6 +526,7 @@ impl QueueStream {
 
     fn lagged(&self, missed: u64) -> Error {
         self.state.lagging.store(false, Release);
+        tracing::warn!(pattern = %self.pattern, missed, "subscription missed messages (lag)");
         Error::Lagged {
             pattern: self.pattern.clone(),
             missed,

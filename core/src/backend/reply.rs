@@ -194,6 +194,11 @@ impl<T> Inbox<T> {
     }
 
     /// Fails every waiting request with `closed`.
+    /// Requests (and flushes) waiting for their reply now.
+    pub(crate) fn pending(&self) -> u64 {
+        self.lock().len() as u64
+    }
+
     pub(crate) fn close_all(&self) {
         self.lock().clear();
     }

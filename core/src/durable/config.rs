@@ -127,6 +127,8 @@ impl StreamConfig {
 pub struct StreamInfo {
     /// Name of the stream.
     pub name: String,
+    /// Subject patterns whose messages it stores.
+    pub subjects: Vec<String>,
     /// Messages stored.
     pub messages: u64,
     /// Bytes stored (payloads on the in-memory bus; the server's count on NATS).
@@ -135,6 +137,25 @@ pub struct StreamInfo {
     pub first_sequence: u64,
     /// Sequence of the newest stored message (0 when nothing was ever stored).
     pub last_sequence: u64,
+}
+
+/// Where a durable consumer stands now ([`crate::EventBus::consumer_info`],
+/// [`crate::EventBus::list_consumers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerInfo {
+    /// Stream it reads.
+    pub stream: String,
+    /// Durable name of the consumer.
+    pub name: String,
+    /// The subject pattern it is limited to; `None` for all of the stream.
+    pub filter: Option<String>,
+    /// Stored messages matching its filter that it has not been delivered yet.
+    pub pending: u64,
+    /// Messages delivered to it and not yet settled (acked, terminated or dead-lettered).
+    pub ack_pending: u64,
+    /// Stream sequence of the last message delivered to it (0 before the first).
+    pub delivered_sequence: u64,
 }
 
 /// The broker's acknowledgement of a durable publish.
@@ -359,6 +380,42 @@ impl ConsumerConfig {
 }
 
 /// Stream and consumer names: what JetStream accepts, so a name works on both backends.
+/// The one `backend` item a durable subscription yields when its consumer or stream is gone
+/// from the broker (a store lost in a restart, an operator's delete), on every backend.
+pub(crate) fn lost_consumer(config: &ConsumerConfig) -> Error {
+    Error::Backend {
+        message: format!(
+            "durable consumer {:?} on stream {:?} is gone (its store was lost, or the stream or \
+             consumer deleted); it is re-created as soon as the stream is declared again",
+            config.name, config.stream
+        ),
+        source: None,
+    }
+}
+
+/// A consumer's `pending` as JetStream counts it: the stored messages (sequence, subject),
+/// in order, from sequence `start` on that match its `filter`.
+pub(crate) fn count_pending<'a>(
+    stored: impl Iterator<Item = (u64, &'a str)>,
+    start: u64,
+    filter: Option<&str>,
+) -> u64 {
+    stored
+        .skip_while(|(seq, _)| *seq < start)
+        .filter(|(_, subject)| filter.is_none_or(|f| crate::subject::matches_routed(f, subject)))
+        .count() as u64
+}
+
+/// The `invalid_argument` of a call naming a stream that does not exist.
+pub(crate) fn no_such_stream(name: &str) -> Error {
+    Error::InvalidArgument(format!("no stream named {name:?}; declare it first"))
+}
+
+/// The `invalid_argument` of a call naming a consumer that does not exist.
+pub(crate) fn no_such_consumer(stream: &str, consumer: &str) -> Error {
+    Error::InvalidArgument(format!("stream {stream:?} has no consumer named {consumer:?}"))
+}
+
 pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64

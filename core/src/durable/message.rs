@@ -7,18 +7,21 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
 
 use super::config::{ConsumerConfig, PublishAck};
+use super::control::{Control, DurableHandle, DurableStats};
 use crate::bounds;
 use crate::envelope::{
     Message, DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT,
 };
 use crate::error::{Error, Result};
+use crate::metrics::{DurableCounts, Instruments};
+use crate::rate::{Limiter, Rate};
 
 /// A backend's way of settling one delivery.
 #[async_trait::async_trait]
@@ -50,6 +53,9 @@ pub(crate) struct Delivery {
 struct Shared {
     config: ConsumerConfig,
     publisher: Arc<dyn DurablePublish>,
+    control: Arc<Control>,
+    /// The bus's counters of this stream and consumer (acks, naks, …; for metrics).
+    counts: Arc<DurableCounts>,
 }
 
 /// A message from a durable stream. Settle it with exactly one of [`ack`](Self::ack),
@@ -64,7 +70,15 @@ pub struct DurableMessage {
     sequence: u64,
     settle: Box<dyn Settle>,
     settled: AtomicBool,
+    /// Counted in its subscription's `unsettled` (handed out, not yet settled nor dropped).
+    tracked: AtomicBool,
     shared: Arc<Shared>,
+}
+
+impl Drop for DurableMessage {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl fmt::Debug for DurableMessage {
@@ -105,6 +119,22 @@ impl DurableMessage {
         &self.shared.config.stream
     }
 
+    /// No longer unsettled in its subscription's counters (settled, or dropped: then it is
+    /// redelivered after `ack_wait`).
+    fn release(&self) {
+        if self.tracked.swap(false, AcqRel) {
+            self.shared.control.released();
+        }
+    }
+
+    /// `result` of a settling call; a success releases the message.
+    fn settled_by(&self, result: Result<()>) -> Result<()> {
+        if result.is_ok() {
+            self.release();
+        }
+        result
+    }
+
     fn settle_once(&self) -> Result<()> {
         if self.settled.swap(true, AcqRel) {
             return Err(Error::InvalidArgument(format!(
@@ -119,7 +149,11 @@ impl DurableMessage {
     /// Processed: the message is not delivered again.
     pub async fn ack(&self) -> Result<()> {
         self.settle_once()?;
-        self.settle.ack().await
+        let result = self.settled_by(self.settle.ack().await);
+        if result.is_ok() {
+            self.shared.counts.acks.fetch_add(1, Relaxed);
+        }
+        result
     }
 
     /// Not processed now: redeliver after `delay`, or after the consumer's backoff for
@@ -135,17 +169,25 @@ impl DurableMessage {
                 "nacked on attempt {} of {}",
                 self.attempt, self.shared.config.max_deliver
             );
-            return self.dead_letter(&reason).await;
+            return self.settled_by(self.dead_letter(&reason).await);
         }
         let delay = delay.unwrap_or_else(|| self.shared.config.backoff.delay(self.attempt));
-        self.settle.nak(delay).await
+        let result = self.settled_by(self.settle.nak(delay).await);
+        if result.is_ok() {
+            self.shared.counts.naks.fetch_add(1, Relaxed);
+        }
+        result
     }
 
     /// Cannot ever be processed: the message goes to the dead-letter subject at once
     /// with `reason`, and is not delivered again.
     pub async fn term(&self, reason: &str) -> Result<()> {
         self.settle_once()?;
-        self.dead_letter(&format!("terminated: {reason}")).await
+        let result = self.settled_by(self.dead_letter(&format!("terminated: {reason}")).await);
+        if result.is_ok() {
+            self.shared.counts.terms.fetch_add(1, Relaxed);
+        }
+        result
     }
 
     /// Still working: restarts the `ack_wait` clock of this delivery.
@@ -199,7 +241,16 @@ async fn dead_letter(
             message.header(DLQ_SUBJECT).unwrap_or(message.subject()),
         )
         .build()?;
-    shared.publisher.publish_durable(letter).await.map(|_| ())
+    shared.publisher.publish_durable(letter).await?;
+    shared.counts.dead_letters.fetch_add(1, Relaxed);
+    tracing::warn!(
+        stream = config.stream.as_str(),
+        consumer = config.name.as_str(),
+        sequence,
+        attempt,
+        "durable: message dead-lettered"
+    );
+    Ok(())
 }
 
 type Deliveries = Pin<Box<dyn Stream<Item = Result<Delivery>> + Send>>;
@@ -222,25 +273,39 @@ impl fmt::Debug for DurableSubscription {
 
 impl DurableSubscription {
     /// Wraps a backend's deliveries with the shared policy: dead-lettering of messages past
-    /// `max_deliver` (they were never settled, e.g. their handler crashed) and the rate limit.
+    /// `max_deliver` (they were never settled, e.g. their handler crashed) and the rate limit;
+    /// settlements are counted in the bus's `instruments`.
     pub(crate) fn new(
         config: ConsumerConfig,
         deliveries: Deliveries,
         publisher: Arc<dyn DurablePublish>,
+        instruments: &Instruments,
     ) -> Self {
-        let shared = Arc::new(Shared { config, publisher });
-        let interval = shared
-            .config
-            .rate_limit
-            .map(|rate| Duration::from_secs_f64(1.0 / rate));
-        let state = (deliveries, shared.clone(), None::<tokio::time::Instant>);
-        let inner = futures_util::stream::unfold(
-            state,
-            move |(mut deliveries, shared, mut next_at)| async move {
+        let control = Control::new(config.ack_wait);
+        let counts = instruments.durable(&config.stream, &config.name);
+        let shared = Arc::new(Shared {
+            config,
+            publisher,
+            control,
+            counts,
+        });
+        // The same token bucket as every other rate limit (one message at a time).
+        let limiter = shared.config.rate_limit.map(|rate| {
+            let interval = Rate::from_interval(Duration::from_secs_f64(1.0 / rate));
+            Arc::new(Limiter::new(
+                format!("rate_limit ({rate} messages/s)"),
+                interval,
+                1,
+            ))
+        });
+        let state = (deliveries, shared.clone());
+        let inner = futures_util::stream::unfold(state, move |(mut deliveries, shared)| {
+            let limiter = limiter.clone();
+            async move {
                 loop {
                     let delivery = match deliveries.next().await? {
                         Ok(d) => d,
-                        Err(e) => return Some((Err(e), (deliveries, shared, next_at))),
+                        Err(e) => return Some((Err(e), (deliveries, shared))),
                     };
                     if let Some(problem) = delivery.undecodable {
                         let reason = format!("undecodable: {problem}");
@@ -270,7 +335,7 @@ impl DurableSubscription {
                                 shared.config.stream, delivery.sequence
                             ))),
                         };
-                        return Some((item, (deliveries, shared, next_at)));
+                        return Some((item, (deliveries, shared)));
                     }
                     if delivery.attempt > shared.config.max_deliver {
                         let reason = format!(
@@ -288,18 +353,18 @@ impl DurableSubscription {
                         match stored {
                             Ok(()) => {
                                 if let Err(e) = delivery.settle.ack().await {
-                                    return Some((Err(e), (deliveries, shared, next_at)));
+                                    return Some((Err(e), (deliveries, shared)));
                                 }
                             }
-                            Err(e) => return Some((Err(e), (deliveries, shared, next_at))),
+                            Err(e) => return Some((Err(e), (deliveries, shared))),
                         }
                         continue;
                     }
-                    if let Some(interval) = interval {
-                        let now = tokio::time::Instant::now();
-                        let at = next_at.map_or(now, |t| t.max(now));
-                        tokio::time::sleep_until(at).await;
-                        next_at = Some(at + interval);
+                    if delivery.attempt > 1 {
+                        shared.counts.redeliveries.fetch_add(1, Relaxed);
+                    }
+                    if let Some(limiter) = &limiter {
+                        limiter.acquire().await;
                     }
                     let message = DurableMessage {
                         message: delivery.message,
@@ -308,12 +373,13 @@ impl DurableSubscription {
                         sequence: delivery.sequence,
                         settle: delivery.settle,
                         settled: AtomicBool::new(false),
+                        tracked: AtomicBool::new(false),
                         shared: shared.clone(),
                     };
-                    return Some((Ok(message), (deliveries, shared, next_at)));
+                    return Some((Ok(message), (deliveries, shared)));
                 }
-            },
-        );
+            }
+        });
         DurableSubscription {
             inner: Box::pin(inner),
             config: shared,
@@ -386,11 +452,46 @@ impl DurableSubscription {
     pub fn config(&self) -> &ConsumerConfig {
         &self.config.config
     }
+
+    /// A handle that can unsubscribe or drain this subscription, or read its counters,
+    /// from another task while this one waits in [`DurableSubscription::next`].
+    pub fn handle(&self) -> DurableHandle {
+        DurableHandle(self.config.control.clone())
+    }
+
+    /// Stops the deliveries at once (see [`DurableHandle::unsubscribe`]).
+    pub async fn unsubscribe(&self) -> Result<()> {
+        self.handle().unsubscribe().await
+    }
+
+    /// Stops the deliveries and waits for the messages handed out to be settled (see
+    /// [`DurableHandle::drain`]).
+    pub async fn drain(&self) -> Result<()> {
+        self.handle().drain().await
+    }
+
+    /// Counters of this subscription.
+    pub fn stats(&self) -> DurableStats {
+        self.handle().stats()
+    }
 }
 
 impl Stream for DurableSubscription {
     type Item = Result<DurableMessage>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        let control = self.config.control.clone();
+        if control.poll_ended(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        let item = ready!(self.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(m)) => {
+                m.tracked.store(true, Release);
+                control.yielded(true);
+            }
+            Some(Err(Error::Decode(_))) => control.yielded(false),
+            _ => {}
+        }
+        Poll::Ready(item)
     }
 }

@@ -15,18 +15,21 @@
 //! attempt even if the handler never saw them; their `ack_wait` clock starts when pulled.
 
 mod config;
+mod control;
 mod message;
 pub mod options;
 
 pub use crate::envelope::{DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT};
-#[cfg(feature = "nats")]
 pub(crate) use config::validate_name;
-pub(crate) use config::{dead_letter_stream, no_stream};
+pub(crate) use config::{
+    count_pending, dead_letter_stream, lost_consumer, no_stream, no_such_consumer, no_such_stream,
+};
 pub use config::{
-    Backoff, ConsumerConfig, PublishAck, StartAt, StreamConfig, StreamInfo, DEFAULT_ACK_WAIT,
+    Backoff, ConsumerConfig, ConsumerInfo, PublishAck, StartAt, StreamConfig, StreamInfo, DEFAULT_ACK_WAIT,
     DEFAULT_DLQ_PREFIX, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_DELIVER,
     LOST_CONSUMER_NOTICE,
 };
+pub use control::{DurableHandle, DurableStats};
 pub(crate) use message::{Delivery, DurablePublish, Settle};
 pub use message::{DurableMessage, DurableSubscription};
 pub use options::{ConsumerOptions, StreamOptions};

@@ -12,9 +12,12 @@ use super::mask::{Engine, Filter};
 use super::model::{self, Compiled, Policy, Principal};
 use crate::bus::{BusStats, ConnectionEvent, EventBus};
 use crate::config::Backend;
-use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
+use crate::durable::{
+    ConsumerConfig, ConsumerInfo, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
+};
 use crate::envelope::{Message, MessageBuilder};
 use crate::error::{Error, Result};
+use crate::metrics::{Health, Scrape};
 use crate::subscription::Subscription;
 
 /// Counters of a [`PolicyBus`] since it was built.
@@ -293,6 +296,50 @@ impl PolicyBus {
         ))
     }
 
+    /// [`EventBus::delete_stream`] as `principal`: who may read everything a stream holds
+    /// may delete it, so each of its subject patterns is checked as a subscription would
+    /// be (`forbidden`, recorded, when one overlaps a restricted subject without a granted
+    /// role). The deletion is recorded in the audit log with the principal.
+    pub async fn delete_stream_as(&self, principal: &Principal, name: &str) -> Result<()> {
+        let info = self.inner.stream_info(name).await?;
+        for subject in &info.subjects {
+            self.check_subscribe(principal, subject)?;
+        }
+        self.inner.delete_stream(name).await?;
+        self.record_delete(principal, info.subjects.join(" "), format!("stream {name:?}"))
+            .await
+    }
+
+    /// [`EventBus::delete_consumer`] as `principal`: allowed to whoever may read what the
+    /// consumer reads (its filter, or every subject of its stream), recorded as
+    /// [`PolicyBus::delete_stream_as`] is.
+    pub async fn delete_consumer_as(&self, principal: &Principal, stream: &str, name: &str) -> Result<()> {
+        let consumer = self.inner.consumer_info(stream, name).await?;
+        let patterns = match consumer.filter {
+            Some(filter) => vec![filter],
+            None => self.inner.stream_info(stream).await?.subjects,
+        };
+        for pattern in &patterns {
+            self.check_subscribe(principal, pattern)?;
+        }
+        self.inner.delete_consumer(stream, name).await?;
+        let what = format!("consumer {name:?} of stream {stream:?}");
+        self.record_delete(principal, patterns.join(" "), what).await
+    }
+
+    async fn record_delete(&self, principal: &Principal, subject: String, what: String) -> Result<()> {
+        self.shared.audit(|| AuditEntry {
+            action: AuditAction::Delete,
+            subject,
+            message_id: None,
+            principal: principal.name.clone(),
+            classes: Vec::new(),
+            fields: Vec::new(),
+            detail: Some(format!("deleted {what}")),
+        })?;
+        self.shared.settled_now().await
+    }
+
     /// `forbidden` (recorded in the audit log) when `principal` may not subscribe to
     /// `pattern`: it names a reply inbox, or overlaps a restricted subject or the
     /// dead-letter subjects derived from one.
@@ -319,6 +366,7 @@ impl PolicyBus {
             return Ok(());
         };
         self.shared.counters.denied.fetch_add(1, Relaxed);
+        tracing::warn!(principal = %principal.name, pattern, "policy: subscribe or request denied (forbidden)");
         let message = format!(
             "principal {:?} (roles [{}]) may not subscribe or request there: {detail}",
             principal.name,
@@ -401,6 +449,29 @@ impl EventBus for PolicyBus {
         self.inner.stream_info(name).await
     }
 
+    /// Names, subject patterns and counts are not protected (docs/design.md §6): passed on.
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
+        self.inner.list_streams().await
+    }
+
+    /// As the bus's principal (see [`PolicyBus::delete_stream_as`]).
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        self.delete_stream_as(&self.principal, name).await
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        self.inner.list_consumers(stream).await
+    }
+
+    async fn consumer_info(&self, stream: &str, name: &str) -> Result<ConsumerInfo> {
+        self.inner.consumer_info(stream, name).await
+    }
+
+    /// As the bus's principal (see [`PolicyBus::delete_consumer_as`]).
+    async fn delete_consumer(&self, stream: &str, name: &str) -> Result<()> {
+        self.delete_consumer_as(&self.principal, stream, name).await
+    }
+
     /// Encrypts what the policy classifies (when on) and records the publish, as `publish`.
     async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
         let subject = message.subject().to_owned();
@@ -424,6 +495,66 @@ impl EventBus for PolicyBus {
 
     fn stats(&self) -> BusStats {
         self.inner.stats()
+    }
+
+    fn health(&self) -> Health {
+        self.inner.health()
+    }
+
+    /// The inner bus's series, then the policy layer's counters.
+    fn collect_metrics(&self, scrape: &mut Scrape) {
+        self.inner.collect_metrics(scrape);
+        let s = self.policy_stats();
+        let policy = [
+            (
+                "busbar_policy_published",
+                "Messages published through the policy layer.",
+                s.published,
+            ),
+            (
+                "busbar_policy_encrypted",
+                "Of those, messages whose fields or payload were encrypted.",
+                s.encrypted,
+            ),
+            (
+                "busbar_policy_delivered",
+                "Messages delivered to policy subscriptions (masked or not).",
+                s.delivered,
+            ),
+            (
+                "busbar_policy_masked",
+                "Deliveries in which at least one field was masked.",
+                s.masked,
+            ),
+            (
+                "busbar_policy_withheld",
+                "Classified messages withheld because they could not be masked.",
+                s.withheld,
+            ),
+            (
+                "busbar_policy_denied",
+                "Subscriptions and requests refused with forbidden.",
+                s.denied,
+            ),
+            (
+                "busbar_policy_crypto_errors",
+                "Messages that failed to decrypt (delivered as a crypto error).",
+                s.crypto_errors,
+            ),
+            (
+                "busbar_policy_filtered",
+                "Messages skipped by a subscription's class or header filter.",
+                s.filtered,
+            ),
+            (
+                "busbar_policy_inbox_skipped",
+                "Reply-inbox messages a wildcard subscription did not receive.",
+                s.inbox_skipped,
+            ),
+        ];
+        for (name, help, value) in policy {
+            scrape.counter(name, help, value);
+        }
     }
 
     fn backend(&self) -> Backend {

@@ -43,7 +43,12 @@ impl Shared {
     /// Records what `entry` builds, when there is a log (nothing is built otherwise).
     pub(super) fn audit(&self, entry: impl FnOnce() -> AuditEntry) -> Result<()> {
         match &self.audit {
-            Some(log) => log.record(entry()),
+            Some(log) => log.record(entry()).inspect_err(|e| {
+                tracing::error!(
+                    code = e.code(),
+                    "audit: a record could not be written; the call fails closed"
+                );
+            }),
             None => Ok(()),
         }
     }
@@ -123,6 +128,11 @@ impl Shared {
                 .find_map(|s| policy.restricted_for(s, &principal.roles).map(|r| (s, r)));
             if let Some((subject, (pattern, _))) = restricted {
                 self.counters.withheld.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    principal = name,
+                    message_id = message.id(),
+                    "policy: message withheld (restricted subject)"
+                );
                 let detail = format!(
                     "{subject:?} is restricted ({pattern:?}) and the principal holds no role allowed there"
                 );
@@ -148,6 +158,11 @@ impl Shared {
             }
             Outcome::Withhold { classes, reason } => {
                 self.counters.withheld.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    principal = name,
+                    message_id = message.id(),
+                    "policy: message withheld (cannot be masked)"
+                );
                 self.audit(entry(AuditAction::Withhold, classes, Vec::new(), Some(reason)))?;
                 Ok(None)
             }
@@ -157,6 +172,11 @@ impl Shared {
             }
             Outcome::Failed { classes, error } => {
                 self.counters.crypto_errors.fetch_add(1, Relaxed);
+                tracing::error!(
+                    principal = name,
+                    message_id = message.id(),
+                    "policy: message failed to decrypt"
+                );
                 let detail = Some(error.to_string());
                 self.audit(entry(AuditAction::CryptoError, classes, Vec::new(), detail))?;
                 Err(error)

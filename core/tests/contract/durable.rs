@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use busbar::durable::{DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM};
-use busbar::{ConsumerConfig, DurableMessage, DurableSubscription, EventBus, StartAt, StreamConfig};
+use busbar::{
+    ConsumerConfig, ConsumerInfo, DurableMessage, DurableSubscription, EventBus, StartAt, StreamConfig,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -380,4 +382,180 @@ pub(crate) async fn shared_consumer_and_retention(bus: Arc<dyn EventBus>) {
         assert!(Instant::now() < deadline, "max_age did not expire the message");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits (up to [`WAIT`]) until `info` satisfies `done`: settlements reach the broker
+/// asynchronously on NATS.
+async fn consumer_when(
+    bus: &Arc<dyn EventBus>,
+    stream: &str,
+    name: &str,
+    done: impl Fn(&ConsumerInfo) -> bool,
+) -> ConsumerInfo {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = bus.consumer_info(stream, name).await.unwrap();
+        if done(&info) || Instant::now() > deadline {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The one `backend` item of a subscription whose consumer or stream was deleted.
+async fn lost_notice(sub: &mut DurableSubscription) {
+    // NATS notices within LOST_CONSUMER_NOTICE (10 s) at most.
+    match tokio::time::timeout(Duration::from_secs(20), sub.next()).await {
+        Ok(Some(Err(e))) => {
+            assert_eq!(e.code(), "backend", "{e}");
+            assert!(e.to_string().contains(&sub.config().name), "{e}");
+        }
+        other => panic!("expected the lost-consumer notice, got {other:?}"),
+    }
+}
+
+fn expect_invalid<T: std::fmt::Debug>(result: busbar::Result<T>, what: &str) {
+    let e = result.expect_err(what);
+    assert_eq!(e.code(), "invalid_argument", "{what}: {e}");
+}
+
+pub(crate) async fn streams_and_consumers_are_listed_and_deleted(bus: Arc<dyn EventBus>) {
+    orders_stream(&bus).await;
+    bus.declare_stream(StreamConfig::new("AUDIT", ["audit.>", "trail.*"]))
+        .await
+        .unwrap();
+    let listed: Vec<(String, Vec<String>)> = bus
+        .list_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.subjects))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "AUDIT".to_owned(),
+                vec!["audit.>".to_owned(), "trail.*".to_owned()]
+            ),
+            ("ORDERS".to_owned(), vec!["orders.>".to_owned()]),
+        ],
+        "sorted by name, with their subjects"
+    );
+    for i in 1..=3 {
+        publish(&bus, &format!("orders.{i}"), &format!("m{i}")).await;
+    }
+    publish(&bus, "audit.x", "not an order").await;
+    let orders = bus.list_streams().await.unwrap();
+    let orders = orders.iter().find(|s| s.name == "ORDERS").unwrap();
+    assert_eq!((orders.messages, orders.last_sequence), (3, 3));
+
+    // A consumer that read and settled part of the stream, and one that read nothing.
+    let billing = ConsumerConfig::new("ORDERS", "billing").filter("orders.>");
+    let mut sub = bus.durable_subscribe(billing.clone()).await.unwrap();
+    let archive = bus
+        .durable_subscribe(ConsumerConfig::new("ORDERS", "archive"))
+        .await
+        .unwrap();
+    let (a, b, c) = (next(&mut sub).await, next(&mut sub).await, next(&mut sub).await);
+    assert_eq!((text(&a), text(&b), text(&c)), ("m1", "m2", "m3"));
+    a.ack().await.unwrap();
+    b.ack().await.unwrap();
+    bus.flush().await.unwrap();
+    let info = consumer_when(&bus, "ORDERS", "billing", |i| i.ack_pending == 1).await;
+    assert_eq!(
+        (info.stream.as_str(), info.name.as_str(), info.filter.as_deref()),
+        ("ORDERS", "billing", Some("orders.>"))
+    );
+    assert_eq!(
+        (info.pending, info.ack_pending, info.delivered_sequence),
+        (0, 1, 3),
+        "{info:?}"
+    );
+    let consumers = bus.list_consumers("ORDERS").await.unwrap();
+    let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["archive", "billing"]);
+    let idle = &consumers[0];
+    assert_eq!(
+        (
+            idle.filter.as_deref(),
+            idle.pending,
+            idle.ack_pending,
+            idle.delivered_sequence
+        ),
+        (None, 3, 0, 0)
+    );
+    assert!(bus.list_consumers("AUDIT").await.unwrap().is_empty());
+
+    // Deleting the idle consumer forgets it.
+    drop(archive);
+    bus.delete_consumer("ORDERS", "archive").await.unwrap();
+    let names: Vec<String> = bus
+        .list_consumers("ORDERS")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["billing"]);
+    expect_invalid(
+        bus.consumer_info("ORDERS", "archive").await,
+        "info of a deleted consumer",
+    );
+    expect_invalid(
+        bus.delete_consumer("ORDERS", "archive").await,
+        "deleting it twice",
+    );
+
+    // Deleting the consumer under a live subscription: told once, then it starts over
+    // from its configured start.
+    drop(c);
+    bus.delete_consumer("ORDERS", "billing").await.unwrap();
+    lost_notice(&mut sub).await;
+    for (n, want) in ["m1", "m2", "m3"].into_iter().enumerate() {
+        let again = next(&mut sub).await;
+        let seq = n as u64 + 1;
+        assert_eq!((text(&again), again.sequence(), again.attempt()), (want, seq, 1));
+        again.ack().await.unwrap();
+    }
+
+    // Deleting the stream: gone from the list, its subscription told, and reading again
+    // once the stream is declared anew.
+    bus.delete_stream("ORDERS").await.unwrap();
+    lost_notice(&mut sub).await;
+    let left: Vec<String> = bus
+        .list_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(
+        !left.contains(&"ORDERS".to_owned()) && left.contains(&"AUDIT".to_owned()),
+        "{left:?}"
+    );
+    expect_invalid(bus.stream_info("ORDERS").await, "info of a deleted stream");
+    expect_invalid(bus.delete_stream("ORDERS").await, "deleting it twice");
+    expect_invalid(
+        bus.list_consumers("ORDERS").await,
+        "consumers of a deleted stream",
+    );
+    orders_stream(&bus).await;
+    publish(&bus, "orders.4", "m4").await;
+    let resumed = next(&mut sub).await;
+    assert_eq!(
+        (text(&resumed), resumed.sequence()),
+        ("m4", 1),
+        "a new stream starts at 1"
+    );
+    resumed.ack().await.unwrap();
+
+    // Bad names are bad input, never a broker error.
+    expect_invalid(bus.delete_stream("bad name").await, "a bad stream name");
+    expect_invalid(bus.list_consumers("").await, "an empty stream name");
+    expect_invalid(bus.consumer_info("ORDERS", "a.b").await, "a bad consumer name");
+    expect_invalid(
+        bus.delete_consumer("ORDERS", &"x".repeat(65)).await,
+        "a long consumer name",
+    );
 }

@@ -37,7 +37,8 @@ fn binary() -> PathBuf {
         })
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the time of the call.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -136,6 +137,18 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// [`NatsServer::start`] from async code (it blocks until the server is ready).
+    pub(crate) async fn start_async() -> NatsServer {
+        tokio::task::spawn_blocking(NatsServer::start).await.unwrap()
+    }
+
+    /// The default configuration on this server's NATS backend.
+    pub(crate) fn config(&self) -> busbar::Config {
+        busbar::Config::default()
+            .with_backend(busbar::Backend::Nats)
+            .with_nats_url(self.url())
     }
 
     /// The loopback port.

@@ -43,6 +43,32 @@ pub(crate) async fn connect(config: Config, exchange: &str) -> Arc<dyn EventBus>
         .unwrap_or_else(|e| panic!("connecting to RabbitMQ at {}: {e}", url()))
 }
 
+/// Deletes the durable journal of exchange `.0` (a RabbitMQ stream, which outlives its
+/// buses) when dropped, from a thread of its own: the test's runtime may be ending.
+pub(crate) struct Journal(pub(crate) String);
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let queue = format!("{}.journal", self.0);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let conn = connection().await;
+                let channel = conn.create_channel().await.unwrap();
+                // Absent when the test used no durable call: the channel closes, nothing more.
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+                let _ = conn.close(200, "cleaned up".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
 // A plain AMQP client (lapin, no busbar): what interop tests, the wire recorder of the
 // policy tests and the benchmark use.
 

@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::durable::{ConsumerConfig, Delivery, PublishAck, Settle, StartAt, StreamConfig, StreamInfo};
+use crate::durable::{
+    count_pending, no_such_consumer, no_such_stream, ConsumerConfig, ConsumerInfo, Delivery, PublishAck,
+    Settle, StartAt, StreamConfig, StreamInfo,
+};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subject::{matches_routed, patterns_overlap};
@@ -22,13 +25,18 @@ pub(crate) struct Log {
     /// Whether any stream exists: plain publishes skip the log entirely when none does.
     active: AtomicBool,
     closed: AtomicBool,
+    /// Woken by every declare and by close: a subscription whose stream was deleted
+    /// waits on it for the stream to come back.
+    declared: Notify,
 }
 
 pub(crate) struct LogStream {
     config: StreamConfig,
     state: Mutex<StreamState>,
-    /// Woken by every store, ack, nak and by close.
+    /// Woken by every store, ack, nak, delete and by close.
     notify: Notify,
+    /// Set when the stream is deleted: its subscriptions stop reading it.
+    deleted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -60,6 +68,8 @@ struct ConsumerState {
     max_ack_pending: usize,
     /// Next sequence not yet delivered.
     cursor: u64,
+    /// Stream sequence of the last message delivered (0 before the first).
+    delivered: u64,
     /// Delivered and not settled: sequence → (attempts so far, when it may be redelivered).
     pending: BTreeMap<u64, (u32, Instant)>,
 }
@@ -98,11 +108,88 @@ impl Log {
             config,
             state: Mutex::new(StreamState::default()),
             notify: Notify::new(),
+            deleted: AtomicBool::new(false),
         });
         let info = stream.info();
         streams.push(stream);
         self.active.store(true, Release);
+        drop(streams);
+        self.declared.notify_waiters();
         Ok(info)
+    }
+
+    /// Every stream, sorted by name.
+    pub(super) fn list(&self) -> Vec<StreamInfo> {
+        let streams: Vec<Arc<LogStream>> = self.streams.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut infos: Vec<StreamInfo> = streams.iter().map(|s| s.info()).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// Removes stream `name`; its subscriptions see it gone.
+    pub(super) fn delete(&self, name: &str) -> Result<()> {
+        let mut streams = self.streams.write().unwrap_or_else(|p| p.into_inner());
+        let at = streams
+            .iter()
+            .position(|s| s.config.name == name)
+            .ok_or_else(|| no_such_stream(name))?;
+        let stream = streams.remove(at);
+        self.active.store(!streams.is_empty(), Release);
+        drop(streams);
+        stream.deleted.store(true, Release);
+        stream.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// The consumers of stream `name`, sorted by name.
+    pub(super) fn consumers(&self, name: &str) -> Result<Vec<ConsumerInfo>> {
+        let stream = self.stream(name)?;
+        let mut state = lock(&stream.state);
+        state.prune(&stream.config, Instant::now());
+        let mut names: Vec<&String> = state.consumers.keys().collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .filter_map(|c| state.consumer_info(&stream.config.name, c))
+            .collect())
+    }
+
+    /// Where consumer `consumer` of stream `name` stands.
+    pub(super) fn consumer_info(&self, name: &str, consumer: &str) -> Result<ConsumerInfo> {
+        let stream = self.stream(name)?;
+        let mut state = lock(&stream.state);
+        state.prune(&stream.config, Instant::now());
+        state
+            .consumer_info(name, consumer)
+            .ok_or_else(|| no_such_consumer(name, consumer))
+    }
+
+    /// Forgets consumer `consumer` of stream `name`; a subscription reading it sees it gone.
+    pub(super) fn delete_consumer(&self, name: &str, consumer: &str) -> Result<()> {
+        let stream = self.stream(name)?;
+        let removed = lock(&stream.state).consumers.remove(consumer);
+        if removed.is_none() {
+            return Err(no_such_consumer(name, consumer));
+        }
+        stream.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Opens consumer `config.name` once its stream exists (at once if it does): how a
+    /// subscription whose stream or consumer was deleted goes on. `None` once the bus closes.
+    pub(super) async fn reopen(self: &Arc<Self>, config: &ConsumerConfig) -> Option<Arc<LogStream>> {
+        loop {
+            let declared = self.declared.notified();
+            tokio::pin!(declared);
+            declared.as_mut().enable();
+            if self.is_closed() {
+                return None;
+            }
+            if let Ok(stream) = self.open(config) {
+                return Some(stream);
+            }
+            declared.await;
+        }
     }
 
     pub(super) fn info(&self, name: &str) -> Result<StreamInfo> {
@@ -110,8 +197,7 @@ impl Log {
     }
 
     pub(super) fn stream(&self, name: &str) -> Result<Arc<LogStream>> {
-        self.find(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no stream named {name:?}; declare it first")))
+        self.find(name).ok_or_else(|| no_such_stream(name))
     }
 
     /// Stores `msg` in the stream whose subjects match it; `None` when no stream does.
@@ -133,6 +219,7 @@ impl Log {
         for s in streams.iter() {
             s.notify.notify_waiters();
         }
+        self.declared.notify_waiters();
     }
 
     /// Opens consumer `config.name` (creating it at `config.start` if new) and returns its
@@ -159,6 +246,7 @@ impl Log {
                     ack_wait: config.ack_wait,
                     max_ack_pending: config.max_ack_pending,
                     cursor,
+                    delivered: 0,
                     pending: BTreeMap::new(),
                 });
         }
@@ -171,6 +259,21 @@ impl Log {
 }
 
 impl StreamState {
+    /// What consumer `name` stands at, as JetStream counts it.
+    fn consumer_info(&self, stream: &str, name: &str) -> Option<ConsumerInfo> {
+        let c = self.consumers.get(name)?;
+        let stored = self.messages.iter().map(|m| (m.seq, m.message.subject()));
+        let pending = count_pending(stored, c.cursor.max(self.first_seq()), c.filter.as_deref());
+        Some(ConsumerInfo {
+            stream: stream.to_owned(),
+            name: name.to_owned(),
+            filter: c.filter.clone(),
+            pending,
+            ack_pending: c.pending.len() as u64,
+            delivered_sequence: c.delivered,
+        })
+    }
+
     fn first_seq(&self) -> u64 {
         self.messages.front().map_or(self.last_seq + 1, |m| m.seq)
     }
@@ -215,6 +318,7 @@ impl LogStream {
         state.prune(&self.config, Instant::now());
         StreamInfo {
             name: self.config.name.clone(),
+            subjects: self.config.subjects.clone(),
             messages: state.messages.len() as u64,
             bytes: state.bytes,
             first_sequence: state.messages.front().map_or(0, |m| m.seq),
@@ -262,7 +366,7 @@ impl LogStream {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if log.is_closed() {
+            if log.is_closed() || self.deleted.load(Acquire) {
                 return None;
             }
             let wake_at = {
@@ -306,6 +410,7 @@ impl LogStream {
                     match found {
                         Some((seq, message)) => {
                             consumer.cursor = seq + 1;
+                            consumer.delivered = seq;
                             consumer.pending.insert(seq, (1, now + consumer.ack_wait));
                             return Some(Ok(self.delivery(name, message, seq, 1)));
                         }

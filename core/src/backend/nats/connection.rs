@@ -8,20 +8,23 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, StatusCode};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::backend::counters::Counters;
-use crate::backend::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
+use crate::backend::queue::{
+    self, BeforeDrain, Command, Item, Payload, PumpHandle, Pushed, QueueSender, QueueState, TryQueue,
+};
 use crate::backend::reply::{self, Inbox};
 use crate::bounds::MAX_HEADER_BLOCK;
 use crate::bus::ConnectionEvent;
-use crate::config::{Backpressure, Config};
-use crate::envelope::codec::check_size;
+use crate::config::{Backpressure, Config, Overflow};
+use crate::envelope::codec::{check_size, Dedupe};
 use crate::envelope::{codec, Message, Replier};
 use crate::error::{Error, Result};
 use crate::subject::{validate_pattern, validate_queue_group};
-use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
+use crate::subscription::Subscription;
 
 impl From<async_nats::Event> for ConnectionEvent {
     fn from(event: async_nats::Event) -> Self {
@@ -64,6 +67,8 @@ pub(super) struct Inner {
     pub(super) events: broadcast::Sender<ConnectionEvent>,
     /// Times the connection was lost, counted by the event callback.
     pub(super) disconnects: Arc<AtomicU64>,
+    /// Set when the client gave up reconnecting (`max_reconnects`): every call fails.
+    pub(super) gave_up: Arc<AtomicBool>,
     pub(super) closed: AtomicBool,
     pub(super) counters: Counters,
 }
@@ -82,12 +87,91 @@ pub(super) fn payload_limit(configured: usize, server_max: usize) -> usize {
     configured.min(server_max.saturating_sub(MAX_HEADER_BLOCK).max(1))
 }
 
-/// The NATS header block of `msg` (CloudEvents binary mode). Attribute names are static,
-/// so only values are copied.
+/// A message's NATS headers as async-nats takes them. With the feature
+/// `nats-encoded-headers` (the vendored async-nats, vendor/async-nats/README.md; every
+/// package of this workspace turns it on), the header block in wire form, handed over as
+/// it is: no `HeaderMap` per message. Without it (busbar-sdk built against crates.io's
+/// async-nats), a `HeaderMap` with the same headers.
+#[cfg(feature = "nats-encoded-headers")]
+pub(super) type Headers = async_nats::header::EncodedHeaders;
+#[cfg(not(feature = "nats-encoded-headers"))]
+pub(super) type Headers = HeaderMap;
+
+/// The NATS headers of `msg` (CloudEvents binary mode, [`codec::header_block`]'s), with
+/// `Nats-Msg-Id` as `dedupe` says.
+pub(super) fn header_block(msg: &Message, dedupe: Dedupe) -> Result<Headers> {
+    #[cfg(feature = "nats-encoded-headers")]
+    {
+        Headers::new(codec::header_block(msg, dedupe))
+            .map_err(|e| Error::InvalidArgument(format!("message {}: {e}", msg.id())))
+    }
+    #[cfg(not(feature = "nats-encoded-headers"))]
+    {
+        header_map(|put| codec::encode_nats_headers_into(msg, dedupe, put))
+    }
+}
+
+/// Publishes on core NATS, with a reply subject when `reply` is set.
+async fn send(
+    client: &async_nats::Client,
+    subject: String,
+    reply: Option<String>,
+    headers: Headers,
+    payload: Bytes,
+) -> std::result::Result<(), async_nats::PublishError> {
+    #[cfg(feature = "nats-encoded-headers")]
+    match reply {
+        Some(reply) => {
+            client
+                .publish_with_reply_and_encoded_headers(subject, reply, headers, payload)
+                .await
+        }
+        None => {
+            client
+                .publish_with_encoded_headers(subject, headers, payload)
+                .await
+        }
+    }
+    #[cfg(not(feature = "nats-encoded-headers"))]
+    match reply {
+        Some(reply) => {
+            client
+                .publish_with_reply_and_headers(subject, reply, headers, payload)
+                .await
+        }
+        None => client.publish_with_headers(subject, headers, payload).await,
+    }
+}
+
+/// Publishes to JetStream; the returned future waits for the stream's acknowledgement.
+pub(super) async fn send_durable(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    headers: Headers,
+    payload: Bytes,
+) -> std::result::Result<
+    async_nats::jetstream::context::PublishAckFuture,
+    async_nats::jetstream::context::PublishError,
+> {
+    #[cfg(feature = "nats-encoded-headers")]
+    return js.publish_with_encoded_headers(subject, headers, payload).await;
+    #[cfg(not(feature = "nats-encoded-headers"))]
+    return js.publish_with_headers(subject, headers, payload).await;
+}
+
+/// The NATS headers of `msg` (CloudEvents binary mode, `Nats-Msg-Id` included) as an
+/// async-nats `HeaderMap`, for a caller of async-nats' own API. Attribute names are
+/// static, so only values are copied.
 pub fn nats_headers(msg: &Message) -> Result<HeaderMap> {
-    let mut fields = Vec::with_capacity(10 + msg.headers().len());
+    header_map(|put| codec::encode_headers_into(msg, put))
+}
+
+/// A `HeaderMap` of the headers `encode` puts; a user header name async-nats refuses is
+/// `invalid_argument`.
+fn header_map(encode: impl FnOnce(&mut dyn FnMut(codec::HeaderName<'_>, &str))) -> Result<HeaderMap> {
+    let mut fields = Vec::with_capacity(16);
     let mut refused = None;
-    codec::encode_headers_into(msg, |name, value| {
+    encode(&mut |name, value| {
         let name = match name {
             codec::HeaderName::Attribute(s) => async_nats::HeaderName::from_static(s),
             codec::HeaderName::User(s) => match s.parse() {
@@ -167,31 +251,27 @@ impl Inner {
         if self.closed.load(Acquire) {
             return Err(Error::Closed("bus"));
         }
+        if self.gave_up.load(Acquire) {
+            return Err(Error::Backend {
+                message: format!(
+                    "the NATS connection gave up after max_reconnects ({}) attempts to reconnect; close this bus and connect again",
+                    self.config.max_reconnects
+                ),
+                source: None,
+            });
+        }
         Ok(())
     }
 
     pub(super) async fn publish(&self, msg: &Message) -> Result<()> {
         self.check_open()?;
         check_size(msg, self.max_payload)?;
-        let headers = nats_headers(msg)?;
+        let headers = header_block(msg, Dedupe::Without)?;
         let subject = msg.subject().to_owned();
-        let send = async {
-            match msg.reply_to() {
-                Some(reply) => {
-                    let reply = reply.to_owned();
-                    self.client
-                        .publish_with_reply_and_headers(subject, reply, headers, msg.data().clone())
-                        .await
-                }
-                None => {
-                    self.client
-                        .publish_with_headers(subject, headers, msg.data().clone())
-                        .await
-                }
-            }
-        };
+        let reply = msg.reply_to().map(str::to_owned);
+        let send = send(&self.client, subject, reply, headers, msg.data().clone());
         let what = || format!("publishing to {:?}", msg.subject());
-        self.bounded(what, send).await?.map_err(|e| match e.kind() {
+        self.hand_over(what, send).await?.map_err(|e| match e.kind() {
             async_nats::client::PublishErrorKind::MaxPayloadExceeded => self.too_large(msg),
             _ => backend(what(), e),
         })?;
@@ -244,6 +324,28 @@ impl Inner {
         }
     }
 
+    /// Hands a publish to the connection under `publish_buffer_full`: `wait` is
+    /// [`Inner::bounded`]; `fail` polls it once (outside tokio's cooperative budget, so
+    /// only a full buffer can refuse it) and fails with `backend` if the buffer had no room.
+    async fn hand_over<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        if self.config.publish_buffer_full == Overflow::Wait {
+            return self.bounded(what, step).await;
+        }
+        tokio::task::unconstrained(step).now_or_never().ok_or_else(|| Error::Backend {
+            message: format!(
+                "{}: the publish buffer (publish_buffer = {}) is full and publish_buffer_full is fail; the NATS connection is {}",
+                what(),
+                self.config.publish_buffer,
+                self.client.connection_state()
+            ),
+            source: None,
+        })
+    }
+
     /// Runs `step` (handing something to the connection) for at most `publish_timeout_ms`:
     /// a hung or unreachable server fails the call with `backend` instead of stalling it.
     pub(super) async fn bounded<T>(
@@ -254,9 +356,10 @@ impl Inner {
         let timeout = self.config.publish_timeout();
         tokio::time::timeout(timeout, step).await.map_err(|_| Error::Backend {
             message: format!(
-                "{}: the NATS connection took nothing within publish_timeout_ms ({} ms); the server may be hung or unreachable",
+                "{}: the NATS connection took nothing within publish_timeout_ms ({} ms); the server may be hung or unreachable (the connection is {})",
                 what(),
-                timeout.as_millis()
+                timeout.as_millis(),
+                self.client.connection_state()
             ),
             source: None,
         })
@@ -301,24 +404,28 @@ impl Inner {
     ) -> Result<Subscription> {
         self.check_open()?;
         validate_pattern(pattern)?;
-        let subscriber = match group {
-            Some(g) => {
-                validate_queue_group(g)?;
-                self.client
-                    .queue_subscribe(pattern.to_owned(), g.to_owned())
-                    .await
-            }
-            None => self.client.subscribe(pattern.to_owned()).await,
+        if let Some(g) = group {
+            validate_queue_group(g)?;
         }
-        .map_err(|e| backend(format!("subscribing to {pattern:?}"), e))?;
-        let (commands, command_rx) = mpsc::channel(4);
+        // Subscribing is a command through the publish buffer too: bounded as a publish.
+        let subscribing = async {
+            match group {
+                Some(g) => {
+                    self.client
+                        .queue_subscribe(pattern.to_owned(), g.to_owned())
+                        .await
+                }
+                None => self.client.subscribe(pattern.to_owned()).await,
+            }
+        };
+        let subscriber = self
+            .bounded(|| format!("subscribing to {pattern:?}"), subscribing)
+            .await?
+            .map_err(|e| backend(format!("subscribing to {pattern:?}"), e))?;
         let state = Arc::new(QueueState::default());
-        let handle = Arc::new(SubHandle {
-            commands,
-            state: state.clone(),
-            bus: Arc::downgrade(self),
-            detached: AtomicBool::new(false),
-        });
+        self.counters.instruments.track(pattern, group, &state);
+        let (handle, command_rx) = PumpHandle::new(state.clone(), RoundTrip(Arc::downgrade(self)));
+        let handle = Arc::new(handle);
         let (queue, mut stream) = queue::channel(
             self.config.subscription_capacity,
             self.config.subscription_max_bytes,
@@ -378,12 +485,6 @@ fn is_flush_marker(m: &async_nats::Message) -> bool {
         && m.headers
             .as_ref()
             .is_some_and(|h| h.len() == 1 && h.get_all(FLUSH_MARKER).count() == 1)
-}
-
-enum Command {
-    /// Stop interest at the server, deliver what is in flight; answer once sent.
-    Drain(oneshot::Sender<()>),
-    Unsubscribe,
 }
 
 /// Messages a `block`-mode subscription received while its queue was full, oldest first,
@@ -549,46 +650,33 @@ async fn finish(held: &mut Held, queue: &QueueSender, bus: &Weak<Inner>) {
     queue.report_gap(std::mem::take(&mut held.gap));
 }
 
-struct SubHandle {
-    commands: mpsc::Sender<Command>,
-    state: Arc<QueueState>,
-    bus: Weak<Inner>,
-    detached: AtomicBool,
-}
-
-impl Detach for SubHandle {
-    fn detach(&self) {
-        if !self.detached.swap(true, AcqRel) {
-            // Dropping the stream: the pump unsubscribes (or ends, if the command channel is gone).
-            let _ = self.commands.try_send(Command::Unsubscribe);
-        }
-    }
-}
+/// Before a drain, a round trip to the server: whatever it routed to the subscription
+/// before then has been read into the subscription's buffer when it returns.
+struct RoundTrip(Weak<Inner>);
 
 #[async_trait::async_trait]
-impl SubscriptionControl for SubHandle {
-    async fn unsubscribe(&self) -> Result<()> {
-        self.state.stop();
-        self.detached.store(true, Release);
-        let _ = self.commands.send(Command::Unsubscribe).await;
-        Ok(())
+impl BeforeDrain for RoundTrip {
+    async fn before_drain(&self) -> Result<()> {
+        match self.0.upgrade() {
+            Some(bus) => bus.round_trip().await,
+            None => Ok(()),
+        }
     }
 
-    async fn drain(&self) -> Result<()> {
-        // A round trip to the server first: whatever it routed to this subscription before
-        // now has been read into the subscription's buffer when it returns.
-        if let Some(bus) = self.bus.upgrade() {
-            bus.round_trip().await?;
+    async fn wait_drained(&self, finished: oneshot::Receiver<()>) -> Result<()> {
+        match self.0.upgrade() {
+            // The unsubscribe goes through the publish buffer: bounded as a publish.
+            Some(bus) => {
+                bus.bounded(|| "draining a subscription".to_owned(), async {
+                    let _ = finished.await;
+                })
+                .await
+            }
+            None => {
+                let _ = finished.await;
+                Ok(())
+            }
         }
-        let (done, unsubscribed) = oneshot::channel();
-        if self.commands.send(Command::Drain(done)).await.is_ok() {
-            let _ = unsubscribed.await;
-        }
-        Ok(())
-    }
-
-    fn stats(&self) -> SubscriptionStats {
-        self.state.stats()
     }
 }
 

@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, context, AckKind, ErrorCode};
 use futures_util::StreamExt;
 
-use super::connection::{backend, nats_headers, Inner};
+use super::connection::{backend, header_block, send_durable, Inner};
 use crate::bus::ConnectionEvent;
 use crate::durable::{
-    no_stream, ConsumerConfig, Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig,
-    StreamInfo,
+    lost_consumer, no_stream, no_such_consumer, no_such_stream, validate_name, ConsumerConfig, ConsumerInfo,
+    Delivery, DurablePublish, PublishAck, Settle, StartAt, StreamConfig, StreamInfo,
 };
-use crate::envelope::codec::check_size;
+use crate::envelope::codec::{check_size, Dedupe};
 use crate::envelope::Message;
 use crate::error::{Error, Result};
 
@@ -27,6 +27,7 @@ const RETRY_PULL: Duration = Duration::from_millis(250);
 fn stream_info(info: &jetstream::stream::Info) -> StreamInfo {
     StreamInfo {
         name: info.config.name.clone(),
+        subjects: info.config.subjects.clone(),
         messages: info.state.messages,
         bytes: info.state.bytes,
         first_sequence: if info.state.messages == 0 {
@@ -35,6 +36,18 @@ fn stream_info(info: &jetstream::stream::Info) -> StreamInfo {
             info.state.first_sequence
         },
         last_sequence: info.state.last_sequence,
+    }
+}
+
+fn consumer_info(info: &jetstream::consumer::Info) -> ConsumerInfo {
+    let filter = &info.config.filter_subject;
+    ConsumerInfo {
+        stream: info.stream_name.clone(),
+        name: info.name.clone(),
+        filter: (!filter.is_empty()).then(|| filter.clone()),
+        pending: info.num_pending,
+        ack_pending: info.num_ack_pending as u64,
+        delivered_sequence: info.delivered.stream_sequence,
     }
 }
 
@@ -80,10 +93,79 @@ impl Inner {
         crate::durable::validate_name("stream", name)?;
         self.js.get_stream(name).await.map_err(|e| match e.kind() {
             context::GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Error::InvalidArgument(format!("no stream named {name:?}; declare it first"))
+                no_such_stream(name)
             }
             _ => backend(format!("looking up stream {name:?}"), e),
         })
+    }
+
+    /// Every stream of the account, sorted by name.
+    pub(super) async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
+        self.check_open()?;
+        let mut infos = Vec::new();
+        let mut streams = self.js.streams();
+        while let Some(info) = streams.next().await {
+            let info = info.map_err(|e| backend("listing streams".into(), e))?;
+            infos.push(stream_info(&info));
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    pub(super) async fn delete_stream(&self, name: &str) -> Result<()> {
+        // Looked up first: a missing stream is `invalid_argument`, as on the in-memory bus.
+        self.stream(name).await?;
+        self.js.delete_stream(name).await.map_err(|e| match e.kind() {
+            context::GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                no_such_stream(name)
+            }
+            _ => backend(format!("deleting stream {name:?}"), e),
+        })?;
+        Ok(())
+    }
+
+    /// The consumers of stream `name`, sorted by name.
+    pub(super) async fn list_consumers(&self, name: &str) -> Result<Vec<ConsumerInfo>> {
+        let stream = self.stream(name).await?;
+        let mut infos = Vec::new();
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| backend(format!("listing the consumers of {name:?}"), e))?;
+            infos.push(consumer_info(&info));
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    pub(super) async fn consumer_info(&self, name: &str, consumer: &str) -> Result<ConsumerInfo> {
+        validate_name("consumer", consumer)?;
+        let stream = self.stream(name).await?;
+        let info = stream.consumer_info(consumer).await.map_err(|e| {
+            use context::ConsumerInfoErrorKind as K;
+            match e.kind() {
+                K::NotFound => no_such_consumer(name, consumer),
+                K::StreamNotFound => no_such_stream(name),
+                _ => backend(format!("reading consumer {consumer:?} of {name:?}"), e),
+            }
+        })?;
+        Ok(consumer_info(&info))
+    }
+
+    pub(super) async fn delete_consumer(&self, name: &str, consumer: &str) -> Result<()> {
+        validate_name("consumer", consumer)?;
+        let stream = self.stream(name).await?;
+        stream
+            .delete_consumer(consumer)
+            .await
+            .map_err(|e| match e.kind() {
+                jetstream::stream::ConsumerErrorKind::JetStream(js)
+                    if js.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
+                {
+                    no_such_consumer(name, consumer)
+                }
+                _ => backend(format!("deleting consumer {consumer:?} of {name:?}"), e),
+            })?;
+        Ok(())
     }
 
     pub(super) async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
@@ -100,7 +182,7 @@ impl Inner {
     pub(super) async fn publish_durable(&self, msg: &Message) -> Result<PublishAck> {
         self.check_open()?;
         check_size(msg, self.max_payload)?;
-        let headers = nats_headers(msg)?;
+        let headers = header_block(msg, Dedupe::With)?;
         let subject = msg.subject().to_owned();
         let failed = |e: context::PublishError| match e.kind() {
             context::PublishErrorKind::StreamNotFound => no_stream(msg.subject()),
@@ -108,8 +190,7 @@ impl Inner {
             _ => backend(format!("durable publish to {:?}", msg.subject()), e),
         };
         let publish = async {
-            self.js
-                .publish_with_headers(subject, headers, msg.data().clone())
+            send_durable(&self.js, subject, headers, msg.data().clone())
                 .await
                 .map_err(failed)?
                 .await
@@ -220,7 +301,7 @@ pub(super) fn deliveries(
                             Err(_) => pull = check(&consumer, RETRY_PULL).await,
                         }
                         if let Pull::Lost = pull {
-                            let lost = lost_error(&config);
+                            let lost = lost_consumer(&config);
                             return Some((Err(lost), (inner, consumer, config, events, pull)));
                         }
                         continue;
@@ -234,7 +315,7 @@ pub(super) fn deliveries(
                         if matches!(event, Ok(ConnectionEvent::Connected)) {
                             if let Pull::Lost = check(&consumer, Duration::ZERO).await {
                                 pull = Pull::Lost;
-                                let lost = lost_error(&config);
+                                let lost = lost_consumer(&config);
                                 return Some((Err(lost), (inner, consumer, config, events, pull)));
                             }
                         }
@@ -286,7 +367,7 @@ pub(super) fn deliveries(
                     Some(Err(_)) | None => {
                         pull = check(&consumer, RETRY_PULL).await;
                         if let Pull::Lost = pull {
-                            let lost = lost_error(&config);
+                            let lost = lost_consumer(&config);
                             return Some((Err(lost), (inner, consumer, config, events, pull)));
                         }
                     }
@@ -306,17 +387,6 @@ async fn check(consumer: &PullConsumer, pause: Duration) -> Pull {
             tokio::time::sleep(pause).await;
             Pull::Idle
         }
-    }
-}
-
-fn lost_error(config: &ConsumerConfig) -> Error {
-    Error::Backend {
-        message: format!(
-            "durable consumer {:?} on stream {:?} is gone from the server (its store was lost or \
-             the stream deleted); it is re-created as soon as the stream is declared again",
-            config.name, config.stream
-        ),
-        source: None,
     }
 }
 

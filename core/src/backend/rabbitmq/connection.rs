@@ -1,34 +1,51 @@
 //! The connection of a RabbitMQ bus: its channels, exchange, counters and reply inbox,
 //! and what every part of the backend does with them (publish, decode, bind a queue).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::broadcast;
+use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::{Channel, Connection, ConnectionProperties, DefaultConnectionBuilder, ExchangeKind};
+use tokio::sync::{broadcast, watch, Notify};
 
+use super::log::Journal;
 use super::{envelope, subjects};
 use crate::backend::counters::Counters;
 use crate::backend::reply::Inbox;
 use crate::bus::ConnectionEvent;
-use crate::config::{redact_url, Config};
+use crate::config::{redact_url, split_url_credentials, Config};
 use crate::envelope::codec::check_size;
 use crate::envelope::{Message, Replier};
 use crate::error::{Error, Result};
+use crate::metrics::Instruments;
 
-pub(crate) struct Inner {
+/// One AMQP connection and the channels the bus publishes on. A lost connection is
+/// never revived: busbar's own loop ([`supervise`]) opens a new session and swaps it in.
+pub(crate) struct Session {
     pub(crate) connection: Connection,
     /// Plain publishes and replies (no publisher confirms: at-most-once, as on NATS).
     pub(crate) publisher: Channel,
     /// Requests: publisher confirms with `mandatory`, so an unroutable request comes back
     /// (basic.return) before its confirm and fails with `no_responders`.
     pub(crate) confirmed: Channel,
+    /// Which session this is: 0 the first, one more for each that replaced a lost one.
+    pub(crate) generation: u64,
+}
+
+pub(crate) struct Inner {
+    /// The session in use; replaced after a loss.
+    session: RwLock<Arc<Session>>,
+    /// Counts sessions: bumped when a new session replaces a lost one, and at close,
+    /// waking whoever waits to re-attach to the broker.
+    pub(crate) generation: watch::Sender<u64>,
     pub(crate) config: Config,
     pub(crate) exchange: lapin::types::ShortString,
     pub(crate) source: Arc<str>,
@@ -38,8 +55,85 @@ pub(crate) struct Inner {
     pub(crate) inbox_prefix: String,
     pub(crate) replier: Arc<dyn Replier>,
     pub(crate) link: Arc<Link>,
+    /// Durable streams: the exchange's journal as this bus has read it.
+    pub(crate) journal: Journal,
     pub(crate) closed: AtomicBool,
     pub(crate) counters: Counters,
+    /// What consumes on the session (subscriptions, the reply queue, the journal reader)
+    /// and which session each is attached to: `Connected` waits for all of them.
+    pub(crate) attachments: Arc<Attachments>,
+}
+
+/// The consumers of a bus, each by id with the generation of the session it consumes on.
+/// After a loss the bus reports `Connected` only once every one of them is attached to
+/// the new session (or after `connect_timeout_ms`, with an error event naming how many
+/// are still trying): a request sent on `Connected` finds its responder's queue and this
+/// bus's reply queue in place.
+#[derive(Default)]
+pub(crate) struct Attachments {
+    on: Mutex<HashMap<u64, u64>>,
+    next: AtomicU64,
+    changed: Notify,
+}
+
+/// One consumer's entry in [`Attachments`], removed when it is dropped (the consumer's
+/// task ended).
+pub(crate) struct Attachment {
+    id: u64,
+    all: Arc<Attachments>,
+}
+
+impl Attachments {
+    fn on(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.on.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new consumer, counted as attached to `session`.
+    pub(crate) fn enter(self: &Arc<Self>, session: &Session) -> Attachment {
+        let id = self.next.fetch_add(1, Relaxed);
+        self.on().insert(id, session.generation);
+        Attachment {
+            id,
+            all: self.clone(),
+        }
+    }
+
+    /// How many consumers are not yet attached to session `generation` (or a later one).
+    fn behind(&self, generation: u64) -> usize {
+        self.on().values().filter(|&&g| g < generation).count()
+    }
+
+    /// Waits until every consumer is attached to session `generation`, for at most
+    /// `limit`; how many are still behind then.
+    async fn settle(&self, generation: u64, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let behind = self.behind(generation);
+            if behind == 0 || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.behind(generation);
+            }
+        }
+    }
+}
+
+impl Attachment {
+    /// The consumer is attached to `session` now.
+    pub(crate) fn attached(&self, session: &Session) {
+        if let Some(g) = self.all.on().get_mut(&self.id) {
+            *g = (*g).max(session.generation);
+        }
+        self.all.changed.notify_waiters();
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.all.on().remove(&self.id);
+        self.all.changed.notify_waiters();
+    }
 }
 
 /// `backend` error wrapping a lapin error.
@@ -69,34 +163,35 @@ impl From<lapin::Event> for ConnectionEvent {
     }
 }
 
-/// Connects to `config.amqp_url` and declares the topic exchange `config.amqp_exchange`.
-pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
-    config.check()?;
+/// Opens a connection to `config.amqp_url`, its two publishing channels, and declares
+/// the topic exchange `config.amqp_exchange`. Bounded by 5 s for the connection.
+async fn open_session(config: &Config) -> Result<(Session, Events)> {
     let url = redact_url(&config.amqp_url);
-    // lapin reconnects by itself, for as long as it takes (as the NATS client does), every
-    // 0.1 s at first and at least every 2 s, and replays the topology (exchange, queues,
-    // bindings, consumers, prefetch, confirm mode).
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("busbar ({})", config.source).into())
-        .configure_backoff(|b| {
-            b.with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .without_max_times()
-        })
-        .enable_auto_recover();
-    let connect = Connection::connect(&config.amqp_url, properties);
-    let connection = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+    // No lapin recovery: it sometimes never completed after a broker died mid-publish
+    // (lapin 4.12.3); `supervise` opens a new connection instead.
+    let properties =
+        ConnectionProperties::default().with_connection_name(format!("busbar ({})", config.source).into());
+    let (uri, tls) = target(config)?;
+    let builder = DefaultConnectionBuilder::new()
+        .map_err(|e| backend("starting the AMQP client".into(), e))?
+        .with_uri(uri)
+        .with_properties(properties)
+        .with_tls_config(tls);
+    let limit = Duration::from_millis(config.connect_timeout_ms);
+    let connection = match tokio::time::timeout(limit, builder.connect()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(backend(format!("connecting to RabbitMQ at {url}"), e)),
         Err(_) => {
             return Err(Error::Backend {
-                message: format!("connecting to RabbitMQ at {url}: no answer within 5 s"),
+                message: format!(
+                    "connecting to RabbitMQ at {url}: no answer within connect_timeout_ms ({} ms)",
+                    config.connect_timeout_ms
+                ),
                 source: None,
             })
         }
     };
-    let link = Arc::new(Link::new());
-    tokio::spawn(forward_events(connection.events_listener(), link.clone()));
+    let events = Box::pin(connection.events_listener());
     let channel = || async {
         connection
             .create_channel()
@@ -109,10 +204,9 @@ pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| backend("enabling publisher confirms".into(), e))?;
-    let exchange: lapin::types::ShortString = config.amqp_exchange.as_str().into();
     publisher
         .exchange_declare(
-            exchange.clone(),
+            config.amqp_exchange.as_str().into(),
             ExchangeKind::Topic,
             // Durable, and gone once nothing is bound to it (every connected bus binds
             // its reply queue), so test exchanges clean up after themselves.
@@ -133,95 +227,261 @@ pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
                 e,
             )
         })?;
-    let inbox_prefix = format!("_INBOX.{}.", crate::backend::reply::token());
-    let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
-        source: Arc::from(config.source.as_str()),
-        exchange,
-        config,
+    let session = Session {
         connection,
         publisher,
         confirmed,
+        generation: 0,
+    };
+    Ok((session, events))
+}
+
+/// Where and how to connect: `amqp_url` with `amqp_user`/`amqp_password` put in, and the
+/// TLS files read. Settings that contradict each other are `invalid_argument`, and so is
+/// a file that cannot be read (named, never its contents).
+fn target(config: &Config) -> Result<(AMQPUri, OwnedTLSConfig)> {
+    let shown = redact_url(&config.amqp_url);
+    let mut uri: AMQPUri = config.amqp_url.parse().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "amqp_url {shown} is not an AMQP URL (amqp://user:password@host:port/vhost, amqps:// for TLS)"
+        ))
+    })?;
+    if let (Some(user), Some(password)) = (&config.amqp_user, &config.amqp_password) {
+        if split_url_credentials(&config.amqp_url)?.1.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "amqp_url {shown} carries credentials and amqp_user is set too; give them once"
+            )));
+        }
+        uri.authority.userinfo = AMQPUserInfo {
+            username: user.clone(),
+            password: password.clone(),
+        };
+    }
+    if config.amqp_require_tls && uri.scheme != AMQPScheme::AMQPS {
+        return Err(Error::InvalidArgument(format!(
+            "amqp_require_tls is set and amqp_url {shown} is not amqps://"
+        )));
+    }
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| Error::InvalidArgument(format!("{key} {path:?} cannot be read: {e}")))
+    };
+    let mut tls = OwnedTLSConfig::default();
+    if let Some(ca) = &config.amqp_tls_ca {
+        let pem = String::from_utf8(read("amqp_tls_ca", ca)?)
+            .map_err(|_| Error::InvalidArgument(format!("amqp_tls_ca {ca:?} is not a PEM file")))?;
+        tls.cert_chain = Some(pem);
+    }
+    if let (Some(cert), Some(key)) = (&config.amqp_tls_cert, &config.amqp_tls_key) {
+        tls.identity = Some(OwnedIdentity::PKCS8 {
+            pem: read("amqp_tls_cert", cert)?,
+            key: read("amqp_tls_key", key)?,
+        });
+    }
+    Ok((uri, tls))
+}
+
+type Events = std::pin::Pin<Box<dyn futures_core::Stream<Item = lapin::Event> + Send>>;
+
+/// First and longest pause between reconnection attempts (as the NATS client's).
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// Connects to `config.amqp_url` and declares the topic exchange `config.amqp_exchange`.
+pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
+    config.check()?;
+    let (session, events) = open_session(&config).await?;
+    let inbox_prefix = format!("_INBOX.{}.", crate::backend::reply::token());
+    let counters = Counters::default();
+    let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+        source: Arc::from(config.source.as_str()),
+        exchange: config.amqp_exchange.as_str().into(),
+        journal: Journal::new(&config.amqp_exchange),
+        config,
+        session: RwLock::new(Arc::new(session)),
+        generation: watch::channel(0).0,
         inbox: Inbox::new(inbox_prefix.clone()),
         inbox_prefix,
         replier: Arc::new(WeakReplier(weak.clone())),
-        link,
+        link: Arc::new(Link::new(counters.instruments.clone())),
         closed: AtomicBool::new(false),
-        counters: Counters::default(),
+        counters,
+        attachments: Arc::default(),
     });
-    tokio::spawn(watch(Arc::downgrade(&inner)));
+    tokio::spawn(supervise(Arc::downgrade(&inner), events));
     Ok(inner)
 }
 
 /// The state of the link to the broker, as the application sees it: one `Disconnected`
-/// (and one count in `disconnects`) per loss and one `Connected` per recovery, whoever
-/// notices first (lapin's connection events or a consumer of this bus).
+/// (and one count in `disconnects`) per loss and one `Connected` per recovery.
 pub(crate) struct Link {
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     pub(crate) disconnects: AtomicU64,
     up: AtomicBool,
+    /// The bus's instruments: the last error goes to `health()`.
+    instruments: Arc<Instruments>,
 }
 
 impl Link {
-    fn new() -> Self {
+    fn new(instruments: Arc<Instruments>) -> Self {
         Link {
             events: broadcast::channel(256).0,
             disconnects: AtomicU64::new(0),
             up: AtomicBool::new(true),
+            instruments,
         }
     }
 
-    /// The connection was lost (`why`); lapin is reconnecting.
-    pub(crate) fn lost(&self, why: &str) {
+    /// Whether the connection is up now.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Acquire)
+    }
+
+    /// Counts and logs `event` (metrics, `health()`), then tells the application.
+    fn send(&self, event: ConnectionEvent) {
+        Counters::connection_event(&self.instruments, &event);
+        let _ = self.events.send(event);
+    }
+
+    /// The connection was lost (`why`); busbar is reconnecting.
+    fn lost(&self, why: &str) {
         if self.up.swap(false, AcqRel) {
             self.disconnects.fetch_add(1, Relaxed);
-            let _ = self.events.send(ConnectionEvent::Disconnected);
-            let _ = self.events.send(ConnectionEvent::ClientError(why.to_owned()));
+            self.send(ConnectionEvent::Disconnected);
+            self.send(ConnectionEvent::ClientError(why.to_owned()));
         }
     }
 
-    /// The connection is back, its topology replayed.
-    pub(crate) fn regained(&self) {
+    /// A new connection is up.
+    fn regained(&self) {
         if !self.up.swap(true, AcqRel) {
-            let _ = self.events.send(ConnectionEvent::Connected);
+            self.send(ConnectionEvent::Connected);
         }
     }
 }
 
-/// Watches the connection's state, which lapin's recovery changes without always
-/// emitting an event: a loss and a recovery each reach the application once.
-async fn watch(bus: Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+/// Watches the session in use and replaces it once lost: a new connection, every 0.1 s
+/// at first and at least every 2 s, for as long as it takes (as the NATS client does).
+/// Subscriptions and the reply queue attach to the new session by themselves (they wait
+/// on `generation`). Ends with the bus.
+async fn supervise(bus: Weak<Inner>, mut events: Events) {
     loop {
-        tick.tick().await;
-        let Some(bus) = bus.upgrade() else { return };
-        if bus.closed.load(Acquire) {
+        let Some(why) = lost(&bus, &mut events).await else {
             return;
-        }
-        let status = bus.connection.status();
-        if status.connected() {
-            bus.link.regained();
-        } else if status.reconnecting() || status.errored() {
-            bus.link.lost("the connection to RabbitMQ was lost; reconnecting");
-        }
-    }
-}
-
-async fn forward_events(
-    mut listener: impl futures_core::Stream<Item = lapin::Event> + Send + Unpin + 'static,
-    link: Arc<Link>,
-) {
-    while let Some(event) = listener.next().await {
-        match event {
-            lapin::Event::Error(e) => link.lost(&e.to_string()),
-            lapin::Event::Connected => link.regained(),
-            other => {
-                let _ = link.events.send(ConnectionEvent::from(other));
+        };
+        let Some(link) = bus.upgrade().map(|b| b.link.clone()) else {
+            return;
+        };
+        link.lost(&why);
+        let mut pause = RECONNECT_MIN;
+        loop {
+            tokio::time::sleep(pause).await;
+            let Some(config) = bus.upgrade().map(|b| b.config.clone()) else {
+                return;
+            };
+            match open_session(&config).await {
+                Ok((mut session, fresh)) => {
+                    let Some(strong) = bus.upgrade() else { return };
+                    if strong.closed.load(Acquire) {
+                        let _ = session.connection.close(200, "busbar bus closed".into()).await;
+                        return;
+                    }
+                    let generation = *strong.generation.borrow() + 1;
+                    session.generation = generation;
+                    *strong.session.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(session);
+                    strong.generation.send_modify(|g| *g = (*g).max(generation));
+                    let attachments = strong.attachments.clone();
+                    drop(strong);
+                    // Connected once every consumer is back on the new session.
+                    let limit = Duration::from_millis(config.connect_timeout_ms);
+                    let behind = attachments.settle(generation, limit).await;
+                    if !open(&bus) {
+                        return;
+                    }
+                    link.regained();
+                    if behind > 0 {
+                        link.send(ConnectionEvent::ClientError(format!(
+                            "reconnected to RabbitMQ, but {behind} subscription(s) or reply queue(s) did not \
+                             attach again within connect_timeout_ms ({} ms); they keep trying, and what is \
+                             published to them meanwhile is not delivered",
+                            config.connect_timeout_ms
+                        )));
+                    }
+                    events = fresh;
+                    break;
+                }
+                Err(e) => {
+                    link.send(ConnectionEvent::ClientError(e.to_string()));
+                    pause = (pause * 2).min(RECONNECT_MAX);
+                }
             }
         }
     }
 }
 
+/// Waits until the session in use is lost (an error event, or a status that is no
+/// longer connected), forwarding the connection's other events; why, or `None` once the
+/// bus is closed or gone.
+async fn lost(bus: &Weak<Inner>, events: &mut Events) -> Option<String> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(lapin::Event::Error(e)) => return open(bus).then(|| e.to_string()),
+                Some(lapin::Event::Connected) => {}
+                Some(other) => {
+                    let link = bus.upgrade()?.link.clone();
+                    link.send(ConnectionEvent::from(other));
+                }
+                None => return open(bus).then(|| "the AMQP connection ended".to_owned()),
+            },
+            _ = tick.tick() => {
+                let bus = bus.upgrade()?;
+                if bus.closed.load(Acquire) {
+                    return None;
+                }
+                if !bus.session().connection.status().connected() {
+                    return Some("the connection to RabbitMQ was lost; reconnecting".to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Whether the bus is still there and not closed.
+fn open(bus: &Weak<Inner>) -> bool {
+    bus.upgrade().is_some_and(|b| !b.closed.load(Acquire))
+}
+
 impl Inner {
+    /// The session in use.
+    pub(crate) fn session(&self) -> Arc<Session> {
+        self.session.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits, from generation `seen`, until there may be a session to attach to: a newer
+    /// one, or after `retry` (the same one may have refused only a channel). `None` once
+    /// the bus is closed or gone.
+    pub(crate) async fn await_session(
+        bus: &Weak<Inner>,
+        seen: &mut watch::Receiver<u64>,
+        retry: Duration,
+    ) -> Option<Arc<Session>> {
+        loop {
+            tokio::select! {
+                changed = seen.changed() => changed.ok()?,
+                _ = tokio::time::sleep(retry) => {}
+            }
+            let bus = bus.upgrade()?;
+            if bus.closed.load(Acquire) {
+                return None;
+            }
+            let session = bus.session();
+            if session.connection.status().connected() {
+                return Some(session);
+            }
+        }
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Acquire) {
             return Err(Error::Closed("bus"));
@@ -258,6 +518,7 @@ impl Inner {
         let what = || format!("publishing to {:?}", msg.subject());
         self.bounded(what, async {
             let confirm = self
+                .session()
                 .publisher
                 .basic_publish(
                     self.exchange.clone(),

@@ -21,6 +21,10 @@ use lapin::BasicProperties;
 use crate::envelope::{codec, Message};
 use crate::error::{quote, Error, Result};
 
+/// Header naming the journal entry a bus waits for (its nonce): on busbar's own entries,
+/// and on a durable publish (where decoding drops it, so no subscriber sees it).
+pub(crate) const NONCE: &str = "busbar-journal";
+
 /// The header prefix of CloudEvents attributes.
 pub const PREFIX: &str = "cloudEvents:";
 const PREFIX_ALT: &str = "cloudEvents_";
@@ -124,6 +128,9 @@ pub fn decode(routing_key: &str, props: &BasicProperties, data: Vec<u8>) -> Resu
     if let Some(headers) = props.headers() {
         for (name, value) in headers.inner() {
             let name = name.as_str();
+            if name == NONCE {
+                continue; // which durable publish it was, for the publishing bus alone
+            }
             let value = match text(value) {
                 Some(Ok(v)) => v,
                 Some(Err(())) => {

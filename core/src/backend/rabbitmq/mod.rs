@@ -8,12 +8,14 @@
 //! own bounded queue, so `block`/`lag`, the lag notice and the counters are those of the
 //! other backends; in `block` mode the pump acknowledges a message only once it is queued,
 //! so with the prefetch limit the broker (not the client) holds the backlog and nothing is
-//! missed. Envelope mapping: [`envelope`]. Requests: `request.rs`. Durable streams are
-//! refused with `unsupported` ([`durable`]).
+//! missed. Envelope mapping: [`envelope`]. Requests: `request.rs`. Durable streams: a
+//! journal on a RabbitMQ stream that every bus applies alike (`durable.rs`).
 
 mod connection;
-pub mod durable;
+mod durable;
 pub mod envelope;
+mod journal;
+mod log;
 mod pubsub;
 mod request;
 pub mod subjects;
@@ -24,11 +26,14 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::bus::{BusStats, ConnectionEvent, EventBus};
+use crate::bus::{collect_common, BusStats, ConnectionEvent, EventBus};
 use crate::config::{Backend, Config};
-use crate::durable::{ConsumerConfig, DurableSubscription, PublishAck, StreamConfig, StreamInfo};
+use crate::durable::{
+    ConsumerConfig, ConsumerInfo, DurableSubscription, PublishAck, StreamConfig, StreamInfo,
+};
 use crate::envelope::{Message, MessageBuilder, Topic};
 use crate::error::Result;
+use crate::metrics::{Health, Scrape};
 use crate::subject::validate_subject;
 use crate::subscription::Subscription;
 use connection::{backend, Inner};
@@ -69,7 +74,10 @@ impl EventBus for RabbitBus {
     }
 
     async fn request_message(&self, message: Message, timeout: Duration) -> Result<Message> {
-        request::request(&self.inner, message, timeout).await
+        let instruments = &self.inner.counters.instruments;
+        instruments
+            .request(request::request(&self.inner, message, timeout))
+            .await
     }
 
     async fn flush(&self) -> Result<()> {
@@ -81,32 +89,61 @@ impl EventBus for RabbitBus {
             return Ok(());
         }
         self.inner.inbox.close_all();
+        self.inner.journal.close();
         let _ = self.inner.link.events.send(ConnectionEvent::Closed);
-        self.inner
-            .connection
-            .close(200, "busbar bus closed".into())
-            .await
-            .map_err(|e| backend("closing the AMQP connection".into(), e))
+        // Wakes the tasks waiting for a new session: they see the bus closed and end.
+        self.inner.generation.send_modify(|g| *g += 1);
+        let session = self.inner.session();
+        if !session.connection.status().connected() {
+            return Ok(()); // lost, and no new one will be opened
+        }
+        match session.connection.close(200, "busbar bus closed".into()).await {
+            Ok(()) => Ok(()),
+            // A channel still opening (a subscribe racing this close) makes lapin fail the
+            // close with "invalid channel state" and drop the connection: it is gone all
+            // the same, and what the bus held has been ended above.
+            Err(e) if !session.connection.status().connected() => {
+                tracing::debug!("closing the AMQP connection: {e} (the connection is closed)");
+                Ok(())
+            }
+            Err(e) => Err(backend("closing the AMQP connection".into(), e)),
+        }
     }
 
     async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
-        self.inner.check_open()?;
-        durable::declare_stream(config)
+        durable::declare_stream(&self.inner, config).await
     }
 
     async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
-        self.inner.check_open()?;
-        durable::stream_info(name)
+        durable::stream_info(&self.inner, name).await
     }
 
     async fn publish_durable(&self, message: Message) -> Result<PublishAck> {
-        self.inner.check_open()?;
-        durable::publish_durable(&message)
+        durable::publish_durable(&self.inner, &message).await
     }
 
     async fn durable_subscribe(&self, config: ConsumerConfig) -> Result<DurableSubscription> {
-        self.inner.check_open()?;
-        durable::durable_subscribe(config)
+        durable::durable_subscribe(&self.inner, config).await
+    }
+
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>> {
+        durable::list_streams(&self.inner).await
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        durable::delete_stream(&self.inner, name).await
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        durable::list_consumers(&self.inner, stream).await
+    }
+
+    async fn consumer_info(&self, stream: &str, name: &str) -> Result<ConsumerInfo> {
+        durable::consumer_info(&self.inner, stream, name).await
+    }
+
+    async fn delete_consumer(&self, stream: &str, name: &str) -> Result<()> {
+        durable::delete_consumer(&self.inner, stream, name).await
     }
 
     fn message(&self, subject: &str) -> MessageBuilder {
@@ -117,6 +154,20 @@ impl EventBus for RabbitBus {
         let mut stats = self.inner.counters.snapshot();
         stats.disconnects = self.inner.link.disconnects.load(Relaxed);
         stats
+    }
+
+    fn health(&self) -> Health {
+        let inner = &self.inner;
+        inner.counters.health(
+            inner.closed.load(Acquire),
+            inner.link.is_up(),
+            inner.inbox.pending(),
+        )
+    }
+
+    fn collect_metrics(&self, scrape: &mut Scrape) {
+        collect_common(self, scrape);
+        self.inner.counters.instruments.collect(scrape);
     }
 
     fn backend(&self) -> Backend {

@@ -1,7 +1,7 @@
 //! Subscriptions: a queue per subscription (shared by a queue group) bound to the bus's
 //! exchange, consumed on a channel of its own and pumped into busbar's bounded queue.
 
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -11,19 +11,35 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 
-use super::connection::{backend, Inner};
+use super::connection::{backend, Attachment, Inner, Session};
 use super::{request, subjects};
-use crate::backend::queue::{self, Detach, Item, Payload, Pushed, QueueSender, QueueState, TryQueue};
+use crate::backend::queue::{
+    self, Command, Item, Payload, PumpHandle, Pushed, QueueSender, QueueState, TryQueue,
+};
 use crate::config::Backpressure;
 use crate::error::Result;
 use crate::subject::validate_queue_group;
-use crate::subscription::{Subscription, SubscriptionControl, SubscriptionStats};
+use crate::subscription::Subscription;
 
 /// Most unacknowledged messages the broker sends one `block`-mode consumer ahead of its
 /// queue: past it the broker holds the backlog.
 const PREFETCH: u16 = 256;
+
+/// Most deliveries a `block`-mode pump takes before it acknowledges them (in one frame);
+/// well under [`PREFETCH`], so the broker never runs out of credit.
+const ACK_BATCH: u32 = 64;
+
+/// Deliveries taken and not yet acknowledged: how many, and the last one's tag.
+#[derive(Default)]
+struct Acks {
+    count: u32,
+    last: u64,
+}
+
+/// How often a pump whose session still looks connected tries to attach again.
+const REATTACH_RETRY: Duration = Duration::from_millis(250);
 
 pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
     bus.check_open()?;
@@ -32,55 +48,36 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
         validate_queue_group(g)?;
     }
     let what = || format!("subscribing to {pattern:?}");
-    let channel = bus
-        .connection
-        .create_channel()
-        .await
-        .map_err(|e| backend(what(), e))?;
     let queue_name = match group {
         Some(g) => subjects::group_queue(&bus.config.amqp_exchange, pattern, g),
-        // Named here, not by the broker, so lapin's recovery declares the same queue again.
+        // Named here, not by the broker, so a new session declares the same queue again.
         None => format!(
             "{}.sub.{}",
             bus.config.amqp_exchange,
             crate::backend::reply::token()
         ),
     };
-    let queue_name = bus
-        .bound_queue(&channel, &queue_name, group.is_none(), &key)
-        .await
-        .map_err(|e| backend(what(), e))?;
-    let mode = bus.config.backpressure;
     // In `block` mode a message is acknowledged once queued, and the broker sends at most
     // PREFETCH ahead; in `lag` mode the broker forgets it on sending, and a full queue
     // misses it (counted, reported at the gap).
-    let no_ack = mode == Backpressure::Lag;
-    if !no_ack {
-        channel
-            .basic_qos(PREFETCH, BasicQosOptions::default())
-            .await
-            .map_err(|e| backend(what(), e))?;
-    }
-    let tag = format!("busbar.{}", crate::backend::reply::token());
-    let consumer = channel
-        .basic_consume(
-            queue_name.clone(),
-            tag.as_str().into(),
-            BasicConsumeOptions {
-                no_ack,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| backend(what(), e))?;
-    let (commands, command_rx) = mpsc::channel(4);
+    let mode = bus.config.backpressure;
+    let session = bus.session();
+    let mut pump = Pump {
+        attachment: bus.attachments.enter(&session),
+        channel: None,
+        tag: format!("busbar.{}", crate::backend::reply::token()),
+        queue_name: queue_name.as_str().into(),
+        key,
+        grouped: group.is_some(),
+        no_ack: mode == Backpressure::Lag,
+        bus: Arc::downgrade(bus),
+    };
+    let seen = bus.generation.subscribe();
+    let consumer = pump.attach(bus, &session).await.map_err(|e| backend(what(), e))?;
     let state = Arc::new(QueueState::default());
-    let handle = Arc::new(SubHandle {
-        commands,
-        state: state.clone(),
-        detached: AtomicBool::new(false),
-    });
+    bus.counters.instruments.track(pattern, group, &state);
+    let (handle, command_rx) = PumpHandle::new(state.clone(), ());
+    let handle = Arc::new(handle);
     let (queue, stream) = queue::channel(
         bus.config.subscription_capacity,
         bus.config.subscription_max_bytes,
@@ -90,16 +87,7 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
         handle.clone(),
     );
     bus.counters.subscriptions.fetch_add(1, Relaxed);
-    let pump = Pump {
-        channel,
-        tag,
-        queue_name,
-        key,
-        grouped: group.is_some(),
-        no_ack,
-        bus: Arc::downgrade(bus),
-    };
-    tokio::spawn(pump.run(consumer, queue, command_rx));
+    tokio::spawn(pump.run(consumer, seen, queue, command_rx));
     Ok(Subscription::new(
         Box::pin(stream),
         handle,
@@ -108,14 +96,11 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
     ))
 }
 
-enum Command {
-    /// Stop new messages, deliver what the queue holds; answer once no more will come.
-    Drain(oneshot::Sender<()>),
-    Unsubscribe,
-}
-
 struct Pump {
-    channel: Channel,
+    /// This subscription among the bus's consumers: `Connected` waits until it is attached.
+    attachment: Attachment,
+    /// The channel of the session the consumer is on (`None` before the first attach).
+    channel: Option<Channel>,
     tag: String,
     queue_name: lapin::types::ShortString,
     key: String,
@@ -125,7 +110,54 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(self, mut consumer: Consumer, queue: QueueSender, mut commands: mpsc::Receiver<Command>) {
+    /// Declares and binds the subscription's queue on `session` (again, after a loss: an
+    /// exclusive queue went with its connection) and consumes it on a channel of its own.
+    async fn attach(&mut self, bus: &Inner, session: &Session) -> lapin::Result<Consumer> {
+        let channel = session.connection.create_channel().await?;
+        bus.bound_queue(&channel, self.queue_name.as_str(), !self.grouped, &self.key)
+            .await?;
+        if !self.no_ack {
+            channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+        }
+        let consumer = channel
+            .basic_consume(
+                self.queue_name.clone(),
+                self.tag.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: self.no_ack,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.channel = Some(channel);
+        self.attachment.attached(session);
+        Ok(consumer)
+    }
+
+    /// After the consumer ended (its connection or channel was lost): attaches again to the
+    /// first session that takes it. `None` once the bus is closed or gone.
+    async fn reattach(&mut self, seen: &mut watch::Receiver<u64>) -> Option<Consumer> {
+        loop {
+            let session = Inner::await_session(&self.bus, seen, REATTACH_RETRY).await?;
+            let bus = self.bus.upgrade()?;
+            if let Ok(consumer) = self.attach(&bus, &session).await {
+                return Some(consumer);
+            }
+        }
+    }
+
+    fn channel(&self) -> &Channel {
+        self.channel.as_ref().expect("a pump runs once attached")
+    }
+
+    async fn run(
+        mut self,
+        mut consumer: Consumer,
+        mut seen: watch::Receiver<u64>,
+        queue: QueueSender,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
         // Draining: no more messages are routed to this subscription; it goes on taking
         // what its queue holds (acking as usual, so the broker sends the rest of a backlog
         // behind the prefetch) and cancels once the broker holds nothing more for it.
@@ -133,6 +165,7 @@ impl Pump {
         let mut cancelled = false;
         let mut check = tokio::time::interval(Duration::from_millis(5));
         let mut waiting: Option<(Item, lapin::message::Delivery)> = None;
+        let mut acks = Acks::default();
         loop {
             tokio::select! {
                 biased;
@@ -147,6 +180,7 @@ impl Pump {
                 _ = check.tick(), if draining && !cancelled => {
                     if self.holds_nothing().await {
                         // What the broker sent before the cancel still comes out, then None.
+                        self.ack(&mut acks).await;
                         self.cancel().await;
                         cancelled = true;
                     }
@@ -160,7 +194,7 @@ impl Pump {
                     }
                     match queue.try_queue(item) {
                         TryQueue::Queued => {
-                            if !self.settle(&Pushed::Queued, delivery).await {
+                            if !self.settle(&Pushed::Queued, &delivery, &mut acks).await {
                                 break;
                             }
                         }
@@ -171,17 +205,22 @@ impl Pump {
                 next = consumer.next(), if waiting.is_none() => {
                     let mut delivery = match next {
                         Some(Ok(delivery)) => delivery,
-                        // The connection was lost: messages in flight are gone (reported as
-                        // connection events, as on NATS); go on once lapin has recovered.
-                        Some(Err(e)) => match self.channel.wait_for_recovery(e).await {
-                            Ok(()) => continue,
-                            Err(_) => break,
+                        // What a drain's cancel left has come out: done.
+                        None if cancelled => break,
+                        // The connection (or channel) was lost: messages in flight are gone
+                        // (reported as connection events, as on NATS); go on on a new one.
+                        Some(Err(_)) | None => match self.reattach(&mut seen).await {
+                            Some(fresh) => {
+                                consumer = fresh;
+                                acks = Acks::default(); // the old channel's tags are gone
+                                continue;
+                            }
+                            None => break,
                         },
-                        None => break,
                     };
                     if request::is_flush_marker(&delivery) {
                         if !self.no_ack {
-                            let _ = delivery.ack(BasicAckOptions::default()).await;
+                            self.taken(&delivery, &mut acks).await;
                         }
                         continue;
                     }
@@ -193,17 +232,21 @@ impl Pump {
                         Pushed::Full(item) => waiting = Some((item, delivery)),
                         Pushed::Closed => break,
                         pushed => {
-                            if !self.settle(&pushed, delivery).await {
+                            if !self.settle(&pushed, &delivery, &mut acks).await {
                                 break;
                             }
                         }
                     }
                 }
+                // Nothing else to do now: acknowledge what was taken since the last ack.
+                () = std::future::ready(()), if acks.count > 0 => self.ack(&mut acks).await,
             }
         }
-        // Closing the channel cancels the consumer, hands unacknowledged messages of a group
-        // back to its other members, and deletes an exclusive queue.
-        let _ = self.channel.close(200, "busbar unsubscribed".into()).await;
+        // What was taken is acknowledged; closing the channel cancels the consumer, hands
+        // unacknowledged messages of a group back to its other members, and deletes an
+        // exclusive queue.
+        self.ack(&mut acks).await;
+        let _ = self.channel().close(200, "busbar unsubscribed".into()).await;
         if let Some(bus) = self.bus.upgrade() {
             bus.counters.subscriptions.fetch_sub(1, Relaxed);
         }
@@ -211,16 +254,37 @@ impl Pump {
 
     /// Counts what happened to a delivery and acknowledges it (in `block` mode); false
     /// when the bus is gone.
-    async fn settle(&self, pushed: &Pushed, delivery: lapin::message::Delivery) -> bool {
+    async fn settle(&self, pushed: &Pushed, delivery: &lapin::message::Delivery, acks: &mut Acks) -> bool {
         let Some(bus) = self.bus.upgrade() else {
             return false;
         };
         bus.counters.record(pushed);
         drop(bus);
         if !self.no_ack {
-            let _ = delivery.ack(BasicAckOptions::default()).await;
+            self.taken(delivery, acks).await;
         }
         true
+    }
+
+    /// Notes `delivery` as taken; acknowledges at once every [`ACK_BATCH`] deliveries
+    /// (else when the pump has nothing else to do).
+    async fn taken(&self, delivery: &lapin::message::Delivery, acks: &mut Acks) {
+        acks.last = delivery.delivery_tag;
+        acks.count += 1;
+        if acks.count >= ACK_BATCH {
+            self.ack(acks).await;
+        }
+    }
+
+    /// Acknowledges every delivery taken so far in one frame (`multiple`): deliveries
+    /// come in order and the pump takes them in order, so none of them is still waiting.
+    async fn ack(&self, acks: &mut Acks) {
+        if acks.count == 0 {
+            return;
+        }
+        let options = BasicAckOptions { multiple: true };
+        let _ = self.channel().basic_ack(acks.last, options).await;
+        *acks = Acks::default();
     }
 
     /// Stops routing to this subscription: unbinds its own queue (a group's queue stays
@@ -231,7 +295,7 @@ impl Pump {
             return;
         }
         let _ = self
-            .channel
+            .channel()
             .queue_unbind(
                 self.queue_name.clone(),
                 bus.exchange.clone(),
@@ -252,7 +316,7 @@ impl Pump {
             ..Default::default()
         };
         match self
-            .channel
+            .channel()
             .queue_declare(self.queue_name.clone(), passive, FieldTable::default())
             .await
         {
@@ -265,44 +329,8 @@ impl Pump {
     /// Cancels the consumer; messages already sent still come out of it, then it ends.
     async fn cancel(&self) {
         let _ = self
-            .channel
+            .channel()
             .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
             .await;
-    }
-}
-
-struct SubHandle {
-    commands: mpsc::Sender<Command>,
-    state: Arc<QueueState>,
-    detached: AtomicBool,
-}
-
-impl Detach for SubHandle {
-    fn detach(&self) {
-        if !self.detached.swap(true, AcqRel) {
-            let _ = self.commands.try_send(Command::Unsubscribe);
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl SubscriptionControl for SubHandle {
-    async fn unsubscribe(&self) -> Result<()> {
-        self.state.stop();
-        self.detached.store(true, Release);
-        let _ = self.commands.send(Command::Unsubscribe).await;
-        Ok(())
-    }
-
-    async fn drain(&self) -> Result<()> {
-        let (done, finished) = oneshot::channel();
-        if self.commands.send(Command::Drain(done)).await.is_ok() {
-            let _ = finished.await;
-        }
-        Ok(())
-    }
-
-    fn stats(&self) -> SubscriptionStats {
-        self.state.stats()
     }
 }

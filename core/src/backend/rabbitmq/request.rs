@@ -14,8 +14,9 @@ use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
+use tokio::sync::watch;
 
-use super::connection::{backend, Inner};
+use super::connection::{backend, Attachment, Inner, Session};
 use super::{envelope, subjects};
 use crate::backend::reply;
 use crate::envelope::codec::check_size;
@@ -25,25 +26,32 @@ use crate::error::{Error, Result};
 /// Header of the message a flush sends to its own inbox (skipped by busbar subscribers).
 const FLUSH_MARKER: &str = "busbar-flush";
 
-/// Declares and consumes the bus's reply queue.
+/// Declares and consumes the bus's reply queue, now and on every new session.
 pub(super) async fn listen(bus: &Arc<Inner>) -> Result<()> {
-    let what = || "setting up this bus's reply queue".to_owned();
-    let channel = bus
-        .connection
-        .create_channel()
+    let seen = bus.generation.subscribe();
+    let queue = format!("{}.inbox.{}", bus.config.amqp_exchange, reply::token());
+    let session = bus.session();
+    let consumer = attach(bus, &session, &queue)
         .await
-        .map_err(|e| backend(what(), e))?;
+        .map_err(|e| backend("setting up this bus's reply queue".to_owned(), e))?;
+    let attachment = bus.attachments.enter(&session);
+    tokio::spawn(route_replies(
+        consumer,
+        seen,
+        queue,
+        attachment,
+        Arc::downgrade(bus),
+    ));
+    Ok(())
+}
+
+/// The reply queue `queue` on `session`: exclusive, bound under the inbox prefix, consumed
+/// without acks.
+async fn attach(bus: &Inner, session: &Session, queue: &str) -> lapin::Result<lapin::Consumer> {
+    let channel = session.connection.create_channel().await?;
     let inbox = format!("{}*", bus.inbox_prefix);
-    let queue = bus
-        .bound_queue(
-            &channel,
-            &format!("{}.inbox.{}", bus.config.amqp_exchange, reply::token()),
-            true,
-            &inbox,
-        )
-        .await
-        .map_err(|e| backend(what(), e))?;
-    let consumer = channel
+    let queue = bus.bound_queue(&channel, queue, true, &inbox).await?;
+    channel
         .basic_consume(
             queue,
             "busbar.replies".into(),
@@ -55,9 +63,6 @@ pub(super) async fn listen(bus: &Arc<Inner>) -> Result<()> {
             FieldTable::default(),
         )
         .await
-        .map_err(|e| backend(what(), e))?;
-    tokio::spawn(route_replies(consumer, channel, Arc::downgrade(bus)));
-    Ok(())
 }
 
 /// Text of header `name` of `d`, if it is text.
@@ -89,24 +94,32 @@ fn reply_key(d: &Delivery) -> Option<&str> {
         .or_else(|| d.properties.correlation_id().as_ref().map(|c| c.as_str()))
 }
 
-async fn route_replies(mut consumer: lapin::Consumer, channel: lapin::Channel, bus: Weak<Inner>) {
-    while let Some(next) = consumer.next().await {
-        let reply = match next {
-            Ok(reply) => reply,
-            Err(e) => {
-                let Some(link) = bus.upgrade().map(|b| b.link.clone()) else {
-                    break;
+async fn route_replies(
+    mut consumer: lapin::Consumer,
+    mut seen: watch::Receiver<u64>,
+    queue: String,
+    attachment: Attachment,
+    bus: Weak<Inner>,
+) {
+    loop {
+        let reply = match consumer.next().await {
+            Some(Ok(reply)) => Some(reply),
+            // The connection was lost (or the bus closed): the reply queue comes back on
+            // the next session; requests waiting meanwhile end by their timeout.
+            Some(Err(_)) | None => loop {
+                let Some(session) = Inner::await_session(&bus, &mut seen, Duration::from_millis(250)).await
+                else {
+                    return;
                 };
-                link.lost(&e.to_string());
-                match channel.wait_for_recovery(e).await {
-                    Ok(()) => {
-                        link.regained();
-                        continue;
-                    }
-                    Err(_) => break,
+                let Some(inner) = bus.upgrade() else { return };
+                if let Ok(fresh) = attach(&inner, &session, &queue).await {
+                    attachment.attached(&session);
+                    consumer = fresh;
+                    break None;
                 }
-            }
+            },
         };
+        let Some(reply) = reply else { continue };
         let Some(bus) = bus.upgrade() else { break };
         let subject = reply.routing_key.as_str().to_owned();
         let key = reply_key(&reply).map(str::to_owned);
@@ -127,6 +140,7 @@ pub(super) async fn request(bus: &Arc<Inner>, msg: Message, timeout: Duration) -
     let what = || format!("requesting {:?}", msg.subject());
     let send = async {
         let confirm = bus
+            .session()
             .confirmed
             .basic_publish(
                 bus.exchange.clone(),
@@ -176,7 +190,8 @@ pub(super) async fn round_trip(bus: &Arc<Inner>) -> Result<()> {
     let deadline = reply::deadline(timeout);
     let subject = waiting.subject().to_owned();
     let trip = async {
-        bus.publisher
+        bus.session()
+            .publisher
             .basic_publish(
                 bus.exchange.clone(),
                 subject.as_str().into(),

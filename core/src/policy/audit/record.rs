@@ -33,6 +33,8 @@ pub enum AuditAction {
     CryptoError,
     /// The writer repaired the log on opening (a damaged last line cut off).
     Recover,
+    /// A durable stream or consumer was deleted (`detail` names it and who asked).
+    Delete,
 }
 
 /// Waits until records written so far are stored (see [`AuditLog::settled`](super::AuditLog::settled)).
