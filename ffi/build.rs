@@ -16,11 +16,13 @@ fn main() {
     config.after_includes = Some(format!(
         "\n// busbar's version at compile time (the library's at run time: busbar_version()).\n\
          #define BUSBAR_VERSION_MAJOR {}\n#define BUSBAR_VERSION_MINOR {}\n\
-         #define BUSBAR_VERSION_PATCH {}\n#define BUSBAR_VERSION \"{}\"",
+         #define BUSBAR_VERSION_PATCH {}\n#define BUSBAR_VERSION \"{}\"\n{}",
         env("CARGO_PKG_VERSION_MAJOR"),
         env("CARGO_PKG_VERSION_MINOR"),
         env("CARGO_PKG_VERSION_PATCH"),
         env("CARGO_PKG_VERSION"),
+        // cbindgen.toml's own `after_includes`: the deprecated names.
+        config.after_includes.as_deref().unwrap_or_default(),
     ));
     // `with_src` parses src/lib.rs and its modules directly: no nested `cargo metadata`.
     let bindings = cbindgen::Builder::new()

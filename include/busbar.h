@@ -21,6 +21,15 @@
 #define BUSBAR_VERSION_MINOR 1
 #define BUSBAR_VERSION_PATCH 0
 #define BUSBAR_VERSION "0.1.0"
+/* Deprecated names (docs/design.md §9: busbar_<object>_<verb>); removed at 0.1. */
+#define busbar_publish busbar_bus_publish
+#define busbar_publish_with busbar_bus_publish_with
+#define busbar_subscribe busbar_bus_subscribe
+#define busbar_queue_subscribe busbar_bus_queue_subscribe
+#define busbar_request busbar_bus_request
+#define busbar_flush busbar_bus_flush
+#define busbar_close busbar_bus_close
+#define busbar_message_type busbar_message_event_type
 
 // A `timeout_ms` that means "wait as long as it takes".
 #define BUSBAR_WAIT_FOREVER UINT64_MAX
@@ -76,9 +85,67 @@ typedef enum busbar_status {
   // `unsupported`: the backend cannot honour this part of the contract (the message
   // names the feature and the backend); refused rather than behaving differently.
   BUSBAR_UNSUPPORTED = 12,
+  // `circuit_open`: the circuit breaker of requests to this subject is open (its last
+  // requests failed); the message says when a probe request goes through.
+  BUSBAR_CIRCUIT_OPEN = 13,
+  // `rate_limited`: a publish rate limit had no room (`rate_limit_mode = "fail"`); the
+  // message says when a message fits again.
+  BUSBAR_RATE_LIMITED = 14,
   // `panic`: busbar hit a bug; the call was abandoned without unwinding into C.
   BUSBAR_PANIC = 99,
 } busbar_status;
+
+// The level of a log record (see `busbar_set_log_callback`), most severe first.
+typedef enum busbar_log_level {
+  // No records (as the `max_level` of `busbar_set_log_callback`).
+  BUSBAR_LOG_OFF = 0,
+  // Something failed: a crypto error, an audit record that could not be written.
+  BUSBAR_LOG_ERROR = 1,
+  // An operator should look: a disconnect, a slow consumer, lag, a denial, a dead letter.
+  BUSBAR_LOG_WARN = 2,
+  // A connection came up, a bus connected.
+  BUSBAR_LOG_INFO = 3,
+  // Detail for debugging.
+  BUSBAR_LOG_DEBUG = 4,
+  // More detail.
+  BUSBAR_LOG_TRACE = 5,
+} busbar_log_level;
+
+// What happened to a bus's connection to its server (`busbar_bus_connection_events`).
+typedef enum busbar_connection_event {
+  // (Re)connected to a server.
+  BUSBAR_EVENT_CONNECTED = 0,
+  // Lost the connection; the client reconnects by itself. Messages in flight may be lost.
+  BUSBAR_EVENT_DISCONNECTED = 1,
+  // The server is shutting down gracefully and asks clients to move.
+  BUSBAR_EVENT_LAME_DUCK = 2,
+  // The connection is draining before it closes.
+  BUSBAR_EVENT_DRAINING = 3,
+  // The connection is closed for good.
+  BUSBAR_EVENT_CLOSED = 4,
+  // The client could not keep up and the server or client dropped messages.
+  BUSBAR_EVENT_SLOW_CONSUMER = 5,
+  // The server reported an error (`detail` says which).
+  BUSBAR_EVENT_SERVER_ERROR = 6,
+  // The client hit an error of its own (`detail` says which), or events were missed.
+  BUSBAR_EVENT_CLIENT_ERROR = 7,
+  // The circuit breaker of requests to a subject opened (`detail` is the subject).
+  BUSBAR_EVENT_CIRCUIT_OPEN = 8,
+  // A breaker's cool-down ended: one probe request goes through (`detail`: the subject).
+  BUSBAR_EVENT_CIRCUIT_HALF_OPEN = 9,
+  // The probe succeeded: requests to the subject go through again (`detail`: the subject).
+  BUSBAR_EVENT_CIRCUIT_CLOSED = 10,
+} busbar_connection_event;
+
+// Where a bus stands with its server (see `busbar_bus_health`).
+typedef enum busbar_connection_state {
+  // Connected (the in-memory bus always is, until closed).
+  BUSBAR_STATE_CONNECTED = 0,
+  // Not connected now; the client is reconnecting.
+  BUSBAR_STATE_DISCONNECTED = 1,
+  // Closed by `busbar_close`.
+  BUSBAR_STATE_CLOSED = 2,
+} busbar_connection_state;
 
 // A connected bus. Opaque; owned by the caller, free with `busbar_bus_free`. Thread-safe:
 // any number of threads may use one bus at once.
@@ -92,16 +159,50 @@ typedef struct busbar_config busbar_config;
 // restarts. Opaque; owned by the caller, free with `busbar_durable_subscription_free`.
 typedef struct busbar_durable_subscription busbar_durable_subscription;
 
+// One request to an endpoint, borrowed by a `busbar_endpoint_handler` for its call.
+// Answer it once, with `busbar_job_reply` or `busbar_job_fail`; a request left
+// unanswered when the handler returns gets an error reply (500, "the handler ended
+// without answering").
+typedef struct busbar_job busbar_job;
+
 // A message. Opaque; read it with the `busbar_message_*` accessors. Received ones are
 // either borrowed (the `message` argument of a callback) or owned (from
-// `busbar_subscription_next`, `busbar_request`, `busbar_message_clone`): free those
+// `busbar_subscription_next`, `busbar_bus_request`, `busbar_message_clone`): free those
 // with `busbar_message_free`. Safe to read from several threads at once.
 typedef struct busbar_message busbar_message;
+
+// A running member of a service. Opaque; owned by the caller: stop it with
+// `busbar_service_stop`, free it with `busbar_service_free`.
+typedef struct busbar_service busbar_service;
 
 // A subscription. Opaque; owned by the caller, free with `busbar_subscription_free`.
 // `busbar_subscription_unsubscribe` and `_drain` may be called from any thread, also
 // while another thread waits in `busbar_subscription_next`.
 typedef struct busbar_subscription busbar_subscription;
+
+// Receives one log record of busbar: its level, its target (the busbar module,
+// `"busbar::..."`) and its message, both borrowed NUL-terminated strings valid only
+// during the call. Runs on whichever thread logs (often a runtime worker thread); it must
+// not block. Records never hold a payload or a protected value.
+typedef void (*busbar_log_callback)(void *userdata,
+                                    enum busbar_log_level level,
+                                    const char *target,
+                                    const char *message);
+
+// Releases a callback's `userdata` once no call will use it again. Called exactly once,
+// on a runtime worker thread or in `busbar_subscription_free`.
+typedef void (*busbar_userdata_drop)(void *userdata);
+
+// Who a policy call acts as (`busbar_bus_subscribe_as`, `busbar_bus_request_as`): a name
+// recorded in the audit log and roles, granted classes by the policy. Borrowed for the call.
+typedef struct busbar_principal {
+  // The principal's name.
+  const char *name;
+  // `roles_len` role names (NULL when 0).
+  const char *const *roles;
+  // How many roles `roles` holds.
+  size_t roles_len;
+} busbar_principal;
 
 // One user header of a message to publish: two borrowed NUL-terminated UTF-8 strings.
 typedef struct busbar_header {
@@ -111,7 +212,22 @@ typedef struct busbar_header {
   const char *value;
 } busbar_header;
 
-// Attributes and headers of a message for `busbar_publish_with`. Zero-initialise it
+// Filters and group of `busbar_bus_subscribe_as`. Zero-initialise it: a NULL or 0 field
+// filters nothing. Borrowed for the call.
+typedef struct busbar_subscribe_as_options {
+  // Subscribe as one member of this queue group; NULL: none.
+  const char *queue_group;
+  // Receive only messages carrying one of these `classes_len` classes (NULL when 0).
+  const char *const *classes;
+  // How many classes `classes` holds.
+  size_t classes_len;
+  // Receive only messages whose user headers have all of these `headers_len` values.
+  const struct busbar_header *headers;
+  // How many headers `headers` holds.
+  size_t headers_len;
+} busbar_subscribe_as_options;
+
+// Attributes and headers of a message for `busbar_bus_publish_with`. Zero-initialise it
 // (`busbar_publish_options opts = {0};`): a NULL field keeps the bus's default (a new
 // id, type `busbar.event`, no content type, ...). Every string is borrowed for the call.
 typedef struct busbar_publish_options {
@@ -135,6 +251,59 @@ typedef struct busbar_publish_options {
   size_t headers_len;
 } busbar_publish_options;
 
+// Counters of a bus's policy layer (`busbar_bus_policy_stats`).
+typedef struct busbar_policy_stats {
+  // Messages published through it.
+  uint64_t published;
+  // Of those, messages whose fields or payload were encrypted.
+  uint64_t encrypted;
+  // Messages delivered to policy subscriptions.
+  uint64_t delivered;
+  // Of those, deliveries in which a field was masked.
+  uint64_t masked;
+  // Classified messages not delivered because they could not be masked.
+  uint64_t withheld;
+  // Subscriptions refused with `forbidden`.
+  uint64_t denied;
+  // Messages that failed to decrypt.
+  uint64_t crypto_errors;
+  // Messages skipped by a class or header filter.
+  uint64_t filtered;
+  // Reply-inbox messages a wildcard subscription matched and did not receive.
+  uint64_t inbox_skipped;
+} busbar_policy_stats;
+
+// What `busbar_bus_verify_audit` found.
+typedef struct busbar_audit_report {
+  // Whether the log is intact.
+  bool ok;
+  // Records read.
+  uint64_t records;
+  // Problems found (`busbar audit verify` on the command line lists them).
+  uint64_t problems;
+} busbar_audit_report;
+
+// Called with each connection event of a bus (see `busbar_bus_connection_events`).
+// `kind` is also `busbar_connection_event_kind`'s word; `detail` (borrowed, valid only
+// during the call) is the server's or client's message of an error event, else NULL.
+// Runs on a busbar runtime worker thread, one call at a time.
+typedef void (*busbar_connection_callback)(void *userdata,
+                                           enum busbar_connection_event event,
+                                           const char *detail);
+
+// One message of `busbar_bus_publish_batch`: what `busbar_bus_publish_with` takes, borrowed for
+// the call.
+typedef struct busbar_publish_item {
+  // The subject to publish to.
+  const char *subject;
+  // `len` bytes of payload (copied; NULL when `len` is 0).
+  const uint8_t *data;
+  // How many bytes `data` holds.
+  size_t len;
+  // Attributes and headers (NULL: none), as for `busbar_bus_publish_with`.
+  const struct busbar_publish_options *options;
+} busbar_publish_item;
+
 // Counters of a bus since it was created (see `busbar_bus_stats`).
 typedef struct busbar_stats {
   // Messages accepted by publish (requests and replies included).
@@ -154,6 +323,23 @@ typedef struct busbar_stats {
   // Times the NATS connection was lost (messages in flight then may be lost).
   uint64_t disconnects;
 } busbar_stats;
+
+// A bus's health now (see `busbar_bus_health`).
+typedef struct busbar_health {
+  // Connection state.
+  enum busbar_connection_state state;
+  // Whether the bus can carry traffic now (connected): what `/readyz` answers.
+  bool ready;
+  // Requests (and flushes) waiting for their reply now.
+  uint64_t pending_requests;
+  // Live subscriptions.
+  uint64_t subscriptions;
+  // Of those, subscriptions that missed messages since they last caught up.
+  uint64_t lagging_subscriptions;
+  // Request circuits open or half-open now (0 when the breaker is off); their subjects
+  // are in `busbar_bus_health_json`'s `open_circuit_subjects`.
+  uint64_t open_circuits;
+} busbar_health;
 
 // Limits of a durable stream for `busbar_bus_declare_stream`. Zero-initialise it
 // (`busbar_stream_options opts = {0};`): a field left 0 keeps core's default.
@@ -182,6 +368,24 @@ typedef struct busbar_stream_info {
   // Sequence of the newest stored message (0 when nothing was ever stored).
   uint64_t last_sequence;
 } busbar_stream_info;
+
+// Where a durable consumer stands now (`busbar_bus_consumer_info`,
+// `busbar_bus_list_consumers`).
+typedef struct busbar_consumer_info {
+  // Stream it reads, NUL-terminated.
+  char stream[BUSBAR_STREAM_NAME_CAP];
+  // Durable name of the consumer, NUL-terminated.
+  char name[BUSBAR_STREAM_NAME_CAP];
+  // Whether it is limited to a subject pattern (the pattern itself, up to 2,000
+  // bytes, is not copied here).
+  bool filtered;
+  // Stored messages matching its filter not delivered to it yet.
+  uint64_t pending;
+  // Messages delivered to it and not yet settled.
+  uint64_t ack_pending;
+  // Stream sequence of the last message delivered to it (0 before the first).
+  uint64_t delivered_sequence;
+} busbar_consumer_info;
 
 // The broker's acknowledgement of `busbar_bus_publish_durable`.
 typedef struct busbar_publish_ack {
@@ -228,6 +432,21 @@ typedef struct busbar_consumer_options {
   size_t max_ack_pending;
 } busbar_consumer_options;
 
+// Counters of a durable subscription (`busbar_durable_subscription_stats`).
+typedef struct busbar_durable_subscription_counters {
+  // Messages handed out by `busbar_durable_subscription_next`.
+  uint64_t delivered;
+  // Stored messages that could not be decoded (dead-lettered, returned as `BUSBAR_DECODE`).
+  uint64_t undecodable;
+  // Messages handed out and not yet settled (acked, nacked, terminated) nor freed.
+  uint64_t unsettled;
+} busbar_durable_subscription_counters;
+
+// Handles one request of `busbar_service_endpoint_serve`, on the thread that called it:
+// read it with `busbar_job_request`, answer it with `busbar_job_reply` or
+// `busbar_job_fail`. Its return value is not used.
+typedef enum busbar_status (*busbar_endpoint_handler)(void *userdata, struct busbar_job *job);
+
 // Called with each item of a subscription in callback mode (see
 // `busbar_subscription_set_callback`).
 //
@@ -242,9 +461,28 @@ typedef void (*busbar_message_callback)(void *userdata,
                                         const struct busbar_message *message,
                                         enum busbar_status status);
 
-// Releases a callback's `userdata` once no call will use it again. Called exactly once,
-// on a runtime worker thread or in `busbar_subscription_free`.
-typedef void (*busbar_userdata_drop)(void *userdata);
+// Handles one request of `busbar_subscription_serve`: `request` is borrowed for the call
+// (`busbar_message_clone` keeps it); answer it with `busbar_message_respond` or
+// `busbar_message_respond_with`. Runs on the thread that called serve.
+typedef enum busbar_status (*busbar_serve_handler)(void *userdata,
+                                                   const struct busbar_message *request);
+
+// Counters of a subscription, set by `busbar_subscription_stats`.
+typedef struct busbar_subscription_counters {
+  // Items queued to this subscription (undecodable messages included).
+  uint64_t delivered;
+  // Messages it missed because its buffer was full; each gap is also a `BUSBAR_LAGGED`
+  // item, in its place.
+  uint64_t missed;
+  // Messages waiting in its buffer now.
+  uint64_t pending;
+  // Bytes (payloads and headers) waiting in its buffer now.
+  uint64_t pending_bytes;
+  // Messages that arrived but could not be decoded (each a `BUSBAR_DECODE` item).
+  uint64_t undecodable;
+  // Whether it has missed a message since it last caught up.
+  bool lagging;
+} busbar_subscription_counters;
 
 #ifdef __cplusplus
 extern "C" {
@@ -267,6 +505,17 @@ enum busbar_status busbar_connect(const struct busbar_config *config, struct bus
 // and sets `*bus`. Owned: free `*bus` with `busbar_bus_free`.
 enum busbar_status busbar_connect_json(const char *json, struct busbar_bus **bus);
 
+// Sends busbar's log records at `max_level` and above to `callback(userdata, level,
+// target, message)`, replacing any callback set before (whose `drop(userdata)` is then
+// called, if `drop` is not NULL, once no record is being handed to it). A NULL
+// `callback` (or `BUSBAR_LOG_OFF`) stops the records. `max_level` is a
+// `busbar_log_level`. Process-wide. `userdata` is released (by `drop`) when the call
+// fails too.
+enum busbar_status busbar_set_log_callback(busbar_log_callback callback,
+                                           void *userdata,
+                                           busbar_userdata_drop drop,
+                                           int max_level);
+
 // Whether `pattern` matches `subject`, exactly as a NATS server decides. False when
 // either is NULL, not UTF-8, or invalid. Both strings are borrowed.
 bool busbar_subject_matches(const char *pattern, const char *subject);
@@ -280,60 +529,166 @@ enum busbar_status busbar_validate_subject(const char *subject);
 // anywhere, a `>` token last); `BUSBAR_INVALID_SUBJECT` otherwise.
 enum busbar_status busbar_validate_pattern(const char *pattern);
 
+// Subscribes to `pattern` as `principal` under the bus's policy, as
+// `busbar_bus_subscribe`: `BUSBAR_FORBIDDEN` where no role may read; with `options`
+// (NULL: none), only messages carrying one of its classes and all of its header values
+// are delivered, each masked for the principal. `invalid_argument` on a bus without a
+// policy layer. Owned: free `*subscription` with `busbar_subscription_free`.
+enum busbar_status busbar_bus_subscribe_as(const struct busbar_bus *bus,
+                                           const struct busbar_principal *principal,
+                                           const char *pattern,
+                                           const struct busbar_subscribe_as_options *options,
+                                           struct busbar_subscription **subscription);
+
+// `busbar_bus_request_with` as `principal` under the bus's policy: the reply is masked
+// for the principal; `BUSBAR_FORBIDDEN` where no role may read the subject.
+// `invalid_argument` on a bus without a policy layer.
+// Owned: free `*reply` with `busbar_message_free`.
+enum busbar_status busbar_bus_request_as(const struct busbar_bus *bus,
+                                         const struct busbar_principal *principal,
+                                         const char *subject,
+                                         const uint8_t *data,
+                                         size_t len,
+                                         const struct busbar_publish_options *options,
+                                         uint64_t timeout_ms,
+                                         struct busbar_message **reply);
+
+// Sets `*stats` to the counters of the bus's policy layer; `invalid_argument` on a bus
+// without one.
+enum busbar_status busbar_bus_policy_stats(const struct busbar_bus *bus,
+                                           struct busbar_policy_stats *stats);
+
+// Verifies the bus's audit log (its hash chain and head) and sets `*report`;
+// `invalid_argument` on a bus without an audit log.
+enum busbar_status busbar_bus_verify_audit(const struct busbar_bus *bus,
+                                           struct busbar_audit_report *report);
+
+// Calls `callback(userdata, event, detail)` with every change of the bus's connection from
+// now on (disconnected, reconnected, slow consumer, lame duck, server error), on a
+// runtime worker thread, until the bus is freed; then `drop(userdata)` is called once,
+// if `drop` is not NULL. A bus without a connection (the in-memory bus) has no event:
+// `drop` is called at once. `invalid_argument` when a callback is already registered.
+enum busbar_status busbar_bus_connection_events(const struct busbar_bus *bus,
+                                                busbar_connection_callback callback,
+                                                void *userdata,
+                                                busbar_userdata_drop drop);
+
+// The stable word of a connection event (`"disconnected"`, `"lame_duck"`, ...), the one
+// every language uses. Borrowed: a static string, never NULL.
+const char *busbar_connection_event_kind(enum busbar_connection_event event);
+
 // Publishes `len` bytes at `data` (copied; NULL allowed when `len` is 0) to `subject`,
 // with `headers_len` user headers at `headers` (NULL when 0). Every string is borrowed
 // for the call only. Blocks only while a subscription's buffer is full in `block`
 // back-pressure mode.
-enum busbar_status busbar_publish(const struct busbar_bus *bus,
-                                  const char *subject,
-                                  const uint8_t *data,
-                                  size_t len,
-                                  const struct busbar_header *headers,
-                                  size_t headers_len);
+enum busbar_status busbar_bus_publish(const struct busbar_bus *bus,
+                                      const char *subject,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      const struct busbar_header *headers,
+                                      size_t headers_len);
 
-// As `busbar_publish`, with the attributes and headers of `options` (NULL: none).
-enum busbar_status busbar_publish_with(const struct busbar_bus *bus,
-                                       const char *subject,
-                                       const uint8_t *data,
-                                       size_t len,
-                                       const struct busbar_publish_options *options);
+// As `busbar_bus_publish`, with the attributes and headers of `options` (NULL: none).
+enum busbar_status busbar_bus_publish_with(const struct busbar_bus *bus,
+                                           const char *subject,
+                                           const uint8_t *data,
+                                           size_t len,
+                                           const struct busbar_publish_options *options);
+
+// Publishes the `count` messages at `items` in order, in one call (one crossing into
+// the library for a burst), each as `busbar_bus_publish_with` would. Stops at the first
+// message that fails and returns its status; `*published` (when not NULL) is set to how
+// many were published before it, so `items + *published` is the one that failed and
+// those after it were not tried. Every item is checked (NULL, UTF-8) before any is
+// published: a bad argument publishes nothing.
+enum busbar_status busbar_bus_publish_batch(const struct busbar_bus *bus,
+                                            const struct busbar_publish_item *items,
+                                            size_t count,
+                                            size_t *published);
 
 // Subscribes to every message whose subject matches `pattern` (borrowed) and sets
 // `*subscription`. Receive with `busbar_subscription_next`, or register a callback
 // with `busbar_subscription_set_callback`. Owned: free with `busbar_subscription_free`.
-enum busbar_status busbar_subscribe(const struct busbar_bus *bus,
-                                    const char *pattern,
-                                    struct busbar_subscription **subscription);
+enum busbar_status busbar_bus_subscribe(const struct busbar_bus *bus,
+                                        const char *pattern,
+                                        struct busbar_subscription **subscription);
 
-// As `busbar_subscribe`, as one member of queue group `group` (borrowed): each message
+// As `busbar_bus_subscribe`, as one member of queue group `group` (borrowed): each message
 // goes to one member of the group.
-enum busbar_status busbar_queue_subscribe(const struct busbar_bus *bus,
-                                          const char *pattern,
-                                          const char *group,
-                                          struct busbar_subscription **subscription);
+enum busbar_status busbar_bus_queue_subscribe(const struct busbar_bus *bus,
+                                              const char *pattern,
+                                              const char *group,
+                                              struct busbar_subscription **subscription);
 
 // Sends `len` bytes at `data` (copied) to `subject` as a request and waits up to
 // `timeout_ms` for one reply, set in `*reply`. `no_responders` at once when nothing
 // subscribes to `subject`; `timeout` when no reply came in time.
 // Owned: free `*reply` with `busbar_message_free`.
-enum busbar_status busbar_request(const struct busbar_bus *bus,
-                                  const char *subject,
-                                  const uint8_t *data,
-                                  size_t len,
-                                  uint64_t timeout_ms,
-                                  struct busbar_message **reply);
+enum busbar_status busbar_bus_request(const struct busbar_bus *bus,
+                                      const char *subject,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      uint64_t timeout_ms,
+                                      struct busbar_message **reply);
+
+// As `busbar_bus_request`, with the attributes and headers of `options` (borrowed for the
+// call; NULL: none). Its `id`, when set, is the request's id, which the reply echoes as
+// its `correlationid`.
+enum busbar_status busbar_bus_request_with(const struct busbar_bus *bus,
+                                           const char *subject,
+                                           const uint8_t *data,
+                                           size_t len,
+                                           const struct busbar_publish_options *options,
+                                           uint64_t timeout_ms,
+                                           struct busbar_message **reply);
 
 // Returns once everything published before has reached the bus (on NATS: after a round
 // trip through the server).
-enum busbar_status busbar_flush(const struct busbar_bus *bus);
+enum busbar_status busbar_bus_flush(const struct busbar_bus *bus);
 
 // Sets `*stats` to the bus's counters. Works after close too.
 enum busbar_status busbar_bus_stats(const struct busbar_bus *bus, struct busbar_stats *stats);
 
+// Ends the bus gracefully (nats-py's and nats.js's `drain`): waits until everything
+// published before has reached the bus, then closes it as `busbar_bus_close`.
+enum busbar_status busbar_bus_drain(const struct busbar_bus *bus);
+
+// Sets `*health` to the bus's health now; when `last_error` is not NULL, sets
+// `*last_error` to the last error the connection reported, or NULL when there was none.
+// Owned: free `*last_error` with `busbar_string_free`. Works after close too.
+enum busbar_status busbar_bus_health(const struct busbar_bus *bus,
+                                     struct busbar_health *health,
+                                     char **last_error);
+
+// Sets `*text` to the bus's metrics as OpenMetrics text, the format Prometheus scrapes
+// (docs/guide/observability.md lists the series). Owned: free it with
+// `busbar_string_free`. Works after close too.
+enum busbar_status busbar_bus_metrics(const struct busbar_bus *bus, char **text);
+
+// Asks every service (or those named `name`; NULL: all) for `verb` (`"PING"`, `"INFO"` or
+// `"STATS"`; NULL: `"PING"`) and sets `*json` to a JSON array of the answers that arrived
+// within `wait_ms` (each the NATS services protocol's JSON): busbar services in any
+// language and any other NATS service alike. Owned: free it with `busbar_string_free`.
+enum busbar_status busbar_bus_discover(const struct busbar_bus *bus,
+                                       const char *verb,
+                                       const char *name,
+                                       uint64_t wait_ms,
+                                       char **json);
+
+// Sets `*json` to the bus's health as the JSON object `/healthz` answers (`state`,
+// `ready`, `last_error`, `pending_requests`, `subscriptions`, `lagging_subscriptions`,
+// `open_circuits`, `open_circuit_subjects`: the subjects of the first 100 open request
+// circuits). Owned: free it with `busbar_string_free`. Works after close too.
+enum busbar_status busbar_bus_health_json(const struct busbar_bus *bus, char **json);
+
+// Frees a string busbar handed over as owned (`busbar_bus_metrics`,
+// `busbar_bus_health_json`, `busbar_bus_health`'s last error). `NULL` does nothing.
+void busbar_string_free(char *text);
+
 // Closes the bus: subscriptions end after what they hold, pending requests fail with
 // `closed`, and every later call on the bus returns `BUSBAR_CLOSED`. Closing twice is
 // fine. The handle stays valid until `busbar_bus_free`.
-enum busbar_status busbar_close(const struct busbar_bus *bus);
+enum busbar_status busbar_bus_close(const struct busbar_bus *bus);
 
 // Closes the bus (unless already closed) and frees the handle. `NULL` does nothing.
 // Subscriptions and messages taken from it stay valid and are freed on their own.
@@ -375,6 +730,43 @@ enum busbar_status busbar_bus_stream_info(const struct busbar_bus *bus,
                                           const char *name,
                                           struct busbar_stream_info *info);
 
+// Writes the durable streams of the bus, sorted by name, into `infos` (up to `cap` of
+// them; NULL allowed when `cap` is 0) and sets `*count` to how many there are, which may
+// be more than `cap`: call again with a larger array to get them all.
+// `unsupported` on a backend without durable streams.
+enum busbar_status busbar_bus_list_streams(const struct busbar_bus *bus,
+                                           struct busbar_stream_info *infos,
+                                           size_t cap,
+                                           size_t *count);
+
+// Deletes durable stream `name` (borrowed) with its messages and consumers. A durable
+// subscription still reading it yields one `BUSBAR_BACKEND` error and waits for the
+// stream to be declared again. `invalid_argument` when there is no such stream.
+enum busbar_status busbar_bus_delete_stream(const struct busbar_bus *bus, const char *name);
+
+// Writes the durable consumers of stream `stream` (borrowed), sorted by name, into
+// `infos` (up to `cap`; NULL allowed when `cap` is 0) and sets `*count` to how many there
+// are, as `busbar_bus_list_streams`. `invalid_argument` when there is no such stream.
+enum busbar_status busbar_bus_list_consumers(const struct busbar_bus *bus,
+                                             const char *stream,
+                                             struct busbar_consumer_info *infos,
+                                             size_t cap,
+                                             size_t *count);
+
+// Sets `*info` to where durable consumer `name` of stream `stream` (both borrowed)
+// stands now. `invalid_argument` when there is no such stream or consumer.
+enum busbar_status busbar_bus_consumer_info(const struct busbar_bus *bus,
+                                            const char *stream,
+                                            const char *name,
+                                            struct busbar_consumer_info *info);
+
+// Deletes durable consumer `name` of stream `stream` (both borrowed). A durable
+// subscription still using it yields one `BUSBAR_BACKEND` error and creates it again from
+// its configured start. `invalid_argument` when there is no such stream or consumer.
+enum busbar_status busbar_bus_delete_consumer(const struct busbar_bus *bus,
+                                              const char *stream,
+                                              const char *name);
+
 // Stores `len` bytes at `data` (copied; NULL allowed when `len` is 0) under `subject`,
 // with `headers_len` user headers at `headers` (NULL when 0), in the durable stream that
 // captures `subject`, and returns once the broker has acknowledged it, setting `*ack`
@@ -403,6 +795,18 @@ enum busbar_status busbar_bus_durable_subscribe(const struct busbar_bus *bus,
                                                 const struct busbar_consumer_options *options,
                                                 struct busbar_durable_subscription **subscription);
 
+// `busbar_bus_durable_subscribe` as `principal` under the bus's policy: a
+// `options->filter` overlapping a subject no role may read is `BUSBAR_FORBIDDEN`; each
+// message is masked for the principal, and one it may not see is withheld (acked,
+// counted in `busbar_bus_policy_stats`). `invalid_argument` on a bus without a policy
+// layer. Owned: free with `busbar_durable_subscription_free`.
+enum busbar_status busbar_bus_durable_subscribe_as(const struct busbar_bus *bus,
+                                                   const struct busbar_principal *principal,
+                                                   const char *stream,
+                                                   const char *name,
+                                                   const struct busbar_consumer_options *options,
+                                                   struct busbar_durable_subscription **subscription);
+
 // Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
 // next delivery and sets `*message`, a message whose `busbar_message_attempt`,
 // `_sequence`, `_stream`, `_ack`, `_nak`, `_term` and `_in_progress` work. Settle it with
@@ -414,6 +818,21 @@ enum busbar_status busbar_bus_durable_subscribe(const struct busbar_bus *bus,
 enum busbar_status busbar_durable_subscription_next(struct busbar_durable_subscription *subscription,
                                                     uint64_t timeout_ms,
                                                     struct busbar_message **message);
+
+// Stops the deliveries at once: `busbar_durable_subscription_next` returns
+// `BUSBAR_CLOSED` (also in a thread waiting in it now); what was delivered but not settled
+// comes again after `ack_wait`. May be called from any thread.
+enum busbar_status busbar_durable_subscription_unsubscribe(struct busbar_durable_subscription *subscription);
+
+// Stops the deliveries as `busbar_durable_subscription_unsubscribe`, then waits until
+// every message already handed out is settled or freed (at most the consumer's
+// `ack_wait`, past which they come again anyway): a graceful shutdown. Call it from
+// another thread than the one settling the messages.
+enum busbar_status busbar_durable_subscription_drain(struct busbar_durable_subscription *subscription);
+
+// Sets `*stats` to the subscription's counters. May be called from any thread.
+enum busbar_status busbar_durable_subscription_stats(const struct busbar_durable_subscription *subscription,
+                                                     struct busbar_durable_subscription_counters *stats);
 
 // Frees the subscription: deliveries stop; what was delivered but not settled comes
 // again (to this consumer's next subscription) after `ack_wait`. Messages taken from it
@@ -479,12 +898,41 @@ enum busbar_status busbar_message_source(const struct busbar_message *message, c
 
 // Sets `*out` to the message's CloudEvents `type`.
 // Borrowed: valid while `message` lives.
-enum busbar_status busbar_message_type(const struct busbar_message *message, const char **out);
+enum busbar_status busbar_message_event_type(const struct busbar_message *message,
+                                             const char **out);
 
 // Sets `*out` to the message's `correlationid` (a reply echoes its request's), or to
 // NULL when it has none. Borrowed: valid while `message` lives.
 enum busbar_status busbar_message_correlation_id(const struct busbar_message *message,
                                                  const char **out);
+
+// Sets `*out` to the message's CloudEvents `datacontenttype` (`application/json`, ...),
+// or to NULL when it has none. Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_content_type(const struct busbar_message *message,
+                                               const char **out);
+
+// Sets `*out` to the message's `classification` (`"phi,pii"`), or to NULL when it has
+// none. Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_classification(const struct busbar_message *message,
+                                                 const char **out);
+
+// Sets `*out` to the message's W3C `traceparent`, or to NULL when it has none.
+// Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_traceparent(const struct busbar_message *message,
+                                              const char **out);
+
+// Sets `*out` to the message's W3C `tracestate`, or to NULL when it has none.
+// Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_tracestate(const struct busbar_message *message,
+                                             const char **out);
+
+// Sets `*out` to the `keyid` of the key that sealed the message's protected fields, or
+// to NULL when nothing in it is sealed. Borrowed: valid while `message` lives.
+enum busbar_status busbar_message_keyid(const struct busbar_message *message, const char **out);
+
+// Sets `*time_ms` to the message's CloudEvents `time`, in milliseconds since the Unix
+// epoch (negative before 1970).
+enum busbar_status busbar_message_time_ms(const struct busbar_message *message, int64_t *time_ms);
 
 // Sets `*out` to the subject a reply goes to (requests only), or to NULL.
 // Borrowed: valid while `message` lives.
@@ -524,6 +972,14 @@ enum busbar_status busbar_message_respond(const struct busbar_message *message,
                                           const uint8_t *data,
                                           size_t len);
 
+// As `busbar_message_respond`, with the attributes and headers of `options` (borrowed for
+// the call; NULL: none): the reply still goes to the request's `reply_to` and echoes its
+// `correlationid` unless `options` sets another.
+enum busbar_status busbar_message_respond_with(const struct busbar_message *message,
+                                               const uint8_t *data,
+                                               size_t len,
+                                               const struct busbar_publish_options *options);
+
 // Sets `*copy` to a new handle on the same message (no payload byte is copied), e.g. to
 // keep a message a callback borrowed. The copy of a durable message shares its
 // delivery: settling it through either handle settles it, once.
@@ -534,6 +990,52 @@ enum busbar_status busbar_message_clone(const struct busbar_message *message,
 // Frees a message this library handed over as owned. `NULL` does nothing. Never free a
 // message a callback borrowed.
 void busbar_message_free(struct busbar_message *message);
+
+// Starts a member of the service `name` (letters, digits, `-`, `_`) at `version` on `bus`,
+// with `description` (NULL: none), in the queue group `q`; it answers discovery from now
+// on. Sets `*service`. `invalid_argument` for a bad name or version.
+enum busbar_status busbar_bus_start_service(const struct busbar_bus *bus,
+                                            const char *name,
+                                            const char *version,
+                                            const char *description,
+                                            struct busbar_service **service);
+
+// This member's id (unique per member of the service); borrowed from `service`. NULL for
+// a NULL service.
+const char *busbar_service_id(const struct busbar_service *service);
+
+// Adds endpoint `name` on `subject` (a queue subscription in the service's group) and
+// answers its requests on the calling thread, one at a time, with `handler(userdata,
+// job)`, until the service is stopped (`busbar_service_stop` from another thread) or the
+// bus closed; then returns `BUSBAR_OK` and sets `*served` (if not NULL) to the number of
+// requests handled. `invalid_subject` for a bad subject.
+enum busbar_status busbar_service_endpoint_serve(const struct busbar_service *service,
+                                                 const char *name,
+                                                 const char *subject,
+                                                 busbar_endpoint_handler handler,
+                                                 void *userdata,
+                                                 uint64_t *served);
+
+// The request of `job`, borrowed for the handler's call (`busbar_message_clone` keeps
+// it). NULL for a NULL job.
+const struct busbar_message *busbar_job_request(const struct busbar_job *job);
+
+// Answers `job` with the `len` bytes at `data` (NULL when `len` is 0).
+// `invalid_argument` when it has been answered already.
+enum busbar_status busbar_job_reply(const struct busbar_job *job, const uint8_t *data, size_t len);
+
+// Answers `job` with an error reply: headers `Nats-Service-Error` = `message` and
+// `Nats-Service-Error-Code` = `code` when it is from 100 to 999, else 500; the endpoint
+// counts the failure. `invalid_argument` when it has been answered already.
+enum busbar_status busbar_job_fail(const struct busbar_job *job, const char *message, int64_t code);
+
+// Stops answering: discovery and every endpoint; each `busbar_service_endpoint_serve`
+// returns once its handler's current call has.
+enum busbar_status busbar_service_stop(const struct busbar_service *service);
+
+// Stops and frees `service` (NULL: nothing). No thread may be in
+// `busbar_service_endpoint_serve` with it: stop it, let those threads return, then free.
+void busbar_service_free(struct busbar_service *service);
 
 // Waits up to `timeout_ms` (0: do not wait; `BUSBAR_WAIT_FOREVER`: no limit) for the
 // next message and sets `*message`. Owned: free `*message` with `busbar_message_free`.
@@ -565,6 +1067,24 @@ enum busbar_status busbar_subscription_unsubscribe(struct busbar_subscription *s
 
 // Stops new deliveries; what is buffered is still received, then the subscription ends.
 enum busbar_status busbar_subscription_drain(struct busbar_subscription *subscription);
+
+// A responder loop (Rust's `busbar::serve`): hands every message of the subscription to
+// `handler(userdata, request)` on the calling thread, one at a time, until the
+// subscription ends (`busbar_subscription_unsubscribe` or `_drain` from another thread,
+// or the bus closed); then returns `BUSBAR_OK` and sets `*served` (if not NULL) to the
+// number of messages handled. No single message stops it: lag notices and undecodable
+// messages are skipped (counted in `busbar_subscription_stats`), and a handler returning
+// an error leaves that request unanswered. `invalid_argument` for a subscription in
+// callback mode.
+enum busbar_status busbar_subscription_serve(struct busbar_subscription *subscription,
+                                             busbar_serve_handler handler,
+                                             void *userdata,
+                                             uint64_t *served);
+
+// Sets `*stats` to the subscription's counters. May be called from any thread, also
+// while another waits in `busbar_subscription_next` or runs its callback.
+enum busbar_status busbar_subscription_stats(const struct busbar_subscription *subscription,
+                                             struct busbar_subscription_counters *stats);
 
 // Unsubscribes and frees the subscription. `NULL` does nothing. In callback mode it
 // returns after the callback's last call and its drop function have run; called from

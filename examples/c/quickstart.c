@@ -23,7 +23,7 @@ static void check(busbar_status status, const char *what) {
 }
 
 static void publish_text(busbar_bus *bus, const char *subject, const char *text) {
-    check(busbar_publish(bus, subject, (const uint8_t *)text, strlen(text), NULL, 0), "publish");
+    check(busbar_bus_publish(bus, subject, (const uint8_t *)text, strlen(text), NULL, 0), "publish");
 }
 
 /* Copies a message's payload into `buf` as a C string. */
@@ -73,14 +73,14 @@ int main(void) {
     /* 1. Subjects are dot-separated tokens. `*` matches one token, `>` one or more. */
     printf("1. wildcards\n");
     busbar_subscription *every_order, *eu_orders;
-    check(busbar_subscribe(bus, "orders.>", &every_order), "subscribe");
-    check(busbar_subscribe(bus, "orders.eu.*", &eu_orders), "subscribe");
+    check(busbar_bus_subscribe(bus, "orders.>", &every_order), "subscribe");
+    check(busbar_bus_subscribe(bus, "orders.eu.*", &eu_orders), "subscribe");
     const char *subjects[] = {"orders.eu.created", "orders.us.created", "orders.eu.paid.late"};
     for (int i = 0; i < 3; i++) {
         publish_text(bus, subjects[i], "{\"qty\":1}");
         printf("   published %s\n", subjects[i]);
     }
-    check(busbar_flush(bus), "flush");
+    check(busbar_bus_flush(bus), "flush");
     print_subjects(every_order, "'orders.>'", 3);
     print_subjects(eu_orders, "'orders.eu.*'", 1);
     printf("   ('orders.eu.*' wants exactly one token after 'orders.eu', so it skips orders.eu.paid.late)\n\n");
@@ -88,14 +88,14 @@ int main(void) {
     /* 2. A queue group shares the work: each message goes to one member. */
     printf("2. queue group 'workers' with two members\n");
     busbar_subscription *workers[2];
-    check(busbar_queue_subscribe(bus, "jobs.resize", "workers", &workers[0]), "queue_subscribe");
-    check(busbar_queue_subscribe(bus, "jobs.resize", "workers", &workers[1]), "queue_subscribe");
+    check(busbar_bus_queue_subscribe(bus, "jobs.resize", "workers", &workers[0]), "queue_subscribe");
+    check(busbar_bus_queue_subscribe(bus, "jobs.resize", "workers", &workers[1]), "queue_subscribe");
     for (int n = 1; n <= 4; n++) {
         char job[16];
         snprintf(job, sizeof job, "image-%d", n);
         publish_text(bus, "jobs.resize", job);
     }
-    check(busbar_flush(bus), "flush");
+    check(busbar_bus_flush(bus), "flush");
     /* Which member takes a job is the bus's choice (in turn in memory, at random on
      * NATS): ask both in turn until all four are in. */
     char took[2][128] = {"", ""};
@@ -120,11 +120,11 @@ int main(void) {
     /* 3. Request/reply: the request carries an inbox and a correlation id; the reply echoes it. */
     printf("3. request/reply\n");
     busbar_subscription *responder;
-    check(busbar_subscribe(bus, "time.now", &responder), "subscribe");
+    check(busbar_bus_subscribe(bus, "time.now", &responder), "subscribe");
     check(busbar_subscription_set_callback(responder, answer_time, NULL, NULL), "set_callback");
     const char *question = "what time is it?";
     busbar_message *reply;
-    check(busbar_request(bus, "time.now", (const uint8_t *)question, strlen(question), 2000, &reply),
+    check(busbar_bus_request(bus, "time.now", (const uint8_t *)question, strlen(question), 2000, &reply),
           "request");
     char text[256];
     const char *correlation;
@@ -134,7 +134,7 @@ int main(void) {
     busbar_message_free(reply);
 
     /* Nobody listens on `time.later`: the request fails at once instead of waiting. */
-    busbar_status st = busbar_request(bus, "time.later", (const uint8_t *)"hello?", 6, 2000, &reply);
+    busbar_status st = busbar_bus_request(bus, "time.later", (const uint8_t *)"hello?", 6, 2000, &reply);
     if (st != BUSBAR_OK)
         printf("   request to time.later failed at once: [%s] %s\n", busbar_status_code(st),
                busbar_last_error());
@@ -142,12 +142,12 @@ int main(void) {
         busbar_message_free(reply);
 
     /* Bad input gets a clear error, never a silent drop. */
-    st = busbar_publish(bus, "orders..eu", (const uint8_t *)"x", 1, NULL, 0);
+    st = busbar_bus_publish(bus, "orders..eu", (const uint8_t *)"x", 1, NULL, 0);
     if (st != BUSBAR_OK)
         printf("\n4. bad input\n   publish to \"orders..eu\": [%s] %s\n", busbar_status_code(st),
                busbar_last_error());
 
-    check(busbar_close(bus), "close");
+    check(busbar_bus_close(bus), "close");
     busbar_subscription_free(responder); /* returns after the callback's last call */
     busbar_stats stats;
     check(busbar_bus_stats(bus, &stats), "stats");

@@ -4,7 +4,7 @@
 //!   shared `Bytes` (a reference count, no copy): the reference.
 //! - `rust/copied`: the same with the payload copied from a `&[u8]` on each call, the
 //!   copy a C caller's borrowed buffer needs.
-//! - `c_abi`: `busbar_publish(bus, subject, data, len, NULL, 0)` called in libbusbar.so
+//! - `c_abi`: `busbar_bus_publish(bus, subject, data, len, NULL, 0)` called in libbusbar.so
 //!   exactly as a C program calls it (dynamic symbol, C calling convention): argument
 //!   checks, the copy, the panic boundary and a `block_on` per call.
 //!
@@ -96,8 +96,8 @@ mod c {
                 assert!(!handle.is_null(), "dlopen failed for {path:?}");
                 Lib {
                     connect_json: sym(handle, "busbar_connect_json"),
-                    publish: sym(handle, "busbar_publish"),
-                    subscribe: sym(handle, "busbar_subscribe"),
+                    publish: sym(handle, "busbar_bus_publish"),
+                    subscribe: sym(handle, "busbar_bus_subscribe"),
                     set_callback: sym(handle, "busbar_subscription_set_callback"),
                     subscription_free: sym(handle, "busbar_subscription_free"),
                     bus_free: sym(handle, "busbar_bus_free"),

@@ -13,11 +13,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use busbar_core::{
-    ConsumerOptions, DurableSubscription, Error, PublishOptions, Result, StartAt, StreamOptions,
+    ConsumerOptions, DurableHandle, DurableSubscription, Error, PublishOptions, Result, StartAt,
+    StreamOptions,
 };
 
 use crate::args::{array_arg, handle, out, str_arg};
-use crate::bus::{busbar_bus, busbar_header, headers_arg, publish_args};
+use crate::bus::{busbar_bus, busbar_header, busbar_principal, headers_arg, principal_arg, publish_args};
 use crate::error::busbar_status;
 use crate::message::busbar_message;
 use crate::runtime::{block_on, block_on_for};
@@ -66,6 +67,26 @@ pub struct busbar_stream_info {
     pub first_sequence: u64,
     /// Sequence of the newest stored message (0 when nothing was ever stored).
     pub last_sequence: u64,
+}
+
+/// Where a durable consumer stands now (`busbar_bus_consumer_info`,
+/// `busbar_bus_list_consumers`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct busbar_consumer_info {
+    /// Stream it reads, NUL-terminated.
+    pub stream: [c_char; BUSBAR_STREAM_NAME_CAP],
+    /// Durable name of the consumer, NUL-terminated.
+    pub name: [c_char; BUSBAR_STREAM_NAME_CAP],
+    /// Whether it is limited to a subject pattern (the pattern itself, up to 2,000
+    /// bytes, is not copied here).
+    pub filtered: bool,
+    /// Stored messages matching its filter not delivered to it yet.
+    pub pending: u64,
+    /// Messages delivered to it and not yet settled.
+    pub ack_pending: u64,
+    /// Stream sequence of the last message delivered to it (0 before the first).
+    pub delivered_sequence: u64,
 }
 
 /// The broker's acknowledgement of `busbar_bus_publish_durable`.
@@ -121,6 +142,19 @@ pub struct busbar_consumer_options {
 /// restarts. Opaque; owned by the caller, free with `busbar_durable_subscription_free`.
 pub struct busbar_durable_subscription {
     sub: Mutex<DurableSubscription>,
+    control: DurableHandle,
+}
+
+/// Counters of a durable subscription (`busbar_durable_subscription_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct busbar_durable_subscription_counters {
+    /// Messages handed out by `busbar_durable_subscription_next`.
+    pub delivered: u64,
+    /// Stored messages that could not be decoded (dead-lettered, returned as `BUSBAR_DECODE`).
+    pub undecodable: u64,
+    /// Messages handed out and not yet settled (acked, nacked, terminated) nor freed.
+    pub unsettled: u64,
 }
 
 impl busbar_durable_subscription {
@@ -155,6 +189,51 @@ const EMPTY_INFO: busbar_stream_info = busbar_stream_info {
     first_sequence: 0,
     last_sequence: 0,
 };
+
+fn consumer_info_of(info: &busbar_core::ConsumerInfo) -> busbar_consumer_info {
+    busbar_consumer_info {
+        stream: name_array(&info.stream),
+        name: name_array(&info.name),
+        filtered: info.filter.is_some(),
+        pending: info.pending,
+        ack_pending: info.ack_pending,
+        delivered_sequence: info.delivered_sequence,
+    }
+}
+
+const EMPTY_CONSUMER: busbar_consumer_info = busbar_consumer_info {
+    stream: [0; BUSBAR_STREAM_NAME_CAP],
+    name: [0; BUSBAR_STREAM_NAME_CAP],
+    filtered: false,
+    pending: 0,
+    ack_pending: 0,
+    delivered_sequence: 0,
+};
+
+/// Copies the first `cap` of `items` (converted) into the caller's `array` and sets
+/// `*count` to how many there are: a list call's output.
+fn list_out<T, C: Copy>(
+    items: &[T],
+    array: *mut C,
+    cap: usize,
+    count: *mut usize,
+    convert: impl Fn(&T) -> C,
+) -> Result<()> {
+    let count = crate::args::out(count, 0, "count")?;
+    if cap > 0 {
+        if array.is_null() {
+            return Err(Error::InvalidArgument(format!(
+                "the output array is NULL but cap is {cap}"
+            )));
+        }
+        for (i, item) in items.iter().take(cap).enumerate() {
+            // SAFETY: non-NULL, and the caller provides `cap` writable items (header contract).
+            unsafe { array.add(i).write(convert(item)) };
+        }
+    }
+    *count = items.len();
+    Ok(())
+}
 
 /// A C millisecond count, 0 meaning unset.
 fn millis(ms: u64) -> Option<Duration> {
@@ -270,6 +349,89 @@ pub extern "C" fn busbar_bus_stream_info(
     }
 }
 
+/// Writes the durable streams of the bus, sorted by name, into `infos` (up to `cap` of
+/// them; NULL allowed when `cap` is 0) and sets `*count` to how many there are, which may
+/// be more than `cap`: call again with a larger array to get them all.
+/// `unsupported` on a backend without durable streams.
+#[no_mangle]
+pub extern "C" fn busbar_bus_list_streams(
+    bus: *const busbar_bus,
+    infos: *mut busbar_stream_info,
+    cap: usize,
+    count: *mut usize,
+) -> busbar_status {
+    ffi_boundary! {
+        let bus = &handle(bus, "bus")?.bus;
+        let streams = block_on(bus.list_streams())?;
+        list_out(&streams, infos, cap, count, stream_info_of)
+    }
+}
+
+/// Deletes durable stream `name` (borrowed) with its messages and consumers. A durable
+/// subscription still reading it yields one `BUSBAR_BACKEND` error and waits for the
+/// stream to be declared again. `invalid_argument` when there is no such stream.
+#[no_mangle]
+pub extern "C" fn busbar_bus_delete_stream(bus: *const busbar_bus, name: *const c_char) -> busbar_status {
+    ffi_boundary! {
+        let bus = &handle(bus, "bus")?.bus;
+        let name = str_arg(name, "name")?;
+        block_on(bus.delete_stream(name))
+    }
+}
+
+/// Writes the durable consumers of stream `stream` (borrowed), sorted by name, into
+/// `infos` (up to `cap`; NULL allowed when `cap` is 0) and sets `*count` to how many there
+/// are, as `busbar_bus_list_streams`. `invalid_argument` when there is no such stream.
+#[no_mangle]
+pub extern "C" fn busbar_bus_list_consumers(
+    bus: *const busbar_bus,
+    stream: *const c_char,
+    infos: *mut busbar_consumer_info,
+    cap: usize,
+    count: *mut usize,
+) -> busbar_status {
+    ffi_boundary! {
+        let bus = &handle(bus, "bus")?.bus;
+        let stream = str_arg(stream, "stream")?;
+        let consumers = block_on(bus.list_consumers(stream))?;
+        list_out(&consumers, infos, cap, count, consumer_info_of)
+    }
+}
+
+/// Sets `*info` to where durable consumer `name` of stream `stream` (both borrowed)
+/// stands now. `invalid_argument` when there is no such stream or consumer.
+#[no_mangle]
+pub extern "C" fn busbar_bus_consumer_info(
+    bus: *const busbar_bus,
+    stream: *const c_char,
+    name: *const c_char,
+    info: *mut busbar_consumer_info,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(info, EMPTY_CONSUMER, "info")?;
+        let bus = &handle(bus, "bus")?.bus;
+        let (stream, name) = (str_arg(stream, "stream")?, str_arg(name, "name")?);
+        *slot = consumer_info_of(&block_on(bus.consumer_info(stream, name))?);
+        Ok(())
+    }
+}
+
+/// Deletes durable consumer `name` of stream `stream` (both borrowed). A durable
+/// subscription still using it yields one `BUSBAR_BACKEND` error and creates it again from
+/// its configured start. `invalid_argument` when there is no such stream or consumer.
+#[no_mangle]
+pub extern "C" fn busbar_bus_delete_consumer(
+    bus: *const busbar_bus,
+    stream: *const c_char,
+    name: *const c_char,
+) -> busbar_status {
+    ffi_boundary! {
+        let bus = &handle(bus, "bus")?.bus;
+        let (stream, name) = (str_arg(stream, "stream")?, str_arg(name, "name")?);
+        block_on(bus.delete_consumer(stream, name))
+    }
+}
+
 /// Stores `len` bytes at `data` (copied; NULL allowed when `len` is 0) under `subject`,
 /// with `headers_len` user headers at `headers` (NULL when 0), in the durable stream that
 /// captures `subject`, and returns once the broker has acknowledged it, setting `*ack`
@@ -326,17 +488,60 @@ pub extern "C" fn busbar_bus_durable_subscribe(
     ffi_boundary! {
         let slot = out(subscription, ptr::null_mut(), "subscription")?;
         let bus = &handle(bus, "bus")?.bus;
-        let stream = str_arg(stream, "stream")?;
-        let name = str_arg(name, "name")?;
-        // SAFETY: NULL or a pointer to one options struct (header contract).
-        let config = match unsafe { options.as_ref() } {
-            Some(options) => consumer_options(options)?,
-            None => ConsumerOptions::new(),
-        }
-        .config(stream, name);
-        let sub = block_on(bus.durable_subscribe(config))?;
-        *slot = Box::into_raw(Box::new(busbar_durable_subscription { sub: Mutex::new(sub) }));
+        let config = consumer_config(stream, name, options)?;
+        *slot = busbar_durable_subscription::boxed(block_on(bus.durable_subscribe(config))?);
         Ok(())
+    }
+}
+
+/// `busbar_bus_durable_subscribe` as `principal` under the bus's policy: a
+/// `options->filter` overlapping a subject no role may read is `BUSBAR_FORBIDDEN`; each
+/// message is masked for the principal, and one it may not see is withheld (acked,
+/// counted in `busbar_bus_policy_stats`). `invalid_argument` on a bus without a policy
+/// layer. Owned: free with `busbar_durable_subscription_free`.
+#[no_mangle]
+pub extern "C" fn busbar_bus_durable_subscribe_as(
+    bus: *const busbar_bus,
+    principal: *const busbar_principal,
+    stream: *const c_char,
+    name: *const c_char,
+    options: *const busbar_consumer_options,
+    subscription: *mut *mut busbar_durable_subscription,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(subscription, ptr::null_mut(), "subscription")?;
+        let this = handle(bus, "bus")?;
+        let who = principal_arg(principal)?;
+        let config = consumer_config(stream, name, options)?;
+        let policy = this.policy("busbar_bus_durable_subscribe_as")?;
+        *slot = busbar_durable_subscription::boxed(block_on(policy.durable_subscribe_as(&who, config))?);
+        Ok(())
+    }
+}
+
+/// Core's `ConsumerConfig` from a durable subscribe's arguments (`options` NULL: defaults).
+fn consumer_config(
+    stream: *const c_char,
+    name: *const c_char,
+    options: *const busbar_consumer_options,
+) -> Result<busbar_core::ConsumerConfig> {
+    let stream = str_arg(stream, "stream")?;
+    let name = str_arg(name, "name")?;
+    // SAFETY: NULL or a pointer to one options struct (header contract).
+    Ok(match unsafe { options.as_ref() } {
+        Some(options) => consumer_options(options)?,
+        None => ConsumerOptions::new(),
+    }
+    .config(stream, name))
+}
+
+impl busbar_durable_subscription {
+    fn boxed(sub: busbar_core::DurableSubscription) -> *mut busbar_durable_subscription {
+        let control = sub.handle();
+        Box::into_raw(Box::new(busbar_durable_subscription {
+            sub: Mutex::new(sub),
+            control,
+        }))
     }
 }
 
@@ -368,6 +573,45 @@ pub extern "C" fn busbar_durable_subscription_next(
         })?;
         let durable = item.ok_or(Error::Closed("durable subscription"))??;
         *slot = busbar_message::boxed_durable(durable);
+        Ok(())
+    }
+}
+
+/// Stops the deliveries at once: `busbar_durable_subscription_next` returns
+/// `BUSBAR_CLOSED` (also in a thread waiting in it now); what was delivered but not settled
+/// comes again after `ack_wait`. May be called from any thread.
+#[no_mangle]
+pub extern "C" fn busbar_durable_subscription_unsubscribe(
+    subscription: *mut busbar_durable_subscription,
+) -> busbar_status {
+    ffi_boundary! { block_on(handle(subscription.cast_const(), "subscription")?.control.unsubscribe()) }
+}
+
+/// Stops the deliveries as `busbar_durable_subscription_unsubscribe`, then waits until
+/// every message already handed out is settled or freed (at most the consumer's
+/// `ack_wait`, past which they come again anyway): a graceful shutdown. Call it from
+/// another thread than the one settling the messages.
+#[no_mangle]
+pub extern "C" fn busbar_durable_subscription_drain(
+    subscription: *mut busbar_durable_subscription,
+) -> busbar_status {
+    ffi_boundary! { block_on(handle(subscription.cast_const(), "subscription")?.control.drain()) }
+}
+
+/// Sets `*stats` to the subscription's counters. May be called from any thread.
+#[no_mangle]
+pub extern "C" fn busbar_durable_subscription_stats(
+    subscription: *const busbar_durable_subscription,
+    stats: *mut busbar_durable_subscription_counters,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(stats, busbar_durable_subscription_counters::default(), "stats")?;
+        let s = handle(subscription, "subscription")?.control.stats();
+        *slot = busbar_durable_subscription_counters {
+            delivered: s.delivered,
+            undecodable: s.undecodable,
+            unsettled: s.unsettled,
+        };
         Ok(())
     }
 }

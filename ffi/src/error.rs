@@ -42,6 +42,12 @@ pub enum busbar_status {
     /// `unsupported`: the backend cannot honour this part of the contract (the message
     /// names the feature and the backend); refused rather than behaving differently.
     BUSBAR_UNSUPPORTED = 12,
+    /// `circuit_open`: the circuit breaker of requests to this subject is open (its last
+    /// requests failed); the message says when a probe request goes through.
+    BUSBAR_CIRCUIT_OPEN = 13,
+    /// `rate_limited`: a publish rate limit had no room (`rate_limit_mode = "fail"`); the
+    /// message says when a message fits again.
+    BUSBAR_RATE_LIMITED = 14,
     /// `panic`: busbar hit a bug; the call was abandoned without unwinding into C.
     BUSBAR_PANIC = 99,
 }
@@ -62,6 +68,8 @@ const CODES: &[(busbar_status, &CStr)] = &[
     (busbar_status::BUSBAR_BACKEND, c"backend"),
     (busbar_status::BUSBAR_LAGGED, c"lagged"),
     (busbar_status::BUSBAR_UNSUPPORTED, c"unsupported"),
+    (busbar_status::BUSBAR_CIRCUIT_OPEN, c"circuit_open"),
+    (busbar_status::BUSBAR_RATE_LIMITED, c"rate_limited"),
     (busbar_status::BUSBAR_PANIC, c"panic"),
 ];
 

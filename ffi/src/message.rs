@@ -9,15 +9,16 @@ use std::ffi::{c_char, CString};
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
-use busbar_core::{Bytes, DurableMessage, Error, Message, Result};
+use busbar_core::{Bytes, DurableMessage, Error, Message, Payload, Result};
 
 use crate::args::{array_arg, handle, out, str_arg};
+use crate::bus::{busbar_publish_options, publish_options};
 use crate::error::busbar_status;
 use crate::runtime::block_on;
 
 /// A message. Opaque; read it with the `busbar_message_*` accessors. Received ones are
 /// either borrowed (the `message` argument of a callback) or owned (from
-/// `busbar_subscription_next`, `busbar_request`, `busbar_message_clone`): free those
+/// `busbar_subscription_next`, `busbar_bus_request`, `busbar_message_clone`): free those
 /// with `busbar_message_free`. Safe to read from several threads at once.
 pub struct busbar_message {
     msg: Message,
@@ -33,7 +34,12 @@ struct Text {
     id: CString,
     source: CString,
     event_type: CString,
+    content_type: Option<CString>,
     correlation_id: Option<CString>,
+    classification: Option<CString>,
+    traceparent: Option<CString>,
+    tracestate: Option<CString>,
+    keyid: Option<CString>,
     reply_to: Option<CString>,
     /// The stream of a durable message.
     stream: Option<CString>,
@@ -94,7 +100,12 @@ impl busbar_message {
             id: c_string("id", m.id())?,
             source: c_string("source", m.source())?,
             event_type: c_string("type", m.event_type())?,
+            content_type: optional("content_type", m.content_type())?,
             correlation_id: optional("correlation_id", m.correlation_id())?,
+            classification: optional("classification", m.classification())?,
+            traceparent: optional("traceparent", m.traceparent())?,
+            tracestate: optional("tracestate", m.tracestate())?,
+            keyid: optional("keyid", m.keyid())?,
             reply_to: optional("reply_to", m.reply_to())?,
             stream: optional("stream", self.durable.as_deref().map(DurableMessage::stream))?,
             headers: m
@@ -152,7 +163,7 @@ pub extern "C" fn busbar_message_source(
 /// Sets `*out` to the message's CloudEvents `type`.
 /// Borrowed: valid while `message` lives.
 #[no_mangle]
-pub extern "C" fn busbar_message_type(
+pub extern "C" fn busbar_message_event_type(
     message: *const busbar_message,
     out: *mut *const c_char,
 ) -> busbar_status {
@@ -167,6 +178,72 @@ pub extern "C" fn busbar_message_correlation_id(
     out: *mut *const c_char,
 ) -> busbar_status {
     ffi_boundary! { text_field(message, out, |t| t.correlation_id.as_ref()) }
+}
+
+/// Sets `*out` to the message's CloudEvents `datacontenttype` (`application/json`, ...),
+/// or to NULL when it has none. Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_content_type(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.content_type.as_ref()) }
+}
+
+/// Sets `*out` to the message's `classification` (`"phi,pii"`), or to NULL when it has
+/// none. Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_classification(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.classification.as_ref()) }
+}
+
+/// Sets `*out` to the message's W3C `traceparent`, or to NULL when it has none.
+/// Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_traceparent(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.traceparent.as_ref()) }
+}
+
+/// Sets `*out` to the message's W3C `tracestate`, or to NULL when it has none.
+/// Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_tracestate(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.tracestate.as_ref()) }
+}
+
+/// Sets `*out` to the `keyid` of the key that sealed the message's protected fields, or
+/// to NULL when nothing in it is sealed. Borrowed: valid while `message` lives.
+#[no_mangle]
+pub extern "C" fn busbar_message_keyid(
+    message: *const busbar_message,
+    out: *mut *const c_char,
+) -> busbar_status {
+    ffi_boundary! { text_field(message, out, |t| t.keyid.as_ref()) }
+}
+
+/// Sets `*time_ms` to the message's CloudEvents `time`, in milliseconds since the Unix
+/// epoch (negative before 1970).
+#[no_mangle]
+pub extern "C" fn busbar_message_time_ms(message: *const busbar_message, time_ms: *mut i64) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(time_ms, 0, "time_ms")?;
+        let time = handle(message, "message")?.msg.time();
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        *slot = match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => ms(after),
+            Err(before) => -ms(before.duration()),
+        };
+        Ok(())
+    }
 }
 
 /// Sets `*out` to the subject a reply goes to (requests only), or to NULL.
@@ -275,6 +352,25 @@ pub extern "C" fn busbar_message_respond(
         let message = handle(message, "message")?;
         let data = Bytes::copy_from_slice(array_arg(data, len, "data")?);
         block_on(message.msg.respond(data))
+    }
+}
+
+/// As `busbar_message_respond`, with the attributes and headers of `options` (borrowed for
+/// the call; NULL: none): the reply still goes to the request's `reply_to` and echoes its
+/// `correlationid` unless `options` sets another.
+#[no_mangle]
+pub extern "C" fn busbar_message_respond_with(
+    message: *const busbar_message,
+    data: *const u8,
+    len: usize,
+    options: *const busbar_publish_options,
+) -> busbar_status {
+    ffi_boundary! {
+        let message = handle(message, "message")?;
+        let payload = Payload::bytes(Bytes::copy_from_slice(array_arg(data, len, "data")?));
+        // SAFETY: NULL or a pointer to one options struct (header contract).
+        let reply = publish_options(unsafe { options.as_ref() })?.reply(&message.msg, payload)?;
+        block_on(message.msg.respond_message(reply))
     }
 }
 

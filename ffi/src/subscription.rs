@@ -145,6 +145,96 @@ pub extern "C" fn busbar_subscription_drain(subscription: *mut busbar_subscripti
     ffi_boundary! { block_on(sub_ref(subscription)?.control.drain()) }
 }
 
+/// Handles one request of `busbar_subscription_serve`: `request` is borrowed for the call
+/// (`busbar_message_clone` keeps it); answer it with `busbar_message_respond` or
+/// `busbar_message_respond_with`. Runs on the thread that called serve.
+pub type busbar_serve_handler =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, request: *const busbar_message) -> busbar_status>;
+
+/// A responder loop (Rust's `busbar::serve`): hands every message of the subscription to
+/// `handler(userdata, request)` on the calling thread, one at a time, until the
+/// subscription ends (`busbar_subscription_unsubscribe` or `_drain` from another thread,
+/// or the bus closed); then returns `BUSBAR_OK` and sets `*served` (if not NULL) to the
+/// number of messages handled. No single message stops it: lag notices and undecodable
+/// messages are skipped (counted in `busbar_subscription_stats`), and a handler returning
+/// an error leaves that request unanswered. `invalid_argument` for a subscription in
+/// callback mode.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_serve(
+    subscription: *mut busbar_subscription,
+    handler: busbar_serve_handler,
+    userdata: *mut c_void,
+    served: *mut u64,
+) -> busbar_status {
+    ffi_boundary! {
+        // SAFETY: NULL or a pointer to writable storage for one u64 (header contract).
+        let mut served = unsafe { served.as_mut() };
+        if let Some(count) = served.as_deref_mut() {
+            *count = 0;
+        }
+        let this = sub_ref(subscription)?;
+        let handle_one = handler.ok_or_else(|| crate::args::null("handler"))?;
+        let mut mode = this.mode();
+        let Mode::Pull(sub) = &mut *mode else {
+            return Err(Error::InvalidArgument(
+                "the subscription delivers to a callback; busbar_subscription_serve cannot take from it".into(),
+            ));
+        };
+        while let Some(item) = block_on(sub.next()) {
+            // Notices (lag, undecodable input) are counted on the subscription; serving goes on.
+            let Ok(request) = item else { continue };
+            let request = busbar_message::new(request);
+            // SAFETY: the C caller's handler, with its userdata and a borrowed message.
+            unsafe { handle_one(userdata, &request) };
+            if let Some(count) = served.as_deref_mut() {
+                *count += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a subscription, set by `busbar_subscription_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct busbar_subscription_counters {
+    /// Items queued to this subscription (undecodable messages included).
+    pub delivered: u64,
+    /// Messages it missed because its buffer was full; each gap is also a `BUSBAR_LAGGED`
+    /// item, in its place.
+    pub missed: u64,
+    /// Messages waiting in its buffer now.
+    pub pending: u64,
+    /// Bytes (payloads and headers) waiting in its buffer now.
+    pub pending_bytes: u64,
+    /// Messages that arrived but could not be decoded (each a `BUSBAR_DECODE` item).
+    pub undecodable: u64,
+    /// Whether it has missed a message since it last caught up.
+    pub lagging: bool,
+}
+
+/// Sets `*stats` to the subscription's counters. May be called from any thread, also
+/// while another waits in `busbar_subscription_next` or runs its callback.
+#[no_mangle]
+pub extern "C" fn busbar_subscription_stats(
+    subscription: *const busbar_subscription,
+    stats: *mut busbar_subscription_counters,
+) -> busbar_status {
+    ffi_boundary! {
+        let slot = out(stats, busbar_subscription_counters::default(), "stats")?;
+        let s = handle(subscription, "subscription")?.control.stats();
+        *slot = busbar_subscription_counters {
+            delivered: s.delivered,
+            missed: s.missed,
+            pending: s.pending,
+            pending_bytes: s.pending_bytes,
+            undecodable: s.undecodable,
+            lagging: s.lagging,
+        };
+        Ok(())
+    }
+}
+
 /// Unsubscribes and frees the subscription. `NULL` does nothing. In callback mode it
 /// returns after the callback's last call and its drop function have run; called from
 /// the subscription's own callback, it returns at once and they follow. No other thread

@@ -24,13 +24,13 @@ static void test_configuration_and_environment(void) {
     CHECK_OK(busbar_config_set(config, "source", "c-suite"));
     CHECK_OK(busbar_connect(config, &bus));
     busbar_config_free(config);
-    CHECK_STATUS(busbar_publish(bus, "big", big, 17, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
+    CHECK_STATUS(busbar_bus_publish(bus, "big", big, 17, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
     CHECK_ERROR_MENTIONS("17 bytes");
     CHECK_ERROR_MENTIONS("16 bytes");
     busbar_subscription *sub = NULL;
     busbar_message *msg = NULL;
-    CHECK_OK(busbar_subscribe(bus, "big", &sub));
-    CHECK_OK(busbar_publish(bus, "big", big, 16, NULL, 0));
+    CHECK_OK(busbar_bus_subscribe(bus, "big", &sub));
+    CHECK_OK(busbar_bus_publish(bus, "big", big, 16, NULL, 0));
     CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
     const char *source = NULL;
     if (msg) CHECK_OK(busbar_message_source(msg, &source));
@@ -42,12 +42,12 @@ static void test_configuration_and_environment(void) {
     /* The environment is honoured by busbar_connect(NULL), busbar_config_new and JSON. */
     setenv("BUSBAR_MAX_PAYLOAD", "32", 1);
     CHECK_OK(busbar_connect(NULL, &bus));
-    CHECK_STATUS(busbar_publish(bus, "big", big, 33, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
-    CHECK_OK(busbar_publish(bus, "big", big, 32, NULL, 0));
+    CHECK_STATUS(busbar_bus_publish(bus, "big", big, 33, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
+    CHECK_OK(busbar_bus_publish(bus, "big", big, 32, NULL, 0));
     busbar_bus_free(bus);
     CHECK_OK(busbar_connect_json("{\"max_payload\": 48}", &bus)); /* explicit beats environment */
-    CHECK_STATUS(busbar_publish(bus, "big", big, 49, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
-    CHECK_OK(busbar_publish(bus, "big", big, 48, NULL, 0));
+    CHECK_STATUS(busbar_bus_publish(bus, "big", big, 49, NULL, 0), BUSBAR_PAYLOAD_TOO_LARGE);
+    CHECK_OK(busbar_bus_publish(bus, "big", big, 48, NULL, 0));
     busbar_bus_free(bus);
     unsetenv("BUSBAR_MAX_PAYLOAD");
     setenv("BUSBAR_BAKEND", "memory", 1); /* a typo is an error, not ignored */
@@ -76,8 +76,29 @@ static void test_configuration_and_environment(void) {
     CHECK_STATUS(busbar_config_new(NULL), BUSBAR_INVALID_ARGUMENT);
 }
 
+/* The breaker and rate limits are configuration keys, with their own statuses. */
+static void test_breaker_and_rate_limit(void) {
+    busbar_bus *bus = NULL;
+    busbar_message *reply = NULL;
+    CHECK_OK(busbar_connect_json("{\"breaker_failures\": 1, \"breaker_cooldown_ms\": 60000}", &bus));
+    CHECK_STATUS(busbar_request(bus, "nobody.home", (const uint8_t *)"?", 1, 1000, &reply),
+                 BUSBAR_NO_RESPONDERS);
+    CHECK_STATUS(busbar_request(bus, "nobody.home", (const uint8_t *)"?", 1, 1000, &reply),
+                 BUSBAR_CIRCUIT_OPEN);
+    CHECK_ERROR_MENTIONS("nobody.home");
+    busbar_message_free(reply);
+    busbar_bus_free(bus);
+    CHECK_OK(busbar_connect_json("{\"publish_rate\": 0.01, \"rate_limit_mode\": \"fail\"}", &bus));
+    CHECK_OK(busbar_publish(bus, "metrics.cpu", (const uint8_t *)"1", 1, NULL, 0));
+    CHECK_STATUS(busbar_publish(bus, "metrics.cpu", (const uint8_t *)"2", 1, NULL, 0), BUSBAR_RATE_LIMITED);
+    CHECK_ERROR_MENTIONS("publish_rate");
+    busbar_bus_free(bus);
+    CHECK_STATUS(busbar_connect_json("{\"publish_buffer_full\": \"drop\"}", &bus), BUSBAR_INVALID_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
     suite_start(argc, argv, "api_config");
     RUN(test_configuration_and_environment);
+    RUN(test_breaker_and_rate_limit);
     return suite_end();
 }

@@ -17,45 +17,45 @@ static void test_bad_input_is_an_error_never_a_crash(void) {
     size_t len = 0;
     const char *text = NULL;
 
-    CHECK_STATUS(busbar_publish(NULL, "a", NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(NULL, "a", NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("bus is NULL");
-    CHECK_STATUS(busbar_publish(bus, NULL, NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_publish(bus, "a.\xff.b", NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, NULL, NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a.\xff.b", NULL, 0, NULL, 0), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("UTF-8");
-    CHECK_STATUS(busbar_publish(bus, "orders..eu", NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_publish(bus, "orders..eu", NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
     CHECK_ERROR_MENTIONS("orders..eu");
-    CHECK_STATUS(busbar_publish(bus, "orders.*", NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 5, NULL, 0), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_publish(bus, "a", (const uint8_t *)"x", SIZE_MAX, NULL, 0),
+    CHECK_STATUS(busbar_bus_publish(bus, "orders.*", NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 5, NULL, 0), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", (const uint8_t *)"x", SIZE_MAX, NULL, 0),
                  BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("does not fit");
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 0, NULL, 1), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 0, NULL, 1), BUSBAR_INVALID_ARGUMENT);
     busbar_header reserved[] = {{"ce-id", "1"}};
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 0, reserved, 1), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 0, reserved, 1), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("reserved");
     busbar_header spaced[] = {{"bad name", "1"}};
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 0, spaced, 1), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 0, spaced, 1), BUSBAR_INVALID_ARGUMENT);
     busbar_header injected[] = {{"x", "line\r\nInjected: 1"}};
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 0, injected, 1), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 0, injected, 1), BUSBAR_INVALID_ARGUMENT);
     busbar_header null_value[] = {{"x", NULL}};
-    CHECK_STATUS(busbar_publish(bus, "a", NULL, 0, null_value, 1), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_publish(bus, "a", NULL, 0, null_value, 1), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("headers[0].value");
 
-    CHECK_STATUS(busbar_subscribe(bus, "a.>.b", &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_subscribe(bus, "a.>.b", &sub), BUSBAR_INVALID_SUBJECT);
     CHECK(sub == NULL);
-    CHECK_STATUS(busbar_subscribe(bus, "a", NULL), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_queue_subscribe(bus, "a", "two words", &sub), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_queue_subscribe(bus, "a", NULL, &sub), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_request(bus, "a.*", NULL, 0, 10, &msg), BUSBAR_INVALID_SUBJECT);
-    CHECK_STATUS(busbar_request(bus, "a", NULL, 0, 10, NULL), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_flush(NULL), BUSBAR_INVALID_ARGUMENT);
-    CHECK_STATUS(busbar_close(NULL), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_subscribe(bus, "a", NULL), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_queue_subscribe(bus, "a", "two words", &sub), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_queue_subscribe(bus, "a", NULL, &sub), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_request(bus, "a.*", NULL, 0, 10, &msg), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_request(bus, "a", NULL, 0, 10, NULL), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_flush(NULL), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_close(NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_bus_stats(bus, NULL), BUSBAR_INVALID_ARGUMENT);
 
     CHECK_STATUS(busbar_subscription_next(NULL, 0, &msg), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_subscription_unsubscribe(NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_subscription_drain(NULL), BUSBAR_INVALID_ARGUMENT);
-    CHECK_OK(busbar_subscribe(bus, "a", &sub));
+    CHECK_OK(busbar_bus_subscribe(bus, "a", &sub));
     CHECK_STATUS(busbar_subscription_next(sub, 0, NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_subscription_set_callback(sub, NULL, NULL, NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("callback is NULL");
@@ -65,7 +65,7 @@ static void test_bad_input_is_an_error_never_a_crash(void) {
     CHECK_STATUS(busbar_message_header(NULL, "a", &text), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_message_respond(NULL, NULL, 0), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_message_clone(NULL, &msg), BUSBAR_INVALID_ARGUMENT);
-    CHECK_OK(busbar_publish(bus, "a", NULL, 0, NULL, 0));
+    CHECK_OK(busbar_bus_publish(bus, "a", NULL, 0, NULL, 0));
     CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
     CHECK_STATUS(busbar_message_subject(msg, NULL), BUSBAR_INVALID_ARGUMENT);
     CHECK_STATUS(busbar_message_data(msg, NULL, &len), BUSBAR_INVALID_ARGUMENT);
@@ -87,24 +87,24 @@ static void test_every_call_after_close_returns_closed(void) {
     busbar_bus *bus = connect_bus();
     busbar_subscription *sub = NULL, *late = NULL;
     busbar_message *msg = NULL, *request = NULL;
-    CHECK_OK(busbar_subscribe(bus, "held", &sub));
-    CHECK_OK(busbar_publish(bus, "held", (const uint8_t *)"kept", 4, NULL, 0));
+    CHECK_OK(busbar_bus_subscribe(bus, "held", &sub));
+    CHECK_OK(busbar_bus_publish(bus, "held", (const uint8_t *)"kept", 4, NULL, 0));
     /* A request received before close, answered after it. */
     busbar_subscription *responder = NULL;
-    CHECK_OK(busbar_subscribe(bus, "ask", &responder));
-    CHECK_STATUS(busbar_request(bus, "ask", NULL, 0, 1, &msg), BUSBAR_TIMEOUT);
+    CHECK_OK(busbar_bus_subscribe(bus, "ask", &responder));
+    CHECK_STATUS(busbar_bus_request(bus, "ask", NULL, 0, 1, &msg), BUSBAR_TIMEOUT);
     CHECK_OK(busbar_subscription_next(responder, WAIT_MS, &request));
-    CHECK_OK(busbar_flush(bus));
+    CHECK_OK(busbar_bus_flush(bus));
 
-    CHECK_OK(busbar_close(bus));
-    CHECK_OK(busbar_close(bus)); /* closing twice is fine */
-    CHECK_STATUS(busbar_publish(bus, "held", NULL, 0, NULL, 0), BUSBAR_CLOSED);
+    CHECK_OK(busbar_bus_close(bus));
+    CHECK_OK(busbar_bus_close(bus)); /* closing twice is fine */
+    CHECK_STATUS(busbar_bus_publish(bus, "held", NULL, 0, NULL, 0), BUSBAR_CLOSED);
     CHECK_ERROR_MENTIONS("closed");
-    CHECK_STATUS(busbar_subscribe(bus, "held", &late), BUSBAR_CLOSED);
+    CHECK_STATUS(busbar_bus_subscribe(bus, "held", &late), BUSBAR_CLOSED);
     CHECK(late == NULL);
-    CHECK_STATUS(busbar_queue_subscribe(bus, "held", "g", &late), BUSBAR_CLOSED);
-    CHECK_STATUS(busbar_request(bus, "ask", NULL, 0, 10, &msg), BUSBAR_CLOSED);
-    CHECK_STATUS(busbar_flush(bus), BUSBAR_CLOSED);
+    CHECK_STATUS(busbar_bus_queue_subscribe(bus, "held", "g", &late), BUSBAR_CLOSED);
+    CHECK_STATUS(busbar_bus_request(bus, "ask", NULL, 0, 10, &msg), BUSBAR_CLOSED);
+    CHECK_STATUS(busbar_bus_flush(bus), BUSBAR_CLOSED);
     if (request) CHECK_STATUS(busbar_message_respond(request, NULL, 0), BUSBAR_CLOSED);
     busbar_message_free(request);
     /* The subscription yields what it held, then reports closed. */
@@ -194,8 +194,8 @@ static void test_durable_errors(void) {
 
     /* Settling calls refuse a plain message, and NULL. */
     busbar_subscription *plain = NULL;
-    CHECK_OK(busbar_subscribe(bus, "c.plain", &plain));
-    CHECK_OK(busbar_publish(bus, "c.plain", NULL, 0, NULL, 0));
+    CHECK_OK(busbar_bus_subscribe(bus, "c.plain", &plain));
+    CHECK_OK(busbar_bus_publish(bus, "c.plain", NULL, 0, NULL, 0));
     CHECK_OK(busbar_subscription_next(plain, WAIT_MS, &msg));
     uint32_t attempt = 9;
     uint64_t sequence = 9;
@@ -234,7 +234,7 @@ static void test_durable_errors(void) {
     busbar_message_free(msg);
 
     /* After close: calls return closed, the subscription ends. */
-    CHECK_OK(busbar_close(bus));
+    CHECK_OK(busbar_bus_close(bus));
     CHECK_STATUS(busbar_bus_publish_durable(bus, "c.errors.x", NULL, 0, NULL, 0, NULL, NULL),
                  BUSBAR_CLOSED);
     CHECK_STATUS(busbar_bus_declare_stream(bus, "C_ERRORS", subjects, 1, NULL, NULL), BUSBAR_CLOSED);
@@ -245,7 +245,7 @@ static void test_durable_errors(void) {
 }
 
 /* Issue 12: a 10,000-token pattern overflowed the subject trie's recursion (SIGSEGV inside
- * busbar_subscribe); a subject over a NATS server's 4096-byte control line made the server
+ * busbar_bus_subscribe); a subject over a NATS server's 4096-byte control line made the server
  * drop the connection. Both are invalid_subject now, with a short message; subjects at the
  * limits (2000 bytes, 256 tokens) work; numeric options out of range are invalid_argument. */
 

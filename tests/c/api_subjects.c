@@ -92,13 +92,15 @@ static void test_status_codes(void) {
         {BUSBAR_BACKEND, 10, "backend"},
         {BUSBAR_LAGGED, 11, "lagged"},
         {BUSBAR_UNSUPPORTED, 12, "unsupported"},
+        {BUSBAR_CIRCUIT_OPEN, 13, "circuit_open"},
+        {BUSBAR_RATE_LIMITED, 14, "rate_limited"},
         {BUSBAR_PANIC, 99, "panic"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         CHECK((int)table[i].status == table[i].number);
         CHECK_STR(busbar_status_code(table[i].status), table[i].code);
     }
-    CHECK_STR(busbar_status_code(13), "unknown");
+    CHECK_STR(busbar_status_code(15), "unknown");
     CHECK_STR(busbar_status_code(-1), "unknown");
 }
 
@@ -118,24 +120,24 @@ static void test_deep_and_long_subjects_and_numbers(void) {
     busbar_subscription *sub = NULL;
     busbar_message *msg = NULL;
     char *deep = repeat_tokens("a", 9999, "a"); /* 10,000 tokens, 19,999 bytes */
-    CHECK_STATUS(busbar_subscribe(bus, deep, &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_subscribe(bus, deep, &sub), BUSBAR_INVALID_SUBJECT);
     CHECK(sub == NULL);
     CHECK_ERROR_MENTIONS("limit of 2000 bytes");
     CHECK(strlen(busbar_last_error()) < 300);
-    CHECK_STATUS(busbar_publish(bus, deep, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_publish(bus, deep, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
     CHECK_STATUS(busbar_validate_pattern(deep), BUSBAR_INVALID_SUBJECT);
     free(deep);
     char *too_deep = repeat_tokens("*", 300, ">");
-    CHECK_STATUS(busbar_queue_subscribe(bus, too_deep, "workers", &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_queue_subscribe(bus, too_deep, "workers", &sub), BUSBAR_INVALID_SUBJECT);
     CHECK_ERROR_MENTIONS("limit of 256 tokens");
     free(too_deep);
     char *long_subject = calloc(5001, 1);
     memset(long_subject, 'x', 5000);
-    CHECK_STATUS(busbar_publish(bus, long_subject, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
-    CHECK_STATUS(busbar_request(bus, long_subject, NULL, 0, 100, &msg), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_publish(bus, long_subject, NULL, 0, NULL, 0), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_request(bus, long_subject, NULL, 0, 100, &msg), BUSBAR_INVALID_SUBJECT);
     CHECK(msg == NULL);
-    CHECK_STATUS(busbar_subscribe(bus, long_subject, &sub), BUSBAR_INVALID_SUBJECT);
-    CHECK_STATUS(busbar_queue_subscribe(bus, "c.long", long_subject, &sub), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_subscribe(bus, long_subject, &sub), BUSBAR_INVALID_SUBJECT);
+    CHECK_STATUS(busbar_bus_queue_subscribe(bus, "c.long", long_subject, &sub), BUSBAR_INVALID_ARGUMENT);
     free(long_subject);
 
     /* At the limits: 2000 bytes with a wildcard, and 256 tokens. */
@@ -146,11 +148,11 @@ static void test_deep_and_long_subjects_and_numbers(void) {
     strcpy(longest_pattern + 1997, "*");
     char *deepest = repeat_tokens("d", 255, "d");
     busbar_subscription *deep_sub = NULL;
-    CHECK_OK(busbar_subscribe(bus, longest_pattern, &sub));
-    CHECK_OK(busbar_subscribe(bus, deepest, &deep_sub));
-    CHECK_OK(busbar_flush(bus));
-    CHECK_OK(busbar_publish(bus, longest, (const uint8_t *)"long", 4, NULL, 0));
-    CHECK_OK(busbar_publish(bus, deepest, (const uint8_t *)"deep", 4, NULL, 0));
+    CHECK_OK(busbar_bus_subscribe(bus, longest_pattern, &sub));
+    CHECK_OK(busbar_bus_subscribe(bus, deepest, &deep_sub));
+    CHECK_OK(busbar_bus_flush(bus));
+    CHECK_OK(busbar_bus_publish(bus, longest, (const uint8_t *)"long", 4, NULL, 0));
+    CHECK_OK(busbar_bus_publish(bus, deepest, (const uint8_t *)"deep", 4, NULL, 0));
     CHECK_OK(busbar_subscription_next(sub, WAIT_MS, &msg));
     if (msg != NULL) CHECK_STR(subject_of(msg), longest);
     busbar_message_free(msg);
@@ -174,7 +176,7 @@ static void test_deep_and_long_subjects_and_numbers(void) {
                  BUSBAR_INVALID_ARGUMENT);
     CHECK_ERROR_MENTIONS("ack_wait");
     CHECK(durable == NULL);
-    CHECK_STATUS(busbar_request(bus, "c.limits.x", NULL, 0, UINT64_MAX - 1, &msg),
+    CHECK_STATUS(busbar_bus_request(bus, "c.limits.x", NULL, 0, UINT64_MAX - 1, &msg),
                  BUSBAR_INVALID_ARGUMENT);
     busbar_config *config = NULL;
     CHECK_OK(busbar_config_new(&config));

@@ -254,11 +254,138 @@ static void test_durable_replay_from_a_sequence(void) {
     busbar_bus_free(bus);
 }
 
+/* Durable subscriptions end with the verbs of plain ones (docs/design.md §9): counters,
+ * drain once what was handed out is settled, unsubscribe from another thread. */
+struct durable_waiter {
+    busbar_durable_subscription *sub;
+    busbar_status status;
+};
+
+static void *wait_for_delivery(void *arg) {
+    struct durable_waiter *w = arg;
+    busbar_message *msg = NULL;
+    w->status = busbar_durable_subscription_next(w->sub, WAIT_MS, &msg);
+    busbar_message_free(msg);
+    return NULL;
+}
+
+static void test_durable_stats_drain_and_unsubscribe(void) {
+    busbar_bus *bus = connect_with_stream("C_ENDING", "c.ending.>");
+    publish_durable_text(bus, "c.ending.a", "one");
+    publish_durable_text(bus, "c.ending.b", "two");
+    busbar_durable_subscription *sub = NULL;
+    /* A short ack wait: what the first reader fetched but did not hand out comes again soon. */
+    busbar_consumer_options opts = {0};
+    opts.ack_wait_ms = 1000;
+    CHECK_OK(busbar_bus_durable_subscribe(bus, "C_ENDING", "ender", &opts, &sub));
+    busbar_durable_subscription_counters stats;
+    CHECK_OK(busbar_durable_subscription_stats(sub, &stats));
+    CHECK(stats.delivered == 0 && stats.unsettled == 0);
+    busbar_message *msg = NULL;
+    CHECK_OK(busbar_durable_subscription_next(sub, WAIT_MS, &msg));
+    CHECK_OK(busbar_durable_subscription_stats(sub, &stats));
+    CHECK(stats.delivered == 1 && stats.unsettled == 1 && stats.undecodable == 0);
+    CHECK_OK(busbar_message_ack(msg));
+    CHECK_OK(busbar_durable_subscription_stats(sub, &stats));
+    CHECK(stats.unsettled == 0);
+    busbar_message_free(msg);
+    /* Everything handed out is settled: drain returns at once, and the subscription ends
+     * (the second message stays in the stream for the consumer's next reader). */
+    CHECK_OK(busbar_durable_subscription_drain(sub));
+    CHECK_STATUS(busbar_durable_subscription_next(sub, WAIT_MS, &msg), BUSBAR_CLOSED);
+    CHECK(msg == NULL);
+    CHECK_OK(busbar_durable_subscription_drain(sub)); /* twice is fine */
+    busbar_durable_subscription_free(sub);
+
+    /* The next reader of the consumer gets the second message; unsubscribing from another
+     * thread ends a wait in next. */
+    CHECK_OK(busbar_bus_durable_subscribe(bus, "C_ENDING", "ender", &opts, &sub));
+    CHECK_OK(busbar_durable_subscription_next(sub, WAIT_MS, &msg));
+    char *text = msg ? message_text(msg) : NULL;
+    CHECK_STR(text, "two");
+    free(text);
+    CHECK_OK(busbar_message_ack(msg));
+    busbar_message_free(msg);
+    struct durable_waiter w = {sub, BUSBAR_OK};
+    pthread_t thread;
+    pthread_create(&thread, NULL, wait_for_delivery, &w);
+    sleep_ms(50);
+    CHECK_OK(busbar_durable_subscription_unsubscribe(sub));
+    pthread_join(thread, NULL);
+    CHECK_STATUS(w.status, BUSBAR_CLOSED);
+    CHECK_STATUS(busbar_durable_subscription_stats(NULL, &stats), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_durable_subscription_drain(NULL), BUSBAR_INVALID_ARGUMENT);
+    busbar_durable_subscription_free(sub);
+    busbar_bus_free(bus);
+}
+
+static void test_durable_streams_and_consumers_are_listed_and_deleted(void) {
+    busbar_bus *bus = connect_bus();
+    const char *subjects[] = {"c.admin.>"};
+    CHECK_OK(busbar_bus_declare_stream(bus, "C_ADMIN", subjects, 1, NULL, NULL));
+    CHECK_OK(busbar_bus_publish_durable(bus, "c.admin.a", NULL, 0, NULL, 0, NULL, NULL));
+    CHECK_OK(busbar_bus_publish_durable(bus, "c.admin.b", NULL, 0, NULL, 0, NULL, NULL));
+
+    /* Ask for the count first, then for the streams themselves. */
+    size_t count = 0;
+    CHECK_OK(busbar_bus_list_streams(bus, NULL, 0, &count));
+    CHECK(count >= 1);
+    busbar_stream_info *infos = calloc(count, sizeof *infos);
+    size_t again = 0;
+    CHECK_OK(busbar_bus_list_streams(bus, infos, count, &again));
+    bool found = false;
+    for (size_t i = 0; i < count && i < again; i++) {
+        if (strcmp(infos[i].name, "C_ADMIN") == 0) {
+            found = true;
+            CHECK(infos[i].messages == 2);
+        }
+    }
+    CHECK(found);
+    free(infos);
+    CHECK_STATUS(busbar_bus_list_streams(bus, NULL, 1, &count), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_list_streams(bus, NULL, 0, NULL), BUSBAR_INVALID_ARGUMENT);
+
+    busbar_consumer_options opts = {0};
+    opts.filter = "c.admin.>";
+    busbar_durable_subscription *sub = NULL;
+    busbar_message *msg = NULL;
+    CHECK_OK(busbar_bus_durable_subscribe(bus, "C_ADMIN", "c_reader", &opts, &sub));
+    CHECK_OK(busbar_durable_subscription_next(sub, WAIT_MS, &msg));
+    if (msg) CHECK_OK(busbar_message_ack(msg));
+    busbar_message_free(msg);
+    busbar_durable_subscription_free(sub);
+
+    busbar_consumer_info consumers[4];
+    CHECK_OK(busbar_bus_list_consumers(bus, "C_ADMIN", consumers, 4, &count));
+    CHECK(count == 1);
+    CHECK_STR(consumers[0].name, "c_reader");
+    CHECK_STR(consumers[0].stream, "C_ADMIN");
+    CHECK(consumers[0].filtered);
+    busbar_consumer_info info;
+    CHECK_OK(busbar_bus_consumer_info(bus, "C_ADMIN", "c_reader", &info));
+    /* NATS pulls ahead of the handler: delivered and pending always add up. */
+    CHECK(info.delivered_sequence >= 1 && info.pending + info.delivered_sequence == 2);
+
+    CHECK_OK(busbar_bus_delete_consumer(bus, "C_ADMIN", "c_reader"));
+    CHECK_STATUS(busbar_bus_consumer_info(bus, "C_ADMIN", "c_reader", &info), BUSBAR_INVALID_ARGUMENT);
+    CHECK_OK(busbar_bus_list_consumers(bus, "C_ADMIN", consumers, 4, &count));
+    CHECK(count == 0);
+    CHECK_STATUS(busbar_bus_delete_consumer(bus, "C_ADMIN", "c_reader"), BUSBAR_INVALID_ARGUMENT);
+    CHECK_OK(busbar_bus_delete_stream(bus, "C_ADMIN"));
+    busbar_stream_info gone;
+    CHECK_STATUS(busbar_bus_stream_info(bus, "C_ADMIN", &gone), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_delete_stream(bus, "C_ADMIN"), BUSBAR_INVALID_ARGUMENT);
+    CHECK_STATUS(busbar_bus_delete_stream(bus, NULL), BUSBAR_INVALID_ARGUMENT);
+    busbar_bus_free(bus);
+}
+
 int main(int argc, char **argv) {
     suite_start(argc, argv, "int_durable");
     RUN(test_durable_publish_is_acked_and_deduplicated);
     RUN(test_durable_ack_and_nak_redeliver);
     RUN(test_durable_term_and_last_nak_dead_letter);
     RUN(test_durable_replay_from_a_sequence);
+    RUN(test_durable_stats_drain_and_unsubscribe);
+    RUN(test_durable_streams_and_consumers_are_listed_and_deleted);
     return suite_end();
 }

@@ -30,7 +30,9 @@ static inline void sleep_ms(long ms) {
     nanosleep(&t, NULL);
 }
 
-static inline busbar_bus *connect_bus(void) {
+/* A bus on the suite's backend, with configuration key `key` set to `value` (none when
+ * `key` is NULL). */
+static inline busbar_bus *connect_bus_with(const char *key, const char *value) {
     busbar_config *config = NULL;
     busbar_bus *bus = NULL;
     CHECK_OK(busbar_config_new(&config));
@@ -38,10 +40,13 @@ static inline busbar_bus *connect_bus(void) {
         CHECK_OK(busbar_config_set(config, "backend", "nats"));
         CHECK_OK(busbar_config_set(config, "nats_url", nats_url));
     }
+    if (key != NULL) CHECK_OK(busbar_config_set(config, key, value));
     CHECK_OK(busbar_connect(config, &bus));
     busbar_config_free(config);
     return bus;
 }
+
+static inline busbar_bus *connect_bus(void) { return connect_bus_with(NULL, NULL); }
 
 static inline char *message_text(const busbar_message *msg) {
     const uint8_t *data = NULL;
