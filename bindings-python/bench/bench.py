@@ -7,10 +7,11 @@ nats-server; plus busbar's in-memory publish→deliver.
 Measures, for each client, on its own connections:
   publish            N publishes of a 16-byte payload, then a flush (a server round trip);
                      busbar always sends its CloudEvents headers, so nats-py runs twice:
-                     bare, and with the same header block (a fresh id and time each)
+                     bare, and with the same headers (a fresh id and time each)
   publish→subscribe  N publishes received by a subscriber on a second connection
   request/reply      sequential requests to a responder of the same client: p50 / p99
-Each figure is the best of --rounds runs; the run is printed as one table.
+Rounds interleave busbar and nats-py; each figure is the median of --rounds rounds, each ratio
+the median of the per-round ratios; the run is printed as one table with the load average.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 from nats.aio.msg import Msg
@@ -48,15 +50,12 @@ async def busbar_publish(url: str, n: int) -> float:
 
 
 def cloudevents_headers() -> dict[str, str]:
-    """The header block busbar puts on every NATS message, for a like-for-like nats-py run."""
-    event_id = str(uuid.uuid4())
+    """The header block busbar puts on a plain NATS publish, for a like-for-like nats-py run."""
     return {
         "ce-specversion": "1.0",
-        "ce-id": event_id,
-        "Nats-Msg-Id": event_id,
+        "ce-id": str(uuid.uuid4()),
         "ce-source": "busbar",
         "ce-type": "busbar.event",
-        "ce-subject": "bench.pub",
         "ce-time": datetime.now(timezone.utc).isoformat(),
     }
 
@@ -188,29 +187,42 @@ async def natspy_request(url: str, n: int) -> tuple[float, float]:
     return percentiles(samples)
 
 
-async def best_rate(rounds: int, run: Callable[[], Awaitable[float]]) -> float:
-    return max([await run() for _ in range(rounds)])
+T = TypeVar("T")
 
 
-async def best_flow(
-    rounds: int, run: Callable[[], Awaitable[tuple[float, int]]]
-) -> tuple[float, int]:
-    results = [await run() for _ in range(rounds)]
-    return max(results, key=lambda r: r[0])
+async def interleaved(
+    rounds: int, ours: Callable[[], Awaitable[T]], theirs: Callable[[], Awaitable[T]]
+) -> tuple[list[T], list[T]]:
+    """Each round runs both sides, busbar first in even rounds and last in odd ones, so
+    drift in the machine's load hits both alike."""
+    a: list[T] = []
+    b: list[T] = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            a.append(await ours())
+            b.append(await theirs())
+        else:
+            b.append(await theirs())
+            a.append(await ours())
+    return a, b
 
 
-async def best_latency(
-    rounds: int, run: Callable[[], Awaitable[tuple[float, float]]]
-) -> tuple[float, float]:
-    results = [await run() for _ in range(rounds)]
-    return min(results, key=lambda r: r[0])
+def median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=5_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     n, r, k = args.messages, args.requests, args.rounds
 
@@ -219,53 +231,68 @@ async def main() -> None:
         url = server.url
         nats_cfg = {"backend": "nats", "nats_url": url}
         print(
-            f"private nats-server at {url}; {n} messages of {len(PAYLOAD)} B, "
-            f"{r} requests, best of {k}"
+            f"private nats-server at {url}; {n} messages of {len(PAYLOAD)} B, {r} requests; "
+            f"{k} interleaved rounds, medians; load average {load_average()}"
         )
-        pub_b = await best_rate(k, lambda: busbar_publish(url, n))
-        pub_n = await best_rate(k, lambda: natspy_publish(url, n))
-        pub_nh = await best_rate(k, lambda: natspy_publish(url, n, with_headers=True))
-        flow_b, got_b = await best_flow(k, lambda: busbar_pubsub(n, **nats_cfg))
-        flow_n, got_n = await best_flow(k, lambda: natspy_pubsub(url, n))
-        lat_b = await best_latency(k, lambda: busbar_request(url, r))
-        lat_n = await best_latency(k, lambda: natspy_request(url, r))
-        mem, got_m = await best_flow(k, lambda: busbar_pubsub(n, backend="memory"))
+        pub_b, pub_n = await interleaved(
+            k, lambda: busbar_publish(url, n), lambda: natspy_publish(url, n)
+        )
+        pub_b2, pub_nh = await interleaved(
+            k,
+            lambda: busbar_publish(url, n),
+            lambda: natspy_publish(url, n, with_headers=True),
+        )
+        flow_b, flow_n = await interleaved(
+            k, lambda: busbar_pubsub(n, **nats_cfg), lambda: natspy_pubsub(url, n)
+        )
+        lat_b, lat_n = await interleaved(
+            k, lambda: busbar_request(url, r), lambda: natspy_request(url, r)
+        )
+        mem = [await busbar_pubsub(n, backend="memory") for _ in range(k)]
     finally:
         server.close()
 
+    med = statistics.median
+    fb, fn = [f[0] for f in flow_b], [f[0] for f in flow_n]
+    got_b, got_n = min(f[1] for f in flow_b), min(f[1] for f in flow_n)
+    p50b, p50n = [x[0] for x in lat_b], [x[0] for x in lat_n]
+    p99b, p99n = [x[1] for x in lat_b], [x[1] for x in lat_n]
     rows = [
-        ("NATS publish (msgs/s)", f"{pub_b:,.0f}", f"{pub_n:,.0f}", f"{pub_b / pub_n:.2f}x"),
+        (
+            "NATS publish (msgs/s)",
+            f"{med(pub_b):,.0f}",
+            f"{med(pub_n):,.0f}",
+            f"{median_ratio(pub_b, pub_n):.2f}x",
+        ),
         (
             "  nats-py sending busbar's ce- headers",
-            f"{pub_b:,.0f}",
-            f"{pub_nh:,.0f}",
-            f"{pub_b / pub_nh:.2f}x",
+            f"{med(pub_b2):,.0f}",
+            f"{med(pub_nh):,.0f}",
+            f"{median_ratio(pub_b2, pub_nh):.2f}x",
         ),
         (
             "NATS publish→subscribe (msgs/s)",
-            f"{flow_b:,.0f} ({got_b}/{n} recv)",
-            f"{flow_n:,.0f} ({got_n}/{n} recv)",
-            f"{flow_b / flow_n:.2f}x",
+            f"{med(fb):,.0f} (≥{got_b}/{n} recv)",
+            f"{med(fn):,.0f} (≥{got_n}/{n} recv)",
+            f"{median_ratio(fb, fn):.2f}x",
         ),
+        ("NATS request p50 (µs)", f"{med(p50b):.0f}", f"{med(p50n):.0f}", ""),
+        ("NATS request p99 (µs)", f"{med(p99b):.0f}", f"{med(p99n):.0f}", ""),
         (
-            "NATS request p50 (µs)",
-            f"{lat_b[0]:.0f}",
-            f"{lat_n[0]:.0f}",
-            f"{lat_n[0] / lat_b[0]:.2f}x",
+            "memory publish→deliver (msgs/s)",
+            f"{med(m[0] for m in mem):,.0f} (≥{min(m[1] for m in mem)}/{n} recv)",
+            "-",
+            "-",
         ),
-        (
-            "NATS request p99 (µs)",
-            f"{lat_b[1]:.0f}",
-            f"{lat_n[1]:.0f}",
-            f"{lat_n[1] / lat_b[1]:.2f}x",
-        ),
-        ("memory publish→deliver (msgs/s)", f"{mem:,.0f} ({got_m}/{n} recv)", "-", "-"),
     ]
-    table = [("", "busbar", "nats-py", "busbar vs nats-py"), *rows]
+    table = [("", "busbar", "nats-py", "busbar / nats-py"), *rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
-    print("(latency ratio: nats-py time / busbar time, above 1 means busbar is faster)")
+    print(
+        "(rates: the median of per-round ratios, higher is better for busbar); "
+        f"load average at the end {load_average()}"
+    )
 
 
 if __name__ == "__main__":

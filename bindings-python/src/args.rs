@@ -1,18 +1,32 @@
 //! Python arguments into core values: text, payloads, headers, numbers, durations; each
 //! failure a `TypeError` or `ValueError` naming the argument.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use busbar::{Bytes, Headers, Payload, PublishOptions};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::error::to_py;
 
-static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 pub(crate) static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// JSON text that becomes Python values (`json.loads`) when handed to Python, on the
+/// event loop's thread: what a call returning JSON answers (`discover`).
+pub(crate) struct JsonText(pub(crate) String);
+
+impl<'py> IntoPyObject<'py> for JsonText {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_fn(py, &JSON_LOADS, "loads")?.call1((self.0,))
+    }
+}
 
 pub(crate) fn json_fn<'py>(
     py: Python<'py>,
@@ -52,27 +66,110 @@ pub(crate) fn payload(data: Option<&Bound<'_, PyAny>>) -> PyResult<Payload> {
     if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(data) {
         return Ok(Payload::bytes(buf.to_vec(data.py())?));
     }
-    let py = data.py();
-    // Strict JSON, as json.dumps(allow_nan=False): NaN and infinities have no JSON form.
-    let strict = [("allow_nan", false)].into_py_dict(py)?;
-    let text = json_fn(py, &JSON_DUMPS, "dumps")?
-        .call((data,), Some(&strict))
-        .map_err(|e| {
-            let kind = data.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-            if e.is_instance_of::<PyValueError>(py) {
-                to_py(busbar::Error::InvalidArgument(format!(
-                    "data is not valid JSON ({kind}): {}",
-                    e.value(py)
-                )))
-            } else {
-                PyTypeError::new_err(format!(
-                    "data must be bytes, str or a JSON-serialisable object; {kind}: {e}"
-                ))
+    let mut text = String::new();
+    json_value(&mut text, data, 0)?;
+    Ok(Payload::json(text.into_bytes()))
+}
+
+/// Deepest nesting of lists and dicts a payload may have (a circular one never ends).
+const MAX_JSON_DEPTH: usize = 1000;
+
+/// Appends `value` as the JSON text JavaScript's `JSON.stringify` writes for the same
+/// content (core's `json_text`), so a dict and a JS object publish the same bytes: None,
+/// bool, int, float, str, dict (keys as `json.dumps` takes them), list and tuple. NaN,
+/// the infinities and nesting deeper than [`MAX_JSON_DEPTH`] are `invalid_argument`
+/// (`"data is not valid JSON"`); any other type is a TypeError.
+fn json_value(out: &mut String, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(to_py(busbar::Error::InvalidArgument(format!(
+            "data is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels (a circular reference?)"
+        ))));
+    }
+    if value.is_none() {
+        out.push_str("null");
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        out.push_str(if b.is_true() { "true" } else { "false" });
+    } else if value.is_instance_of::<PyInt>() {
+        json_int(out, value)?;
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        busbar::json_text::push_f64(out, f.value()).map_err(to_py)?;
+    } else if let Ok(s) = value.cast::<PyString>() {
+        json_str(out, s)?;
+    } else if let Ok(dict) = value.cast::<PyDict>() {
+        out.push('{');
+        for (i, (key, item)) in dict.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-        })?;
-    Ok(Payload::json(
-        text.cast::<PyString>()?.to_str()?.as_bytes().to_vec(),
-    ))
+            json_key(out, &key)?;
+            out.push(':');
+            json_value(out, &item, depth + 1)?;
+        }
+        out.push('}');
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        out.push('[');
+        for (i, item) in value.try_iter()?.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_value(out, &item?, depth + 1)?;
+        }
+        out.push(']');
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "data must be bytes, str or a JSON-serialisable object (dict, list, tuple, str, int, \
+             float, bool, None); {} is not",
+            value.get_type().name()?
+        )));
+    }
+    Ok(())
+}
+
+/// An int (an `IntEnum` too) as its decimal digits, as `json.dumps` writes it.
+fn json_int(out: &mut String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    match value.extract::<i64>() {
+        Ok(n) => out.push_str(&n.to_string()),
+        // Beyond 64 bits: the exact digits of the plain int.
+        Err(_) => out.push_str(value.call_method0("__index__")?.str()?.to_str()?),
+    }
+    Ok(())
+}
+
+/// A str as a JSON string; one holding lone surrogates writes them as `\udxxx`.
+fn json_str(out: &mut String, s: &Bound<'_, PyString>) -> PyResult<()> {
+    match s.to_str() {
+        Ok(text) => busbar::json_text::push_str(out, text),
+        Err(_) => {
+            let encoded = s.call_method1("encode", ("utf-16-le", "surrogatepass"))?;
+            let bytes = encoded.cast::<PyBytes>()?.as_bytes();
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect();
+            busbar::json_text::push_utf16(out, &units);
+        }
+    }
+    Ok(())
+}
+
+/// A dict key, as `json.dumps` takes keys: str; int, float, bool and None as their JSON
+/// text, quoted.
+fn json_key(out: &mut String, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(s) = key.cast::<PyString>() {
+        return json_str(out, s);
+    }
+    let valid = key.is_none() || key.is_instance_of::<PyBool>() || key.is_instance_of::<PyInt>();
+    if !(valid || key.is_instance_of::<PyFloat>()) {
+        return Err(PyTypeError::new_err(format!(
+            "data must be a JSON-serialisable object: dict keys must be str, int, float, bool \
+             or None, not {}",
+            key.get_type().name()?
+        )));
+    }
+    let mut text = String::new();
+    json_value(&mut text, key, 0)?;
+    busbar::json_text::push_str(out, &text);
+    Ok(())
 }
 
 /// `headers=` as core takes them: `None`, or a dict of str to str (else a TypeError
@@ -127,7 +224,37 @@ impl PublishKw<'_, '_> {
         o.classification = opt(self.classification, "classification")?;
         o.traceparent = opt(self.traceparent, "traceparent")?;
         o.tracestate = opt(self.tracestate, "tracestate")?;
+        if o.traceparent.is_none() && TRACING.load(Relaxed) {
+            if let Some((traceparent, tracestate)) = Python::attach(trace_context)? {
+                o.traceparent = Some(traceparent);
+                o.tracestate = tracestate;
+            }
+        }
         Ok(o)
+    }
+}
+
+/// Whether `busbar.otel.instrument()` set a hook: a publish without one costs one load.
+static TRACING: AtomicBool = AtomicBool::new(false);
+static TRACE_HOOK: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);
+
+/// Sets (or, with `None`, clears) the function that returns the current OpenTelemetry
+/// context as `(traceparent, tracestate)` or `None` (`busbar.otel.instrument()`).
+pub(crate) fn set_trace_hook(hook: Option<Py<PyAny>>) {
+    TRACING.store(hook.is_some(), Relaxed);
+    *TRACE_HOOK.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+}
+
+/// The caller's trace context, from the hook: what a publish inside a span carries.
+fn trace_context(py: Python<'_>) -> PyResult<Option<(String, Option<String>)>> {
+    let hook = TRACE_HOOK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|h| h.clone_ref(py));
+    match hook {
+        Some(hook) => hook.bind(py).call0()?.extract(),
+        None => Ok(None),
     }
 }
 
@@ -138,6 +265,20 @@ pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
             "{what} must be a finite number of seconds >= 0, not {value}"
         ))
     })
+}
+
+/// One text, or a list or tuple of them (subjects, roles, classes).
+pub(crate) fn texts(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(vec![s.to_str()?.to_owned()]);
+    }
+    if !(value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>()) {
+        return Err(type_error(what, "a str or a list of str", value));
+    }
+    value
+        .try_iter()?
+        .map(|item| Ok(text(&item?, &format!("{what} item"))?.to_owned()))
+        .collect()
 }
 
 /// `value` unless it is absent or `None`.

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use busbar::{ConsumerOptions, EventBus, StartAt, StreamOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDateTime, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDateTime, PyDict, PyInt, PyString, PyTuple};
 use pyo3::PyClassInitializer;
 
 use crate::args::{self, count, duration, given, number, seconds, type_error, PublishKw};
@@ -23,6 +23,9 @@ pub struct StreamInfo {
     /// Name of the stream.
     #[pyo3(get)]
     name: String,
+    /// Subject patterns whose messages it stores.
+    #[pyo3(get)]
+    subjects: Vec<String>,
     /// Messages stored.
     #[pyo3(get)]
     messages: u64,
@@ -41,6 +44,7 @@ impl From<busbar::StreamInfo> for StreamInfo {
     fn from(i: busbar::StreamInfo) -> Self {
         StreamInfo {
             name: i.name,
+            subjects: i.subjects,
             messages: i.messages,
             bytes: i.bytes,
             first_sequence: i.first_sequence,
@@ -55,6 +59,52 @@ impl StreamInfo {
         format!(
             "<busbar.StreamInfo name={:?} messages={} bytes={} first_sequence={} last_sequence={}>",
             self.name, self.messages, self.bytes, self.first_sequence, self.last_sequence
+        )
+    }
+}
+
+/// Where a durable consumer stands now (`Bus.consumer_info`, `Bus.list_consumers`).
+#[pyclass(frozen, module = "busbar", name = "ConsumerInfo")]
+pub struct ConsumerInfo {
+    /// Stream it reads.
+    #[pyo3(get)]
+    stream: String,
+    /// Durable name of the consumer.
+    #[pyo3(get)]
+    name: String,
+    /// The subject pattern it is limited to; None for all of the stream.
+    #[pyo3(get)]
+    filter: Option<String>,
+    /// Stored messages matching its filter not delivered to it yet.
+    #[pyo3(get)]
+    pending: u64,
+    /// Messages delivered to it and not yet settled.
+    #[pyo3(get)]
+    ack_pending: u64,
+    /// Stream sequence of the last message delivered to it (0 before the first).
+    #[pyo3(get)]
+    delivered_sequence: u64,
+}
+
+impl From<busbar::ConsumerInfo> for ConsumerInfo {
+    fn from(i: busbar::ConsumerInfo) -> Self {
+        ConsumerInfo {
+            stream: i.stream,
+            name: i.name,
+            filter: i.filter,
+            pending: i.pending,
+            ack_pending: i.ack_pending,
+            delivered_sequence: i.delivered_sequence,
+        }
+    }
+}
+
+#[pymethods]
+impl ConsumerInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "<busbar.ConsumerInfo stream={:?} name={:?} filter={:?} pending={} ack_pending={} delivered_sequence={}>",
+            self.stream, self.name, self.filter, self.pending, self.ack_pending, self.delivered_sequence
         )
     }
 }
@@ -87,17 +137,7 @@ impl PublishAck {
 
 /// `subjects`: one pattern, or a list or tuple of them.
 fn subjects(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    const WHAT: &str = "declare_stream(): subjects";
-    if let Ok(s) = value.cast::<PyString>() {
-        return Ok(vec![s.to_str()?.to_owned()]);
-    }
-    if !(value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>()) {
-        return Err(type_error(WHAT, "a str or a list of str", value));
-    }
-    value
-        .try_iter()?
-        .map(|item| Ok(args::text(&item?, &format!("{WHAT} item"))?.to_owned()))
-        .collect()
+    args::texts(value, "declare_stream(): subjects")
 }
 
 /// `start`: `None`, `"beginning"`, `"new"`, a sequence number or a datetime.
@@ -191,6 +231,78 @@ pub(crate) fn stream_info<'py>(
     )
 }
 
+/// `await bus.list_streams()` → `list[StreamInfo]`, sorted by name.
+pub(crate) fn list_streams<'py>(py: Python<'py>, bus: &Arc<dyn EventBus>) -> PyResult<Bound<'py, PyAny>> {
+    let bus = bus.clone();
+    runtime::run(py, async move {
+        let infos = bus.list_streams().await?;
+        Ok(infos.into_iter().map(StreamInfo::from).collect::<Vec<_>>())
+    })
+}
+
+/// `await bus.delete_stream(name)` → `None`.
+pub(crate) fn delete_stream<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let name = args::text(name, "delete_stream(): name")?.to_owned();
+    let bus = bus.clone();
+    runtime::run(py, async move { bus.delete_stream(&name).await })
+}
+
+/// `await bus.list_consumers(stream)` → `list[ConsumerInfo]`, sorted by name.
+pub(crate) fn list_consumers<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    stream: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let stream = args::text(stream, "list_consumers(): stream")?.to_owned();
+    let bus = bus.clone();
+    runtime::run(py, async move {
+        let infos = bus.list_consumers(&stream).await?;
+        Ok(infos.into_iter().map(ConsumerInfo::from).collect::<Vec<_>>())
+    })
+}
+
+/// The (stream, name) text arguments of the consumer calls.
+fn consumer_args(
+    stream: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyAny>,
+    call: &str,
+) -> PyResult<(String, String)> {
+    Ok((
+        args::text(stream, &format!("{call}(): stream"))?.to_owned(),
+        args::text(name, &format!("{call}(): name"))?.to_owned(),
+    ))
+}
+
+/// `await bus.consumer_info(stream, name)` → `ConsumerInfo`.
+pub(crate) fn consumer_info<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    stream: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (stream, name) = consumer_args(stream, name, "consumer_info")?;
+    let bus = bus.clone();
+    runtime::run(py, async move {
+        bus.consumer_info(&stream, &name).await.map(ConsumerInfo::from)
+    })
+}
+
+/// `await bus.delete_consumer(stream, name)` → `None`.
+pub(crate) fn delete_consumer<'py>(
+    py: Python<'py>,
+    bus: &Arc<dyn EventBus>,
+    stream: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (stream, name) = consumer_args(stream, name, "delete_consumer")?;
+    let bus = bus.clone();
+    runtime::run(py, async move { bus.delete_consumer(&stream, &name).await })
+}
+
 /// `await bus.publish_durable(subject, data, **publish keywords)` → `PublishAck`; the
 /// message is built exactly as `publish` builds it (`id` for deduplication).
 pub(crate) fn publish_durable<'py>(
@@ -234,42 +346,71 @@ pub(crate) fn durable_subscribe<'py>(
     name: &Bound<'py, PyAny>,
     o: ConsumerKw<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    const CALL: &str = "durable_subscribe()";
-    let mut c = ConsumerOptions::new();
-    c.filter = given(o.filter)
-        .map(|f| Ok::<_, PyErr>(args::text(f, &format!("{CALL}: filter"))?.to_owned()))
-        .transpose()?;
-    c.start = start(o.start)?;
-    c.ack_wait = duration(o.ack_wait, &format!("{CALL}: ack_wait"))?;
-    c.max_deliver = count(o.max_deliver, &format!("{CALL}: max_deliver"))?;
-    if let Some((base, factor, cap)) = backoff(o.backoff)? {
-        (c.backoff_base, c.backoff_factor, c.backoff_cap) = (Some(base), Some(factor), Some(cap));
-    }
-    c.dlq_prefix = given(o.dlq_prefix)
-        .map(|p| Ok::<_, PyErr>(args::text(p, &format!("{CALL}: dlq_prefix"))?.to_owned()))
-        .transpose()?;
-    c.rate_limit = given(o.rate_limit)
-        .map(|r| number(r, &format!("{CALL}: rate_limit")))
-        .transpose()?;
-    c.max_ack_pending = count(o.max_ack_pending, &format!("{CALL}: max_ack_pending"))?;
-    let config = c.config(
-        args::text(stream, &format!("{CALL}: stream"))?,
-        args::text(name, &format!("{CALL}: name"))?,
-    );
+    let config = consumer_config(stream, name, o, "durable_subscribe()")?;
     let bus = bus.clone();
     runtime::run(py, async move {
         bus.durable_subscribe(config).await.map(DurableSubscription::new)
     })
 }
 
+/// `await bus.durable_subscribe_as(principal, stream, name, roles=..., **options)`: the
+/// same consumer through the policy layer, each message masked for the principal.
+pub(crate) fn durable_subscribe_as<'py>(
+    py: Python<'py>,
+    policy: Arc<busbar::policy::PolicyBus>,
+    who: busbar::policy::Principal,
+    stream: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+    o: ConsumerKw<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config = consumer_config(stream, name, o, "durable_subscribe_as()")?;
+    runtime::run(py, async move {
+        policy
+            .durable_subscribe_as(&who, config)
+            .await
+            .map(DurableSubscription::new)
+    })
+}
+
+/// Core's `ConsumerConfig` from a durable subscribe's arguments; errors name `call`.
+fn consumer_config(
+    stream: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyAny>,
+    o: ConsumerKw<'_, '_>,
+    call: &str,
+) -> PyResult<busbar::ConsumerConfig> {
+    let mut c = ConsumerOptions::new();
+    c.filter = given(o.filter)
+        .map(|f| Ok::<_, PyErr>(args::text(f, &format!("{call}: filter"))?.to_owned()))
+        .transpose()?;
+    c.start = start(o.start)?;
+    c.ack_wait = duration(o.ack_wait, &format!("{call}: ack_wait"))?;
+    c.max_deliver = count(o.max_deliver, &format!("{call}: max_deliver"))?;
+    if let Some((base, factor, cap)) = backoff(o.backoff)? {
+        (c.backoff_base, c.backoff_factor, c.backoff_cap) = (Some(base), Some(factor), Some(cap));
+    }
+    c.dlq_prefix = given(o.dlq_prefix)
+        .map(|p| Ok::<_, PyErr>(args::text(p, &format!("{call}: dlq_prefix"))?.to_owned()))
+        .transpose()?;
+    c.rate_limit = given(o.rate_limit)
+        .map(|r| number(r, &format!("{call}: rate_limit")))
+        .transpose()?;
+    c.max_ack_pending = count(o.max_ack_pending, &format!("{call}: max_ack_pending"))?;
+    Ok(c.config(
+        args::text(stream, &format!("{call}: stream"))?,
+        args::text(name, &format!("{call}: name"))?,
+    ))
+}
+
 type Deliveries = Inbox<busbar::DurableSubscription, busbar::DurableMessage>;
 
 /// The messages of a durable consumer: `async for msg in sub` yields `DurableMessage`s.
-/// `async with` (or `close()`) stops the deliveries; what was delivered but not settled
+/// `async with` (or `unsubscribe()`) stops the deliveries; what was delivered but not settled
 /// is redelivered after `ack_wait`.
 #[pyclass(frozen, module = "busbar", name = "DurableSubscription")]
 pub struct DurableSubscription {
     inbox: Arc<Deliveries>,
+    handle: busbar::DurableHandle,
     stream: String,
     name: String,
 }
@@ -279,6 +420,7 @@ impl DurableSubscription {
         DurableSubscription {
             stream: sub.config().stream.clone(),
             name: sub.config().name.clone(),
+            handle: sub.handle(),
             inbox: Inbox::new(sub),
         }
     }
@@ -307,13 +449,34 @@ impl DurableSubscription {
         self.inbox.next(py)
     }
 
-    /// Stops the deliveries; iteration ends. Unsettled messages are redelivered later.
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Stops the deliveries at once; iteration ends. Unsettled messages are redelivered
+    /// after `ack_wait`.
+    fn unsubscribe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = self.inbox.clone();
+        let handle = self.handle.clone();
         runtime::run(py, async move {
+            handle.unsubscribe().await?;
             inbox.close().await;
             Ok(())
         })
+    }
+
+    /// Stops the deliveries (iteration ends after what is already queued here), then
+    /// waits until every message handed out is settled, at most `ack_wait`. Await it from
+    /// another task than the one settling the messages.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.handle.clone();
+        runtime::run(py, async move { handle.drain().await })
+    }
+
+    /// Counters: delivered, undecodable, unsettled.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.handle.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("delivered", s.delivered)?;
+        dict.set_item("undecodable", s.undecodable)?;
+        dict.set_item("unsettled", s.unsettled)?;
+        Ok(dict)
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -322,7 +485,7 @@ impl DurableSubscription {
 
     #[pyo3(signature = (*_exc))]
     fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py)
+        self.unsubscribe(py)
     }
 
     fn __repr__(&self) -> String {

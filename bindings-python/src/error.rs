@@ -14,43 +14,43 @@ create_exception!(
 );
 create_exception!(
     busbar,
-    InvalidSubject,
+    InvalidSubjectError,
     BusError,
     "code `invalid_subject`: a subject or pattern breaks the rules."
 );
 create_exception!(
     busbar,
-    InvalidArgument,
+    InvalidArgumentError,
     BusError,
     "code `invalid_argument`: an argument other than a subject is unacceptable."
 );
 create_exception!(
     busbar,
-    PayloadTooLarge,
+    PayloadTooLargeError,
     BusError,
     "code `payload_too_large`: the payload exceeds max_payload."
 );
 create_exception!(
     busbar,
-    Timeout,
-    BusError,
+    TimeoutError,
+    pyo3::exceptions::PyTimeoutError,
     "code `timeout`: no reply arrived in time."
 );
 create_exception!(
     busbar,
-    NoResponders,
+    NoRespondersError,
     BusError,
     "code `no_responders`: nothing listens on the request's subject."
 );
 create_exception!(
     busbar,
-    Forbidden,
+    ForbiddenError,
     BusError,
     "code `forbidden`: the caller is not allowed to do this."
 );
 create_exception!(
     busbar,
-    Closed,
+    ClosedError,
     BusError,
     "code `closed`: the bus or subscription is closed."
 );
@@ -80,7 +80,19 @@ create_exception!(
 );
 create_exception!(
     busbar,
-    Lagged,
+    CircuitOpenError,
+    BusError,
+    "code `circuit_open`: the circuit breaker of requests to this subject is open."
+);
+create_exception!(
+    busbar,
+    RateLimitedError,
+    BusError,
+    "code `rate_limited`: a publish rate limit had no room (rate_limit_mode=\"fail\")."
+);
+create_exception!(
+    busbar,
+    LaggedError,
     BusError,
     "code `lagged`: a subscription missed messages because its buffer was full."
 );
@@ -94,7 +106,7 @@ macro_rules! by_code {
             let text = err.report();
             if let busbar::Error::Lagged { missed, .. } = err {
                 // `.missed` reads the second argument (see `register`).
-                return Lagged::new_err((text, missed));
+                return LaggedError::new_err((text, missed));
             }
             match err.code() {
                 $($code => $class::new_err(text),)*
@@ -112,18 +124,20 @@ macro_rules! by_code {
 }
 
 by_code! {
-    "invalid_subject" => InvalidSubject,
-    "invalid_argument" => InvalidArgument,
-    "payload_too_large" => PayloadTooLarge,
-    "timeout" => Timeout,
-    "no_responders" => NoResponders,
-    "forbidden" => Forbidden,
-    "closed" => Closed,
+    "invalid_subject" => InvalidSubjectError,
+    "invalid_argument" => InvalidArgumentError,
+    "payload_too_large" => PayloadTooLargeError,
+    "timeout" => TimeoutError,
+    "no_responders" => NoRespondersError,
+    "forbidden" => ForbiddenError,
+    "closed" => ClosedError,
     "decode" => DecodeError,
     "crypto" => CryptoError,
     "backend" => BackendError,
-    "lagged" => Lagged,
+    "lagged" => LaggedError,
     "unsupported" => UnsupportedError,
+    "circuit_open" => CircuitOpenError,
+    "rate_limited" => RateLimitedError,
 }
 
 /// Adds `BusError` and its subclasses to the module, each with its `code`.
@@ -139,15 +153,36 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         class.setattr("code", *code)?;
         m.add(class.name()?, class)?;
     }
+    // The names of before docs/design.md §9 (every class ends in `Error`), kept as aliases.
+    for (old, new) in [
+        ("InvalidSubject", py.get_type::<InvalidSubjectError>()),
+        ("InvalidArgument", py.get_type::<InvalidArgumentError>()),
+        ("PayloadTooLarge", py.get_type::<PayloadTooLargeError>()),
+        ("Timeout", py.get_type::<TimeoutError>()),
+        ("NoResponders", py.get_type::<NoRespondersError>()),
+        ("Forbidden", py.get_type::<ForbiddenError>()),
+        ("Closed", py.get_type::<ClosedError>()),
+        ("Lagged", py.get_type::<LaggedError>()),
+    ] {
+        m.add(old, new)?;
+    }
+    // A timeout is also the builtin TimeoutError (created on it, so its instance layout
+    // is OSError's), so `except TimeoutError` and `except asyncio.TimeoutError` catch it.
+    let timeout = py.get_type::<TimeoutError>();
+    let builtin_timeout = py.get_type::<pyo3::exceptions::PyTimeoutError>();
+    timeout.setattr("__bases__", (base.clone(), builtin_timeout))?;
     // Bad values and undecodable data are also ValueErrors, so code written against the
     // standard library (`except ValueError`, e.g. around json.loads) keeps working.
     let value_error = py.get_type::<pyo3::exceptions::PyValueError>();
-    for class in [py.get_type::<InvalidArgument>(), py.get_type::<DecodeError>()] {
+    for class in [
+        py.get_type::<InvalidArgumentError>(),
+        py.get_type::<DecodeError>(),
+    ] {
         class.setattr("__bases__", (base.clone(), value_error.clone()))?;
     }
     // A lag notice carries how many messages were missed, as `.missed`; its text stays
     // the message alone.
-    let lagged = py.get_type::<Lagged>();
+    let lagged = py.get_type::<LaggedError>();
     let missed = py.eval(
         c"property(lambda self: self.args[1] if len(self.args) > 1 else 0, doc='How many messages were missed at this gap.')",
         None,

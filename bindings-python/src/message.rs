@@ -116,6 +116,11 @@ impl Message {
     fn classification(&self) -> Option<&str> {
         self.inner.classification()
     }
+    /// `keyid`: the key that sealed protected fields; `None` when nothing is sealed.
+    #[getter]
+    fn keyid(&self) -> Option<&str> {
+        self.inner.keyid()
+    }
 
     /// The payload parsed as JSON.
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -109,11 +109,112 @@ impl Ready {
         }
     }
 
+    /// A coroutine's `send(None)`: ends at once, as `__next__` (the package registers
+    /// `Ready` as a `collections.abc.Coroutine`, so `asyncio.create_task` takes it).
+    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !value.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "can't send a non-None value to a just-started busbar awaitable",
+            ));
+        }
+        self.__next__(py)
+    }
+
+    /// A coroutine's `throw`: raises what it is given.
+    #[pyo3(signature = (typ, val = None, _tb = None))]
+    fn throw(
+        &self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        Err(PyErr::from_value(
+            val.filter(|v| !v.is_none()).unwrap_or(typ).clone(),
+        ))
+    }
+
+    /// A coroutine's `close`: nothing to do, the outcome is known.
+    fn close(&self) {}
+
     fn __repr__(&self) -> &'static str {
         match self.outcome {
             Ok(_) => "<busbar.Ready: done>",
             Err(_) => "<busbar.Ready: failed>",
         }
+    }
+}
+
+/// A call that has to wait: the asyncio future [`spawn`] made, as an awaitable that is
+/// also a coroutine (`send`, `throw`, `close` go to the future's own iterator), so
+/// `asyncio.create_task(bus.request(...))` takes it, as it takes nats-py's coroutines.
+/// Awaiting it awaits the future; `cancel()` cancels it (dropping the core call).
+#[pyclass(module = "busbar", name = "Waiting")]
+pub struct Waiting {
+    future: Py<PyAny>,
+    /// The future's `__await__()` iterator, once `send` or `throw` started it.
+    iter: Option<Py<PyAny>>,
+}
+
+impl Waiting {
+    fn iter<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.iter.is_none() {
+            let iter = self.future.bind(py).call_method0(intern!(py, "__await__"))?;
+            self.iter = Some(iter.unbind());
+        }
+        Ok(self.iter.as_ref().map(|i| i.bind(py).clone()).expect("set above"))
+    }
+}
+
+#[pymethods]
+impl Waiting {
+    fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.future.bind(py).call_method0(intern!(py, "__await__"))
+    }
+
+    /// A coroutine's `send`: the future's iterator's.
+    fn send<'py>(&mut self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.iter(py)?.call_method1(intern!(py, "send"), (value,))
+    }
+
+    /// A coroutine's `throw` (one argument, or the old three): the future's iterator's.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw<'py>(
+        &mut self,
+        py: Python<'py>,
+        typ: &Bound<'py, PyAny>,
+        val: Option<&Bound<'py, PyAny>>,
+        tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let iter = self.iter(py)?;
+        match (val, tb) {
+            (None, None) => iter.call_method1(intern!(py, "throw"), (typ,)),
+            _ => iter.call_method1(intern!(py, "throw"), (typ, val, tb)),
+        }
+    }
+
+    /// A coroutine's `close`.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(iter) = &self.iter {
+            iter.bind(py).call_method0(intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the call (as cancelling the asyncio future would).
+    fn cancel(&self, py: Python<'_>) -> PyResult<bool> {
+        self.future
+            .bind(py)
+            .call_method0(intern!(py, "cancel"))?
+            .extract()
+    }
+
+    /// Whether the call has finished.
+    fn done(&self, py: Python<'_>) -> PyResult<bool> {
+        self.future.bind(py).call_method0(intern!(py, "done"))?.extract()
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "<busbar.Waiting>"
     }
 }
 
@@ -144,7 +245,8 @@ fn poll_once<T: Send>(py: Python<'_>, fut: &mut Pending<T>) -> Poll<busbar::Resu
 }
 
 /// Runs a core call as an awaitable: a [`Ready`] when it finishes at its first poll,
-/// otherwise an asyncio future completed from the runtime (cancelling it drops `fut`).
+/// otherwise a [`Waiting`] over an asyncio future completed from the runtime (cancelling
+/// it drops `fut`). Both are coroutines to `asyncio.create_task`.
 pub(crate) fn run<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = busbar::Result<T>> + Send + 'static,
@@ -154,7 +256,14 @@ where
     match poll_once(py, &mut fut) {
         Poll::Ready(Ok(value)) => Ready::value(py, to_object(py, value)?),
         Poll::Ready(Err(e)) => Ready::error(py, to_py(e)),
-        Poll::Pending => spawn(py, async move { fut.await.map_err(to_py) }),
+        Poll::Pending => {
+            let future = spawn(py, async move { fut.await.map_err(to_py) })?;
+            let waiting = Waiting {
+                future: future.unbind(),
+                iter: None,
+            };
+            Ok(Bound::new(py, waiting)?.into_any())
+        }
     }
 }
 

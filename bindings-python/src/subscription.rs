@@ -197,15 +197,18 @@ fn log_skipped(skipped: u64, last: &dyn std::fmt::Display) {
 }
 
 fn log_warning(text: String) {
-    Python::attach(|py| {
+    let logged = crate::exit::attach(|py| {
         let logged = py
             .import("logging")
             .and_then(|logging| logging.call_method1("getLogger", ("busbar",)))
-            .and_then(|logger| logger.call_method1("warning", ("%s", text)));
+            .and_then(|logger| logger.call_method1("warning", ("%s", &text)));
         if let Err(e) = logged {
             e.write_unraisable(py, None);
         }
     });
+    if logged.is_none() {
+        eprintln!("WARN busbar: {text}"); // the interpreter exits: stderr, not lost
+    }
 }
 
 /// Moves what `stream` holds right now (up to [`BATCH`]) into `buffered`, each notice in

@@ -41,6 +41,18 @@ def rabbitmq_settings() -> dict[str, str]:
     }
 
 
+def delete_journal(settings: dict[str, str]) -> None:
+    """Deletes the durable journal of a RabbitMQ test exchange (a RabbitMQ stream, which
+    outlives the buses that made it), through a plain AMQP client."""
+    import pika  # type: ignore[import-untyped]
+
+    conn = pika.BlockingConnection(pika.URLParameters(settings["amqp_url"]))
+    try:
+        conn.channel().queue_delete(f"{settings['amqp_exchange']}.journal")
+    finally:
+        conn.close()
+
+
 @pytest.fixture(params=["memory", "nats", "rabbitmq"])
 def any_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -90,6 +90,12 @@ class NatsServer:
             self.proc.wait()
             self.proc = None
 
+    def restart(self) -> None:
+        """Starts the server again on the same port (after `stop`)."""
+        problem = self._spawn()
+        if problem:
+            raise RuntimeError(f"nats-server did not restart: {problem}")
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 
@@ -58,7 +57,7 @@ async def test_payload_kinds_and_headers(bus: busbar.Bus) -> None:
     assert [m.data for m in got] == [
         b"\x00\xffraw",
         "h\u00e9llo".encode(),
-        json.dumps({"qty": 2, "items": ["a"]}).encode(),
+        b'{"qty":2,"items":["a"]}',  # compact, as JSON.stringify writes it
         b"ba",
         b"mv",
         b"",
@@ -200,6 +199,45 @@ async def test_request_errors(bus: busbar.Bus) -> None:
     await silent.unsubscribe()
     with pytest.raises(ValueError, match="timeout"):
         await bus.request("silent", b"?", timeout=-1)
+
+
+async def test_exceptions_end_in_error_and_a_timeout_is_the_builtin_one(bus: busbar.Bus) -> None:
+    """docs/design.md §9: class names end in Error; `except TimeoutError` catches a timeout."""
+    silent = await bus.subscribe("silent.builtin")
+    with pytest.raises(TimeoutError) as builtin:
+        await bus.request("silent.builtin", b"?", timeout=0.05)
+    assert isinstance(builtin.value, busbar.TimeoutError)
+    assert isinstance(builtin.value, busbar.BusError) and builtin.value.code == "timeout"
+    with pytest.raises(asyncio.TimeoutError):
+        await bus.request("silent.builtin", b"?", timeout=0.05)
+    await silent.unsubscribe()
+    assert busbar.Timeout is busbar.TimeoutError  # the names of before, as aliases
+    assert busbar.NoResponders is busbar.NoRespondersError
+    assert busbar.Lagged is busbar.LaggedError
+    codes = {}
+    for name in dir(busbar):
+        cls = getattr(busbar, name)
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, busbar.BusError)
+            and cls is not busbar.BusError
+        ):
+            codes[cls.__name__] = cls.code
+    assert all(name.endswith("Error") for name in codes), codes
+    assert len(set(codes.values())) == len(codes)
+
+
+async def test_a_bad_value_fails_in_the_awaited_result_as_in_javascript(bus: busbar.Bus) -> None:
+    """A negative timeout and an unknown config key are invalid_argument, raised by the
+    awaitable (as JavaScript rejects its Promise); a wrong type raises at the call."""
+    pending = bus.request("silent", b"?", timeout=-1)
+    with pytest.raises(busbar.InvalidArgumentError, match="timeout"):
+        await pending
+    connecting = busbar.connect(no_such_key=1)
+    with pytest.raises(busbar.InvalidArgumentError, match="no_such_key"):
+        await connecting
+    with pytest.raises(TypeError):
+        bus.request("silent", b"?", timeout="soon")  # type: ignore[arg-type]
 
 
 async def test_respond_to_a_plain_message_is_refused(bus: busbar.Bus) -> None:

@@ -21,6 +21,8 @@ CODES = {
     "backend": busbar.BackendError,
     "lagged": busbar.Lagged,
     "unsupported": busbar.UnsupportedError,
+    "circuit_open": busbar.CircuitOpenError,
+    "rate_limited": busbar.RateLimitedError,
 }
 
 
@@ -60,6 +62,24 @@ async def test_keywords_pass_through_config_set() -> None:
     with pytest.raises(busbar.PayloadTooLarge):
         await bus.publish("k", b"123456789")
     await bus.close()
+
+
+async def test_breaker_and_rate_limit_by_keywords() -> None:
+    # The same keys and codes as every language: core's resilience layer.
+    bus = await busbar.connect(breaker_failures=1, breaker_cooldown_ms=60_000)
+    with pytest.raises(busbar.NoResponders):
+        await bus.request("nobody.home", b"?", timeout=1)
+    with pytest.raises(busbar.CircuitOpenError, match=r"nobody\.home") as opened:
+        await bus.request("nobody.home", b"?", timeout=1)
+    assert opened.value.code == "circuit_open"
+    await bus.close()
+    limited = await busbar.connect(publish_rate="0.01", rate_limit_mode="fail")
+    await limited.publish("metrics.cpu", b"1")
+    with pytest.raises(busbar.RateLimitedError, match="publish_rate"):
+        await limited.publish("metrics.cpu", b"2")
+    await limited.close()
+    with pytest.raises(busbar.InvalidArgument, match="publish_buffer_full"):
+        await busbar.connect(publish_buffer_full="drop")
 
 
 async def test_bad_keywords() -> None:

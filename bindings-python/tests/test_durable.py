@@ -82,7 +82,7 @@ async def test_ack_settles_and_an_unsettled_message_comes_back(bus: busbar.Bus) 
     assert (again.sequence, again.attempt) == (2, 2)
     await again.ack()
     await nothing_more(sub, 0.8)
-    await sub.close()
+    await sub.unsubscribe()
 
 
 async def test_nak_redelivers_with_the_next_attempt(bus: busbar.Bus) -> None:
@@ -100,7 +100,7 @@ async def test_nak_redelivers_with_the_next_attempt(bus: busbar.Bus) -> None:
     await m.in_progress()
     await m.ack()
     await nothing_more(sub)
-    await sub.close()
+    await sub.unsubscribe()
 
 
 async def test_term_dead_letters_with_the_reason(bus: busbar.Bus) -> None:
@@ -123,8 +123,8 @@ async def test_term_dead_letters_with_the_reason(bus: busbar.Bus) -> None:
     assert letter.headers["busbar-dlq-attempts"] == "1"
     assert letter.headers["tenant"] == "t9"
     await letter.ack()
-    await sub.close()
-    await dead.close()
+    await sub.unsubscribe()
+    await dead.unsubscribe()
 
 
 async def test_nak_on_the_last_attempt_dead_letters(bus: busbar.Bus) -> None:
@@ -143,8 +143,8 @@ async def test_nak_on_the_last_attempt_dead_letters(bus: busbar.Bus) -> None:
     assert letter.headers["busbar-dlq-consumer"] == consumer
     assert letter.headers["busbar-dlq-attempts"] == "2"
     await nothing_more(sub)
-    await sub.close()
-    await dead.close()
+    await sub.unsubscribe()
+    await dead.unsubscribe()
 
 
 async def test_replay_from_a_sequence_a_time_or_only_new(bus: busbar.Bus) -> None:
@@ -159,7 +159,7 @@ async def test_replay_from_a_sequence_a_time_or_only_new(bus: busbar.Bus) -> Non
             await m.ack()
             out.append(m.sequence)
         await nothing_more(sub, 0.2)
-        await sub.close()
+        await sub.unsubscribe()
         return out
 
     from3 = await bus.durable_subscribe(name, f"c{unique()}", start=3)
@@ -195,7 +195,39 @@ async def test_closing_ends_iteration_and_unsettled_messages_come_back(bus: busb
     again = await receive(resumed)
     assert (again.sequence, again.attempt, again.data) == (1, 2, b"held")
     await again.ack()
-    await resumed.close()
+    await resumed.unsubscribe()
+
+
+async def test_durable_stats_and_drain_as_a_plain_subscription(bus: busbar.Bus) -> None:
+    """The verbs of docs/design.md §9: stats(), drain() and unsubscribe() on a durable one."""
+    name, prefix = await stream(bus)
+    consumer = f"c{unique()}"
+    for text in (b"one", b"two"):
+        await bus.publish_durable(f"{prefix}.x", text)
+    sub = await bus.durable_subscribe(name, consumer, ack_wait=1)
+    assert sub.stats() == {"delivered": 0, "undecodable": 0, "unsettled": 0}
+    first = await receive(sub)
+    assert first.data == b"one"
+    stats = sub.stats()
+    assert stats["unsettled"] >= 1 and stats["delivered"] >= 1
+    # drain waits for the message handed out to be settled, then iteration ends.
+    draining = asyncio.ensure_future(sub.drain())
+    await asyncio.sleep(0.1)
+    assert not draining.done()
+    await first.ack()
+    await asyncio.wait_for(draining, 5)
+    rest = [m async for m in sub]
+    for m in rest:  # at most what was already queued here
+        await m.ack()
+    assert sub.stats()["unsettled"] == 0
+    await sub.unsubscribe()
+    # Nothing was lost: what was not handed out comes to the consumer's next reader.
+    if not rest:
+        resumed = await bus.durable_subscribe(name, consumer, ack_wait=1)
+        second = await receive(resumed, 10)
+        assert second.data == b"two"
+        await second.ack()
+        await resumed.unsubscribe()
 
 
 async def test_a_delivery_for_a_cancelled_wait_is_kept(bus: busbar.Bus) -> None:
@@ -219,7 +251,37 @@ async def test_a_delivery_for_a_cancelled_wait_is_kept(bus: busbar.Bus) -> None:
     m = await receive(sub, 2)
     assert (m.data, m.attempt) == (b"1", 1)
     await m.ack()
-    await sub.close()
+    await sub.unsubscribe()
+
+
+async def test_streams_and_consumers_are_listed_and_deleted(bus: busbar.Bus) -> None:
+    name, prefix = await stream(bus)
+    await bus.publish_durable(f"{prefix}.a", b"1")
+    await bus.publish_durable(f"{prefix}.b", b"2")
+    listed = {s.name: s for s in await bus.list_streams()}
+    assert (listed[name].subjects, listed[name].messages) == ([f"{prefix}.>"], 2)
+    consumer = f"c{unique()}"
+    sub = await bus.durable_subscribe(name, consumer, filter=f"{prefix}.>")
+    m = await receive(sub)
+    await m.ack()
+    await sub.unsubscribe()
+    assert [c.name for c in await bus.list_consumers(name)] == [consumer]
+    info = await bus.consumer_info(name, consumer)
+    assert (info.stream, info.name, info.filter) == (name, consumer, f"{prefix}.>")
+    assert info.delivered_sequence >= 1  # NATS pulls ahead of the handler
+    assert info.pending + info.delivered_sequence == 2
+    await bus.delete_consumer(name, consumer)
+    assert await bus.list_consumers(name) == []
+    with pytest.raises(busbar.InvalidArgument, match=consumer):
+        await bus.consumer_info(name, consumer)
+    await bus.delete_stream(name)
+    assert name not in [s.name for s in await bus.list_streams()]
+    with pytest.raises(busbar.InvalidArgument, match=name):
+        await bus.delete_stream(name)
+    with pytest.raises(busbar.InvalidArgument):
+        await bus.delete_consumer("bad name", "c")
+    with pytest.raises(TypeError, match="delete_stream"):
+        await bus.delete_stream(5)  # type: ignore[arg-type]
 
 
 async def test_errors_map_to_invalid_argument(bus: busbar.Bus) -> None:
@@ -247,7 +309,7 @@ async def test_errors_map_to_invalid_argument(bus: busbar.Bus) -> None:
         with pytest.raises(busbar.InvalidArgument) as e:
             await settle()
         assert e.value.code == "invalid_argument"
-    await sub.close()
+    await sub.unsubscribe()
 
 
 async def test_wrong_argument_types_name_the_call() -> None:
@@ -286,5 +348,5 @@ async def test_wrong_argument_types_name_the_call() -> None:
     with pytest.raises(TypeError, match=r"term\(\): reason must be a str, not NoneType"):
         await m.term(None)  # type: ignore[arg-type]
     await m.ack()  # the wrong calls above did not settle it
-    await sub.close()
+    await sub.unsubscribe()
     await bus.close()

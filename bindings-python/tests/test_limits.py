@@ -55,7 +55,7 @@ async def test_numeric_options_are_refused_not_panics(bus: busbar.Bus) -> None:
         await bus.declare_stream("LIMITS2", ["limits2.>"], max_age=1e15)
     with pytest.raises(busbar.InvalidArgument, match="max_bytes"):
         await bus.declare_stream("LIMITS2", ["limits2.>"], max_bytes=2**64 - 1)
-    with pytest.raises(busbar.InvalidArgument, match="request timeout"):
+    with pytest.raises(busbar.InvalidArgument, match="timeout"):
         await bus.request("limits.x", b"", timeout=1e15)
     with pytest.raises(ValueError):
         await bus.request("limits.x", b"", timeout=1e300)

@@ -66,3 +66,42 @@ async def test_memory_bus_routes_as_the_vectors_say() -> None:
         checked += 1
     assert checked >= 100
     await bus.close()
+
+
+JSON_PAYLOADS: list[dict[str, Any]] = json.loads(
+    (REPO / "tests/vectors/json_payloads.json").read_text("utf-8")
+)["cases"]
+
+
+@pytest.mark.parametrize("case", JSON_PAYLOADS, ids=[c["name"] for c in JSON_PAYLOADS])
+async def test_json_payload_vectors(case: dict[str, Any]) -> None:
+    """A value publishes the exact text JavaScript's JSON.stringify writes for it."""
+    bus = await busbar.connect()
+    sub = await bus.subscribe("json.payload")
+    await bus.publish("json.payload", case["value"])
+    msg = await sub.__anext__()
+    assert msg.data.decode("utf-8") == case["json"]
+    assert msg.content_type == "application/json"
+    await bus.close()
+
+
+async def test_json_payloads_refuse_what_has_no_json_form() -> None:
+    bus = await busbar.connect()
+    deep: list[Any] = []
+    for _ in range(1100):
+        deep = [deep]
+    circular: dict[str, Any] = {}
+    circular["me"] = circular
+    for bad in [deep, circular]:
+        with pytest.raises(busbar.InvalidArgumentError, match="nested deeper than 1000"):
+            await bus.publish("json.bad", bad)
+    with pytest.raises(TypeError, match=r"keys must be str, int, float, bool or None, not tuple"):
+        await bus.publish("json.bad", {(1, 2): "x"})
+    with pytest.raises(TypeError, match=r"JSON-serialisable.*set is not"):
+        await bus.publish("json.bad", {"s": {1, 2}})
+    # Keys as json.dumps takes them, and tuples as arrays.
+    sub = await bus.subscribe("json.ok")
+    await bus.publish("json.ok", {7: "a", 2.5: "b", False: "c", None: "d", "t": (1, 2)})
+    msg = await sub.__anext__()
+    assert msg.data == b'{"7":"a","2.5":"b","false":"c","null":"d","t":[1,2]}'
+    await bus.close()
