@@ -7,7 +7,30 @@ module.exports = require('./index.js')
 // comes from the platform package of exactly this version (an exact optional dependency).
 module.exports.version = require('./package.json').version
 
-const { Bus, DurableSubscription, Message, NoticeThrottle, Subscription } = module.exports
+const { Bus, ConnectionEvents, DurableSubscription, Message, NoticeThrottle, Subscription } = module.exports
+
+// -- Error classes: `BusError` and one subclass per code, so `instanceof` works -------
+// Every error busbar rejects or throws with is built natively with its `code`, then given
+// the prototype of its class here (`__busbarAdoptError`, called by src/error.rs).
+class BusError extends Error {}
+Object.defineProperty(BusError.prototype, 'name', { value: 'BusError' })
+const errorClasses = { BusError }
+const byCode = {}
+for (const code of module.exports.errorCodes()) {
+  const name = code.replace(/(^|_)([a-z])/g, (_, __, c) => c.toUpperCase()) + 'Error'
+  const Class = { [name]: class extends BusError {} }[name]
+  Object.defineProperty(Class.prototype, 'name', { value: name })
+  Object.defineProperty(Class, 'code', { value: code })
+  errorClasses[name] = Class
+  byCode[code] = Class.prototype
+}
+Object.assign(module.exports, errorClasses)
+Object.defineProperty(globalThis, '__busbarAdoptError', {
+  value: function adopt(err) {
+    if (err !== null && typeof err === 'object') Object.setPrototypeOf(err, byCode[err.code] || BusError.prototype)
+  },
+  configurable: true,
+})
 
 // -- Notices: a lag notice (code 'lagged', `missed`) and an undecodable message ('decode')
 // A message that could not be decoded (a foreign producer's) never stops delivery: with no
@@ -101,7 +124,8 @@ for (const Iterated of [Subscription, DurableSubscription]) {
 // `options.onError(err)` (an Error with `code` 'lagged' and `missed`, or 'decode'), or
 // becomes a process warning without one. Delivery goes on either way.
 function noticeError(notice) {
-  const err = new Error(notice.message)
+  const Class = byCode[notice.code] ? byCode[notice.code].constructor : BusError
+  const err = new Class(notice.message)
   err.code = notice.code
   if (notice.missed != null) err.missed = notice.missed
   return err
@@ -132,11 +156,133 @@ function perMessage(callback, options) {
   }
 }
 
+// A subscription is a Promise first: iterating the Promise (a forgotten `await`) says so.
+function awaitFirst(promise, call) {
+  promise[Symbol.asyncIterator] = function () {
+    throw new TypeError(`${call} returns a Promise of the subscription: write \`const sub = await bus.${call}\` before \`for await (const msg of sub)\``)
+  }
+  return promise
+}
+
 const subscribe = Bus.prototype.subscribe
 const queueSubscribe = Bus.prototype.queueSubscribe
 Bus.prototype.subscribe = function (pattern, callback, options) {
-  return subscribe.call(this, pattern, perMessage(callback, options))
+  return awaitFirst(subscribe.call(this, pattern, perMessage(callback, options)), 'subscribe(...)')
 }
 Bus.prototype.queueSubscribe = function (pattern, group, callback, options) {
-  return queueSubscribe.call(this, pattern, group, perMessage(callback, options))
+  return awaitFirst(queueSubscribe.call(this, pattern, group, perMessage(callback, options)), 'queueSubscribe(...)')
+}
+for (const method of ['durableSubscribe', 'durableSubscribeAs']) {
+  const native = Bus.prototype[method]
+  Bus.prototype[method] = function (...args) {
+    return awaitFirst(native.apply(this, args), `${method}(...)`)
+  }
+}
+
+// -- Connection events: an async iterator; status() in the shape of nats.js's ----------
+ConnectionEvents.prototype.next = async function () {
+  const event = await this.nextEvent()
+  return event === null ? DONE : { value: event, done: false }
+}
+ConnectionEvents.prototype.return = async function (value) {
+  return { value, done: true }
+}
+ConnectionEvents.prototype[Symbol.asyncIterator] = self
+
+// nats.js's `for await (const s of nc.status())`: each event also as `type` and `data`.
+// The events are taken from the call on (not from the first `next()`), as nats.js does.
+Bus.prototype.status = function status() {
+  const events = this.connectionEvents()
+  return (async function* () {
+    for await (const event of events) {
+      yield { type: event.kind, data: event.detail, kind: event.kind, detail: event.detail }
+    }
+  })()
+}
+
+// nats.js's `nc.closed()`: resolves once the bus is closed (by close() or drain()).
+const closedOf = new WeakMap()
+function closedState(bus) {
+  let state = closedOf.get(bus)
+  if (state === undefined) {
+    let resolve
+    const promise = new Promise((r) => (resolve = r))
+    state = { promise, resolve }
+    closedOf.set(bus, state)
+  }
+  return state
+}
+for (const method of ['close', 'drain']) {
+  const native = Bus.prototype[method]
+  Bus.prototype[method] = function () {
+    const done = native.call(this)
+    const state = closedState(this)
+    done.then(() => state.resolve(), () => {})
+    return done
+  }
+}
+Bus.prototype.closed = function () {
+  return closedState(this).promise
+}
+
+// -- serve: a responder loop, as Rust's busbar::serve and C's busbar_subscription_serve -
+// Answers every request on `sub` with what `handler` returns (data as for publish; the
+// handler may be async) until the subscription ends; resolves with how many were
+// answered. No single message stops it: a lag notice is skipped, a handler that throws is
+// a process warning and its request goes unanswered, a reply that cannot be sent is
+// dropped; only a closed bus ends it early (code 'closed').
+async function serve(sub, handler) {
+  let answered = 0
+  for (;;) {
+    let item
+    try {
+      item = await sub.next()
+    } catch (err) {
+      if (err && err.code === 'lagged') continue
+      throw err
+    }
+    if (item.done) return answered
+    const request = item.value
+    let reply
+    try {
+      reply = await handler(request)
+    } catch (err) {
+      process.emitWarning(`busbar: serve() handler failed on ${request.subject}: ${err && err.message}`, { type: 'BusbarWarning' })
+      continue
+    }
+    if (request.replyTo == null) continue
+    try {
+      await request.respond(reply)
+      answered++
+    } catch (err) {
+      if (err && err.code === 'closed') throw err
+    }
+  }
+}
+module.exports.serve = serve
+
+// -- services: a handler loop over core's jobs (docs/design.md §5) ----------------------
+// `service.addEndpoint(name, subject, handler)`: each request of the endpoint is a job
+// (core's Service::endpoint_jobs, which counts, sends error replies and leaves the group
+// after failures); the handler's value (or Promise) is the reply, and a handler that
+// throws answers with an error reply: its message and its `code` (core's rule: kept when
+// a whole number from 100 to 999, else 500).
+const { Service } = module.exports
+Service.prototype.addEndpoint = async function addEndpoint(name, subject, handler) {
+  if (typeof handler !== 'function') {
+    throw new TypeError('addEndpoint(name, subject, handler): handler must be a function')
+  }
+  const jobs = await this.endpointJobs(name, subject)
+  ;(async () => {
+    for (let job = await jobs.next(); job != null; job = await jobs.next()) {
+      try {
+        job.reply(await handler(job.request))
+      } catch (err) {
+        // core keeps the code when it is from 100 to 999, else sends 500
+        job.fail(String((err && err.message) || err), err && Number.isSafeInteger(err.code) ? err.code : undefined)
+      }
+    }
+  })().catch((err) => {
+    process.emitWarning(`busbar: endpoint ${name} stopped: ${err && err.message}`, { type: 'BusbarWarning' })
+  })
 }

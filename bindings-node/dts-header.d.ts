@@ -60,3 +60,69 @@ export interface DurableMessage extends Message {
   /** The stream it comes from. */
   readonly stream: string
 }
+
+/**
+ * Every error busbar rejects or throws with (besides `TypeError`s for arguments of the
+ * wrong type) is a `BusError` whose `code` is the stable code of docs/design.md §7, and an
+ * instance of the subclass for that code: `InvalidSubjectError`, `InvalidArgumentError`,
+ * `PayloadTooLargeError`, `TimeoutError`, `NoRespondersError`, `ForbiddenError`,
+ * `ClosedError`, `DecodeError`, `CryptoError`, `BackendError`, `LaggedError`,
+ * `UnsupportedError`, ... (one per `errorCodes()` entry).
+ */
+export declare class BusError extends Error {
+  code: string
+  /** For a lag notice: how many messages were missed at this gap. */
+  missed?: number
+}
+export declare class InvalidSubjectError extends BusError {}
+export declare class InvalidArgumentError extends BusError {}
+export declare class PayloadTooLargeError extends BusError {}
+export declare class TimeoutError extends BusError {}
+export declare class NoRespondersError extends BusError {}
+export declare class ForbiddenError extends BusError {}
+export declare class ClosedError extends BusError {}
+export declare class DecodeError extends BusError {}
+export declare class CryptoError extends BusError {}
+export declare class BackendError extends BusError {}
+export declare class LaggedError extends BusError {}
+export declare class UnsupportedError extends BusError {}
+
+/**
+ * A responder loop (Rust's `busbar::serve`, C's `busbar_subscription_serve`): answers
+ * every request on `sub` with what `handler` returns (a `Payload`; it may return a
+ * Promise) until the subscription ends, and resolves with how many were answered. No
+ * single message stops it (lag notices are skipped, a throwing handler is a process
+ * warning); only a closed bus rejects it (code `'closed'`).
+ */
+export declare function serve(
+  sub: Subscription,
+  handler: (request: Message) => Payload | Promise<Payload>,
+): Promise<number>
+
+/** The connection events of a bus are an async iterator: `for await (const e of bus.connectionEvents())`. */
+export interface ConnectionEvents extends AsyncIterableIterator<ConnectionEvent> {}
+
+/** A connection event as nats.js's `status()` yields it: `type` and `data`, plus `kind` and `detail`. */
+export interface BusStatus extends ConnectionEvent {
+  type: string
+  data?: string | null
+}
+
+export interface Service {
+  /**
+   * Adds endpoint `name` on `subject` (a queue subscription in the service's group) and
+   * answers its requests with `handler`: its value (or Promise) is the reply, as data for
+   * `publish`; a handler that throws answers with an error reply (headers
+   * `Nats-Service-Error` = the error's message, `Nats-Service-Error-Code` = its `code` when
+   * that is a whole number from 100 to 999, else 500), counted by the endpoint. Resolves
+   * once the endpoint is subscribed.
+   */
+  addEndpoint(name: string, subject: string, handler: (request: Message) => Payload | Promise<Payload>): Promise<void>
+}
+
+export interface Bus {
+  /** nats.js's `for await (const s of nc.status())`: the connection events, with `type` and `data`. */
+  status(): AsyncIterableIterator<BusStatus>
+  /** nats.js's `nc.closed()`: resolves once the bus is closed by `close()` or `drain()`. */
+  closed(): Promise<void>
+}

@@ -62,6 +62,72 @@ export interface DurableMessage extends Message {
 }
 
 /**
+ * Every error busbar rejects or throws with (besides `TypeError`s for arguments of the
+ * wrong type) is a `BusError` whose `code` is the stable code of docs/design.md §7, and an
+ * instance of the subclass for that code: `InvalidSubjectError`, `InvalidArgumentError`,
+ * `PayloadTooLargeError`, `TimeoutError`, `NoRespondersError`, `ForbiddenError`,
+ * `ClosedError`, `DecodeError`, `CryptoError`, `BackendError`, `LaggedError`,
+ * `UnsupportedError`, ... (one per `errorCodes()` entry).
+ */
+export declare class BusError extends Error {
+  code: string
+  /** For a lag notice: how many messages were missed at this gap. */
+  missed?: number
+}
+export declare class InvalidSubjectError extends BusError {}
+export declare class InvalidArgumentError extends BusError {}
+export declare class PayloadTooLargeError extends BusError {}
+export declare class TimeoutError extends BusError {}
+export declare class NoRespondersError extends BusError {}
+export declare class ForbiddenError extends BusError {}
+export declare class ClosedError extends BusError {}
+export declare class DecodeError extends BusError {}
+export declare class CryptoError extends BusError {}
+export declare class BackendError extends BusError {}
+export declare class LaggedError extends BusError {}
+export declare class UnsupportedError extends BusError {}
+
+/**
+ * A responder loop (Rust's `busbar::serve`, C's `busbar_subscription_serve`): answers
+ * every request on `sub` with what `handler` returns (a `Payload`; it may return a
+ * Promise) until the subscription ends, and resolves with how many were answered. No
+ * single message stops it (lag notices are skipped, a throwing handler is a process
+ * warning); only a closed bus rejects it (code `'closed'`).
+ */
+export declare function serve(
+  sub: Subscription,
+  handler: (request: Message) => Payload | Promise<Payload>,
+): Promise<number>
+
+/** The connection events of a bus are an async iterator: `for await (const e of bus.connectionEvents())`. */
+export interface ConnectionEvents extends AsyncIterableIterator<ConnectionEvent> {}
+
+/** A connection event as nats.js's `status()` yields it: `type` and `data`, plus `kind` and `detail`. */
+export interface BusStatus extends ConnectionEvent {
+  type: string
+  data?: string | null
+}
+
+export interface Service {
+  /**
+   * Adds endpoint `name` on `subject` (a queue subscription in the service's group) and
+   * answers its requests with `handler`: its value (or Promise) is the reply, as data for
+   * `publish`; a handler that throws answers with an error reply (headers
+   * `Nats-Service-Error` = the error's message, `Nats-Service-Error-Code` = its `code` when
+   * that is a whole number from 100 to 999, else 500), counted by the endpoint. Resolves
+   * once the endpoint is subscribed.
+   */
+  addEndpoint(name: string, subject: string, handler: (request: Message) => Payload | Promise<Payload>): Promise<void>
+}
+
+export interface Bus {
+  /** nats.js's `for await (const s of nc.status())`: the connection events, with `type` and `data`. */
+  status(): AsyncIterableIterator<BusStatus>
+  /** nats.js's `nc.closed()`: resolves once the bus is closed by `close()` or `drain()`. */
+  closed(): Promise<void>
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -106,8 +172,61 @@ export declare class Bus {
    * `closed`, and so does every later call.
    */
   close(): Promise<void>
+  /**
+   * Subscribes to `pattern` as `principal` under the policy: rejects with `forbidden`
+   * where no role may read; only messages carrying one of `options.classes` and all of
+   * `options.headers` are delivered, each masked for the principal.
+   */
+  subscribeAs(principal: string, pattern: string, options?: SubscribeAsOptions): Promise<Subscription>
+  /**
+   * `request` as `principal`: the reply is masked for the principal; rejects with
+   * `forbidden` where no role may read the subject.
+   */
+  requestAs(principal: string, subject: string, data?: Payload, options?: RequestAsOptions): Promise<Message>
+  /** Counters of the policy layer; throws `invalid_argument` without one. */
+  policyStats(): PolicyStats
+  /**
+   * Verifies the bus's audit log (hash chain and head); throws `invalid_argument`
+   * without one.
+   */
+  verifyAudit(): AuditReport
+  /**
+   * Ends the bus gracefully (as nats.js's `drain()`): what was published reaches the bus,
+   * then it closes; subscriptions end after what they hold.
+   */
+  drain(): Promise<void>
+  /**
+   * The changes of the bus's connection from now on: iterate with `for await`
+   * (`kind`: `'disconnected'`, `'connected'`, `'slow_consumer'`, `'lame_duck'`,
+   * `'server_error'`, ...). It ends when the bus is gone; on a bus without a connection
+   * (the in-memory bus) at once. `status()` yields the same as nats.js's shape.
+   */
+  connectionEvents(): ConnectionEvents
   /** Counters of this bus. */
   stats(): BusStats
+  /**
+   * This bus's metrics as OpenMetrics text, the format Prometheus scrapes
+   * (docs/guide/observability.md lists the series).
+   */
+  metrics(): string
+  /**
+   * Asks every service (or those named `options.name`) for `verb` (`'PING'` by default,
+   * `'INFO'` or `'STATS'`) and resolves with the answers that arrive within
+   * `options.waitMs` (default 1000), objects in the NATS services protocol's JSON: busbar
+   * services in any language and any other NATS service alike.
+   */
+  discover(verb?: 'PING' | 'INFO' | 'STATS', options?: DiscoverOptions): Promise<Array<Record<string, any>>>
+  /**
+   * Starts a member of the service `options.name` at `options.version` on this bus: it
+   * answers discovery (`$SRV.PING`, `INFO`, `STATS`) from now on. Add endpoints with
+   * `service.addEndpoint(name, subject, handler)`.
+   */
+  startService(options: ServiceOptions): Promise<Service>
+  /**
+   * The bus's health now: connection state, last error, pending requests, lagging
+   * subscriptions, open request circuits.
+   */
+  health(): Health
   /**
    * Declares a durable stream storing the messages published to `subjects` (patterns).
    * Idempotent: a stream of that name that exists already is kept as it is.
@@ -118,6 +237,25 @@ export declare class Bus {
    * is no such stream.
    */
   streamInfo(name: string): Promise<StreamInfo>
+  /** Every durable stream, sorted by name, with what each holds now. */
+  listStreams(): Promise<Array<StreamInfo>>
+  /**
+   * Deletes the durable stream `name` with its messages and consumers; rejects with
+   * `invalid_argument` when there is no such stream.
+   */
+  deleteStream(name: string): Promise<void>
+  /** The durable consumers of `stream`, sorted by name. */
+  listConsumers(stream: string): Promise<Array<ConsumerInfo>>
+  /**
+   * Where durable consumer `name` of `stream` stands now; rejects with
+   * `invalid_argument` when there is no such stream or consumer.
+   */
+  consumerInfo(stream: string, name: string): Promise<ConsumerInfo>
+  /**
+   * Deletes durable consumer `name` of `stream`; rejects with `invalid_argument` when
+   * there is no such stream or consumer.
+   */
+  deleteConsumer(stream: string, name: string): Promise<void>
   /**
    * Stores a message in the durable stream whose subjects match `subject`, resolving
    * once the broker has it. Publishing the same `options.id` again inside the stream's
@@ -132,6 +270,19 @@ export declare class Bus {
    * stream does not exist.
    */
   durableSubscribe(stream: string, name: string, options?: ConsumerOptions): Promise<DurableSubscription>
+  /**
+   * `durableSubscribe` as `principal` with `options.roles` under the policy: a `filter`
+   * overlapping a subject no role may read rejects with `forbidden`; each message is
+   * masked for the principal, one it may not see is withheld (acked, counted in
+   * `policyStats()`).
+   */
+  durableSubscribeAs(principal: string, stream: string, name: string, options?: ConsumerOptions & { roles?: Array<string> }): Promise<DurableSubscription>
+}
+
+/** The connection events of a bus, from `bus.connectionEvents()`: an async iterator. */
+export declare class ConnectionEvents {
+  /** The next event; `null` once the bus is gone. */
+  nextEvent(): Promise<ConnectionEvent | null>
 }
 
 /**
@@ -154,6 +305,13 @@ export declare class DurableSubscription {
    * redelivered (to another subscription of the consumer) after `ackWaitMs`.
    */
   unsubscribe(): Promise<void>
+  /**
+   * Stops the deliveries (iteration ends after what is already fetched), then resolves
+   * once every message handed out is settled, at most `ackWaitMs`: a graceful shutdown.
+   */
+  drain(): Promise<void>
+  /** Counters of this subscription. */
+  stats(): DurableSubscriptionStats
 }
 
 /**
@@ -191,6 +349,8 @@ export declare class Message {
   get data(): Buffer
   /** The payload decoded as UTF-8 (invalid sequences become U+FFFD). */
   text(): string
+  /** The payload decoded as UTF-8, as nats.js's `msg.string()` (the same as `text()`). */
+  string(): string
   /** The payload parsed as JSON; throws an `Error` with code `decode` when it is not JSON. */
   json(): any
   /** The user headers. */
@@ -209,6 +369,8 @@ export declare class Message {
   get contentType(): string | null
   /** `classification`, e.g. `"phi,pii"`. */
   get classification(): string | null
+  /** `keyid`: the key that sealed protected fields; `null` when nothing is sealed. */
+  get keyid(): string | null
   /** W3C `traceparent`. */
   get traceparent(): string | null
   /** W3C `tracestate`. */
@@ -232,6 +394,43 @@ export declare class NoticeThrottle {
   hit(amount: number): NoticeReport
   /** The report of what was held back since the previous warning, or `null`. */
   flush(): NoticeReport | null
+}
+
+/** A running member of a service: it answers discovery (`$SRV.PING`, `INFO`, `STATS`). */
+export declare class Service {
+  /** This member's id (unique per member of the service). */
+  get id(): string
+  /**
+   * Adds endpoint `name` on `subject` (a queue subscription in the service's group) and
+   * resolves with its requests as jobs once it is subscribed. `addEndpoint(name,
+   * subject, handler)` runs a handler over them.
+   */
+  endpointJobs(name: string, subject: string): Promise<ServiceJobs>
+  /** Stops answering: discovery and every endpoint (their jobs end). */
+  stop(): Promise<void>
+}
+
+/**
+ * One request to an endpoint, answered once: `reply(data)` or `fail(message, code)`.
+ * Left unanswered, the requester gets an error reply once it is garbage collected.
+ */
+export declare class ServiceJob {
+  /** The request. */
+  get request(): Message
+  /** Answers with `data` (what `publish` accepts). */
+  reply(data?: Payload): void
+  /**
+   * Answers with an error reply (headers `Nats-Service-Error` = `message` and
+   * `Nats-Service-Error-Code` = `code` when it is a whole number from 100 to 999, else
+   * 500); the endpoint counts the failure.
+   */
+  fail(message: string, code?: number | undefined | null): void
+}
+
+/** The requests of one endpoint, in arrival order. */
+export declare class ServiceJobs {
+  /** The next request to answer; `null` once the service has stopped or the bus closed. */
+  next(): Promise<ServiceJob | null>
 }
 
 /**
@@ -258,6 +457,16 @@ export declare class Subscription {
   drain(): Promise<void>
   /** Counters of this subscription. */
   stats(): SubscriptionStats
+}
+
+/** What `verifyAudit()` found. */
+export interface AuditReport {
+  /** Whether the log is intact. */
+  ok: boolean
+  /** Records read. */
+  records: number
+  /** One text per problem found. */
+  problems: Array<string>
 }
 
 /**
@@ -295,9 +504,22 @@ export interface BusStats {
 
 /**
  * Connects to the bus that `options` (over the `BUSBAR_*` environment variables) describe;
- * the in-memory bus by default.
+ * the in-memory bus by default. A server URL first is the shorthand Python's `connect`
+ * takes too: `connect('nats://127.0.0.1:4222')` is `connect({ backend: 'nats', natsUrl })`
+ * (`amqp://…` picks RabbitMQ), and options may follow it.
  */
-export declare function connect(options?: ConnectOptions): Promise<Bus>
+export declare function connect(urlOrOptions?: string | ConnectOptions, options?: ConnectOptions): Promise<Bus>
+
+/** One change of a bus's connection. */
+export interface ConnectionEvent {
+  /**
+   * `'connected'`, `'disconnected'`, `'lame_duck'`, `'draining'`, `'closed'`,
+   * `'slow_consumer'`, `'server_error'`, `'client_error'`, `'circuit_open'`, `'circuit_half_open'` or `'circuit_closed'`.
+   */
+  kind: string
+  /** The server's or client's message of an error event. */
+  detail?: string
+}
 
 /**
  * The settings of `connect()` (docs/design.md §8); unset keys come from `BUSBAR_*` variables,
@@ -306,7 +528,7 @@ export declare function connect(options?: ConnectOptions): Promise<Bus>
 export interface ConnectOptions {
   /** `"memory"` (default), `"nats"` or `"rabbitmq"`. */
   backend?: 'memory' | 'nats' | 'rabbitmq'
-  /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`. */
+  /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`, or a comma-separated list. */
   natsUrl?: string
   /** Broker of the RabbitMQ backend, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. */
   amqpUrl?: string
@@ -336,6 +558,18 @@ export interface ConnectOptions {
   natsTlsCert?: string
   /** Client key (PEM, with `natsTlsCert`). */
   natsTlsKey?: string
+  /** RabbitMQ user (with `amqpPassword`), when `amqpUrl` carries none. */
+  amqpUser?: string
+  /** RabbitMQ password (with `amqpUser`). */
+  amqpPassword?: string
+  /** PEM file of root certificates to trust for `amqps://`. */
+  amqpTlsCa?: string
+  /** Client certificate for RabbitMQ (PEM, with `amqpTlsKey`). */
+  amqpTlsCert?: string
+  /** Client key for RabbitMQ (PKCS#8 PEM, with `amqpTlsCert`). */
+  amqpTlsKey?: string
+  /** Refuse an `amqpUrl` that is not `amqps://`. */
+  amqpRequireTls?: boolean | string
   /**
    * Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
    * (0 = forever).
@@ -346,6 +580,67 @@ export interface ConnectOptions {
    * (default: core's, docs/design.md §8); then it rejects with code `backend`.
    */
   publishTimeoutMs?: number | string
+  /** Longest wait of one attempt to connect, in milliseconds (default 5000). */
+  connectTimeoutMs?: number | string
+  /** More rounds over the NATS server list the first connect makes before failing (default 0). */
+  connectRetries?: number | string
+  /**
+   * NATS reconnect backoff: the first attempt at once, then this many milliseconds
+   * doubling per attempt (default 2), less up to a fifth at random.
+   */
+  reconnectDelayMs?: number | string
+  /** Longest wait between two NATS reconnect attempts, in milliseconds (default 4000). */
+  reconnectMaxDelayMs?: number | string
+  /**
+   * NATS reconnect attempts before giving up (default 0: no limit); then calls reject
+   * with code `backend`.
+   */
+  maxReconnects?: number | string
+  /**
+   * How often the NATS client pings its server, in milliseconds (default 60000); two
+   * unanswered pings and it reconnects, to another server of the list.
+   */
+  pingIntervalMs?: number | string
+  /** Publishes the NATS connection holds while it cannot write (default 2048). */
+  publishBuffer?: number | string
+  /**
+   * When that buffer is full: `"wait"` (default; up to `publishTimeoutMs`) or `"fail"`
+   * (reject with code `backend` at once).
+   */
+  publishBufferFull?: 'wait' | 'fail'
+  /**
+   * Consecutive failed requests to one subject that open its circuit breaker (default 0: none);
+   * then requests to it reject with code `circuit_open` until a probe succeeds.
+   */
+  breakerFailures?: number | string
+  /** The window those failures must fall in, in milliseconds (default 30000). */
+  breakerWindowMs?: number | string
+  /** How long an open breaker rejects requests before one probe, in milliseconds (default 5000). */
+  breakerCooldownMs?: number | string
+  /**
+   * Subject patterns separated by spaces (`'svc.orders.* svc.billing.>'`): the subjects a
+   * pattern matches share one circuit, named by the pattern (default none).
+   */
+  breakerPatterns?: string
+  /** Most messages per second this bus publishes (fractions allowed; default none). */
+  publishRate?: number | string
+  /** Limits per subject pattern, `pattern=rate` separated by spaces: `'orders.>=50 metrics.*=1000'`. */
+  publishRateLimits?: string
+  /** Messages a publish limit lets through at once (default 0: one second's worth). */
+  publishBurst?: number | string
+  /** `"wait"` (default) for room under a publish limit, or `"fail"`: reject with code `rate_limited`. */
+  rateLimitMode?: 'wait' | 'fail'
+  /** Most messages per second each subscription yields (default none); the rest waits in its buffer. */
+  deliveryRate?: number | string
+  /**
+   * More attempts of a request that timed out, found no responders or hit `backend`, within
+   * its one timeout (default 0; idempotent requests only).
+   */
+  requestRetries?: number | string
+  /** Wait before the first retry, doubling per retry, in milliseconds (default 100). */
+  retryDelayMs?: number | string
+  /** Longest wait between two attempts of a request, in milliseconds (default 2000). */
+  retryMaxDelayMs?: number | string
   /** Refuse a connection without TLS. */
   natsRequireTls?: boolean | string
   /** Path of a policy JSON file: classes, field rules, restricted subjects, grants. */
@@ -360,6 +655,27 @@ export interface ConnectOptions {
   principal?: string
   /** Comma-separated roles of `principal`, e.g. `"clinician,billing"`. */
   roles?: string
+  /**
+   * `ip:port` where the bus serves `/metrics`, `/healthz` and `/readyz`
+   * (e.g. `"127.0.0.1:9464"`).
+   */
+  metricsAddr?: string
+}
+
+/** Where a durable consumer stands now (`consumerInfo()`, `listConsumers()`). */
+export interface ConsumerInfo {
+  /** Stream it reads. */
+  stream: string
+  /** Durable name of the consumer. */
+  name: string
+  /** The subject pattern it is limited to; absent for all of the stream. */
+  filter?: string
+  /** Stored messages matching its filter not delivered to it yet. */
+  pending: number
+  /** Messages delivered to it and not yet settled. */
+  ackPending: number
+  /** Stream sequence of the last message delivered to it (0 before the first). */
+  deliveredSequence: number
 }
 
 /** Settings of `durableSubscribe()`; unset ones take the core's defaults. */
@@ -391,8 +707,56 @@ export interface ConsumerOptions {
   maxAckPending?: number
 }
 
+/** Options of `discover()`. */
+export interface DiscoverOptions {
+  /** Only the services of this name. */
+  name?: string
+  /** How long to gather answers, in milliseconds (default 1000). */
+  waitMs?: number
+}
+
+/** Counters of a durable subscription. */
+export interface DurableSubscriptionStats {
+  /** Messages handed out. */
+  delivered: number
+  /** Stored messages that could not be decoded (dead-lettered). */
+  undecodable: number
+  /** Messages handed out and not yet settled (acked, nacked, terminated) nor collected. */
+  unsettled: number
+}
+
 /** The stable error codes an `Error` from busbar can carry in `code`. */
 export declare function errorCodes(): Array<string>
+
+/** A bus's health now (see `Bus.health()`). */
+export interface Health {
+  /** `"connected"`, `"disconnected"` or `"closed"`. */
+  state: string
+  /** Whether the bus can carry traffic now (connected): what `/readyz` answers. */
+  ready: boolean
+  /** The last error the connection reported, if any. */
+  lastError?: string
+  /** Requests (and flushes) waiting for their reply now. */
+  pendingRequests: number
+  /** Live subscriptions. */
+  subscriptions: number
+  /** Of those, subscriptions that missed messages since they last caught up. */
+  laggingSubscriptions: number
+  /** Request circuits open or half-open now (0 when the breaker is off). */
+  openCircuits: number
+  /** The subjects of the first 100 of them, in order. */
+  openCircuitSubjects: Array<string>
+}
+
+/** One log record of busbar (see `setLogger`). */
+export interface LogRecord {
+  /** `"error"`, `"warn"`, `"info"`, `"debug"` or `"trace"`. */
+  level: string
+  /** The busbar module that logged it (`"busbar::..."`). */
+  target: string
+  /** What happened. Never a payload or a protected value. */
+  message: string
+}
 
 /**
  * A notice in a callback batch, where a message would be: `busbar.js` turns it into an
@@ -416,6 +780,28 @@ export interface NoticeReport {
   total: number
   /** Set when nothing is to be written now: call `flush()` after this many milliseconds. */
   flushAfterMs?: number
+}
+
+/** Counters of the policy layer. */
+export interface PolicyStats {
+  /** Messages published through it. */
+  published: number
+  /** Of those, messages whose fields or payload were encrypted. */
+  encrypted: number
+  /** Messages delivered to policy subscriptions. */
+  delivered: number
+  /** Of those, deliveries in which a field was masked. */
+  masked: number
+  /** Classified messages not delivered because they could not be masked. */
+  withheld: number
+  /** Subscriptions refused with `forbidden`. */
+  denied: number
+  /** Messages that failed to decrypt. */
+  cryptoErrors: number
+  /** Messages skipped by a class or header filter. */
+  filtered: number
+  /** Reply-inbox messages a wildcard subscription matched and did not receive. */
+  inboxSkipped: number
 }
 
 /** The broker's acknowledgement of `publishDurable()`. */
@@ -448,10 +834,29 @@ export interface PublishOptions {
   tracestate?: string
 }
 
+/** Options of `requestAs()`. */
+export interface RequestAsOptions {
+  /** Roles of the principal (granted classes by the policy). */
+  roles?: Array<string>
+  /** How long to wait for the reply, in milliseconds (default 5 s). */
+  timeoutMs?: number
+  /** User headers of the request. */
+  headers?: Record<string, string>
+  /** CloudEvents `id` of the request, which the reply echoes as its `correlationId`. */
+  id?: string
+  /** W3C `traceparent` of the request (`busbar/otel`'s `instrument()` sets it). */
+  traceparent?: string
+  /** W3C `tracestate` of the request. */
+  tracestate?: string
+}
+
 /** Options of `request()`. */
 export interface RequestOptions {
-  /** How long to wait for the reply, in milliseconds (default: core's `DEFAULT_REQUEST_TIMEOUT`). */
-  timeout?: number
+  /**
+   * How long to wait for the reply, in milliseconds (default: core's `DEFAULT_REQUEST_TIMEOUT`,
+   * 5 s). `timeout` without `Ms` is refused with a `TypeError` (docs/design.md §9).
+   */
+  timeoutMs?: number
   /** User headers of the request. */
   headers?: Record<string, string>
   /**
@@ -459,12 +864,49 @@ export interface RequestOptions {
    * (generated when absent).
    */
   id?: string
+  /** W3C `traceparent` of the request (`busbar/otel`'s `instrument()` sets it). */
+  traceparent?: string
+  /** W3C `tracestate` of the request. */
+  tracestate?: string
 }
+
+/** The `roles` of `durableSubscribeAs`'s options. */
+export interface Roles {
+  /** Roles of the principal (granted classes by the policy). */
+  roles?: Array<string>
+}
+
+/** What `startService()` starts: a member of the service `name` at `version`. */
+export interface ServiceOptions {
+  /** Letters, digits, `-` and `_`; shared by every member. */
+  name: string
+  /** The service's version (SemVer, e.g. `'1.0.0'`). */
+  version: string
+  /** A line for people, shown by discovery. */
+  description?: string
+  /** Free key/value pairs shown by discovery. */
+  metadata?: Record<string, string>
+  /** The queue group the endpoints subscribe in (default `'q'`). */
+  queueGroup?: string
+  /** Failures in a row after which this member leaves the group for `restMs` (0: never). */
+  maxFailures?: number
+  /** How long a member that left rests before it comes back, in milliseconds (default 5000). */
+  restMs?: number
+}
+
+/**
+ * Sends busbar's log records at `level` (default `"info"`) and above to
+ * `logger({ level, target, message })`, on the JavaScript thread, replacing any logger set
+ * before; `null` stops them. Process-wide; the logger does not keep the process alive.
+ */
+export declare function setLogger(logger: ((record: LogRecord) => void) | null, level?: 'error' | 'warn' | 'info' | 'debug' | 'trace'): void
 
 /** What a durable stream holds now. */
 export interface StreamInfo {
   /** Name of the stream. */
   name: string
+  /** Subject patterns whose messages it stores. */
+  subjects: Array<string>
   /** Messages stored. */
   messages: number
   /** Bytes stored. */
@@ -495,6 +937,18 @@ export interface StreamOptions {
  * false when either is invalid.
  */
 export declare function subjectMatches(pattern: string, subject: string): boolean
+
+/** Options of `subscribeAs()`. */
+export interface SubscribeAsOptions {
+  /** Roles of the principal (granted classes by the policy). */
+  roles?: Array<string>
+  /** Subscribe as one member of this queue group. */
+  queueGroup?: string
+  /** Receive only messages carrying one of these classes. */
+  classes?: Array<string>
+  /** Receive only messages whose user headers have all of these values. */
+  headers?: Record<string, string>
+}
 
 /** Counters of one subscription. */
 export interface SubscriptionStats {

@@ -836,12 +836,17 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Bus = nativeBinding.Bus
+module.exports.ConnectionEvents = nativeBinding.ConnectionEvents
 module.exports.DurableSubscription = nativeBinding.DurableSubscription
 module.exports.Message = nativeBinding.Message
 module.exports.NoticeThrottle = nativeBinding.NoticeThrottle
+module.exports.Service = nativeBinding.Service
+module.exports.ServiceJob = nativeBinding.ServiceJob
+module.exports.ServiceJobs = nativeBinding.ServiceJobs
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.connect = nativeBinding.connect
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.setLogger = nativeBinding.setLogger
 module.exports.subjectMatches = nativeBinding.subjectMatches
 module.exports.validatePattern = nativeBinding.validatePattern
 module.exports.validateSubject = nativeBinding.validateSubject

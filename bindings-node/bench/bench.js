@@ -2,7 +2,8 @@
 // busbar's in-memory bus. One run prints one table.
 //
 //     bash scripts/test-node.sh   # once: installs npm packages and builds the module
-//     node bindings-node/bench/bench.js    # BENCH_SCALE=0.2 for a quicker, noisier run
+//     node bindings-node/bench/bench.js    # BENCH_SCALE=0.2 for a quicker, noisier run,
+//                                          # BENCH_ROUNDS=3 for fewer rounds
 'use strict'
 const path = require('node:path')
 const { performance } = require('node:perf_hooks')
@@ -19,9 +20,11 @@ const N_REQUEST = Math.round(5_000 * scale)
 const N_MEMORY = Math.round(500_000 * scale)
 const PAYLOAD = Buffer.alloc(128, 'x')
 
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 5)
 const rows = []
-function row(scenario, client, count, ms, extra = '') {
-  rows.push({ scenario, client, rate: count / (ms / 1000), count, ms, extra })
+let round = 0
+function row(scenario, client, count, ms, extra = '', p50 = undefined) {
+  rows.push({ scenario, client, rate: count / (ms / 1000), count, ms, extra, p50, round })
 }
 
 // In the publish→subscribe runs the publisher lets the event loop run every YIELD_EVERY
@@ -133,7 +136,7 @@ async function latency(label, request) {
   const total = performance.now() - t0
   samples.sort()
   const us = (p) => `${(percentile(samples, p) * 1000).toFixed(0)} µs`
-  row('request/reply', label, N_REQUEST, total, `p50 ${us(50)}, p99 ${us(99)}`)
+  row('request/reply', label, N_REQUEST, total, `p50 ${us(50)}, p99 ${us(99)}`, percentile(samples, 50))
 }
 
 async function requestNatsJs(url) {
@@ -151,35 +154,76 @@ async function requestBusbar(options) {
   const client = await busbar.connect(options)
   await server.subscribe('bench.req', (m) => m.respond(m.data))
   await server.flush()
-  await latency('busbar (nats) (responder: busbar)', () => client.request('bench.req', PAYLOAD, { timeout: 5000 }))
+  await latency('busbar (nats) (responder: busbar)', () => client.request('bench.req', PAYLOAD, { timeoutMs: 5000 }))
   await client.close()
   await server.close()
+}
+
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+const loadAverage = () => {
+  try {
+    return require('node:fs').readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  } catch {
+    return 'unknown'
+  }
+}
+
+// Per scenario and client: the median over rounds, and the median of the per-round ratios
+// to nats.js in the same scenario (rates: busbar / nats.js; request p50: busbar / nats.js).
+function summary() {
+  const lines = []
+  const keys = [...new Set(rows.map((r) => `${r.scenario}\u0000${r.client}`))]
+  for (const key of keys) {
+    const [scenario, client] = key.split('\u0000')
+    const mine = rows.filter((r) => r.scenario === scenario && r.client === client)
+    const ref = (r) => rows.find((x) => x.scenario === scenario && x.round === r.round && x.client.startsWith('nats.js'))
+    const latency = mine[0].p50 !== undefined
+    const ratios = mine.filter(ref).map((r) => (latency ? r.p50 / ref(r).p50 : r.rate / ref(r).rate))
+    const value = latency ? `p50 ${(median(mine.map((r) => r.p50)) * 1000).toFixed(0)} µs` : Math.round(median(mine.map((r) => r.rate))).toLocaleString('en')
+    const ratio = ratios.length && !client.startsWith('nats.js') ? `${median(ratios).toFixed(2)}x` : ''
+    lines.push(`| ${scenario} | ${client} | ${value} | ${ratio} | ${mine[mine.length - 1].extra} |`)
+  }
+  return lines
 }
 
 async function main() {
   const server = await NatsServer.start()
   const natsOptions = { backend: 'nats', natsUrl: server.url }
+  const load = loadAverage()
   try {
-    console.error(`nats-server on ${server.url}; ${N_PUBLISH} publishes, ${N_PUBSUB} pub→sub, ${N_REQUEST} requests`)
-    await publishNatsJs(server.url)
-    await publishBusbar(natsOptions, '(nats)')
-    await pubsubNatsJs(server.url)
-    await pubsubBusbar(natsOptions, '(nats)', 'callback')
-    await pubsubBusbar(natsOptions, '(nats)', 'for await')
-    await requestNatsJs(server.url)
-    await requestBusbar(natsOptions)
-    await pubsubBusbar(undefined, '(memory)', 'callback')
-    await pubsubBusbar(undefined, '(memory)', 'for await')
+    console.error(`nats-server on ${server.url}; ${N_PUBLISH} publishes, ${N_PUBSUB} pub→sub, ${N_REQUEST} requests, ${ROUNDS} rounds`)
+    for (round = 0; round < ROUNDS; round++) {
+      // Interleaved: nats.js first in even rounds, busbar first in odd ones.
+      const pairs = [
+        [() => publishNatsJs(server.url), () => publishBusbar(natsOptions, '(nats)')],
+        [() => pubsubNatsJs(server.url), async () => {
+          await pubsubBusbar(natsOptions, '(nats)', 'callback')
+          await pubsubBusbar(natsOptions, '(nats)', 'for await')
+        }],
+        [() => requestNatsJs(server.url), () => requestBusbar(natsOptions)],
+      ]
+      for (const [theirs, ours] of pairs) {
+        if (round % 2 === 0) {
+          await theirs()
+          await ours()
+        } else {
+          await ours()
+          await theirs()
+        }
+      }
+      await pubsubBusbar(undefined, '(memory)', 'callback')
+      await pubsubBusbar(undefined, '(memory)', 'for await')
+    }
   } finally {
     await server.stop()
   }
-  console.log(`\nnode ${process.version}, payload ${PAYLOAD.length} B, one private nats-server (loopback)\n`)
-  console.log('| scenario | client | msgs/s | messages | ms | notes |')
-  console.log('|---|---|---:|---:|---:|---|')
-  for (const r of rows) {
-    const rate = Math.round(r.rate).toLocaleString('en')
-    console.log(`| ${r.scenario} | ${r.client} | ${rate} | ${r.count} | ${r.ms.toFixed(0)} | ${r.extra} |`)
-  }
+  console.log(`\nnode ${process.version}, payload ${PAYLOAD.length} B, one private nats-server (loopback); ${ROUNDS} interleaved rounds, medians; load average ${load} before, ${loadAverage()} after\n`)
+  console.log('| scenario | client | msgs/s (median) | vs nats.js (median of per-round ratios) | notes (last round) |')
+  console.log('|---|---|---:|---:|---|')
+  for (const line of summary()) console.log(line)
 }
 
 main().catch((err) => {

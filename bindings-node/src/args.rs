@@ -123,6 +123,30 @@ pub(crate) fn options_arg<T: FromNapiValue + TypeName>(
     }
 }
 
+/// Refuses the options in `renamed` (a name without the `Ms` of a duration, say) with a
+/// `TypeError` naming the option to use instead (docs/design.md §9), rather than ignoring
+/// them silently.
+pub(crate) fn refuse_renamed(env: &Env, options: Option<&Unknown>, renamed: &[(&str, &str)]) -> Result<()> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    if options.get_type()? != ValueType::Object {
+        return Ok(()); // options_arg says what is wrong
+    }
+    // SAFETY: `options` is a live object handle of the current call.
+    let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
+    for (wrong, right) in renamed {
+        let value: Unknown = object.get_named_property(wrong)?;
+        if value.get_type()? != ValueType::Undefined {
+            return Err(type_error(
+                env,
+                format!("options.{wrong} is not an option: use options.{right} (durations are milliseconds in options ending in Ms)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A payload from JavaScript: a Buffer or other ArrayBufferView (its bytes, copied), a
 /// string (UTF-8), `undefined` (empty), or any other value `JSON.stringify` accepts (core
 /// sets its content type). Anything else is a `TypeError`.

@@ -14,7 +14,7 @@ pub struct ConnectOptions {
     /// `"memory"` (default), `"nats"` or `"rabbitmq"`.
     #[napi(ts_type = "'memory' | 'nats' | 'rabbitmq'")]
     pub backend: Option<String>,
-    /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`.
+    /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`, or a comma-separated list.
     pub nats_url: Option<String>,
     /// Broker of the RabbitMQ backend, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub amqp_url: Option<String>,
@@ -48,6 +48,19 @@ pub struct ConnectOptions {
     pub nats_tls_cert: Option<String>,
     /// Client key (PEM, with `natsTlsCert`).
     pub nats_tls_key: Option<String>,
+    /// RabbitMQ user (with `amqpPassword`), when `amqpUrl` carries none.
+    pub amqp_user: Option<String>,
+    /// RabbitMQ password (with `amqpUser`).
+    pub amqp_password: Option<String>,
+    /// PEM file of root certificates to trust for `amqps://`.
+    pub amqp_tls_ca: Option<String>,
+    /// Client certificate for RabbitMQ (PEM, with `amqpTlsKey`).
+    pub amqp_tls_cert: Option<String>,
+    /// Client key for RabbitMQ (PKCS#8 PEM, with `amqpTlsCert`).
+    pub amqp_tls_key: Option<String>,
+    /// Refuse an `amqpUrl` that is not `amqps://`.
+    #[napi(ts_type = "boolean | string")]
+    pub amqp_require_tls: Option<bool>,
     /// Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
     /// (0 = forever).
     #[napi(ts_type = "number | string")]
@@ -56,6 +69,71 @@ pub struct ConnectOptions {
     /// (default: core's, docs/design.md §8); then it rejects with code `backend`.
     #[napi(ts_type = "number | string")]
     pub publish_timeout_ms: Option<u32>,
+    /// Longest wait of one attempt to connect, in milliseconds (default 5000).
+    #[napi(ts_type = "number | string")]
+    pub connect_timeout_ms: Option<u32>,
+    /// More rounds over the NATS server list the first connect makes before failing (default 0).
+    #[napi(ts_type = "number | string")]
+    pub connect_retries: Option<u32>,
+    /// NATS reconnect backoff: the first attempt at once, then this many milliseconds
+    /// doubling per attempt (default 2), less up to a fifth at random.
+    #[napi(ts_type = "number | string")]
+    pub reconnect_delay_ms: Option<u32>,
+    /// Longest wait between two NATS reconnect attempts, in milliseconds (default 4000).
+    #[napi(ts_type = "number | string")]
+    pub reconnect_max_delay_ms: Option<u32>,
+    /// NATS reconnect attempts before giving up (default 0: no limit); then calls reject
+    /// with code `backend`.
+    #[napi(ts_type = "number | string")]
+    pub max_reconnects: Option<u32>,
+    /// How often the NATS client pings its server, in milliseconds (default 60000); two
+    /// unanswered pings and it reconnects, to another server of the list.
+    #[napi(ts_type = "number | string")]
+    pub ping_interval_ms: Option<u32>,
+    /// Publishes the NATS connection holds while it cannot write (default 2048).
+    #[napi(ts_type = "number | string")]
+    pub publish_buffer: Option<u32>,
+    /// When that buffer is full: `"wait"` (default; up to `publishTimeoutMs`) or `"fail"`
+    /// (reject with code `backend` at once).
+    #[napi(ts_type = "'wait' | 'fail'")]
+    pub publish_buffer_full: Option<String>,
+    /// Consecutive failed requests to one subject that open its circuit breaker (default 0: none);
+    /// then requests to it reject with code `circuit_open` until a probe succeeds.
+    #[napi(ts_type = "number | string")]
+    pub breaker_failures: Option<u32>,
+    /// The window those failures must fall in, in milliseconds (default 30000).
+    #[napi(ts_type = "number | string")]
+    pub breaker_window_ms: Option<u32>,
+    /// How long an open breaker rejects requests before one probe, in milliseconds (default 5000).
+    #[napi(ts_type = "number | string")]
+    pub breaker_cooldown_ms: Option<u32>,
+    /// Subject patterns separated by spaces (`'svc.orders.* svc.billing.>'`): the subjects a
+    /// pattern matches share one circuit, named by the pattern (default none).
+    pub breaker_patterns: Option<String>,
+    /// Most messages per second this bus publishes (fractions allowed; default none).
+    #[napi(ts_type = "number | string")]
+    pub publish_rate: Option<f64>,
+    /// Limits per subject pattern, `pattern=rate` separated by spaces: `'orders.>=50 metrics.*=1000'`.
+    pub publish_rate_limits: Option<String>,
+    /// Messages a publish limit lets through at once (default 0: one second's worth).
+    #[napi(ts_type = "number | string")]
+    pub publish_burst: Option<u32>,
+    /// `"wait"` (default) for room under a publish limit, or `"fail"`: reject with code `rate_limited`.
+    #[napi(ts_type = "'wait' | 'fail'")]
+    pub rate_limit_mode: Option<String>,
+    /// Most messages per second each subscription yields (default none); the rest waits in its buffer.
+    #[napi(ts_type = "number | string")]
+    pub delivery_rate: Option<f64>,
+    /// More attempts of a request that timed out, found no responders or hit `backend`, within
+    /// its one timeout (default 0; idempotent requests only).
+    #[napi(ts_type = "number | string")]
+    pub request_retries: Option<u32>,
+    /// Wait before the first retry, doubling per retry, in milliseconds (default 100).
+    #[napi(ts_type = "number | string")]
+    pub retry_delay_ms: Option<u32>,
+    /// Longest wait between two attempts of a request, in milliseconds (default 2000).
+    #[napi(ts_type = "number | string")]
+    pub retry_max_delay_ms: Option<u32>,
     /// Refuse a connection without TLS.
     #[napi(ts_type = "boolean | string")]
     pub nats_require_tls: Option<bool>,
@@ -72,6 +150,9 @@ pub struct ConnectOptions {
     pub principal: Option<String>,
     /// Comma-separated roles of `principal`, e.g. `"clinician,billing"`.
     pub roles: Option<String>,
+    /// `ip:port` where the bus serves `/metrics`, `/healthz` and `/readyz`
+    /// (e.g. `"127.0.0.1:9464"`).
+    pub metrics_addr: Option<String>,
 }
 
 /// One option as JavaScript gave it, for core's `Config::set_value`.
@@ -83,8 +164,13 @@ enum Given {
 
 /// The configuration for `options`. A wrong JavaScript type throws a `TypeError` now; a
 /// value or key the core refuses is returned as its error, for the Promise to reject with.
-pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar::Result<busbar::Config>> {
+pub(crate) fn from_options(
+    env: &Env,
+    url: Option<String>,
+    options: Option<Unknown>,
+) -> Result<busbar::Result<busbar::Config>> {
     let mut settings = Vec::new();
+    let mut misspelt: Option<String> = None;
     if let Some(options) = options {
         match options.get_type()? {
             ValueType::Undefined | ValueType::Null => {}
@@ -94,6 +180,12 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
                 for key in Object::keys(&object)? {
                     let value: Unknown = object.get_named_property(&key)?;
                     if let Some(given) = setting(env, &key, value)? {
+                        if key.contains('_') {
+                            // A Python or environment spelling: refused as an unknown key,
+                            // with the JavaScript one (docs/design.md §9).
+                            misspelt.get_or_insert(key);
+                            continue;
+                        }
                         settings.push((snake_case(&key), given));
                     }
                 }
@@ -106,7 +198,16 @@ pub(crate) fn from_options(env: &Env, options: Option<Unknown>) -> Result<busbar
             }
         }
     }
+    if let Some(key) = misspelt {
+        return Ok(Err(busbar::Error::InvalidArgument(format!(
+            "unknown option {key}: options are camelCase in JavaScript, write {}",
+            camel_case(&key)
+        ))));
+    }
     Ok(busbar::Config::from_env().and_then(|mut config| {
+        if let Some(url) = &url {
+            config.set_url(url)?;
+        }
         for (key, given) in &settings {
             let value = match given {
                 Given::Text(s) => ConfigValue::Text(s),
@@ -151,6 +252,23 @@ fn setting(env: &Env, key: &str, value: Unknown) -> Result<Option<Given>> {
             ))
         }
     })
+}
+
+/// `nats_url` → `natsUrl`.
+fn camel_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `natsUrl` → `nats_url`.

@@ -1,4 +1,5 @@
-//! Durable streams: `Bus.declareStream`, `streamInfo`, `publishDurable`,
+//! Durable streams: `Bus.declareStream`, `streamInfo`, `listStreams`, `deleteStream`,
+//! `listConsumers`, `consumerInfo`, `deleteConsumer`, `publishDurable`,
 //! `durableSubscribe`, the `DurableSubscription` it resolves with (batches for
 //! `for await`, as `Subscription`), and the settling methods of a durable `Message`
 //! (`ack`, `nak`, `term`, `inProgress`). Validation, backoff, dead letters and errors
@@ -50,6 +51,8 @@ pub(crate) struct StreamOptions {
 pub(crate) struct StreamInfo {
     /// Name of the stream.
     pub name: String,
+    /// Subject patterns whose messages it stores.
+    pub subjects: Vec<String>,
     /// Messages stored.
     pub messages: f64,
     /// Bytes stored.
@@ -64,10 +67,41 @@ impl From<busbar::StreamInfo> for StreamInfo {
     fn from(info: busbar::StreamInfo) -> Self {
         StreamInfo {
             name: info.name,
+            subjects: info.subjects,
             messages: info.messages as f64,
             bytes: info.bytes as f64,
             first_sequence: info.first_sequence as f64,
             last_sequence: info.last_sequence as f64,
+        }
+    }
+}
+
+/// Where a durable consumer stands now (`consumerInfo()`, `listConsumers()`).
+#[napi(object, object_from_js = false)]
+pub(crate) struct ConsumerInfo {
+    /// Stream it reads.
+    pub stream: String,
+    /// Durable name of the consumer.
+    pub name: String,
+    /// The subject pattern it is limited to; absent for all of the stream.
+    pub filter: Option<String>,
+    /// Stored messages matching its filter not delivered to it yet.
+    pub pending: f64,
+    /// Messages delivered to it and not yet settled.
+    pub ack_pending: f64,
+    /// Stream sequence of the last message delivered to it (0 before the first).
+    pub delivered_sequence: f64,
+}
+
+impl From<busbar::ConsumerInfo> for ConsumerInfo {
+    fn from(info: busbar::ConsumerInfo) -> Self {
+        ConsumerInfo {
+            stream: info.stream,
+            name: info.name,
+            filter: info.filter,
+            pending: info.pending as f64,
+            ack_pending: info.ack_pending as f64,
+            delivered_sequence: info.delivered_sequence as f64,
         }
     }
 }
@@ -263,6 +297,84 @@ impl Bus {
         })
     }
 
+    /// Every durable stream, sorted by name, with what each holds now.
+    #[napi(catch_unwind, ts_return_type = "Promise<Array<StreamInfo>>")]
+    pub fn list_streams<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let bus = self.inner.clone();
+        run(env, async move { bus.list_streams().await }, |_, infos| {
+            Ok(infos.into_iter().map(StreamInfo::from).collect::<Vec<_>>())
+        })
+    }
+
+    /// Deletes the durable stream `name` with its messages and consumers; rejects with
+    /// `invalid_argument` when there is no such stream.
+    #[napi(catch_unwind, ts_args_type = "name: string", ts_return_type = "Promise<void>")]
+    pub fn delete_stream<'env>(&self, env: &'env Env, name: Unknown) -> Result<Unknown<'env>> {
+        let name = string_arg(env, "name", name)?;
+        let bus = self.inner.clone();
+        run(env, async move { bus.delete_stream(&name).await }, |_, ()| Ok(()))
+    }
+
+    /// The durable consumers of `stream`, sorted by name.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string",
+        ts_return_type = "Promise<Array<ConsumerInfo>>"
+    )]
+    pub fn list_consumers<'env>(&self, env: &'env Env, stream: Unknown) -> Result<Unknown<'env>> {
+        let stream = string_arg(env, "stream", stream)?;
+        let bus = self.inner.clone();
+        run(
+            env,
+            async move { bus.list_consumers(&stream).await },
+            |_, infos| Ok(infos.into_iter().map(ConsumerInfo::from).collect::<Vec<_>>()),
+        )
+    }
+
+    /// Where durable consumer `name` of `stream` stands now; rejects with
+    /// `invalid_argument` when there is no such stream or consumer.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, name: string",
+        ts_return_type = "Promise<ConsumerInfo>"
+    )]
+    pub fn consumer_info<'env>(
+        &self,
+        env: &'env Env,
+        stream: Unknown,
+        name: Unknown,
+    ) -> Result<Unknown<'env>> {
+        let (stream, name) = (string_arg(env, "stream", stream)?, string_arg(env, "name", name)?);
+        let bus = self.inner.clone();
+        run(
+            env,
+            async move { bus.consumer_info(&stream, &name).await },
+            |_, info| Ok(ConsumerInfo::from(info)),
+        )
+    }
+
+    /// Deletes durable consumer `name` of `stream`; rejects with `invalid_argument` when
+    /// there is no such stream or consumer.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, name: string",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn delete_consumer<'env>(
+        &self,
+        env: &'env Env,
+        stream: Unknown,
+        name: Unknown,
+    ) -> Result<Unknown<'env>> {
+        let (stream, name) = (string_arg(env, "stream", stream)?, string_arg(env, "name", name)?);
+        let bus = self.inner.clone();
+        run(
+            env,
+            async move { bus.delete_consumer(&stream, &name).await },
+            |_, ()| Ok(()),
+        )
+    }
+
     /// Stores a message in the durable stream whose subjects match `subject`, resolving
     /// once the broker has it. Publishing the same `options.id` again inside the stream's
     /// duplicate window stores it once (`duplicate: true`). Rejects with `invalid_argument`
@@ -313,14 +425,7 @@ impl Bus {
         name: Unknown,
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
-        let stream = string_arg(env, "stream", stream)?;
-        let name = string_arg(env, "name", name)?;
-        backoff_is_object(env, options.as_ref())?;
-        let config = match options_arg::<ConsumerOptions>(env, options)? {
-            Some(options) => options.into_core(),
-            None => Ok(busbar::ConsumerOptions::new()),
-        }
-        .map(|o| o.config(stream, name));
+        let config = consumer_config(env, stream, name, options)?;
         let bus = self.inner.clone();
         run(
             env,
@@ -328,6 +433,62 @@ impl Bus {
             |_, sub| Ok(DurableSubscription::new(sub)),
         )
     }
+
+    /// `durableSubscribe` as `principal` with `options.roles` under the policy: a `filter`
+    /// overlapping a subject no role may read rejects with `forbidden`; each message is
+    /// masked for the principal, one it may not see is withheld (acked, counted in
+    /// `policyStats()`).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "principal: string, stream: string, name: string, options?: ConsumerOptions & { roles?: Array<string> }",
+        ts_return_type = "Promise<DurableSubscription>"
+    )]
+    pub fn durable_subscribe_as<'env>(
+        &self,
+        env: &'env Env,
+        principal: Unknown,
+        stream: Unknown,
+        name: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'env>> {
+        let principal = string_arg(env, "principal", principal)?;
+        // The roles key only; the consumer's options are read below from the same object.
+        let roles: Option<Roles> = options_arg(env, options)?;
+        let roles = roles.and_then(|r| r.roles).unwrap_or_default();
+        let config = consumer_config(env, stream, name, options)?;
+        let who = busbar::policy::Principal::new(&principal, roles);
+        let policy = self.policy("durableSubscribeAs()");
+        run(
+            env,
+            async move { policy?.durable_subscribe_as(&who, config?).await },
+            |_, sub| Ok(DurableSubscription::new(sub)),
+        )
+    }
+}
+
+/// The `roles` of `durableSubscribeAs`'s options.
+#[napi(object)]
+pub(crate) struct Roles {
+    /// Roles of the principal (granted classes by the policy).
+    pub roles: Option<Vec<String>>,
+}
+
+/// Core's `ConsumerConfig` from a durable subscribe's arguments: a wrong type throws, a
+/// bad value is core's error (rejected with the call's Promise).
+fn consumer_config(
+    env: &Env,
+    stream: Unknown,
+    name: Unknown,
+    options: Option<Unknown>,
+) -> Result<busbar::Result<busbar::ConsumerConfig>> {
+    let stream = string_arg(env, "stream", stream)?;
+    let name = string_arg(env, "name", name)?;
+    backoff_is_object(env, options.as_ref())?;
+    Ok(match options_arg::<ConsumerOptions>(env, options)? {
+        Some(options) => options.into_core(),
+        None => Ok(busbar::ConsumerOptions::new()),
+    }
+    .map(|o| o.config(stream, name)))
 }
 
 /// The messages of a durable consumer, from `bus.durableSubscribe()`. Iterate it with
@@ -336,8 +497,20 @@ impl Bus {
 #[napi]
 pub struct DurableSubscription {
     feed: Arc<Feed>,
+    handle: busbar::DurableHandle,
     stream: String,
     name: String,
+}
+
+/// Counters of a durable subscription.
+#[napi(object, object_from_js = false)]
+pub struct DurableSubscriptionStats {
+    /// Messages handed out.
+    pub delivered: f64,
+    /// Stored messages that could not be decoded (dead-lettered).
+    pub undecodable: f64,
+    /// Messages handed out and not yet settled (acked, nacked, terminated) nor collected.
+    pub unsettled: f64,
 }
 
 /// The core subscription, and the signal that ends a wait for it.
@@ -352,6 +525,7 @@ impl DurableSubscription {
         let stream = sub.config().stream.clone();
         let name = sub.config().name.clone();
         DurableSubscription {
+            handle: sub.handle(),
             feed: Arc::new(Feed {
                 sub: Mutex::new(Some(Batches::new(sub))),
                 closed: AtomicBool::new(false),
@@ -414,16 +588,37 @@ impl DurableSubscription {
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn unsubscribe<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         let feed = self.feed.clone();
+        let handle = self.handle.clone();
         feed.closed.store(true, Release);
         feed.wake.notify_waiters();
         run(
             env,
             async move {
+                handle.unsubscribe().await?;
                 feed.sub.lock().await.take();
                 Ok(())
             },
             |_, ()| Ok(()),
         )
+    }
+
+    /// Stops the deliveries (iteration ends after what is already fetched), then resolves
+    /// once every message handed out is settled, at most `ackWaitMs`: a graceful shutdown.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn drain<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let handle = self.handle.clone();
+        run(env, async move { handle.drain().await }, |_, ()| Ok(()))
+    }
+
+    /// Counters of this subscription.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> DurableSubscriptionStats {
+        let s = self.handle.stats();
+        DurableSubscriptionStats {
+            delivered: s.delivered as f64,
+            undecodable: s.undecodable as f64,
+            unsettled: s.unsettled as f64,
+        }
     }
 }
 

@@ -19,5 +19,22 @@ fn build(env: &Env, err: &busbar::Error) -> Result<Error> {
     if let busbar::Error::Lagged { missed, .. } = err {
         object.set_named_property("missed", *missed as f64)?;
     }
+    adopt(env, object.to_unknown())?;
     Ok(Error::from(object.to_unknown()))
 }
+
+/// Gives `error` the prototype of its class (`BusError`'s subclass for its code), through
+/// the function busbar.js defines, so `instanceof` works; without busbar.js (the bare
+/// native module) it stays a plain `Error` with `code`.
+fn adopt(env: &Env, error: Unknown) -> Result<()> {
+    let global = env.get_global()?;
+    let hook: Unknown = global.get_named_property(ADOPT)?;
+    if hook.get_type()? == ValueType::Function {
+        let hook: Function<Unknown, Unknown> = global.get_named_property(ADOPT)?;
+        hook.call(error)?;
+    }
+    Ok(())
+}
+
+/// The global function busbar.js defines to adopt an error into its class.
+const ADOPT: &str = "__busbarAdoptError";

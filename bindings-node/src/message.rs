@@ -69,6 +69,12 @@ impl Message {
         String::from_utf8_lossy(self.event().data()).into_owned()
     }
 
+    /// The payload decoded as UTF-8, as nats.js's `msg.string()` (the same as `text()`).
+    #[napi(js_name = "string", catch_unwind)]
+    pub fn string_(&self) -> String {
+        self.text()
+    }
+
     /// The payload parsed as JSON; throws an `Error` with code `decode` when it is not JSON.
     #[napi(catch_unwind, ts_return_type = "any")]
     pub fn json(&self, env: &Env) -> Result<serde_json::Value> {
@@ -130,6 +136,12 @@ impl Message {
     #[napi(getter, catch_unwind)]
     pub fn classification(&self) -> Option<&str> {
         self.event().classification()
+    }
+
+    /// `keyid`: the key that sealed protected fields; `null` when nothing is sealed.
+    #[napi(getter, catch_unwind)]
+    pub fn keyid(&self) -> Option<&str> {
+        self.event().keyid()
     }
 
     /// W3C `traceparent`.

@@ -21,6 +21,17 @@ before(() => {
 })
 
 describe('examples/node', () => {
+  it('tour.js shows attributes, serve, connection events and a principal', () => {
+    const env = { ...process.env }
+    for (const key of Object.keys(env)) if (key.startsWith('BUSBAR_')) delete env[key]
+    const out = execFileSync(process.execPath, ['tour.js'], { cwd: examples, env, encoding: 'utf8', timeout: 20_000 })
+    assert.match(out, /read order-7 com\.example\.order\.created application\/json corr-1/)
+    assert.match(out, /internal tour=1 \{"tenant":"st-marys"\} keyid=null/)
+    assert.match(out, /served: HELLO/)
+    assert.match(out, /answered 1 request\(s\)/)
+    assert.match(out, /clerk sees \{"ssn":"\*{7}6789"\}; policy counters: 1 masked/)
+  })
+
   it('quickstart.js runs the shared scenario on the in-memory bus', () => {
     const env = { ...process.env }
     for (const key of Object.keys(env)) if (key.startsWith('BUSBAR_')) delete env[key]
@@ -34,6 +45,15 @@ describe('examples/node', () => {
     assert.match(out, /\[no_responders\]/)
     assert.match(out, /\[invalid_subject\]/)
     assert.match(out, /1 request\(s\) answered/)
+  })
+
+  it('service.js --demo runs a discoverable service on the in-memory bus', () => {
+    const env = { ...process.env }
+    for (const key of Object.keys(env)) if (key.startsWith('BUSBAR_')) delete env[key]
+    const out = execFileSync(process.execPath, ['service.js', '--demo'], { cwd: examples, env, encoding: 'utf8', timeout: 20_000 })
+    assert.match(out, /calc\.double 21 -> 42/)
+    assert.match(out, /calc\.double -1 -> error 422: only numbers from 0/)
+    assert.match(out, /discovered calc 1\.0\.0 \(\w+\): 2 requests, 1 errors/)
   })
 
   describe('responder.js', () => {
@@ -56,10 +76,10 @@ describe('examples/node', () => {
         while (!out.includes('listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
         assert.match(out, /listening on greet\.\* \(nats bus\)/)
         const bus = await busbar.connect({ backend: 'nats', natsUrl: server.url })
-        const reply = await bus.request('greet.ada', { lang: 'fr' }, { timeout: 2000 })
+        const reply = await bus.request('greet.ada', { lang: 'fr' }, { timeoutMs: 2000 })
         assert.deepEqual(reply.json(), { greeting: 'Bonjour, ada!', lang: 'fr' })
         assert.equal(reply.headers.service, 'greeter')
-        const plain = await bus.request('greet.bob', 'not json', { timeout: 2000 })
+        const plain = await bus.request('greet.bob', 'not json', { timeoutMs: 2000 })
         assert.equal(plain.json().greeting, 'Hello, bob!')
         await bus.close()
       } finally {

@@ -36,7 +36,7 @@ for (const [name, options] of [
       await rejectsWith(bus.queueSubscribe(Array(300).fill('*').join('.') + '.>', 'w'), 'invalid_subject')
       const long = 'x'.repeat(5000) // over a NATS server's 4096-byte control line
       await rejectsWith(bus.publish(long, 'x'), 'invalid_subject')
-      await rejectsWith(bus.request(long, 'x', { timeout: 500 }), 'invalid_subject')
+      await rejectsWith(bus.request(long, 'x', { timeoutMs: 500 }), 'invalid_subject')
       await assert.rejects(bus.subscribe(deep), (err) => err.message.length < 300 && /2000 bytes/.test(err.message))
 
       const longest = 'p'.repeat(1996) + '.end'
@@ -54,7 +54,7 @@ for (const [name, options] of [
 
     it('rejects out-of-range numbers with invalid_argument, never a panic', async () => {
       for (const timeout of [1e300, Number.MAX_VALUE, Infinity, NaN, -1]) {
-        await rejectsWith(bus.request('svc', 'x', { timeout }), 'invalid_argument')
+        await rejectsWith(bus.request('svc', 'x', { timeoutMs: timeout }), 'invalid_argument')
       }
       await bus.declareStream(`LIMITS_${name}`, [`limits${name}.>`])
       for (const bad of [{ ackWaitMs: Number.MAX_VALUE }, { ackWaitMs: 2 ** 64 }, { ackWaitMs: NaN },

@@ -25,6 +25,18 @@ describe('configuration', () => {
     await bus.close()
   })
 
+  it('takes the breaker and rate limits as options, with their codes', async () => {
+    const bus = await busbar.connect({ breakerFailures: 1, breakerCooldownMs: 60000 })
+    await rejectsWith(bus.request('nobody.home', '?', { timeoutMs: 1000 }), 'no_responders')
+    await rejectsWith(bus.request('nobody.home', '?', { timeoutMs: 1000 }), 'circuit_open')
+    await bus.close()
+    const limited = await busbar.connect({ publishRate: 0.01, rateLimitMode: 'fail' })
+    await limited.publish('metrics.cpu', '1')
+    await rejectsWith(limited.publish('metrics.cpu', '2'), 'rate_limited')
+    await limited.close()
+    await rejectsWith(busbar.connect({ publishBufferFull: 'drop' }), 'invalid_argument')
+  })
+
   it('reads BUSBAR_* variables, which options override', async () => {
     process.env.BUSBAR_MAX_PAYLOAD = '4'
     try {
@@ -66,6 +78,8 @@ describe('configuration', () => {
       'backend',
       'lagged',
       'unsupported',
+      'circuit_open',
+      'rate_limited',
     ])
   })
 })

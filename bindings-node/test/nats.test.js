@@ -36,6 +36,27 @@ describe('configuration of the NATS backend', () => {
     }
   })
 
+  it('is chosen by a URL given first, as in Python (options may follow)', async () => {
+    const bus = await busbar.connect(server.url)
+    assert.equal(bus.backend, 'nats')
+    await bus.close()
+    const named = await busbar.connect(server.url, { source: 'url-test' })
+    const sub = await named.subscribe('url.x')
+    await named.publish('url.x', 'x')
+    const [msg] = await take(sub, 1)
+    assert.equal(msg.source, 'url-test')
+    await named.close()
+    await assert.rejects(busbar.connect('http://user:secret@example'), (err) => {
+      assert.equal(err.code, 'invalid_argument')
+      assert.match(err.message, /nats:\/\//)
+      assert.ok(!err.message.includes('secret'), 'the URL is not quoted')
+      return true
+    })
+    assert.throws(() => busbar.connect({ backend: 'nats' }, { natsUrl: server.url }), TypeError)
+    // A string is a URL now, as in Python: one without a scheme is a bad value, not a bad type.
+    await assert.rejects(busbar.connect('nats'), { code: 'invalid_argument', message: /without a scheme/ })
+  })
+
   it('rejects with code backend when no server answers', async () => {
     const dead = await NatsServer.start()
     const url = dead.url
@@ -80,7 +101,8 @@ describe('interop with nats.js', () => {
     assert.ok(h, 'headers present')
     assert.equal(h.get('ce-specversion'), '1.0')
     assert.match(h.get('ce-id'), /^[0-9a-f-]{36}$/)
-    assert.equal(h.get('Nats-Msg-Id'), h.get('ce-id'))
+    assert.equal(h.has('Nats-Msg-Id'), false, 'only a durable publish carries the dedupe id')
+    assert.equal(h.has('ce-subject'), false, 'the NATS subject is the subject')
     assert.equal(h.get('ce-source'), 'interop-test')
     assert.equal(h.get('ce-type'), 'com.example.created')
     assert.equal(h.get('ce-correlationid'), 'corr-7')
@@ -122,7 +144,7 @@ describe('interop with nats.js', () => {
       },
     })
     await nc.flush()
-    const reply = await bus.request('interop.echo', 'ping', { timeout: 2000 })
+    const reply = await bus.request('interop.echo', 'ping', { timeoutMs: 2000 })
     assert.equal(reply.text(), 'ping')
     await sub.closed
   })
@@ -136,7 +158,7 @@ describe('interop with nats.js', () => {
     })
     await nc.flush()
     const before = bus.stats().rejectedReplies
-    await assert.rejects(bus.request('interop.bare', 'ping', { timeout: 300 }), { code: 'timeout' })
+    await assert.rejects(bus.request('interop.bare', 'ping', { timeoutMs: 300 }), { code: 'timeout' })
     assert.equal(bus.stats().rejectedReplies, before + 1)
     await sub.closed
   })

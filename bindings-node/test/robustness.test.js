@@ -347,7 +347,7 @@ describe('an undecodable message stops nothing', () => {
         await warningsDuring(async () => {
           sendBad('svc.echo', 'reply.bad')
           await plain.flush()
-          const reply = await bus.request('svc.echo', 'still here', { timeout: 5000 })
+          const reply = await bus.request('svc.echo', 'still here', { timeoutMs: 5000 })
           assert.equal(reply.text(), 'still here')
         })
         assert.equal(sub.stats().undecodable, 1)

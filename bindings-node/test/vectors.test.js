@@ -49,3 +49,27 @@ describe('shared subject vectors', () => {
     })
   })
 })
+
+// The shared JSON payload vectors (tests/vectors/json_payloads.json): an object publishes
+// JSON.stringify's text, unchanged by the binding and core, marked application/json.
+describe('JSON payload vectors', () => {
+  const { cases: payloads } = JSON.parse(
+    fs.readFileSync(path.join(__dirname, '../../tests/vectors/json_payloads.json'), 'utf8'),
+  )
+  it('publishes the exact text of each case', async () => {
+    assert.ok(payloads.length >= 14, `${payloads.length} cases: the file was cut short`)
+    const { connect } = require('..')
+    const bus = await connect()
+    const sub = await bus.subscribe('json.payload')
+    try {
+      for (const { name, value, json } of payloads) {
+        await bus.publish('json.payload', value)
+        const { value: msg } = await sub.next()
+        assert.equal(msg.data.toString('utf8'), json, name)
+        assert.equal(msg.contentType, 'application/json', name)
+      }
+    } finally {
+      await bus.close()
+    }
+  })
+})

@@ -9,7 +9,7 @@ interface Greeting {
 }
 
 async function greet(bus: Bus, name: string, lang: string): Promise<Greeting> {
-  const options: RequestOptions = { timeout: 2000, headers: { caller: 'client.ts' } }
+  const options: RequestOptions = { timeoutMs: 2000, headers: { caller: 'client.ts' } }
   const reply: Message = await bus.request(`greet.${name}`, { lang }, options)
   return reply.json() as Greeting
 }

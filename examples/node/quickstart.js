@@ -47,14 +47,14 @@ async function main() {
     answered++
   })
   const requestId = `req-${process.pid}-${Date.now()}`
-  const reply = await bus.request('time.now', 'what time is it?', { timeout: 2000, id: requestId })
+  const reply = await bus.request('time.now', 'what time is it?', { timeoutMs: 2000, id: requestId })
   console.log(`   reply: ${reply.text()}`)
   console.log(`   request id            ${requestId}`)
   console.log(`   reply correlation id  ${reply.correlationId ?? '-'}`)
 
   // Nobody listens on `time.later`: the request fails at once instead of waiting.
   try {
-    await bus.request('time.later', 'hello?', { timeout: 2000 })
+    await bus.request('time.later', 'hello?', { timeoutMs: 2000 })
     console.log('   unexpected reply from time.later')
   } catch (err) {
     console.log(`   request to time.later failed at once: [${err.code}] ${err.message}`)

@@ -44,7 +44,14 @@ function durableContract(name, options) {
     it('declares a stream, acks durable publishes and deduplicates by id', async () => {
       const { stream, root } = fresh('dedupe')
       const info = await bus.declareStream(stream, [`${root}.>`], { duplicateWindowMs: 60000 })
-      assert.deepEqual(info, { name: stream, messages: 0, bytes: 0, firstSequence: 0, lastSequence: 0 })
+      assert.deepEqual(info, {
+        name: stream,
+        subjects: [`${root}.>`],
+        messages: 0,
+        bytes: 0,
+        firstSequence: 0,
+        lastSequence: 0,
+      })
       assert.equal((await bus.declareStream(stream, [`${root}.>`])).name, stream, 'declaring twice is harmless')
 
       const first = await bus.publishDurable(`${root}.created`, { n: 1 }, { id: 'order-1' })
@@ -177,6 +184,35 @@ function durableContract(name, options) {
       assert.deepEqual([again.text(), again.attempt], ['j', 2])
       await again.ack()
       await second.unsubscribe()
+    })
+
+    it('lists and deletes streams and consumers', async () => {
+      const { stream, root } = fresh('admin')
+      await bus.declareStream(stream, [`${root}.>`])
+      await bus.publishDurable(`${root}.a`, '1')
+      await bus.publishDurable(`${root}.b`, '2')
+      const listed = (await bus.listStreams()).find((s) => s.name === stream)
+      assert.deepEqual([listed.subjects, listed.messages], [[`${root}.>`], 2])
+      const sub = await bus.durableSubscribe(stream, 'reader', { filter: `${root}.>` })
+      const [msg] = await take(sub, 1)
+      await msg.ack()
+      await sub.unsubscribe()
+      assert.deepEqual(
+        (await bus.listConsumers(stream)).map((c) => c.name),
+        ['reader'],
+      )
+      const info = await bus.consumerInfo(stream, 'reader')
+      assert.deepEqual([info.stream, info.name, info.filter], [stream, 'reader', `${root}.>`])
+      assert.equal(info.pending + info.deliveredSequence, 2, 'NATS pulls ahead of the handler')
+      assert.equal(typeof info.ackPending, 'number')
+      await bus.deleteConsumer(stream, 'reader')
+      assert.deepEqual(await bus.listConsumers(stream), [])
+      await rejectsWith(bus.consumerInfo(stream, 'reader'), 'invalid_argument')
+      await bus.deleteStream(stream)
+      assert.ok(!(await bus.listStreams()).some((s) => s.name === stream))
+      await rejectsWith(bus.deleteStream(stream), 'invalid_argument')
+      await rejectsWith(bus.deleteConsumer('bad name', 'c'), 'invalid_argument')
+      assert.throws(() => bus.deleteStream(5), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
     })
 
     it('rejects unknown streams and second settlements with invalid_argument', async () => {

@@ -92,8 +92,8 @@ class NatsServer {
     throw new Error(`nats-server on port ${this.port} did not start (${exited ?? 'not ready in 10 s'}):\n${log}`)
   }
 
-  /** Kills the server by its PID, waits for it, and removes its store. */
-  async stop() {
+  /** Kills the server by its PID and waits for it; `spawn()` starts it again, same port. */
+  async kill() {
     const child = this.child
     this.child = null
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -101,6 +101,11 @@ class NatsServer {
       process.kill(child.pid, 'SIGKILL')
       await exited
     }
+  }
+
+  /** Kills the server by its PID, waits for it, and removes its store. */
+  async stop() {
+    await this.kill()
     fs.rmSync(this.dir, { recursive: true, force: true })
   }
 }
