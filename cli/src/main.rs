@@ -3,15 +3,17 @@
 //! Readable output by default, JSON lines with `--json`; a failure prints
 //! `error[<code>]: <message>` (or `{"code":…,"message":…}` with `--json`) and exits 1.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use busbar::durable::DLQ_SUBJECT;
 use busbar::policy::{PolicyBus, Principal};
 use busbar::{Bytes, ConsumerConfig, EventBus, Message, StartAt, StreamConfig};
+
 use busbar_gateway::event::to_json;
 use clap::{CommandFactory, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -77,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: StreamCommand,
     },
+    /// Durable consumers of a stream.
+    Consumer {
+        #[command(subcommand)]
+        command: ConsumerCommand,
+    },
     /// Dead letters of a dead-letter stream.
     Dlq {
         #[command(subcommand)]
@@ -123,6 +130,20 @@ enum StreamCommand {
     },
     /// What stream NAME holds.
     Info { name: String },
+    /// Every stream, with what it holds (one line each).
+    Ls,
+    /// Delete stream NAME with its messages and consumers.
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum ConsumerCommand {
+    /// The consumers of STREAM (one line each).
+    Ls { stream: String },
+    /// Where consumer NAME of STREAM stands.
+    Info { stream: String, name: String },
+    /// Delete consumer NAME of STREAM.
+    Rm { stream: String, name: String },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +358,39 @@ async fn command(j: bool, bus: &PolicyBus, command: Command) -> Result<(), Failu
                 );
                 print_value(j, &stream_json(&info), text);
             }
+            StreamCommand::Ls => {
+                for info in bus.list_streams().await? {
+                    let text = format!(
+                        "{} [{}] {} messages, {} bytes, last sequence {}",
+                        info.name,
+                        info.subjects.join(" "),
+                        info.messages,
+                        info.bytes,
+                        info.last_sequence
+                    );
+                    print_value(j, &stream_json(&info), text);
+                }
+            }
+            StreamCommand::Rm { name } => {
+                bus.delete_stream(&name).await?;
+                print_value(j, &json!({"deleted": name}), format!("stream {name} deleted"));
+            }
+        },
+        Command::Consumer { command } => match command {
+            ConsumerCommand::Ls { stream } => {
+                for info in bus.list_consumers(&stream).await? {
+                    print_value(j, &consumer_json(&info), consumer_text(&info));
+                }
+            }
+            ConsumerCommand::Info { stream, name } => {
+                let info = bus.consumer_info(&stream, &name).await?;
+                print_value(j, &consumer_json(&info), consumer_text(&info));
+            }
+            ConsumerCommand::Rm { stream, name } => {
+                bus.delete_consumer(&stream, &name).await?;
+                let v = json!({"deleted": name, "stream": stream});
+                print_value(j, &v, format!("consumer {name} of {stream} deleted"));
+            }
         },
         Command::Dlq { command } => dlq(j, bus, command).await?,
         Command::Replay {
@@ -347,17 +401,27 @@ async fn command(j: bool, bus: &PolicyBus, command: Command) -> Result<(), Failu
         } => {
             let since = parse_since(&since)?;
             let name = format!("busbar-cli-replay-{}", busbar::envelope::new_id());
-            let mut config = ConsumerConfig::new(stream, name).start(StartAt::Time(since));
+            let mut config = ConsumerConfig::new(stream.as_str(), name.as_str()).start(StartAt::Time(since));
             if let Some(f) = filter {
                 config = config.filter(f);
             }
             let mut sub = bus.durable_subscribe(config).await?;
-            while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(idle_ms), sub.next()).await
-            {
-                let d = item?;
-                print_message(j, d.message());
-                d.ack().await?;
+            let replayed = async {
+                while let Ok(Some(item)) =
+                    tokio::time::timeout(Duration::from_millis(idle_ms), sub.next()).await
+                {
+                    let d = item?;
+                    print_message(j, d.message());
+                    d.ack().await?;
+                }
+                Ok::<_, Failure>(())
             }
+            .await;
+            drop(sub);
+            // The consumer was this replay's own: none is left behind on the broker.
+            let deleted = bus.inner().delete_consumer(&stream, &name).await;
+            replayed?;
+            deleted?;
         }
         Command::Bench {
             messages,
@@ -370,8 +434,25 @@ async fn command(j: bool, bus: &PolicyBus, command: Command) -> Result<(), Failu
 }
 
 fn stream_json(info: &busbar::StreamInfo) -> Value {
-    json!({"name": info.name, "messages": info.messages, "bytes": info.bytes,
+    json!({"name": info.name, "subjects": info.subjects, "messages": info.messages, "bytes": info.bytes,
            "first_sequence": info.first_sequence, "last_sequence": info.last_sequence})
+}
+
+fn consumer_json(info: &busbar::ConsumerInfo) -> Value {
+    json!({"stream": info.stream, "name": info.name, "filter": info.filter, "pending": info.pending,
+           "ack_pending": info.ack_pending, "delivered_sequence": info.delivered_sequence})
+}
+
+fn consumer_text(info: &busbar::ConsumerInfo) -> String {
+    format!(
+        "{} on {} [{}]: {} pending, {} unacknowledged, delivered up to {}",
+        info.name,
+        info.stream,
+        info.filter.as_deref().unwrap_or(">"),
+        info.pending,
+        info.ack_pending,
+        info.delivered_sequence
+    )
 }
 
 /// An RFC 3339 time, or `<n>s|m|h|d` ago.
@@ -491,10 +572,67 @@ fn audit_verify(j: bool, file: &str) -> Result<(), Failure> {
     }
 }
 
+/// Progress of one bench phase: a bar on stderr when stdout is a terminal, a plain line
+/// at each tenth when it is not (a pipe, a log), nothing with `--json`.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    label: &'static str,
+    total: u64,
+    tenth: u64,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(bars: Option<&MultiProgress>, label: &'static str, total: u64, quiet: bool) -> Self {
+        let bar = bars.map(|bars| {
+            let style = ProgressStyle::with_template(
+                "{prefix:>8} [{bar:40}] {pos}/{len} {per_sec:>12} {elapsed_precise}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let bar = bars.add(ProgressBar::new(total).with_style(style).with_prefix(label));
+            bar.tick();
+            bar
+        });
+        Progress {
+            bar,
+            label,
+            total,
+            tenth: (total / 10).max(1),
+            quiet,
+        }
+    }
+
+    /// `done` of the phase's steps are done.
+    fn set(&self, done: u64) {
+        match &self.bar {
+            // Drawn at most ~20 times a second by indicatif; updated every 64 steps.
+            Some(bar) if done.is_multiple_of(64) || done == self.total => bar.set_position(done),
+            Some(_) => {}
+            None if !self.quiet && (done.is_multiple_of(self.tenth) || done == self.total) => {
+                eprintln!("{}: {done}/{}", self.label, self.total);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
 async fn bench(j: bool, bus: &PolicyBus, messages: u64, size: usize, requests: u64) -> Result<(), Failure> {
     let subject = format!("bench.{}", busbar::envelope::new_id());
     let payload = Bytes::from(vec![b'x'; size]);
+    let bars = (!j && std::io::stdout().is_terminal())
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let publishing = Progress::new(bars.as_ref(), "publish", messages, j);
+    let receiving = Progress::new(bars.as_ref(), "receive", messages, j);
     let mut sub = bus.inner().subscribe(&subject).await?;
+    let received = receiving.clone();
     let counter = tokio::spawn(async move {
         let (mut n, mut missed) = (0u64, 0u64);
         while n + missed < messages {
@@ -504,17 +642,17 @@ async fn bench(j: bool, bus: &PolicyBus, messages: u64, size: usize, requests: u
                 Some(Err(_)) => {}
                 None => break,
             }
+            received.set(n + missed);
         }
+        received.finish();
         (n, missed, Instant::now())
     });
     let start = Instant::now();
-    let step = (messages / 10).max(1);
     for i in 0..messages {
         bus.inner().publish(&subject, payload.clone()).await?;
-        if !j && (i + 1) % step == 0 {
-            eprint!("\rpublish {:>3}%", (i + 1) * 100 / messages);
-        }
+        publishing.set(i + 1);
     }
+    publishing.finish();
     bus.flush().await?;
     let published = start.elapsed();
     let (received, missed, done) = counter
@@ -523,16 +661,16 @@ async fn bench(j: bool, bus: &PolicyBus, messages: u64, size: usize, requests: u
     let received_in = done.duration_since(start);
     let responder = bus.inner().subscribe(&format!("{subject}.svc")).await?;
     tokio::spawn(busbar::serve(responder, |m| async move { m.data().clone() }));
+    let requesting = Progress::new(bars.as_ref(), "request", requests, j);
     let req_start = Instant::now();
-    for _ in 0..requests {
+    for i in 0..requests {
         bus.inner()
             .request(&format!("{subject}.svc"), payload.clone(), Duration::from_secs(5))
             .await?;
+        requesting.set(i + 1);
     }
     let req_time = req_start.elapsed();
-    if !j {
-        eprintln!();
-    }
+    requesting.finish();
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     let v = json!({
         "backend": bus.backend().to_string(), "messages": messages, "size": size,

@@ -266,6 +266,82 @@ fn streams_are_added_inspected_and_replayed_since_a_time() {
     assert!(err.starts_with("error[invalid_argument]"), "{err}");
     let err = failure(&env.run(&["stream", "info", "NOPE"]));
     assert!(err.starts_with("error["), "{err}");
+    // Each replay deleted the consumer it made: none is left behind.
+    assert_eq!(stdout(&env.run(&["consumer", "ls", "ORDERS"])), "");
+}
+
+#[test]
+fn streams_and_consumers_are_listed_inspected_and_removed() {
+    let env = Env::new("admin");
+    stdout(&env.run(&["stream", "add", "ORDERS", "orders.>"]));
+    stdout(&env.run(&["stream", "add", "PSYCH", "psych.>"]));
+    for n in 0..2 {
+        stdout(&env.run(&["pub", "--durable", "orders.new", &format!(r#"{{"n":{n}}}"#)]));
+    }
+    let listed = stdout(&env.run(&["stream", "ls"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].starts_with("ORDERS [orders.>] 2 messages, "), "{listed}");
+    assert!(lines[1].starts_with("PSYCH [psych.>] 0 messages, "), "{listed}");
+    let json_lines = stdout(&env.run(&["--json", "stream", "ls"]));
+    let first: Value = serde_json::from_str(json_lines.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&first["name"], &first["subjects"]),
+        (&json!("ORDERS"), &json!(["orders.>"]))
+    );
+
+    // A consumer made by a library, seen and removed from the command line.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bus = env.bus().await;
+        let sub = bus
+            .durable_subscribe(ConsumerConfig::new("ORDERS", "billing").filter("orders.*"))
+            .await
+            .unwrap();
+        drop(sub);
+        bus.close().await.unwrap();
+    });
+    assert_eq!(
+        stdout(&env.run(&["consumer", "ls", "ORDERS"])).trim(),
+        "billing on ORDERS [orders.*]: 2 pending, 0 unacknowledged, delivered up to 0"
+    );
+    let info: Value = serde_json::from_str(&stdout(
+        &env.run(&["--json", "consumer", "info", "ORDERS", "billing"]),
+    ))
+    .unwrap();
+    assert_eq!(
+        info,
+        json!({"stream": "ORDERS", "name": "billing", "filter": "orders.*", "pending": 2,
+               "ack_pending": 0, "delivered_sequence": 0})
+    );
+    assert_eq!(
+        stdout(&env.run(&["consumer", "rm", "ORDERS", "billing"])).trim(),
+        "consumer billing of ORDERS deleted"
+    );
+    assert_eq!(stdout(&env.run(&["consumer", "ls", "ORDERS"])), "");
+    let err = failure(&env.run(&["consumer", "info", "ORDERS", "billing"]));
+    assert!(err.starts_with("error[invalid_argument]: "), "{err}");
+
+    // Deleting needs the right to read what the stream holds (the policy restricts psych.>).
+    let err = failure(&env.run(&["--json", "stream", "rm", "PSYCH"]));
+    let err: Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(err["code"], "forbidden", "{err}");
+    let out = env
+        .cmd(&["stream", "rm", "PSYCH"])
+        .env("BUSBAR_PRINCIPAL", "dr-who")
+        .env("BUSBAR_ROLES", "clinician")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), "stream PSYCH deleted");
+    stdout(&env.run(&["stream", "rm", "ORDERS"]));
+    // Left: the dead-letter stream the library's durable subscription declared.
+    let left = stdout(&env.run(&["stream", "ls"]));
+    assert!(
+        left.starts_with("DLQ_DLQ [dlq.>] ") && left.lines().count() == 1,
+        "{left}"
+    );
+    let err = failure(&env.run(&["stream", "rm", "ORDERS"]));
+    assert!(err.starts_with("error[invalid_argument]: "), "{err}");
 }
 
 #[tokio::test]
@@ -364,8 +440,44 @@ fn bench_measures_rates_and_accounts_for_every_message() {
         v["publish_per_s"].as_f64().unwrap() > 0.0 && v["request_per_s"].as_f64().unwrap() > 0.0,
         "{v}"
     );
-    let human = stdout(&env.run(&["bench", "--messages", "500", "--requests", "10"]));
+    // stdout is a pipe here: progress comes as plain lines on stderr.
+    let out = env.run(&["bench", "--messages", "500", "--requests", "10"]);
+    let human = stdout(&out);
     assert!(human.starts_with("backend nats: publish "), "{human}");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "publish: 50/500",
+        "publish: 500/500",
+        "receive: 500/500",
+        "request: 10/10",
+    ] {
+        assert!(progress.lines().any(|l| l == line), "no {line:?} in {progress}");
+    }
+    assert!(
+        !progress.contains('\u{1b}'),
+        "no terminal codes in a pipe: {progress:?}"
+    );
+
+    // On a terminal (a pseudo-terminal from util-linux's `script`): progress bars.
+    let command = format!(
+        "{} bench --messages 500 --requests 10",
+        env!("CARGO_BIN_EXE_busbar")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .env("BUSBAR_BACKEND", "nats")
+        .env("BUSBAR_NATS_URL", env.server.url())
+        .output()
+        .expect("util-linux script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for bar in ["publish [", "receive [", "request [", "] 500/500", "] 10/10"] {
+        assert!(screen.contains(bar), "no {bar:?} on the terminal: {screen:?}");
+    }
+    assert!(screen.contains("backend nats: publish "), "{screen:?}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 // The admin page in a real browser (Debian's Chromium, headless, driven by
 // playwright-core): a published message appears in the live tail masked for a billing
 // token and unmasked for a clinician token; redrive moves a dead letter back to its
-// stream; the audit log verifies. Saves a screenshot. Usage:
+// stream; a consumer and a stream are deleted from the page; the audit log verifies. Saves a screenshot. Usage:
 //   node admin-page.mjs <gateway base URL> <screenshot path>
 // with BILLING, CLINICIAN and ADMIN tokens in the environment (scripts/test-gateway.sh).
 import { chromium } from "playwright-core";
@@ -68,6 +68,26 @@ try {
   await admin.waitForFunction(() => document.querySelectorAll("#dlq button.redrive").length === 0, null, { timeout: 10000 });
   const after = (await api("/v1/admin/streams/JOBS", ADMIN)).messages;
   assert.equal(after, before + 1, "the redriven job is back in its stream");
+
+  // Consumers of a stream, and deleting one and a whole stream from the page.
+  admin.on("dialog", (dialog) => dialog.accept());
+  await admin.click('#streams button.consumers[data-stream="JOBS"]');
+  await admin.waitForSelector('#consumers[data-loaded="JOBS"] button.delete-consumer[data-consumer="worker"]', { timeout: 10000 });
+  await admin.click('#consumers button.delete-consumer[data-consumer="worker"]');
+  await admin.waitForFunction(() => !document.querySelector('#consumers button.delete-consumer[data-consumer="worker"]'), null, { timeout: 10000 });
+  const left = (await api("/v1/admin/streams/JOBS/consumers", ADMIN)).consumers.map((c) => c.name);
+  assert.ok(!left.includes("worker"), `consumers left: ${left}`);
+  await api("/v1/admin/streams", ADMIN, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "SCRATCH", subjects: ["scratch.>"] }),
+  });
+  await admin.click("#streams-refresh");
+  await admin.click('#streams button.delete-stream[data-stream="SCRATCH"]', { timeout: 10000 });
+  await admin.waitForFunction(() => !document.querySelector('#streams button.delete-stream[data-stream="SCRATCH"]'), null, { timeout: 10000 });
+  const names = (await api("/v1/admin/streams", ADMIN)).streams.map((s) => s.name);
+  assert.ok(names.includes("JOBS") && !names.includes("SCRATCH"), `streams: ${names}`);
+
   await admin.click("#streams-refresh");
   await admin.click("#audit-verify");
   await admin.waitForFunction(() => document.querySelector("#audit").textContent.length > 0, null, { timeout: 10000 });
@@ -76,7 +96,7 @@ try {
   const tails = screenshot.replace(/\.png$/, "");
   await billing.screenshot({ path: `${tails}-billing-tail.png`, fullPage: true });
   await clinician.screenshot({ path: `${tails}-clinician-tail.png`, fullPage: true });
-  console.log(`admin page: masked for billing, clear for the clinician, redrive and audit verified; screenshots ${tails}*.png`);
+  console.log(`admin page: masked for billing, clear for the clinician, redrive, consumer and stream deletes, audit verified; screenshots ${tails}*.png`);
 } finally {
   await browser.close();
 }

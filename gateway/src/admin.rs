@@ -1,8 +1,7 @@
-//! The admin API (callers with the `admin` role): streams, the dead-letter queue with
-//! redrive, audit-log verification, counters; and the admin page's static files.
+//! The admin API (callers with the `admin` role): the dead-letter queue with redrive,
+//! audit-log verification, counters (streams and consumers are in `streams.rs`); and the
+//! admin page's static files.
 //!
-//! busbar's API declares streams and reads their info but cannot list or delete them,
-//! so the list is of the streams declared through this gateway (or at its start).
 //! Dead letters are read by one durable consumer per dead-letter stream
 //! (`busbar-gateway-dlq`) that holds them unacked until an admin redrives them; the
 //! listing shows their attributes and size, never their payload (an admin need not be
@@ -13,23 +12,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use busbar::durable::{DLQ_ATTEMPTS, DLQ_CONSUMER, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT};
 use busbar::policy::{AuditAction, AuditEntry};
-use busbar::{ConsumerConfig, DurableMessage, EventBus, Message, StreamConfig, StreamInfo};
-use serde::Deserialize;
+use busbar::{ConsumerConfig, DurableMessage, EventBus, Message};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{query_value, read_body, segment};
+use crate::http::{query_value, segment};
 use crate::Gateway;
 
 /// Dead-letter stream of busbar's default `dlq` prefix.
@@ -38,10 +35,9 @@ pub const DEFAULT_DLQ_STREAM: &str = "DLQ_DLQ";
 /// Consumer that holds dead letters for the admin API.
 pub const DLQ_CONSUMER_NAME: &str = "busbar-gateway-dlq";
 
-/// Streams and dead letters known to the admin API.
+/// The dead letters the admin API holds.
 #[derive(Default)]
 pub struct AdminState {
-    streams: Mutex<BTreeMap<String, Vec<String>>>,
     dlq: tokio::sync::Mutex<HashMap<String, Arc<DlqReader>>>,
 }
 
@@ -57,142 +53,21 @@ impl Drop for DlqReader {
 }
 
 impl AdminState {
-    /// Remembers a stream for the listing.
-    pub fn remember(&self, config: &StreamConfig) {
-        self.streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(config.name.clone(), config.subjects.clone());
+    /// Lets go of what is held from stream `stream` (it, or the reader's consumer, was
+    /// deleted): the next listing reads it anew.
+    pub async fn forget(&self, stream: &str) {
+        self.dlq.lock().await.remove(stream);
     }
 }
 
 /// Routes of the admin API.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
-        .route("/v1/admin/streams", get(list_streams).post(add_stream))
-        .route("/v1/admin/streams/{name}", get(stream_info))
+        .merge(crate::streams::routes())
         .route("/v1/admin/dlq", get(list_dead_letters))
         .route("/v1/admin/dlq/{sequence}/redrive", post(redrive))
         .route("/v1/admin/audit/verify", get(audit_verify))
         .route("/v1/admin/stats", get(stats))
-}
-
-fn info_json(info: &StreamInfo, subjects: Option<&Vec<String>>) -> Value {
-    json!({
-        "name": info.name,
-        "subjects": subjects,
-        "messages": info.messages,
-        "bytes": info.bytes,
-        "first_sequence": info.first_sequence,
-        "last_sequence": info.last_sequence,
-    })
-}
-
-/// Streams declared through this gateway, with what they hold now.
-#[utoipa::path(get, path = "/v1/admin/streams", tag = "admin", responses(
-    (status = 200, description = "Streams", body = Object),
-    (status = 401, description = "No or unknown token", body = ApiError),
-    (status = 403, description = "Not an admin", body = ApiError),
-), security(("bearer" = [])))]
-pub async fn list_streams(State(gw): State<Arc<Gateway>>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    let known: Vec<(String, Vec<String>)> = gw
-        .admin
-        .streams
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut out = Vec::new();
-    for (name, subjects) in known {
-        match gw.bus.stream_info(&name).await {
-            Ok(info) => out.push(info_json(&info, Some(&subjects))),
-            Err(e) => out.push(json!({"name": name, "subjects": subjects, "error": {"code": e.code(), "message": e.to_string()}})),
-        }
-    }
-    Ok(Json(json!({ "streams": out })))
-}
-
-/// A stream to declare.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewStream {
-    /// Stream name.
-    pub name: String,
-    /// Subject patterns it stores.
-    pub subjects: Vec<String>,
-    /// Oldest message kept, in milliseconds.
-    #[serde(default)]
-    pub max_age_ms: Option<u64>,
-    /// Most messages kept.
-    #[serde(default)]
-    pub max_messages: Option<u64>,
-    /// Most bytes kept.
-    #[serde(default)]
-    pub max_bytes: Option<u64>,
-}
-
-/// Declares a stream (idempotent: an existing one is kept as it is).
-#[utoipa::path(post, path = "/v1/admin/streams", tag = "admin", request_body = NewStream, responses(
-    (status = 201, description = "Declared", body = Object),
-    (status = 400, description = "Bad stream settings", body = ApiError),
-    (status = 401, description = "No or unknown token", body = ApiError),
-    (status = 403, description = "Not an admin", body = ApiError),
-), security(("bearer" = [])))]
-pub async fn add_stream(
-    State(gw): State<Arc<Gateway>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<impl IntoResponse> {
-    caller.require_admin()?;
-    let body = read_body(body, &headers, 64 * 1024).await?;
-    let new: NewStream =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("stream: {e}")))?;
-    let mut config = StreamConfig::new(new.name, new.subjects);
-    if let Some(ms) = new.max_age_ms {
-        config = config.max_age(Duration::from_millis(ms));
-    }
-    if let Some(n) = new.max_messages {
-        config = config.max_messages(n);
-    }
-    if let Some(n) = new.max_bytes {
-        config = config.max_bytes(n);
-    }
-    let info = gw.bus.declare_stream(config.clone()).await?;
-    gw.admin.remember(&config);
-    Ok((
-        StatusCode::CREATED,
-        Json(info_json(&info, Some(&config.subjects))),
-    ))
-}
-
-/// What one stream holds now.
-#[utoipa::path(get, path = "/v1/admin/streams/{name}", tag = "admin",
-    params(("name" = String, Path, description = "Stream name")),
-    responses(
-        (status = 200, description = "Stream info", body = Object),
-        (status = 400, description = "Unknown or bad name", body = ApiError),
-        (status = 401, description = "No or unknown token", body = ApiError),
-        (status = 403, description = "Not an admin", body = ApiError),
-    ), security(("bearer" = [])))]
-pub async fn stream_info(
-    State(gw): State<Arc<Gateway>>,
-    caller: Caller,
-    name: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    let name = segment(name)?;
-    let info = gw.bus.stream_info(&name).await?;
-    let subjects = gw
-        .admin
-        .streams
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&name)
-        .cloned();
-    Ok(Json(info_json(&info, subjects.as_ref())))
 }
 
 async fn dlq_reader(gw: &Arc<Gateway>, stream: &str) -> ApiResult<Arc<DlqReader>> {

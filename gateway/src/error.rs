@@ -75,6 +75,8 @@ pub fn status_of(code: &str) -> StatusCode {
         "no_responders" | "closed" | "backend" => StatusCode::SERVICE_UNAVAILABLE,
         // An answer or stored message that could not be read or opened.
         "decode" | "crypto" => StatusCode::BAD_GATEWAY,
+        // The backend cannot do this at all (a backend without durable streams, docs/design.md §7).
+        "unsupported" => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

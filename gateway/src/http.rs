@@ -27,8 +27,8 @@ pub struct Published {
     pub subject: String,
 }
 
-/// A path segment, or a JSON error when it is not UTF-8.
-pub fn segment(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+/// A path segment (or a tuple of them), or a JSON error when one is not UTF-8.
+pub fn segment<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
     path.map(|Path(s)| s).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

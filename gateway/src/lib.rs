@@ -13,6 +13,7 @@ pub mod event;
 pub mod http;
 pub mod openapi;
 pub mod sse;
+pub mod streams;
 pub mod ws;
 
 use std::sync::atomic::AtomicU64;
@@ -72,7 +73,7 @@ pub struct Gateway {
     pub max_streams: usize,
     /// Counters.
     pub counters: Counters,
-    /// Streams and dead letters the admin API knows about.
+    /// Dead letters the admin API holds.
     pub admin: admin::AdminState,
     shutdown: watch::Sender<bool>,
 }

@@ -70,8 +70,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("--stream {spec:?} is not NAME=PATTERN[,PATTERN…]"))?;
         let config = busbar::StreamConfig::new(name, patterns.split(','));
         use busbar::EventBus;
-        gw.bus.declare_stream(config.clone()).await?;
-        gw.admin.remember(&config);
+        gw.bus.declare_stream(config).await?;
     }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     // Tests and scripts read the bound address (port 0 picks one) from this line.

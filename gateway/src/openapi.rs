@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use crate::{admin, error, http, sse, ws};
+use crate::{admin, error, http, sse, streams, ws};
 
 struct Bearer;
 
@@ -24,10 +24,11 @@ impl utoipa::Modify for Bearer {
     info(title = "busbar-gateway", description = "HTTP, SSE and WebSocket access to a busbar bus; every call runs as its token's principal through busbar's policy layer."),
     paths(
         http::healthz, http::readyz, http::publish, http::request, sse::subscribe, ws::upgrade,
-        admin::list_streams, admin::add_stream, admin::stream_info, admin::list_dead_letters,
-        admin::redrive, admin::audit_verify, admin::stats,
+        streams::list_streams, streams::add_stream, streams::stream_info, streams::delete_stream,
+        streams::list_consumers, streams::consumer_info, streams::delete_consumer,
+        admin::list_dead_letters, admin::redrive, admin::audit_verify, admin::stats,
     ),
-    components(schemas(error::ApiError, http::Published, admin::NewStream)),
+    components(schemas(error::ApiError, http::Published, streams::NewStream)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

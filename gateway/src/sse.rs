@@ -6,7 +6,9 @@
 //!
 //! With `?stream=NAME` the subscription reads the durable stream from the start (or
 //! from `?from_seq=N`, or after the sequence in `Last-Event-ID`), so a reconnecting
-//! EventSource resumes where it stopped.
+//! EventSource resumes where it stopped. Each such read has a durable consumer of its
+//! own, deleted when the read ends (the client went away, the gateway shuts down): the
+//! position lives in the client's `Last-Event-ID`, so none is left behind on the broker.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
@@ -51,6 +53,29 @@ pub fn item_json(gw: &Gateway, item: &Result<Message, Error>) -> (&'static str, 
             ("lagged", json!({"code": "lagged", "missed": missed}))
         }
         Err(e) => ("error", json!({"code": e.code(), "message": e.to_string()})),
+    }
+}
+
+/// The durable consumer of one SSE read, deleted when the read is dropped.
+struct OwnConsumer {
+    gw: Arc<Gateway>,
+    stream: String,
+    name: String,
+}
+
+impl Drop for OwnConsumer {
+    fn drop(&mut self) {
+        let (gw, stream, name) = (
+            self.gw.clone(),
+            std::mem::take(&mut self.stream),
+            std::mem::take(&mut self.name),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // The gateway's own bookkeeping, below the policy layer (not an admin's delete).
+            runtime.spawn(async move {
+                let _ = gw.bus.inner().delete_consumer(&stream, &name).await;
+            });
+        }
     }
 }
 
@@ -127,12 +152,18 @@ pub async fn subscribe(
                     (None, None) => StartAt::Beginning,
                 };
                 let name = format!("gateway-{}", busbar::envelope::new_id());
-                let config = ConsumerConfig::new(stream_name, name)
+                let config = ConsumerConfig::new(stream_name.as_str(), name.as_str())
                     .filter(pattern.as_str())
                     .start(start);
                 let subscription = gw.bus.durable_subscribe_as(&caller.0, config).await?;
+                let own = OwnConsumer {
+                    gw: gw.clone(),
+                    stream: stream_name,
+                    name,
+                };
                 let gw = gw.clone();
-                Box::pin(stream::unfold(subscription, move |mut s| {
+                // Dropping the read (client gone, shutdown) drops `own`: the consumer is deleted.
+                Box::pin(stream::unfold((subscription, own), move |(mut s, own)| {
                     let gw = gw.clone();
                     async move {
                         let item = s.next().await?;
@@ -149,7 +180,7 @@ pub async fn subscribe(
                                 sse_event(kind, None, data)
                             }
                         };
-                        Some((event, s))
+                        Some((event, (s, own)))
                     }
                 }))
             }

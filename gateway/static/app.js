@@ -36,12 +36,62 @@ function row(cells) {
   return tr;
 }
 
+function button(label, cls, onclick) {
+  const b = text("button", label);
+  b.className = cls;
+  b.onclick = onclick;
+  return b;
+}
+
+// A delete runs as this token's principal: the gateway refuses it (forbidden) when the
+// token may not read what the stream or consumer holds, and the audit log records it.
+async function remove(path, what) {
+  if (!confirm(`Delete ${what}?`)) return false;
+  try {
+    await api(path, { method: "DELETE" });
+    return true;
+  } catch (e) {
+    alert(e.message);
+    return false;
+  }
+}
+
 async function refreshStreams() {
   const body = $("streams").tBodies[0];
   try {
     const { streams } = await api("/v1/admin/streams");
-    body.replaceChildren(...streams.map((s) =>
-      row([s.name, (s.subjects || []).join(", "), s.messages, s.bytes, s.last_sequence])));
+    body.replaceChildren(...streams.map((s) => {
+      const path = `/v1/admin/streams/${encodeURIComponent(s.name)}`;
+      const consumers = button("Consumers", "consumers", () => showConsumers(s.name));
+      consumers.dataset.stream = s.name;
+      const del = button("Delete", "delete-stream", async () => {
+        if (await remove(path, `stream ${s.name} and all it holds`)) refreshStreams();
+      });
+      del.dataset.stream = s.name;
+      return row([s.name, (s.subjects || []).join(", "), s.messages, s.bytes, s.last_sequence, consumers, del]);
+    }));
+  } catch (e) {
+    body.replaceChildren(row([text("span", e.message, "error")]));
+  }
+}
+
+async function showConsumers(stream) {
+  const body = $("consumers").tBodies[0];
+  $("consumers-of").textContent = `of ${stream}`;
+  $("consumers").dataset.stream = stream;
+  const path = `/v1/admin/streams/${encodeURIComponent(stream)}/consumers`;
+  try {
+    const { consumers } = await api(path);
+    body.replaceChildren(...consumers.map((c) => {
+      const del = button("Delete", "delete-consumer", async () => {
+        if (await remove(`${path}/${encodeURIComponent(c.name)}`, `consumer ${c.name} of ${stream}`)) {
+          showConsumers(stream);
+        }
+      });
+      del.dataset.consumer = c.name;
+      return row([c.name, c.filter ?? "(all)", c.pending, c.ack_pending, c.delivered_sequence, del]);
+    }));
+    $("consumers").dataset.loaded = stream;
   } catch (e) {
     body.replaceChildren(row([text("span", e.message, "error")]));
   }

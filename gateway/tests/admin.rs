@@ -227,6 +227,107 @@ async fn a_dead_letter_is_listed_without_its_payload_and_redrive_moves_it_back_a
 }
 
 #[tokio::test]
+async fn admins_list_and_delete_consumers_and_streams_as_themselves_audited() {
+    let dir = std::env::temp_dir().join(format!("busbar-gw-delete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.log");
+    let _ = std::fs::remove_file(&audit);
+    let _ = std::fs::remove_file(busbar::policy::head_path(&audit));
+    let gw = start(Setup {
+        audit: Some(audit.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let a = gw.addr;
+    let bus = &gw.gw.bus;
+    for (name, subjects) in [("ORDERS", "orders.>"), ("PSYCH", "psych.>")] {
+        bus.declare_stream(busbar::StreamConfig::new(name, [subjects]))
+            .await
+            .unwrap();
+    }
+    let worker = busbar::policy::Principal::new("worker", ["billing"]);
+    let sub = bus
+        .durable_subscribe_as(
+            &worker,
+            ConsumerConfig::new("ORDERS", "billing").filter("orders.*"),
+        )
+        .await
+        .unwrap();
+    drop(sub);
+    let get = |path: &'static str| call(a, "GET", path, Some(ADMIN), &[], b"");
+    let list = get("/v1/admin/streams/ORDERS/consumers").await.json();
+    assert_eq!(
+        list["consumers"],
+        json!([{"stream": "ORDERS", "name": "billing", "filter": "orders.*", "pending": 0,
+                "ack_pending": 0, "delivered_sequence": 0}])
+    );
+    let info = get("/v1/admin/streams/ORDERS/consumers/billing").await.json();
+    assert_eq!(info["name"], "billing");
+    let r = get("/v1/admin/streams/ORDERS/consumers/nope").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_argument"));
+    let r = get("/v1/admin/streams/NOPE/consumers").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_argument"));
+
+    // Deleting: only an admin, and only what the admin's principal may read.
+    let consumer = "/v1/admin/streams/ORDERS/consumers/billing";
+    let r = call(a, "DELETE", consumer, Some(BILLING), &[], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+    let r = call(a, "DELETE", consumer, Some(ADMIN), &[], b"").await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        json!({"deleted": {"stream": "ORDERS", "consumer": "billing"}})
+    );
+    assert_eq!(
+        get("/v1/admin/streams/ORDERS/consumers").await.json()["consumers"],
+        json!([])
+    );
+    let r = call(a, "DELETE", consumer, Some(ADMIN), &[], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_argument"));
+    let r = call(a, "DELETE", "/v1/admin/streams/PSYCH", Some(ADMIN), &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "forbidden"),
+        "psych.> is for clinicians"
+    );
+    let r = call(a, "DELETE", "/v1/admin/streams/ORDERS", Some(ADMIN), &[], b"").await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let names: Vec<String> = get("/v1/admin/streams").await.json()["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"PSYCH".to_owned()) && !names.contains(&"ORDERS".to_owned()),
+        "{names:?}"
+    );
+    let r = call(a, "DELETE", "/v1/admin/streams/ORDERS", Some(ADMIN), &[], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_argument"));
+
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let deletes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"action\":\"delete\""))
+        .collect();
+    assert_eq!(deletes.len(), 2, "{log}");
+    assert!(
+        deletes.iter().all(|l| l.contains("\"principal\":\"ops\"")),
+        "{log}"
+    );
+    assert!(
+        deletes[0].contains("consumer") && deletes[1].contains("stream"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"action\":\"deny\"") && l.contains("psych.>")),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn the_admin_page_is_served() {
     let gw = start(Setup::default()).await;
     let r = call(gw.addr, "GET", "/", None, &[], b"").await;

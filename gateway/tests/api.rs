@@ -846,4 +846,22 @@ async fn a_durable_sse_read_resumes_after_last_event_id() {
     )
     .await;
     assert_eq!(bad.response.unwrap().code(), "invalid_argument");
+
+    // Each read's consumer is deleted once its client has gone: none is left behind. The
+    // gateway notices a closed connection when it next writes, so keep publishing.
+    drop(resumed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = gw.gw.bus.list_consumers("CLAIMS").await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumers left behind: {left:?}"
+        );
+        let m = gw.gw.bus.message("claims.nudge").data("{}").build().unwrap();
+        gw.gw.bus.publish_durable(m).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
