@@ -42,7 +42,7 @@ built=("$STAGE"/artifacts/busbar.*.node)
 # The main package: package.json's `files`, without what only a source checkout needs (the
 # install script that builds with cargo, build.js, a module beside index.js), and with
 # napi.targets narrowed to the platforms built, so each optional dependency exists.
-cp package.json busbar.js index.js index.d.ts README.md "$root/LICENSE" "$STAGE/"
+cp package.json busbar.js otel.js otel.d.ts index.js index.d.ts README.md "$root/LICENSE" "$STAGE/"
 node - "$STAGE" "${built[@]}" <<'EOF'
 const fs = require('node:fs')
 const path = require('node:path')

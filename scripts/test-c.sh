@@ -41,7 +41,7 @@ cargo test --locked -p busbar-ffi --quiet
 # prints the total of their checks.
 run_c_tests() {
     local total=0 out checks
-    for name in api_subjects api_config api_errors int_pubsub int_callbacks int_durable; do
+    for name in api_subjects api_config api_errors int_pubsub int_callbacks int_durable int_observe; do
         out=$("$OUT/$name" "$@") || { printf '%s\n' "$out"; echo "$name failed" >&2; return 1; }
         printf '%s\n' "$out"
         checks=$(sed -n 's/^\([0-9]*\) checks, 0 failed$/\1/p' <<<"$out")
@@ -74,6 +74,17 @@ for exe in "$OUT"/quickstart "$OUT"/quickstart-shared; do
     grep -q "\[no_responders\]" <<<"$out"
     echo "$exe ran the scenario"
 done
+
+step "C tour example (attributes, serve, connection events, a principal)"
+check_tour() {
+    grep -q "read order-7 com.example.order.created application/json corr-1" <<<"$1"
+    grep -q "internal tour=1 tenant=st-marys keyid=(none)" <<<"$1"
+    grep -q "served: HELLO" <<<"$1"
+    grep -q "answered 1 request(s)" <<<"$1"
+    grep -q 'clerk sees {"ssn":"\*\*\*\*\*\*\*6789"}; policy counters: 1 masked' <<<"$1"
+}
+check_tour "$("$OUT"/tour)"
+echo "$OUT/tour ran the scenario"
 
 step "C durable-streams example"
 check_durable() {
@@ -113,5 +124,7 @@ BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/quickstart |
 echo "quickstart ran on NATS"
 check_durable "$(BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/durable)"
 echo "durable example ran on NATS"
+check_tour "$(BUSBAR_BACKEND=nats BUSBAR_NATS_URL="nats://127.0.0.1:$PORT" "$OUT"/tour)"
+echo "tour example ran on NATS"
 
 printf '\nc: all passed\n'

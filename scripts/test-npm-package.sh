@@ -110,7 +110,11 @@ done
 
 step "the node:test suite of bindings-node against the installed package"
 # The suite requires '..' (the package): here a folder whose index.js is the installed busbar.
-npm install --no-audit --no-fund --loglevel=error --no-save "nats@$(node -p "require('$root/bindings-node/package.json').devDependencies.nats")" >/dev/null
+# The suite's own dependencies (nats.js, amqplib, the OpenTelemetry SDK pieces): every
+# devDependency of bindings-node but the napi build tool, at the versions it pins.
+TEST_DEPS=$(node -p "Object.entries(require('$root/bindings-node/package.json').devDependencies).filter(([n]) => n !== '@napi-rs/cli').map(([n, v]) => n + '@' + v).join(' ')")
+# shellcheck disable=SC2086
+npm install --no-audit --no-fund --loglevel=error --no-save $TEST_DEPS >/dev/null
 mkdir -p suite/bindings-node suite/examples
 cp -r "$root/bindings-node/test" suite/bindings-node/test
 cp -r "$root/examples/node" suite/examples/node
@@ -121,6 +125,7 @@ ln -s "$SCRATCH/node_modules/busbar" suite/examples/node/node_modules/busbar
 ln -s "$root/tests" suite/tests
 printf '{ "name": "suite", "private": true, "main": "index.js" }\n' >suite/bindings-node/package.json
 printf "module.exports = require('busbar')\n" >suite/bindings-node/index.js
+printf "module.exports = require('busbar/otel')\n" >suite/bindings-node/otel.js
 node -e "
 const p = require.resolve('busbar', { paths: ['$SCRATCH/suite/bindings-node/test'] })
 if (!p.startsWith('$SCRATCH/node_modules/')) throw new Error('the suite would load ' + p)

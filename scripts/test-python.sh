@@ -2,9 +2,9 @@
 # The Python suite, against the distribution a user installs: scripts/build-wheel.sh builds
 # the abi3 manylinux2014 wheel (and the sdist); a fresh virtualenv (.venv-python,
 # git-ignored, re-created every run) installs the wheel with no cargo or rustc on PATH,
-# then runs ruff, mypy --strict on the examples, stubtest on the .pyi, pytest (both
-# backends: the NATS tests start private nats-servers; the examples run on both), all with
-# that PATH. Building from source (`pip install ./bindings-python`) is the same maturin
+# then runs ruff, mypy --strict on the examples, stubtest on the .pyi, pytest (every
+# backend: the NATS tests start private nats-servers, the RabbitMQ ones use the machine's
+# broker; nats-py and pika interop; the examples), all with that PATH. Building from source (`pip install ./bindings-python`) is the same maturin
 # build; CI builds once, the wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,18 +41,19 @@ start=$(date +%s.%N)
 "$PY" -c 'import busbar; print("busbar", busbar.__version__, "from", busbar.__file__)'
 echo "install + import: $("$PY" -c "import time; print(round(time.time() - $start, 1))") s; wheel $(du -k "$WHEEL" | cut -f1) KiB"
 
-step "test tools (pytest, pytest-asyncio, nats-py, mypy, ruff)"
+step "test tools (pytest, pytest-asyncio, nats-py, pika, opentelemetry-sdk, the CloudEvents SDK, mypy, ruff)"
 "$PY" -m pip install --quiet --disable-pip-version-check \
-    "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" \
+    "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" "pika>=1.3,<2" "opentelemetry-sdk>=1.30,<2" \
+    "cloudevents==2.2.0" \
     "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
 
 step "ruff (lint + format check)"
-"$VENV/bin/ruff" check --config bindings-python/pyproject.toml bindings-python examples/python bindings-python/bench
-"$VENV/bin/ruff" format --check --config bindings-python/pyproject.toml bindings-python examples/python bindings-python/bench
+"$VENV/bin/ruff" check --config bindings-python/pyproject.toml bindings-python examples/python examples/observability bindings-python/bench
+"$VENV/bin/ruff" format --check --config bindings-python/pyproject.toml bindings-python examples/python examples/observability bindings-python/bench
 
 step "mypy --strict on the examples, and stubtest of the .pyi against the module"
-MYPYPATH=bindings-python/tests "$PY" -m mypy --strict examples/python bindings-python/bench bindings-python/tests
+MYPYPATH=bindings-python/tests "$PY" -m mypy --strict examples/python examples/observability bindings-python/bench bindings-python/tests
 "$PY" -m mypy.stubtest busbar
 
-step "pytest (vectors, both backends with a private nats-server, nats-py interop, examples)"
+step "pytest (vectors, every backend (a private nats-server; RabbitMQ), nats-py and pika interop, examples)"
 (cd bindings-python && "../$PY" -m pytest -q)
