@@ -90,8 +90,20 @@ impl StreamConfig {
                 self.name
             )));
         }
-        for subject in &self.subjects {
+        for (i, subject) in self.subjects.iter().enumerate() {
             validate_pattern(subject)?;
+            if self.subjects[..i].contains(subject) {
+                return Err(Error::InvalidArgument(format!(
+                    "stream {:?} lists subject {subject:?} twice",
+                    self.name
+                )));
+            }
+        }
+        if self.max_age.is_some_and(|age| age.is_zero()) {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?}: max_age must be above zero (leave it unset for no age limit)",
+                self.name
+            )));
         }
         if self.max_age.is_none() && retention_days > 0 {
             self.max_age = Some(Duration::from_secs(u64::from(retention_days) * 86_400));
@@ -485,6 +497,29 @@ mod tests {
         let s = dead_letter_stream("dead.letters");
         assert_eq!(s.name, "DLQ_DEAD_LETTERS");
         assert_eq!(s.subjects, ["dead.letters.>"]);
+    }
+
+    #[test]
+    fn stream_settings_are_checked() {
+        let ok = StreamConfig::new("S", ["a.*", "b.>"]);
+        assert!(ok.clone().checked(0).is_ok());
+        for (bad, says) in [
+            (
+                StreamConfig::new("S", Vec::<String>::new()),
+                "at least one subject",
+            ),
+            (
+                StreamConfig::new("S", ["a.b", "a.b"]),
+                "lists subject \"a.b\" twice",
+            ),
+            (ok.clone().max_age(Duration::ZERO), "max_age must be above zero"),
+            (ok.clone().duplicate_window(Duration::ZERO), "duplicate_window"),
+            (ok.clone().max_bytes(u64::MAX), "max_bytes"),
+        ] {
+            let err = bad.checked(0).unwrap_err();
+            assert_eq!(err.code(), "invalid_argument", "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]

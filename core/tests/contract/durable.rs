@@ -95,6 +95,21 @@ pub(crate) async fn durable_publish_is_acked_and_deduplicated(bus: Arc<dyn Event
         .unwrap_err();
     assert_eq!(err.code(), "invalid_argument", "{err}");
     let err = bus
+        .declare_stream(StreamConfig::new("TWICE", ["twice.Ã", "twice.Ã"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_argument", "{err}");
+    assert!(err.to_string().contains("twice"), "{err}");
+    // More than a broker holds is refused, not a `backend` failure (the memory bus has no
+    // limit to refuse it by).
+    match bus
+        .declare_stream(StreamConfig::new("HUGE", ["huge.x"]).max_bytes(1 << 60))
+        .await
+    {
+        Ok(info) => assert_eq!(info.name, "HUGE"),
+        Err(err) => assert_eq!(err.code(), "invalid_argument", "{err}"),
+    }
+    let err = bus
         .declare_stream(StreamConfig::new("OVERLAP", ["orders.created"]))
         .await
         .unwrap_err();

@@ -55,6 +55,17 @@ fn limit(value: Option<u64>) -> i64 {
     value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// JetStream's answers to a stream declaration whose settings this server will never
+/// accept: `invalid_argument`, not `backend` (docs/design.md §4).
+const REFUSED_SETTINGS: [ErrorCode; 6] = [
+    ErrorCode::STREAM_INVALID_CONFIG,
+    ErrorCode::STREAM_LIMITS,
+    ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+    ErrorCode::MEMORY_RESOURCES_EXCEEDED,
+    ErrorCode::INSUFFICIENT_RESOURCES,
+    ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+];
+
 impl Inner {
     pub(super) async fn declare_stream(&self, config: StreamConfig) -> Result<StreamInfo> {
         self.check_open()?;
@@ -77,6 +88,11 @@ impl Inner {
                         "stream {:?}: its subjects overlap those of another stream ({js})",
                         config.name
                     ))
+                }
+                // A setting this server refuses, or limits larger than it can reserve
+                // (core checks what every backend shares): retrying cannot help.
+                K::JetStream(js) if REFUSED_SETTINGS.contains(&js.error_code()) => {
+                    Error::InvalidArgument(format!("stream {:?}: the server refuses it: {js}", config.name))
                 }
                 _ => backend(format!("declaring stream {:?}", config.name), e),
             }
