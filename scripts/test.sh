@@ -56,8 +56,14 @@ cargo clippy -p busbar-sdk --features otel --all-targets --locked -- -D warnings
 
 # --workspace takes bindings-python too (not a default member): clippy checks it; it has no
 # Rust tests (test = false: pytest covers it), so cargo test builds no libpython-linked binary.
+# The cluster fault tests run on their own below, so that their counts are printed.
+cluster_tests=(acked_publishes_survive_a_leader_kill a_client_fails_over_when_its_node_dies
+    a_hung_node_bounds_every_call_and_the_client_moves_on)
 step "Rust: unit, contract, vector and doc tests (the READMEs' and guides' Rust blocks too)"
-cargo test --workspace --locked
+cargo test --workspace --locked -- "${cluster_tests[@]/#/--skip=}"
+
+step "Rust: faults on a 3-node nats-server cluster, with their counts (acked, delivered, duplicates, lost) and recovery times"
+cargo test -p busbar-sdk --locked --test cluster -- --nocapture --test-threads=1
 
 step "Rust: API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
