@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step names itself with the time it began, so a slow step shows in CI's log.
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 # Installs Debian package $1 (as root, or through sudo).
 apt_install() {
@@ -134,4 +135,4 @@ bash scripts/test-gateway.sh
 step "Docs: every C, Python and Node code block runs (Rust blocks ran as doc tests above)"
 python3 scripts/check-snippets.py
 
-printf '\nall test suites passed\n'
+printf '\nall test suites passed [%s]\n' "$(date +%T)"
