@@ -167,10 +167,10 @@ function awaitFirst(promise, call) {
 const subscribe = Bus.prototype.subscribe
 const queueSubscribe = Bus.prototype.queueSubscribe
 Bus.prototype.subscribe = function (pattern, callback, options) {
-  return awaitFirst(subscribe.call(this, pattern, perMessage(callback, options)), 'subscribe(...)')
+  return awaitFirst(subscribe.call(this, pattern, perMessage(callback, options), options), 'subscribe(...)')
 }
 Bus.prototype.queueSubscribe = function (pattern, group, callback, options) {
-  return awaitFirst(queueSubscribe.call(this, pattern, group, perMessage(callback, options)), 'queueSubscribe(...)')
+  return awaitFirst(queueSubscribe.call(this, pattern, group, perMessage(callback, options), options), 'queueSubscribe(...)')
 }
 for (const method of ['durableSubscribe', 'durableSubscribeAs']) {
   const native = Bus.prototype[method]

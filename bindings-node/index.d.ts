@@ -30,6 +30,12 @@ export interface SubscribeOptions {
    * a process warning. Delivery goes on either way.
    */
   onError?: (err: BusNotice) => void
+  /**
+   * The most messages handed to JavaScript in one native call, from 1 to 1024 (the
+   * default). A smaller batch spreads a burst over more turns of the event loop; the
+   * callback is still called once per message.
+   */
+  batchSize?: number
 }
 
 /**
@@ -73,6 +79,18 @@ export declare class BusError extends Error {
   code: string
   /** For a lag notice: how many messages were missed at this gap. */
   missed?: number
+  /**
+   * For the error that stopped `publishBatch`: how many items were published before it
+   * (`items[published]` failed; those after it were not tried).
+   */
+  published?: number
+}
+
+/** One message of `publishBatch(items)`: what `publish(subject, data, options)` takes. */
+export interface PublishItem {
+  subject: string
+  data?: Payload
+  options?: PublishOptions
 }
 export declare class InvalidSubjectError extends BusError {}
 export declare class InvalidArgumentError extends BusError {}
@@ -147,6 +165,14 @@ export declare class Bus {
    * `subject`. Resolves once the bus has taken the message.
    */
   publish(subject: string, data?: Payload, options?: PublishOptions): Promise<void>
+  /**
+   * Publishes `items` in order in one call (one crossing into the native module for a
+   * burst), each as `publish` would, and resolves with how many were published. Every
+   * item is checked before any is sent: a bad one publishes nothing. The first publish
+   * that fails stops the batch: the Promise rejects with its error, whose `published`
+   * says how many went before it (`items[published]` failed; the rest were not tried).
+   */
+  publishBatch(items: Array<PublishItem>): Promise<number>
   /**
    * Receives every message whose subject matches `pattern`: iterate the subscription
    * with `for await`, or pass `callback` to have it called with each message.

@@ -9,7 +9,7 @@ use napi::bindgen_prelude::*;
 use crate::args::{options_arg, payload, refuse_renamed, string_arg, type_error, typed};
 use crate::message::{Message, PublishOptions};
 use crate::runtime::run;
-use crate::subscription::{callback_batch, Callback, Notice, Subscription};
+use crate::subscription::{callback_batch, Callback, Notice, Subscription, MAX_BATCH};
 
 /// A connection to the bus, from `connect()`. Close it with `close()`; a bus that is
 /// collected without being closed releases its resources then.
@@ -31,6 +31,48 @@ pub(crate) struct SubscribeAsOptions {
     pub classes: Option<Vec<String>>,
     /// Receive only messages whose user headers have all of these values.
     pub headers: Option<HashMap<String, String>>,
+}
+
+/// The checked messages of `publishBatch(items)`: subject, payload and options of each,
+/// converted before any is published. A wrong type is a `TypeError` naming the item.
+fn publish_items(
+    env: &Env,
+    items: Unknown,
+) -> Result<Vec<(String, busbar::Payload, busbar::PublishOptions)>> {
+    if !items.is_array()? {
+        let got = crate::args::describe(items.get_type()?);
+        return Err(type_error(env, format!("items must be an array, not {got}")));
+    }
+    // SAFETY: `items` is a live array handle of the current call.
+    let array = unsafe { Array::from_napi_value(env.raw(), items.raw()) }?;
+    let mut batch = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+        let item: Unknown = array
+            .get(i)?
+            .ok_or_else(|| type_error(env, format!("items[{i}] is missing")))?;
+        if item.get_type()? != ValueType::Object || item.is_array()? {
+            let got = crate::args::describe(item.get_type()?);
+            return Err(type_error(
+                env,
+                format!("items[{i}] must be an object {{ subject, data?, options? }}, not {got}"),
+            ));
+        }
+        // SAFETY: `item` is a live object handle of the current call.
+        let object = unsafe { Object::from_napi_value(env.raw(), item.raw()) }?;
+        let subject = string_arg(
+            env,
+            &format!("items[{i}].subject"),
+            object.get_named_property("subject")?,
+        )?;
+        let data: Unknown = object.get_named_property("data")?;
+        let options: Unknown = object.get_named_property("options")?;
+        batch.push((
+            subject,
+            payload(env, Some(data))?,
+            PublishOptions::from_js(env, Some(options))?,
+        ));
+    }
+    Ok(batch)
 }
 
 /// Options of `discover()`.
@@ -202,10 +244,12 @@ impl Bus {
         pattern: Unknown,
         group: Option<Unknown>,
         callback: Option<Unknown>,
+        options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         let pattern = string_arg(env, "pattern", pattern)?;
         let group = group.map(|g| string_arg(env, "group", g)).transpose()?;
         let callback = callback_arg(env, callback)?;
+        let batch = callback_batch_size(env, options, callback.is_some())?;
         let bus = self.inner.clone();
         run(
             env,
@@ -215,7 +259,7 @@ impl Bus {
                     None => bus.subscribe(&pattern).await,
                 }
             },
-            move |_, sub| Subscription::start(sub, callback),
+            move |_, sub| Subscription::start(sub, callback, batch),
         )
     }
 }
@@ -253,6 +297,29 @@ impl Bus {
         )
     }
 
+    /// Publishes `items` in order in one call (one crossing into the native module for a
+    /// burst), each as `publish` would, and resolves with how many were published. Every
+    /// item is checked before any is sent: a bad one publishes nothing. The first publish
+    /// that fails stops the batch: the Promise rejects with its error, whose `published`
+    /// says how many went before it (`items[published]` failed; the rest were not tried).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "items: Array<PublishItem>",
+        ts_return_type = "Promise<number>"
+    )]
+    pub fn publish_batch<'env>(&self, env: &'env Env, items: Unknown) -> Result<Unknown<'env>> {
+        let batch = publish_items(env, items)?;
+        let bus = self.inner.clone();
+        run(
+            env,
+            async move { Ok(busbar::publish_batch(bus.as_ref(), batch).await) },
+            |env, (published, result)| match result {
+                Ok(()) => Ok(published as u32),
+                Err(e) => Err(crate::error::to_js_published(env, &e, published)),
+            },
+        )
+    }
+
     /// Receives every message whose subject matches `pattern`: iterate the subscription
     /// with `for await`, or pass `callback` to have it called with each message.
     #[napi(
@@ -265,8 +332,9 @@ impl Bus {
         env: &'env Env,
         pattern: Unknown,
         callback: Option<Unknown>,
+        options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
-        self.subscription(env, pattern, None, callback)
+        self.subscription(env, pattern, None, callback, options)
     }
 
     /// Like `subscribe`, as one member of the queue group `group`: each message goes to
@@ -282,8 +350,9 @@ impl Bus {
         pattern: Unknown,
         group: Unknown,
         callback: Option<Unknown>,
+        options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
-        self.subscription(env, pattern, Some(group), callback)
+        self.subscription(env, pattern, Some(group), callback, options)
     }
 
     /// Sends a request and resolves with the one reply. Rejects with `no_responders` at
@@ -366,7 +435,7 @@ impl Bus {
         run(
             env,
             async move { policy?.subscribe_with(&who, &pattern, opts).await },
-            move |_, sub| Subscription::start(sub, None),
+            move |_, sub| Subscription::start(sub, None, MAX_BATCH),
         )
     }
 
@@ -569,6 +638,55 @@ impl Bus {
 }
 
 /// The optional callback of `subscribe`, as a threadsafe function.
+/// The `batchSize` option of a callback subscription: the most messages handed to the
+/// callback's JavaScript in one native call (default and most: [`MAX_BATCH`]). A number
+/// that is not a whole count from 1 to `MAX_BATCH` is `invalid_argument`; another type, or
+/// `batchSize` without a callback (iteration picks its own with `nextBatch(max)`), a
+/// `TypeError`.
+fn callback_batch_size(env: &Env, options: Option<Unknown>, callback: bool) -> Result<usize> {
+    let Some(options) = options else {
+        return Ok(MAX_BATCH);
+    };
+    match options.get_type()? {
+        ValueType::Undefined | ValueType::Null => return Ok(MAX_BATCH),
+        ValueType::Object if !options.is_array()? => {}
+        other => {
+            let got = crate::args::describe(other);
+            return Err(type_error(env, format!("options must be an object, not {got}")));
+        }
+    }
+    // SAFETY: `options` is a live object handle of the current call.
+    let object = unsafe { Object::from_napi_value(env.raw(), options.raw()) }?;
+    let size: Unknown = object.get_named_property("batchSize")?;
+    match size.get_type()? {
+        ValueType::Undefined => Ok(MAX_BATCH),
+        ValueType::Number if callback => {
+            let n: f64 = typed(env, "options.batchSize", size)?;
+            let n = busbar::bounds::whole("options.batchSize", n, MAX_BATCH as u64)
+                .and_then(|n| match n {
+                    0 => Err(busbar::Error::InvalidArgument(
+                        "options.batchSize must be at least 1".into(),
+                    )),
+                    n => Ok(n as usize),
+                })
+                .map_err(|e| crate::error::to_js(env, &e))?;
+            Ok(n)
+        }
+        ValueType::Number => Err(type_error(
+            env,
+            "options.batchSize applies to a callback subscription: an iterated one reads with nextBatch(max)"
+                .into(),
+        )),
+        other => {
+            let got = crate::args::describe(other);
+            Err(type_error(
+                env,
+                format!("options.batchSize must be a number, not {got}"),
+            ))
+        }
+    }
+}
+
 fn callback_arg(env: &Env, callback: Option<Unknown>) -> Result<Option<Callback>> {
     let Some(callback) = callback else {
         return Ok(None);

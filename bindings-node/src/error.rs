@@ -13,11 +13,23 @@ pub(crate) fn to_js(env: &Env, err: &busbar::Error) -> Error {
     build(env, err).unwrap_or_else(|e| e)
 }
 
+/// The error that stopped a batch publish, with `published`: how many items went before it.
+pub(crate) fn to_js_published(env: &Env, err: &busbar::Error, published: usize) -> Error {
+    build_with(env, err, Some(published)).unwrap_or_else(|e| e)
+}
+
 fn build(env: &Env, err: &busbar::Error) -> Result<Error> {
+    build_with(env, err, None)
+}
+
+fn build_with(env: &Env, err: &busbar::Error, published: Option<usize>) -> Result<Error> {
     let mut object = env.create_error(Error::new(Status::GenericFailure, err.report()))?;
     object.set_named_property("code", err.code())?;
     if let busbar::Error::Lagged { missed, .. } = err {
         object.set_named_property("missed", *missed as f64)?;
+    }
+    if let Some(published) = published {
+        object.set_named_property("published", published as f64)?;
     }
     adopt(env, object.to_unknown())?;
     Ok(Error::from(object.to_unknown()))

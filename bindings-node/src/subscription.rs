@@ -24,7 +24,7 @@ use crate::message::Message;
 use crate::runtime::run;
 
 /// Most messages handed to JavaScript in one batch.
-const MAX_BATCH: u32 = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 
 /// Batches of a callback subscription that may wait for JavaScript at once.
 const IN_FLIGHT: usize = 4;
@@ -103,14 +103,15 @@ pub struct SubscriptionStats {
 
 impl Subscription {
     /// Wraps `sub`; with a callback, starts the task that feeds it.
-    pub(crate) fn start(sub: busbar::Subscription, callback: Option<Callback>) -> Result<Self> {
+    /// `batch`: the most messages a callback gets in one call (`batchSize`).
+    pub(crate) fn start(sub: busbar::Subscription, callback: Option<Callback>, batch: usize) -> Result<Self> {
         let handle = sub.handle();
         let pattern = sub.pattern().to_owned();
         let queue_group = sub.queue_group().map(str::to_owned);
         let stream = match callback {
             None => Some(Arc::new(Mutex::new(Batches::new(sub)))),
             Some(callback) => {
-                spawn(deliver(sub, callback));
+                spawn(deliver(sub, callback, batch));
                 None
             }
         };
@@ -127,7 +128,7 @@ impl Subscription {
 /// ends; no notice stops it. Up to [`IN_FLIGHT`] batches wait for JavaScript at once:
 /// while it handles one, the next are gathered, and once all slots are taken messages stay
 /// in the subscription's bounded buffer, where the configured back-pressure applies.
-async fn deliver(sub: busbar::Subscription, callback: Callback) {
+async fn deliver(sub: busbar::Subscription, callback: Callback, max: usize) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut batches = Batches::new(sub);
     loop {
@@ -135,7 +136,7 @@ async fn deliver(sub: busbar::Subscription, callback: Callback) {
             break;
         };
         // Core's rule: a notice ends a batch and comes alone, in its place.
-        let batch = match batches.next_batch(MAX_BATCH as usize).await {
+        let batch = match batches.next_batch(max).await {
             None => break,
             Some(Ok(messages)) => messages.into_iter().map(Ok).collect(),
             Some(Err(notice)) => vec![Err(notice)],
@@ -175,7 +176,7 @@ impl Subscription {
         ts_return_type = "Promise<Message[] | null>"
     )]
     pub fn next_batch<'env>(&self, env: &'env Env, max: Option<Unknown>) -> Result<Unknown<'env>> {
-        let max = batch_size(env, max, MAX_BATCH)?;
+        let max = batch_size(env, max, MAX_BATCH as u32)?;
         let Some(stream) = self.stream.clone() else {
             let e = Error::InvalidArgument(format!(
                 "the subscription on {:?} delivers to its callback; it cannot also be iterated",

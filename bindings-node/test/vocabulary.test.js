@@ -188,3 +188,117 @@ describe('the whole API in JavaScript', () => {
     }
   })
 })
+
+// publishBatch and a callback's batchSize, on the in-memory bus and on a private nats-server.
+for (const backend of ['memory', 'nats']) {
+  describe(`batches on the ${backend} bus`, () => {
+    let server
+    let bus
+    const { before, after } = require('node:test')
+    before(async () => {
+      if (backend === 'nats') server = await NatsServer.start()
+      bus = await busbar.connect(backend === 'nats' ? { backend, natsUrl: server.url } : {})
+    })
+    after(async () => {
+      await bus.close()
+      if (server) await server.stop()
+    })
+
+    async function take(sub, n) {
+      const got = []
+      for await (const msg of sub) {
+        got.push(msg)
+        if (got.length === n) break
+      }
+      return got
+    }
+
+    it('publishes a batch in order, in one call, with every option', async () => {
+      const sub = await bus.subscribe('batch.>')
+      await bus.flush()
+      const count = await bus.publishBatch([
+        { subject: 'batch.a', data: Buffer.from('one') },
+        { subject: 'batch.b', data: { n: 2 }, options: { headers: { k: 'v' }, id: 'evt-2', correlationId: 'c' } },
+        { subject: 'batch.c', data: 'three', options: null },
+      ])
+      assert.equal(count, 3)
+      const got = await take(sub, 3)
+      assert.deepEqual(got.map((m) => [m.subject, m.string()]), [
+        ['batch.a', 'one'],
+        ['batch.b', '{"n":2}'],
+        ['batch.c', 'three'],
+      ])
+      assert.deepEqual([got[1].headers, got[1].id, got[1].correlationId, got[1].contentType], [{ k: 'v' }, 'evt-2', 'c', 'application/json'])
+      assert.equal(await bus.publishBatch([]), 0)
+    })
+
+    it('stops at the first failure and says how far it got', async () => {
+      const sub = await bus.subscribe('stop.>')
+      await bus.flush()
+      const big = Buffer.alloc(2 * 1024 * 1024) // over the default max_payload
+      const items = [{ subject: 'stop.a' }, { subject: 'stop.b' }, { subject: 'stop.c', data: big }, { subject: 'stop.d' }]
+      await assert.rejects(bus.publishBatch(items), (err) => {
+        assert.ok(err instanceof busbar.PayloadTooLargeError, String(err))
+        assert.equal(err.code, 'payload_too_large')
+        assert.equal(err.published, 2)
+        return true
+      })
+      await assert.rejects(bus.publishBatch([{ subject: 'stop.e' }, { subject: 'bad..subject' }]), (err) => {
+        assert.equal(err.code, 'invalid_subject')
+        assert.equal(err.published, 1)
+        return true
+      })
+      await bus.publish('stop.end')
+      const got = await take(sub, 4)
+      assert.deepEqual(got.map((m) => m.subject), ['stop.a', 'stop.b', 'stop.e', 'stop.end'], 'nothing after a failure was sent')
+    })
+
+    it('refuses bad items with a TypeError before sending any', async () => {
+      const sub = await bus.subscribe('refused.>')
+      await bus.flush()
+      const cases = [
+        ['refused.a', /items must be an array, not a string/],
+        [{ subject: 'refused.a' }, /items must be an array, not an object/],
+        [[{ subject: 'refused.a' }, 'refused.b'], /items\[1\] must be an object \{ subject, data\?, options\? \}, not a string/],
+        [[{ subject: 'refused.a' }, [1]], /items\[1\] must be an object/],
+        [[{ subject: 'refused.a' }, { subject: 5 }], /items\[1\]\.subject must be a string, not a number/],
+        [[{ subject: 'refused.a' }, { subject: 'refused.b', data: Symbol('x') }], /data must be/],
+        [[{ subject: 'refused.a' }, { subject: 'refused.b', options: 'id' }], /options must be an object, not a string/],
+        [[{ subject: 'refused.a' }, { subject: 'refused.b', options: { headers: 'h' } }], /options\.headers must be an object of strings/],
+      ]
+      for (const [items, says] of cases) {
+        assert.throws(() => bus.publishBatch(items), (err) => err instanceof TypeError && says.test(err.message), String(says))
+      }
+      await bus.publish('refused.end')
+      const [first] = await take(sub, 1)
+      assert.equal(first.subject, 'refused.end', 'a refused batch publishes nothing')
+    })
+
+    it('hands a callback at most batchSize messages per native call, and checks the option', async () => {
+      // Microtasks run after each native call, so the longest run of messages with no
+      // microtask between them is the largest batch handed over.
+      for (const batchSize of [1, 7]) {
+        const got = []
+        const seen = []
+        const sub = await bus.subscribe(`small${batchSize}.>`, (msg) => {
+          got.push(msg.subject)
+          seen.push('m')
+          queueMicrotask(() => seen.push('t'))
+        }, { batchSize })
+        await bus.flush()
+        await bus.publishBatch(Array.from({ length: 200 }, (_, i) => ({ subject: `small${batchSize}.${i}` })))
+        for (let i = 0; i < 500 && got.length < 200; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+        assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => `small${batchSize}.${i}`))
+        const longest = Math.max(...seen.join('').split('t').map((run) => run.length))
+        assert.ok(longest >= 1 && longest <= batchSize, `batchSize ${batchSize}: a batch of ${longest}`)
+        await sub.unsubscribe()
+      }
+      for (const bad of [0, 1025, 1.5, -1, NaN]) {
+        assert.throws(() => bus.subscribe('x', () => {}, { batchSize: bad }), (err) => err.code === 'invalid_argument', String(bad))
+      }
+      assert.throws(() => bus.subscribe('x', () => {}, { batchSize: '8' }), TypeError)
+      assert.throws(() => bus.subscribe('x', undefined, { batchSize: 8 }), /applies to a callback subscription/)
+      assert.throws(() => bus.queueSubscribe('x', 'g', () => {}, { batchSize: 0 }), (err) => err.code === 'invalid_argument')
+    })
+  })
+}

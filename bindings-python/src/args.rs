@@ -281,6 +281,87 @@ pub(crate) fn texts(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String
         .collect()
 }
 
+/// The keywords of `publish` an item of `publish_batch` may give in its options dict.
+const PUBLISH_KEYWORDS: [&str; 8] = [
+    "headers",
+    "id",
+    "event_type",
+    "content_type",
+    "correlation_id",
+    "classification",
+    "traceparent",
+    "tracestate",
+];
+
+/// The messages of `publish_batch(items)`: each item a `(subject, data)` or
+/// `(subject, data, options)` tuple, `options` a dict of `publish`'s keywords; all of them
+/// converted before any is published. A wrong type or an unknown option is a `TypeError`
+/// naming the item.
+pub(crate) fn publish_items(items: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Payload, PublishOptions)>> {
+    if items.is_instance_of::<PyString>()
+        || items.is_instance_of::<PyBytes>()
+        || items.is_instance_of::<PyDict>()
+    {
+        return Err(type_error(
+            "publish_batch(): items",
+            "an iterable of tuples",
+            items,
+        ));
+    }
+    let mut batch = Vec::new();
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        let what = format!("publish_batch(): items[{i}]");
+        let tuple = match item.cast::<PyTuple>() {
+            Ok(t) if (2..=3).contains(&t.len()) => t,
+            _ => {
+                return Err(type_error(
+                    &what,
+                    "a (subject, data) or (subject, data, options) tuple",
+                    &item,
+                ))
+            }
+        };
+        let subject = text(&tuple.get_item(0)?, &format!("{what}: subject"))?.to_owned();
+        let data = tuple.get_item(1)?;
+        let payload = payload(given(Some(&data)))?;
+        let mut values: [Option<Bound<'_, PyAny>>; 8] = Default::default();
+        if tuple.len() == 3 {
+            let options = tuple.get_item(2)?;
+            if !options.is_none() {
+                let dict = options
+                    .cast::<PyDict>()
+                    .map_err(|_| type_error(&format!("{what}: options"), "a dict", &options))?;
+                for (key, value) in dict.iter() {
+                    let key = text(&key, &format!("{what}: an option name"))?;
+                    let Some(slot) = PUBLISH_KEYWORDS.iter().position(|k| *k == key) else {
+                        return Err(PyTypeError::new_err(format!(
+                            "{what}: unexpected option '{key}' (publish's keywords: {})",
+                            PUBLISH_KEYWORDS.join(", ")
+                        )));
+                    };
+                    values[slot] = Some(value);
+                }
+            }
+        }
+        let [headers, id, event_type, content_type, correlation_id, classification, traceparent, tracestate] =
+            &values;
+        let options = PublishKw {
+            headers: headers.as_ref(),
+            id: id.as_ref(),
+            event_type: event_type.as_ref(),
+            content_type: content_type.as_ref(),
+            correlation_id: correlation_id.as_ref(),
+            classification: classification.as_ref(),
+            traceparent: traceparent.as_ref(),
+            tracestate: tracestate.as_ref(),
+        }
+        .options(&what)?;
+        batch.push((subject, payload, options));
+    }
+    Ok(batch)
+}
+
 /// `value` unless it is absent or `None`.
 pub(crate) fn given<'a, 'py>(value: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
     value.filter(|v| !v.is_none())

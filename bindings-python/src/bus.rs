@@ -53,6 +53,30 @@ fn principal(
     Ok(busbar::policy::Principal::new(name, roles))
 }
 
+/// What `publish_batch` ends with: the count, or the error that stopped it, raised with
+/// `.published` set (made on the event loop's thread, where the exception object exists).
+struct Published {
+    published: usize,
+    error: Option<busbar::Error>,
+}
+
+impl<'py> IntoPyObject<'py> for Published {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.error {
+            None => Ok(self.published.into_pyobject(py)?.into_any()),
+            Some(e) => {
+                let err = crate::error::to_py(e);
+                err.value(py).setattr("published", self.published)?;
+                Err(err)
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl Bus {
     /// Publishes `data` (bytes, str, or a JSON-serialisable object) to `subject`, with
@@ -91,6 +115,24 @@ impl Bus {
             py,
             async move { bus.publish_with(&subject, payload, options).await },
         )
+    }
+
+    /// Publishes `items` in order in one call (one crossing into the native module for a
+    /// burst), each as `publish` would, and returns how many were published. Each item is
+    /// `(subject, data)` or `(subject, data, options)`, `options` a dict of `publish`'s
+    /// keywords; every item is checked before any is sent, so a bad one publishes nothing.
+    /// The first publish that fails stops the batch and is raised, with `.published`: how
+    /// many went before it (`items[published]` failed; the rest were not tried). Awaitable.
+    fn publish_batch<'py>(&self, py: Python<'py>, items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let batch = args::publish_items(items)?;
+        let bus = self.bus.clone();
+        runtime::run(py, async move {
+            let (published, result) = busbar::publish_batch(bus.as_ref(), batch).await;
+            Ok(Published {
+                published,
+                error: result.err(),
+            })
+        })
     }
 
     /// Receives every message whose subject matches `pattern`: iterate the subscription

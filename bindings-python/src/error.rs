@@ -145,6 +145,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let base = py.get_type::<BusError>();
     base.setattr("code", "")?;
+    // Set on the instance that stopped `publish_batch` (how many items went before it).
+    base.setattr("published", py.None())?;
     m.add("BusError", &base)?;
     for code in busbar::Error::CODES {
         let class = class_of(py, code).ok_or_else(|| {

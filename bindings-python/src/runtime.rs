@@ -254,7 +254,12 @@ where
 {
     let mut fut: Pending<T> = Box::pin(fut);
     match poll_once(py, &mut fut) {
-        Poll::Ready(Ok(value)) => Ready::value(py, to_object(py, value)?),
+        // A value that cannot be handed over (or a batch's error, `Published`) is raised
+        // where the call is awaited, as it would be after a wait.
+        Poll::Ready(Ok(value)) => match to_object(py, value) {
+            Ok(value) => Ready::value(py, value),
+            Err(e) => Ready::error(py, e),
+        },
         Poll::Ready(Err(e)) => Ready::error(py, to_py(e)),
         Poll::Pending => {
             let future = spawn(py, async move { fut.await.map_err(to_py) })?;

@@ -5,6 +5,7 @@ ids and headers, serve, connection events, durable verbs, and the habits of nats
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -183,3 +184,76 @@ async def test_discover_answers_a_list_and_checks_its_arguments() -> None:
             await bus.discover(name=5)  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             await bus.discover(wait=-1)
+
+
+async def test_publish_batch_sends_in_order_in_one_call(bus: busbar.Bus) -> None:
+    sub = await bus.subscribe("batch.>")
+    await bus.flush()
+    published = await bus.publish_batch(
+        [
+            ("batch.a", b"one"),
+            ("batch.b", {"n": 2}, {"headers": {"k": "v"}, "id": "evt-2", "correlation_id": "c"}),
+            ("batch.c", "three", None),
+        ]
+    )
+    assert published == 3
+    got = [await asyncio.wait_for(sub.__anext__(), 5) for _ in range(3)]
+    assert [(m.subject, m.data) for m in got] == [
+        ("batch.a", b"one"),
+        ("batch.b", b'{"n":2}'),
+        ("batch.c", b"three"),
+    ]
+    assert (got[1].headers, got[1].id, got[1].correlation_id) == ({"k": "v"}, "evt-2", "c")
+    assert got[1].content_type == "application/json"
+    assert await bus.publish_batch([]) == 0
+    await sub.unsubscribe()
+
+
+async def test_publish_batch_stops_at_the_first_failure_and_says_so(bus: busbar.Bus) -> None:
+    sub = await bus.subscribe("stop.>")
+    await bus.flush()
+    big = b"x" * (2 * 1024 * 1024)  # over the default max_payload on every backend
+    with pytest.raises(busbar.PayloadTooLargeError) as raised:
+        await bus.publish_batch(
+            [("stop.a", b"1"), ("stop.b", b"2"), ("stop.c", big), ("stop.d", b"4")]
+        )
+    assert raised.value.published == 2
+    got = [await asyncio.wait_for(sub.__anext__(), 5) for _ in range(2)]
+    assert [m.subject for m in got] == ["stop.a", "stop.b"]
+    await bus.publish("stop.end")
+    end = await asyncio.wait_for(sub.__anext__(), 5)
+    assert end.subject == "stop.end", "nothing after the failure was sent"
+    await sub.unsubscribe()
+
+
+@pytest.mark.parametrize(
+    ("items", "says"),
+    [
+        ("batch.a", "items must be an iterable of tuples"),
+        ({"batch.a": b"x"}, "items must be an iterable of tuples"),
+        (5, "not iterable"),
+        ([("batch.a",)], "items[0] must be a (subject, data)"),
+        ([("batch.a", b"x"), ["batch.b", b"y"]], "items[1] must be a (subject, data)"),
+        ([(1, b"x")], "items[0]: subject must be a str, not int"),
+        ([("batch.a", b"x", {"evil": 1})], "items[0]: unexpected option 'evil'"),
+        ([("batch.a", b"x", {"id": 5})], "items[0]: id must be a str, not int"),
+        ([("batch.a", b"x", "id")], "items[0]: options must be a dict, not str"),
+    ],
+)
+async def test_publish_batch_refuses_bad_items_before_sending_any(
+    bus: busbar.Bus, items: object, says: str
+) -> None:
+    sub = await bus.subscribe("batch.>")
+    await bus.flush()
+    with pytest.raises(TypeError, match=re.escape(says)):
+        await bus.publish_batch(items)  # type: ignore[arg-type]  # the wrong types under test
+    await bus.publish("batch.end")
+    first = await asyncio.wait_for(sub.__anext__(), 5)
+    assert first.subject == "batch.end", "a refused batch publishes nothing"
+    await sub.unsubscribe()
+
+
+async def test_publish_batch_checks_subjects_as_it_publishes(bus: busbar.Bus) -> None:
+    with pytest.raises(busbar.InvalidSubjectError) as raised:
+        await bus.publish_batch([("batch.ok", b"x"), ("bad..subject", b"y"), ("batch.later", b"z")])
+    assert raised.value.published == 1

@@ -188,13 +188,13 @@ pub trait EventBus: Send + Sync + 'static {
 /// fails: what a binding's batch publish calls, so a burst crosses the language boundary
 /// once. Returns how many were published, and the error that stopped the batch (the
 /// item at that index was not published; those after it were not tried).
-pub async fn publish_batch<'a>(
+pub async fn publish_batch<S: AsRef<str>>(
     bus: &dyn EventBus,
-    items: impl IntoIterator<Item = (&'a str, Payload, PublishOptions)>,
+    items: impl IntoIterator<Item = (S, Payload, PublishOptions)>,
 ) -> (usize, Result<()>) {
     let mut published = 0;
     for (subject, payload, options) in items {
-        if let Err(e) = bus.publish_with(subject, payload, options).await {
+        if let Err(e) = bus.publish_with(subject.as_ref(), payload, options).await {
             return (published, Err(e));
         }
         published += 1;
@@ -408,7 +408,7 @@ mod tests {
             );
         }
         assert_eq!(bus.stats().published, 2, "nothing after the failure was tried");
-        let (published, result) = publish_batch(&bus, []).await;
+        let (published, result) = publish_batch(&bus, Vec::<(String, Payload, PublishOptions)>::new()).await;
         assert_eq!((published, result.is_ok()), (0, true));
     }
 }

@@ -2,9 +2,9 @@
 
 import builtins
 import datetime
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal, final
+from typing import Any, Literal, TypedDict, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -61,6 +61,18 @@ __version__: str
 """busbar's version, "major.minor.patch": the same in every language."""
 
 _Data = object
+
+class _PublishOptions(TypedDict, total=False):
+    headers: dict[str, str] | None
+    id: str | None
+    event_type: str | None
+    content_type: str | None
+    correlation_id: str | None
+    classification: str | None
+    traceparent: str | None
+    tracestate: str | None
+
+_PublishItem = tuple[str, _Data] | tuple[str, _Data, _PublishOptions | None]
 """bytes-like as is, str as UTF-8, anything else serialised as JSON."""
 
 def connect(url: str | None = None, **kwargs: str | int | bool) -> Awaitable[Bus]:
@@ -133,6 +145,7 @@ class Bus:
         traceparent: str | None = None,
         tracestate: str | None = None,
     ) -> Awaitable[None]: ...
+    def publish_batch(self, items: Iterable[_PublishItem]) -> Awaitable[int]: ...
     def subscribe(
         self, pattern: str, *, cb: Callable[[Message], object] | None = None
     ) -> Awaitable[Subscription]: ...
@@ -406,6 +419,8 @@ class PublishAck:
 
 class BusError(Exception):
     code: str
+    # Set on the error that stopped `publish_batch`: how many items went before it.
+    published: int | None
 
 class InvalidSubjectError(BusError): ...
 class InvalidArgumentError(BusError, ValueError): ...
