@@ -108,7 +108,8 @@ echo "restricted subject over HTTP: 403 forbidden"
 step "schemathesis (.venv-gateway): every error a JSON body with a code, no 5xx but a short request's timeout"
 # A responder on every subject: a fuzzed request is answered, so no_responders (503) is a finding.
 "$PY" gateway/tests/python/responder.py "$NATS_URL" "$WORK/policy.json" > "$WORK/responder.out" 2> "$WORK/responder.err" &
-PIDS+=($!)
+RESPONDER=$!
+PIDS+=("$RESPONDER")
 for _ in $(seq 200); do grep -q ready "$WORK/responder.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$WORK/responder.out" || { cat "$WORK/responder.err"; fail "the responder did not start"; }
 ST=.venv-gateway/bin/st
@@ -124,6 +125,11 @@ SCHEMATHESIS_HOOKS=gateway_hooks PYTHONPATH=gateway/tests/schemathesis "$ST" run
 tail -5 "$WORK/schemathesis.log"
 grep 'gateway_hooks:' "$WORK/schemathesis.log" || true
 kill -0 "${PIDS[1]}" || fail "the gateway died under schemathesis"
+# The echo answers every message with a reply subject, a JetStream publish's acknowledgement
+# inbox too (a durable publish then gets the echo, not the stream's answer): it served the
+# fuzzer and must not race the stream below.
+kill "$RESPONDER"
+wait "$RESPONDER" 2>/dev/null || true
 
 step "the admin page in Chromium (playwright-core)"
 if ! command -v chromium >/dev/null 2>&1; then

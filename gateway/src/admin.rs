@@ -266,8 +266,11 @@ pub async fn redrive(
     let durable = gw.bus.publish_durable(message.clone()).await;
     let outcome = match durable {
         Ok(ack) => json!({"stream": ack.stream, "sequence": ack.sequence}),
-        // No stream holds the subject: a plain publish reaches its live subscribers.
-        Err(busbar::Error::InvalidArgument(_)) | Err(busbar::Error::Backend { .. }) => {
+        // No stream holds the subject: a plain publish reaches its live subscribers. Only
+        // then: after another failure (`backend`: no acknowledgement in time, or an answer
+        // that was not one) the stream may hold the message already, and a plain publish
+        // to its subject would be stored a second time. The letter stays to be redriven.
+        Err(busbar::Error::InvalidArgument(_)) => {
             gw.bus.publish_message(message).await?;
             Value::Null
         }
