@@ -28,7 +28,7 @@ async def main() -> None:
         sub = await bus.subscribe("a.>")
         await bus.publish("a.b", b"x")
         await sub.__anext__()
-    server.stop()  # every connection breaks: records from runtime threads, as we exit
+    server.close()  # every connection breaks (records from runtime threads, as we exit); no store left
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ fn temp_path(tag: &str) -> std::path::PathBuf {
     ))
 }
 
+/// Removes an audit log and its head file (`<log>.head`), so no run leaves files behind.
+fn remove_log(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(busbar::policy::head_path(path));
+}
+
 fn policy() -> Policy {
     Policy::new()
         .class("phi")
@@ -135,7 +141,7 @@ async fn unmaskable_classified_payloads_are_withheld_and_counted() {
         "the audit log never holds a protected value"
     );
     assert!(verify_file(&log_path, None).unwrap().is_ok());
-    let _ = std::fs::remove_file(&log_path);
+    remove_log(&log_path);
 }
 
 #[tokio::test]
@@ -230,7 +236,7 @@ async fn restricted_subjects_are_forbidden_and_audited() {
         .filter(|r| r.action == AuditAction::Deny)
         .count();
     assert_eq!(denials, 5);
-    let _ = std::fs::remove_file(&log_path);
+    remove_log(&log_path);
 }
 
 #[tokio::test]
@@ -697,7 +703,7 @@ fn audit_verify_finds_each_kind_of_tampering() {
                 .all(|p| p.1 == ProblemKind::Reordered && (p.0 == 3 || p.0 == 4)),
             "{problems:?}"
         );
-        let _ = std::fs::remove_file(&path);
+        remove_log(&path);
     }
 }
 
@@ -724,7 +730,7 @@ fn an_unkeyed_chain_rewritten_after_an_edit_is_still_caught_by_the_next_record()
     edited[2] = rec.to_string();
     let problems = verify_lines(&path, &edited, false);
     assert_eq!(problems, [(3, ProblemKind::Edited)]);
-    let _ = std::fs::remove_file(&path);
+    remove_log(&path);
 }
 
 #[test]
@@ -759,7 +765,7 @@ fn the_writer_sees_records_cut_from_the_end_and_resumes_its_chain() {
     log.record(entry(5)).unwrap();
     assert_eq!(log.head().0, 5);
     assert!(log.verify().unwrap().is_ok());
-    let _ = std::fs::remove_file(&path);
+    remove_log(&path);
 }
 
 #[test]
@@ -784,7 +790,7 @@ fn the_reader_replays_a_time_range() {
     std::fs::write(&path, "not a record\n").unwrap();
     let err = read_range(&path, None, None).unwrap_err();
     assert!(err.to_string().contains("line 1"), "{err}");
-    let _ = std::fs::remove_file(&path);
+    remove_log(&path);
 }
 
 // ---------------------------------------------------------------- NATS
@@ -1094,6 +1100,5 @@ async fn deleting_needs_the_right_to_read(inner: Arc<dyn EventBus>) {
     let denials = records.iter().filter(|r| r.action == AuditAction::Deny).count();
     assert_eq!(denials, 3);
     assert!(verify_file(&log_path, None).unwrap().is_ok());
-    let _ = std::fs::remove_file(&log_path);
-    let _ = std::fs::remove_file(busbar::policy::head_path(&log_path));
+    remove_log(&log_path);
 }
