@@ -28,7 +28,9 @@ async def main() -> None:
         sub = await bus.subscribe("a.>")
         await bus.publish("a.b", b"x")
         await sub.__anext__()
-    server.close()  # every connection breaks (records from runtime threads, as we exit); no store left
+    # Every connection breaks: records come from runtime threads as we exit. close() kills
+    # the server and removes its store, so no run leaves a folder behind.
+    server.close()
 
 
 if __name__ == "__main__":
