@@ -637,7 +637,6 @@ impl Bus {
     }
 }
 
-/// The optional callback of `subscribe`, as a threadsafe function.
 /// The `batchSize` option of a callback subscription: the most messages handed to the
 /// callback's JavaScript in one native call (default and most: [`MAX_BATCH`]). A number
 /// that is not a whole count from 1 to `MAX_BATCH` is `invalid_argument`; another type, or
@@ -687,6 +686,7 @@ fn callback_batch_size(env: &Env, options: Option<Unknown>, callback: bool) -> R
     }
 }
 
+/// The optional callback of `subscribe`, as a threadsafe function.
 fn callback_arg(env: &Env, callback: Option<Unknown>) -> Result<Option<Callback>> {
     let Some(callback) = callback else {
         return Ok(None);
