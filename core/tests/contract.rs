@@ -281,10 +281,13 @@ pub async fn headers_and_attributes_arrive(bus: Arc<dyn EventBus>) {
         .traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         .classification("phi")
         .header("tenant", "st-marys")
+        // Not ASCII: the NATS header block is then checked as UTF-8 (vendor/async-nats).
+        .header("ward", "Zürich — 東京 🏥")
         .build()
         .unwrap();
     bus.publish_message(sent.clone()).await.unwrap();
     let got = next_msg(&mut sub).await;
+    assert_eq!(got.header("ward"), Some("Zürich — 東京 🏥"));
     assert_eq!(got.id(), sent.id());
     assert_eq!(got.event_type(), "com.example.admitted");
     assert_eq!(got.content_type(), Some("application/json"));

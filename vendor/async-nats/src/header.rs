@@ -324,28 +324,46 @@ impl EncodedHeaders {
     /// by `\r\n`, whose name is printable ASCII without `:` (what [`HeaderName`] accepts)
     /// and whose value holds no `\r` or `\n`, then an empty line.
     pub fn new(bytes: Bytes) -> Result<Self, InvalidHeaderBlock> {
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| InvalidHeaderBlock("not valid UTF-8"))?;
-        let lines = text
-            .strip_prefix("NATS/1.0\r\n")
+        let lines = bytes
+            .strip_prefix(b"NATS/1.0\r\n")
             .ok_or(InvalidHeaderBlock("it does not start with `NATS/1.0\\r\\n`"))?
-            .strip_suffix("\r\n")
+            .strip_suffix(b"\r\n")
             .ok_or(InvalidHeaderBlock("it does not end with an empty line"))?;
+        // One pass over the bytes (a publisher may call this for every message): names
+        // are ASCII, so UTF-8 is decoded only when a value holds a byte that is not.
+        if !lines.is_ascii() && std::str::from_utf8(lines).is_err() {
+            return Err(InvalidHeaderBlock("not valid UTF-8"));
+        }
         let mut rest = lines;
         while !rest.is_empty() {
-            let (line, next) = rest
-                .split_once("\r\n")
-                .ok_or(InvalidHeaderBlock("a header line does not end with `\\r\\n`"))?;
-            let (name, value) = line
-                .split_once(':')
-                .ok_or(InvalidHeaderBlock("a header line has no `:`"))?;
-            if name.is_empty() || validate_header_name(name).is_err() {
+            let name_len = rest
+                .iter()
+                .position(|&c| !c.is_ascii_graphic() || c == b':')
+                .unwrap_or(rest.len());
+            if rest.get(name_len) != Some(&b':') {
+                let line_end = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                return Err(if rest[..line_end].contains(&b':') {
+                    InvalidHeaderBlock("a header name is not printable ASCII")
+                } else {
+                    InvalidHeaderBlock("a header line has no `:`")
+                });
+            }
+            if name_len == 0 {
                 return Err(InvalidHeaderBlock("a header name is not printable ASCII"));
             }
-            if value.contains(['\r', '\n']) {
-                return Err(InvalidHeaderBlock("a header value holds a line break"));
+            let value = &rest[name_len + 1..];
+            let end = memchr::memchr2(b'\r', b'\n', value).ok_or(InvalidHeaderBlock(
+                "a header line does not end with `\\r\\n`",
+            ))?;
+            match value.get(end..end + 2) {
+                Some(b"\r\n") => rest = &value[end + 2..],
+                None if value[end] == b'\r' => {
+                    return Err(InvalidHeaderBlock(
+                        "a header line does not end with `\\r\\n`",
+                    ))
+                }
+                _ => return Err(InvalidHeaderBlock("a header value holds a line break")),
             }
-            rest = next;
         }
         Ok(EncodedHeaders { bytes })
     }
@@ -979,7 +997,7 @@ mod tests {
             let encoded = EncodedHeaders::new(block.into()).unwrap();
             assert_eq!(encoded.as_bytes(), block.as_bytes());
         }
-        let bad: [&[u8]; 10] = [
+        let bad: [&[u8]; 15] = [
             b"",
             b"NATS/1.0\r\n",
             b"NATS/1.0 503\r\n\r\n",
@@ -990,6 +1008,11 @@ mod tests {
             b"NATS/1.0\r\nKey: Va\nlue\r\n\r\n",
             b"NATS/1.0\r\nKey: Value\r\n",
             b"NATS/1.0\r\nKey: \xff\r\n\r\n",
+            b"NATS/1.0\r\nKey: Va\rlue\r\n\r\n",
+            b"NATS/1.0\r\nKey: Value\r",
+            b"NATS/1.0\r\nK\xc3\xa9y: Value\r\n\r\n",
+            b"NATS/1.0\r\nKey\r\n\r\n",
+            b"NATS/1.0\r\nA: 1\r\nKey\r\n: 2\r\n\r\n",
         ];
         for block in bad {
             assert!(

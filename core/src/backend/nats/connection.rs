@@ -114,7 +114,7 @@ pub(super) fn header_block(msg: &Message, dedupe: Dedupe) -> Result<Headers> {
 /// Publishes on core NATS, with a reply subject when `reply` is set.
 async fn send(
     client: &async_nats::Client,
-    subject: String,
+    subject: async_nats::Subject,
     reply: Option<String>,
     headers: Headers,
     payload: Bytes,
@@ -267,7 +267,8 @@ impl Inner {
         self.check_open()?;
         check_size(msg, self.max_payload)?;
         let headers = header_block(msg, Dedupe::Without)?;
-        let subject = msg.subject().to_owned();
+        // A `Subject` (async-nats takes it as it is), not a `String` it would copy into one.
+        let subject = async_nats::Subject::from(msg.subject());
         let reply = msg.reply_to().map(str::to_owned);
         let send = send(&self.client, subject, reply, headers, msg.data().clone());
         let what = || format!("publishing to {:?}", msg.subject());
@@ -353,6 +354,12 @@ impl Inner {
         what: impl FnOnce() -> String,
         step: impl std::future::Future<Output = T>,
     ) -> Result<T> {
+        let mut step = std::pin::pin!(step);
+        // Most steps are done at their first poll (a publish into a buffer with room):
+        // those need no timer. The step is polled again with this task's waker below.
+        if let Some(done) = step.as_mut().now_or_never() {
+            return Ok(done);
+        }
         let timeout = self.config.publish_timeout();
         tokio::time::timeout(timeout, step).await.map_err(|_| Error::Backend {
             message: format!(
