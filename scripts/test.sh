@@ -53,7 +53,7 @@ python3 scripts/check-cycles.py core/src
 
 step "Rust: clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p busbar-sdk --features otel --all-targets --locked -- -D warnings
+cargo clippy -p busbar-sdk --features otel-metrics --all-targets --locked -- -D warnings
 
 # --workspace takes bindings-python too (not a default member): clippy checks it; it has no
 # Rust tests (test = false: pytest covers it), so cargo test builds no libpython-linked binary.
@@ -75,8 +75,8 @@ cargo run --quiet --locked -p busbar-sdk --example quickstart >/dev/null
 step "Rust: the PHI example runs (masking per role, encryption, audit log verified)"
 cargo run --quiet --locked -p busbar-sdk --example phi >/dev/null
 
-step "Rust: OpenTelemetry traces across a nats-server (busbar-sdk's feature otel, the SDK's in-memory exporter)"
-cargo test -p busbar-sdk --locked --features otel --test otel
+step "Rust: OpenTelemetry traces and metrics across a nats-server (features otel, otel-metrics; the SDK's in-memory exporters)"
+cargo test -p busbar-sdk --locked --features otel-metrics --test otel --test otel_metrics
 
 step "Rust: the NATS contract through busbar-sdk alone (without nats-encoded-headers: headers as a HeaderMap, what a crates.io build sends)"
 cargo test -p busbar-sdk --locked --test contract -- nats::

@@ -134,7 +134,7 @@ impl Health {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// One metric family of a scrape, with its samples.
 #[derive(Debug)]
@@ -151,7 +151,7 @@ struct Families(Vec<Family>);
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        for family in &self.0 {
+        for family in self.0.iter().filter(|f| !f.samples.is_empty()) {
             let mut metric = encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
             if let [(labels, value)] = family.samples.as_slice() {
                 if labels.is_empty() {
@@ -223,15 +223,31 @@ impl Scrape {
         kind: MetricType,
         samples: Vec<(Labels, i64)>,
     ) {
-        if samples.is_empty() {
-            return;
-        }
+        // A family with no samples yet (no subscription, no durable consumer) is kept, so
+        // that `families` lists every family the bus has, but not encoded.
         self.families.0.push(Family {
             name,
             help,
             kind,
             samples,
         });
+    }
+
+    /// Every counter and gauge family added, with its samples (none yet for a labelled
+    /// family with no label set): name, help, whether it is a counter, and each sample's
+    /// labels and value. The request-duration histogram is not among them.
+    #[cfg(feature = "otel-metrics")]
+    pub(crate) fn families(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, bool, &[(Labels, i64)])> + '_ {
+        self.families.0.iter().map(|f| {
+            (
+                f.name,
+                f.help,
+                f.kind == MetricType::Counter,
+                f.samples.as_slice(),
+            )
+        })
     }
 
     /// The OpenMetrics text of everything added.

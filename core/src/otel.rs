@@ -24,6 +24,10 @@ use crate::envelope::Message;
 
 pub use crate::otel_context::{instrument, uninstrument};
 
+#[cfg(feature = "otel-metrics")]
+#[path = "otel_metrics.rs"]
+pub mod metrics;
+
 /// The context whose remote parent is `msg`'s producer span (empty when `msg` carries no
 /// `traceparent`, or one the global propagator cannot read).
 pub fn context_of(msg: &Message) -> Context {
