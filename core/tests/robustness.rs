@@ -226,6 +226,35 @@ async fn malformed_header_blocks_surface_as_decode_errors_and_keep_the_connectio
     assert_never_disconnected(&mut events);
 }
 
+/// A well-formed block as other clients may write it: names in any case, spaces around
+/// values, a value continued on a second line, a repeated name, values that are not ASCII.
+/// busbar reads it as async-nats' `HeaderMap` parse always has (vendor/async-nats reads
+/// the pairs off the block; the map is not built).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_header_block_is_read_as_it_always_was() {
+    let server = start().await;
+    let bus = bus(&server).await;
+    let mut sub = bus.subscribe("foreign.>").await.unwrap();
+    bus.flush().await.unwrap();
+    let mut peer = RawPeer::connect(&server).await;
+    let block = "NATS/1.0\r\nCE-ID:   evt-7  \r\nce-type: com.example.thing\r\nX-Long: first\r\n second\r\nX-Rep: a\r\nX-Rep: b\r\nWard: Zürich 東京\r\n\r\n";
+    peer.send(&RawPeer::hpub("foreign.one", None, block.as_bytes(), b"{}"))
+        .await;
+    peer.sync().await;
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.id(), "evt-7");
+    assert_eq!(msg.event_type(), "com.example.thing");
+    assert_eq!(msg.header("X-Long"), Some("first second"));
+    assert_eq!(msg.header("X-Rep"), Some("a, b"));
+    assert_eq!(msg.header("Ward"), Some("Zürich 東京"));
+    assert_eq!(msg.data().as_ref(), b"{}");
+    assert_eq!(bus.stats().undecodable, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_answered_with_a_malformed_header_block_fails_with_decode_not_timeout() {
     let server = start().await;

@@ -18,7 +18,7 @@ use std::fmt::{self, Display, Write as _};
 use std::future::{self, Future};
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::str::{self, FromStr};
+use std::str;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,7 +35,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{self, AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::trace;
 
-use crate::header::{HeaderMap, HeaderName, IntoHeaderValue};
+use crate::header::{for_each_header, HeaderMap};
 use crate::status::StatusCode;
 use crate::subject::Subject;
 use crate::{ClientOp, ServerError, ServerOp, Statistics};
@@ -340,7 +340,7 @@ impl Connection {
             // message without headers and with the reason in `description` (with no
             // `status`, which a well-formed block never gives), instead of failing the
             // connection, which would reset it and lose everything in flight.
-            let (status, description, headers) = match parse_header_block(&header) {
+            let (status, description, headers) = match parse_header_block(header.freeze()) {
                 Ok(_) if not_utf8 => (None, Some(NOT_UTF8_SUBJECT.to_owned()), None),
                 Ok((status, description, headers)) => (status, description, Some(headers)),
                 Err(err) => (None, Some(format!("malformed header block: {err}")), None),
@@ -819,18 +819,23 @@ const NOT_UTF8_SUBJECT: &str = "subject or reply subject is not valid UTF-8";
 
 /// busbar patch: the header block of an `HMSG` (version line, optional status, headers),
 /// parsed as before, as a `Result` the caller can confine to the one message.
+/// Reads a header block's version line (status and description) and checks its header
+/// lines without building anything (busbar patch): the map it returns parses them when it
+/// is first read, on the reader's task rather than the connection's.
 fn parse_header_block(
-    header: &[u8],
+    header: Bytes,
 ) -> Result<(Option<StatusCode>, Option<String>, HeaderMap), io::Error> {
-    let mut lines = std::str::from_utf8(header)
-        .map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8")
-        })?
-        .lines()
-        .peekable();
-    let version_line = lines.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-    })?;
+    let text = std::str::from_utf8(&header)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8"))?;
+    if text.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no header version line found",
+        ));
+    }
+    // The first line as `str::lines` reads it (a `\r` before the `\n` is not part of it).
+    let (version_line, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let version_line = version_line.strip_suffix('\r').unwrap_or(version_line);
 
     let version_line_suffix = version_line
         .strip_prefix("NATS/1.0")
@@ -861,30 +866,9 @@ fn parse_header_block(
         None
     };
 
-    let mut headers = HeaderMap::new();
-    while let Some(line) = lines.next() {
-        if line.is_empty() {
-            continue;
-        }
-
-        let (name, value) = line.split_once(':').ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "a header line has no `:`")
-        })?;
-
-        let name = HeaderName::from_str(name)
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-
-        // Read the header value, which might have been split into multiple lines
-        // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
-        let mut value = value.trim_start().to_owned();
-        while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
-            value.push_str(v);
-        }
-        value.truncate(value.trim_end().len());
-
-        headers.append(name, value.into_header_value());
-    }
-    Ok((status, description, headers))
+    for_each_header(rest, |_, _| {})?;
+    let lines = header.slice(text.len() - rest.len()..);
+    Ok((status, description, HeaderMap::from_checked_lines(lines)))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 
 //! NATS [Message][crate::Message] headers, modeled loosely after the `http::header` crate.
 
-use std::{collections::HashMap, fmt, slice::Iter, str::FromStr};
+use std::{borrow::Cow, collections::HashMap, fmt, slice::Iter, str::FromStr, sync::OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -44,9 +44,157 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # }
 /// ```
 
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+///
+/// A map received with a message is parsed when it is first read (busbar patch): the
+/// connection only checks the block and keeps its bytes, so a subscriber that reads the
+/// headers pays for the map on its own task, and one that does not, never does.
+#[derive(Clone, Default)]
 pub struct HeaderMap {
-    inner: HashMap<HeaderName, Vec<HeaderValue>>,
+    inner: OnceLock<HashMap<HeaderName, Vec<HeaderValue>>>,
+    /// The header lines of a received block (after the version line, checked by
+    /// [`for_each_header`]), until the map is first read.
+    lines: Option<Bytes>,
+}
+
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderMap").field("inner", self.map()).finish()
+    }
+}
+
+impl HeaderMap {
+    fn from_map(inner: HashMap<HeaderName, Vec<HeaderValue>>) -> Self {
+        HeaderMap {
+            inner: OnceLock::from(inner),
+            lines: None,
+        }
+    }
+
+    /// The map of the header lines `lines`, which [`for_each_header`] accepted, parsed
+    /// when it is first read.
+    pub(crate) fn from_checked_lines(lines: Bytes) -> Self {
+        HeaderMap {
+            inner: OnceLock::new(),
+            lines: Some(lines),
+        }
+    }
+
+    fn map(&self) -> &HashMap<HeaderName, Vec<HeaderValue>> {
+        self.inner.get_or_init(|| {
+            let mut map = HashMap::new();
+            let Some(lines) = self.lines.as_deref() else {
+                return map;
+            };
+            // Checked when received: neither step fails (if one did, the map stays empty).
+            if let Ok(text) = std::str::from_utf8(lines) {
+                let _ = for_each_header(text, |name, value| {
+                    if let Ok(name) = HeaderName::from_str(name) {
+                        map.entry(name).or_insert_with(Vec::new).push(HeaderValue {
+                            inner: value.into_owned(),
+                        });
+                    }
+                });
+            }
+            map
+        })
+    }
+
+    fn map_mut(&mut self) -> &mut HashMap<HeaderName, Vec<HeaderValue>> {
+        self.map();
+        self.lines = None;
+        match self.inner.get_mut() {
+            Some(map) => map,
+            None => unreachable!("map() initialised it"),
+        }
+    }
+}
+
+/// Calls `f(name, value)` for every header line of `text` (a header block after its
+/// version line), the value trimmed and joined with its continuation lines, as the
+/// connection has always parsed them; an error for a line without `:` or a name that is
+/// not printable ASCII. With an `f` that keeps nothing, it allocates only for a value
+/// continued on a second line.
+pub(crate) fn for_each_header(
+    text: &str,
+    mut f: impl FnMut(&str, Cow<'_, str>),
+) -> Result<(), std::io::Error> {
+    let mut lines = text.lines().peekable();
+    while let Some(header) = next_header(&mut lines) {
+        let (name, value) = header?;
+        f(name, value);
+    }
+    Ok(())
+}
+
+type Lines<'a> = std::iter::Peekable<std::str::Lines<'a>>;
+
+/// The next header of `lines`, `None` after the last.
+fn next_header<'a>(
+    lines: &mut Lines<'a>,
+) -> Option<Result<(&'a str, Cow<'a, str>), std::io::Error>> {
+    use std::io::{Error, ErrorKind};
+    let line = lines.find(|line| !line.is_empty())?;
+    let Some((name, value)) = line.split_once(':') else {
+        return Some(Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a header line has no `:`",
+        )));
+    };
+    if let Err(err) = validate_header_name(name) {
+        return Some(Err(Error::new(ErrorKind::InvalidInput, err)));
+    }
+    // A value may be continued on lines that begin with whitespace.
+    let mut value = Cow::Borrowed(value.trim_start());
+    while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
+        value.to_mut().push_str(v);
+    }
+    let value = match value {
+        Cow::Borrowed(v) => Cow::Borrowed(v.trim_end()),
+        Cow::Owned(mut v) => {
+            v.truncate(v.trim_end().len());
+            Cow::Owned(v)
+        }
+    };
+    Some(Ok((name, value)))
+}
+
+/// The headers of a received message as `(name, value)` pairs in the order they came,
+/// read off its header block without building a [`HeaderMap`]: see
+/// [`HeaderMap::received`].
+#[derive(Clone, Debug)]
+pub struct ReceivedHeaders<'a> {
+    lines: Lines<'a>,
+}
+
+impl<'a> Iterator for ReceivedHeaders<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // The block was checked when it was received: no line is an error.
+        next_header(&mut self.lines)?.ok()
+    }
+}
+
+impl HeaderMap {
+    /// The headers of a received message as `(name, value)` pairs in the order they came
+    /// on the wire (a value trimmed and joined with its continuation lines, as the map
+    /// holds it), read off the header block without building the map: a reader that
+    /// turns headers into its own types saves the map's allocations. `None` for a map
+    /// that was not received, or was changed since (use [`HeaderMap::iter`]).
+    pub fn received(&self) -> Option<ReceivedHeaders<'_>> {
+        let text = std::str::from_utf8(self.lines.as_deref()?).ok()?;
+        Some(ReceivedHeaders {
+            lines: text.lines().peekable(),
+        })
+    }
 }
 
 /// Helper enum for backward-compatible deserialization using serde's untagged feature
@@ -72,8 +220,8 @@ impl<'de> Deserialize<'de> for HeaderMap {
         let helper = HeaderMapHelper::deserialize(deserializer)?;
 
         Ok(match helper {
-            HeaderMapHelper::Legacy { inner } => HeaderMap { inner },
-            HeaderMapHelper::Current(inner) => HeaderMap { inner },
+            HeaderMapHelper::Legacy { inner } => HeaderMap::from_map(inner),
+            HeaderMapHelper::Current(inner) => HeaderMap::from_map(inner),
         })
     }
 }
@@ -84,7 +232,7 @@ impl Serialize for HeaderMap {
         S: Serializer,
     {
         // Serialize as the new format (direct HashMap without "inner" wrapper)
-        self.inner.serialize(serializer)
+        self.map().serialize(serializer)
     }
 }
 
@@ -100,7 +248,7 @@ impl FromIterator<(HeaderName, HeaderValue)> for HeaderMap {
 
 impl HeaderMap {
     pub fn iter(&self) -> std::collections::hash_map::Iter<'_, HeaderName, Vec<HeaderValue>> {
-        self.inner.iter()
+        self.map().iter()
     }
 }
 
@@ -147,11 +295,11 @@ impl HeaderMap {
     /// assert!(!map.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.map().is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.map().len()
     }
 
     /// Serialized byte length of this header block (as [`HeaderMap::to_bytes`]
@@ -159,7 +307,7 @@ impl HeaderMap {
     pub(crate) fn wire_len(&self) -> usize {
         // Mirrors `to_bytes`: "NATS/1.0\r\n" + each "<key>: <value>\r\n" + "\r\n".
         let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
-        for (k, vs) in &self.inner {
+        for (k, vs) in self.map() {
             for v in vs.iter() {
                 len += k.as_str().len() + b": ".len() + v.inner.len() + b"\r\n".len();
             }
@@ -180,7 +328,7 @@ impl HeaderMap {
     /// headers.insert("Key", "Value");
     /// ```
     pub fn insert<K: IntoHeaderName, V: IntoHeaderValue>(&mut self, name: K, value: V) {
-        self.inner
+        self.map_mut()
             .insert(name.into_header_name(), vec![value.into_header_value()]);
     }
 
@@ -197,7 +345,7 @@ impl HeaderMap {
     /// headers.append("Key", "Another");
     pub fn append<K: IntoHeaderName, V: IntoHeaderValue>(&mut self, name: K, value: V) {
         let key = name.into_header_name();
-        let v = self.inner.get_mut(&key);
+        let v = self.map_mut().get_mut(&key);
         match v {
             Some(v) => {
                 v.push(value.into_header_value());
@@ -220,7 +368,7 @@ impl HeaderMap {
     /// let values = headers.get("Key").unwrap();
     /// ```
     pub fn get<K: IntoHeaderName>(&self, key: K) -> Option<&HeaderValue> {
-        self.inner
+        self.map()
             .get(&key.into_header_name())
             .and_then(|x| x.first())
     }
@@ -237,7 +385,7 @@ impl HeaderMap {
     /// let values = headers.get_last("Key").unwrap();
     /// ```
     pub fn get_last<K: IntoHeaderName>(&self, key: K) -> Option<&HeaderValue> {
-        self.inner
+        self.map()
             .get(&key.into_header_name())
             .and_then(|x| x.last())
     }
@@ -258,7 +406,7 @@ impl HeaderMap {
     /// ```
     pub fn get_all<K: IntoHeaderName>(&self, key: K) -> GetAll<'_, HeaderValue> {
         let inner = self
-            .inner
+            .map()
             .get(&key.into_header_name())
             .map(|x| x.iter())
             .unwrap_or([].iter());
@@ -269,7 +417,7 @@ impl HeaderMap {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut buf = vec![];
         buf.extend_from_slice(b"NATS/1.0\r\n");
-        for (k, vs) in &self.inner {
+        for (k, vs) in self.map() {
             for v in vs.iter() {
                 buf.extend_from_slice(k.as_str().as_bytes());
                 buf.extend_from_slice(b": ");
@@ -984,6 +1132,53 @@ fn validate_header_name(s: &str) -> Result<(), ParseHeaderNameError> {
 mod tests {
     use super::{HeaderMap, HeaderName, HeaderValue, IntoHeaderName, IntoHeaderValue};
     use std::str::{from_utf8, FromStr};
+
+    #[test]
+    fn received_lines_are_parsed_when_first_read() {
+        use super::{for_each_header, HeaderMap};
+        let lines = "Key: a\r\nce-id:  x y  \r\nKey: b\r\nLong: one\r\n two\r\n\r\n";
+        let mut seen = Vec::new();
+        for_each_header(lines, |n, v| seen.push((n.to_owned(), v.into_owned()))).unwrap();
+        assert_eq!(
+            seen,
+            [("Key", "a"), ("ce-id", "x y"), ("Key", "b"), ("Long", "one two")]
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        let mut eager = HeaderMap::new();
+        for (n, v) in &seen {
+            eager.append(n.as_str(), v.as_str());
+        }
+        let lazy = HeaderMap::from_checked_lines(lines.into());
+        let received: Vec<_> = lazy
+            .received()
+            .unwrap()
+            .map(|(n, v)| (n.to_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(received, seen, "the pairs as they came, without the map");
+        let copy = lazy.clone();
+        assert_eq!(lazy.get_all("Key").map(|v| v.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(lazy.get("ce-id").map(|v| v.as_str()), Some("x y"));
+        assert_eq!(lazy, eager);
+        assert_eq!(copy, eager, "a copy made before the first read parses too");
+        assert_eq!(lazy.len(), 3);
+        assert_eq!(lazy.to_bytes().len(), lazy.wire_len());
+        let mut changed = HeaderMap::from_checked_lines(lines.into());
+        changed.insert("Key", "c");
+        changed.append("New", "d");
+        assert!(changed.received().is_none(), "a changed map is not the block any more");
+        assert!(eager.received().is_none());
+        assert_eq!(changed.get_all("Key").map(|v| v.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(changed.get("Long").map(|v| v.as_str()), Some("one two"));
+        assert_eq!(changed.get("New").map(|v| v.as_str()), Some("d"));
+        let json = serde_json::to_string(&lazy).unwrap();
+        assert_eq!(serde_json::from_str::<HeaderMap>(&json).unwrap(), eager);
+        assert!(HeaderMap::from_checked_lines("".into()).is_empty());
+        // As the eager parser did: a line without `:` or a name with a space is refused (an
+        // empty name is not).
+        for bad in ["Key value\r\n", "K y: v\r\n", "A: 1\r\nB\r\n"] {
+            assert!(for_each_header(bad, |_, _| {}).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn encoded_headers() {

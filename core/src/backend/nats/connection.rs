@@ -389,14 +389,30 @@ impl Inner {
                 m.subject.as_str()
             )));
         }
-        let headers = m.headers.as_ref();
-        let pairs = headers.into_iter().flat_map(|h| {
-            h.iter().flat_map(|(name, values)| {
-                let name: &str = name.as_ref();
-                values.iter().map(move |v| (name, v.as_str()))
-            })
-        });
-        let msg = codec::decode(m.subject.as_str(), m.reply.as_deref(), pairs, m.payload)?;
+        let (subject, reply) = (m.subject.as_str(), m.reply.as_deref());
+        // As received (the vendored async-nats, which `nats-encoded-headers` stands for):
+        // the headers read off the block in wire order, without the `HeaderMap`, whose
+        // building and freeing were most of a delivery's cost.
+        #[cfg(feature = "nats-encoded-headers")]
+        let received = m.headers.as_ref().and_then(|h| h.received());
+        #[cfg(not(feature = "nats-encoded-headers"))]
+        let received: Option<std::iter::Empty<(&str, std::borrow::Cow<'_, str>)>> = None;
+        let msg = match received {
+            Some(received) => {
+                let pairs: smallvec::SmallVec<[_; 16]> = received.collect();
+                let pairs = pairs.iter().map(|(name, value)| (*name, value.as_ref()));
+                codec::decode(subject, reply, pairs, m.payload)?
+            }
+            None => {
+                let pairs = m.headers.iter().flat_map(|h| {
+                    h.iter().flat_map(|(name, values)| {
+                        let name: &str = name.as_ref();
+                        values.iter().map(move |v| (name, v.as_str()))
+                    })
+                });
+                codec::decode(subject, reply, pairs, m.payload)?
+            }
+        };
         Ok(if msg.reply_to().is_some() {
             msg.with_replier(self.replier.clone())
         } else {
