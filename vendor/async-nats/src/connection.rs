@@ -817,11 +817,10 @@ where
 /// UTF-8 (read with U+FFFD in place of the bad bytes).
 const NOT_UTF8_SUBJECT: &str = "subject or reply subject is not valid UTF-8";
 
-/// busbar patch: the header block of an `HMSG` (version line, optional status, headers),
-/// parsed as before, as a `Result` the caller can confine to the one message.
-/// Reads a header block's version line (status and description) and checks its header
-/// lines without building anything (busbar patch): the map it returns parses them when it
-/// is first read, on the reader's task rather than the connection's.
+/// busbar patch: the header block of an `HMSG`, as a `Result` the caller can confine to
+/// the one message. Reads the version line (status and description) and checks the header
+/// lines without building anything: the map it returns parses them when it is first read,
+/// on the reader's task rather than the connection's.
 fn parse_header_block(
     header: Bytes,
 ) -> Result<(Option<StatusCode>, Option<String>, HeaderMap), io::Error> {

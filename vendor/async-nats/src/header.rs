@@ -52,7 +52,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct HeaderMap {
     inner: OnceLock<HashMap<HeaderName, Vec<HeaderValue>>>,
     /// The header lines of a received block (after the version line, checked by
-    /// [`for_each_header`]), until the map is first read.
+    /// [`for_each_header`]), until the map is changed: [`HeaderMap::received`] reads them.
     lines: Option<Bytes>,
 }
 
