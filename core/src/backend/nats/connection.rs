@@ -397,22 +397,21 @@ impl Inner {
         let received = m.headers.as_ref().and_then(|h| h.received());
         #[cfg(not(feature = "nats-encoded-headers"))]
         let received: Option<std::iter::Empty<(&str, std::borrow::Cow<'_, str>)>> = None;
-        let msg = match received {
-            Some(received) => {
-                let pairs: smallvec::SmallVec<[_; 16]> = received.collect();
-                let pairs = pairs.iter().map(|(name, value)| (*name, value.as_ref()));
-                codec::decode(subject, reply, pairs, m.payload)?
-            }
-            None => {
-                let pairs = m.headers.iter().flat_map(|h| {
+        let pairs: smallvec::SmallVec<[(&str, std::borrow::Cow<'_, str>); 16]> = match received {
+            Some(received) => received.collect(),
+            None => m
+                .headers
+                .iter()
+                .flat_map(|h| {
                     h.iter().flat_map(|(name, values)| {
                         let name: &str = name.as_ref();
-                        values.iter().map(move |v| (name, v.as_str()))
+                        values.iter().map(move |v| (name, v.as_str().into()))
                     })
-                });
-                codec::decode(subject, reply, pairs, m.payload)?
-            }
+                })
+                .collect(),
         };
+        let pairs = pairs.iter().map(|(name, value)| (*name, value.as_ref()));
+        let msg = codec::decode(subject, reply, pairs, m.payload)?;
         Ok(if msg.reply_to().is_some() {
             msg.with_replier(self.replier.clone())
         } else {
