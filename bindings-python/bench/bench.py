@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 import busbar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from nats_server import NatsServer
+from nats_server import NatsServer, flush_nats_py
 
 PAYLOAD = b"0123456789abcdef"
 
@@ -66,7 +66,7 @@ async def natspy_publish(url: str, n: int, with_headers: bool = False) -> float:
     for _ in range(n):
         headers = cloudevents_headers() if with_headers else None
         await nc.publish("bench.pub", PAYLOAD, headers=headers)
-    await nc.flush()
+    await flush_nats_py(nc)
     elapsed = time.perf_counter() - start
     await nc.close()
     return n / elapsed
@@ -132,7 +132,7 @@ async def natspy_pubsub(url: str, n: int) -> tuple[float, int]:
         counter.add()
 
     await subscriber.subscribe("bench.flow", cb=on_message, pending_msgs_limit=n + 1)
-    await subscriber.flush()
+    await flush_nats_py(subscriber)
     result = await timed_flow(counter, lambda: pub.publish("bench.flow", PAYLOAD), pub.flush)
     await pub.close()
     await subscriber.close()
@@ -175,7 +175,7 @@ async def natspy_request(url: str, n: int) -> tuple[float, float]:
         await msg.respond(PAYLOAD)
 
     await server_nc.subscribe("bench.req", cb=answer)
-    await server_nc.flush()
+    await flush_nats_py(server_nc)
     samples = []
     for i in range(n + 100):
         start = time.perf_counter()

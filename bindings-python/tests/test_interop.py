@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 import busbar
-from nats_server import NatsServer
+from nats_server import NatsServer, flush_nats_py
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def nbus(nats_server: NatsServer) -> AsyncIterator[busbar.Bus]:
 
 async def test_nats_py_receives_payload_and_ce_headers(plain: Client, nbus: busbar.Bus) -> None:
     sub = await plain.subscribe("interop.orders.*")
-    await plain.flush()
+    await flush_nats_py(plain)
     await nbus.publish("interop.orders.created", {"qty": 3}, headers={"tenant": "st-marys"})
     await nbus.publish("interop.orders.raw", b"\x00\x01binary\xff")
     await nbus.flush()
@@ -66,7 +66,7 @@ async def test_the_cloudevents_sdk_reads_what_busbar_puts_on_nats(
     """The CloudEvents Python SDK reads a message captured from the wire as an event:
     binary content mode, the `ce-` headers and `content-type` as its HTTP binding has them."""
     sub = await plain.subscribe("interop.ce.*")
-    await plain.flush()
+    await flush_nats_py(plain)
     await nbus.publish(
         "interop.ce.created",
         {"qty": 3},
@@ -93,7 +93,7 @@ async def test_busbar_reads_plain_nats_messages(plain: Client, nbus: busbar.Bus)
     await nbus.flush()
     await plain.publish("interop.plain", b"no headers at all")
     await plain.publish("interop.plain", b"with one", headers={"x-team": "billing"})
-    await plain.flush()
+    await flush_nats_py(plain)
     got = []
     for _ in range(2):
         got.append(await asyncio.wait_for(sub.__anext__(), 2))
@@ -128,6 +128,6 @@ async def test_busbar_request_is_answered_by_a_nats_py_responder(
         await msg.respond(b"plain answer to " + msg.data)
 
     await plain.subscribe("interop.plain-service", cb=answer)
-    await plain.flush()
+    await flush_nats_py(plain)
     reply = await nbus.request("interop.plain-service", b"busbar", timeout=2)
     assert reply.data == b"plain answer to busbar"
