@@ -20,7 +20,7 @@ import pytest
 from nats.aio.client import Client
 
 import busbar
-from nats_server import NatsServer
+from nats_server import NatsServer, flush_nats_py
 
 MILLION = 1_000_000
 
@@ -143,13 +143,13 @@ async def test_an_undecodable_message_is_logged_counted_and_skipped(
         with caplog.at_level(logging.WARNING, logger="busbar"):
             await plain.publish("mixed.bad", b"x", headers=BAD)
             await plain.publish("mixed.good", b"ok")
-            await plain.flush()
+            await flush_nats_py(plain)
             msg = await asyncio.wait_for(sub.__anext__(), 5)
             assert msg.data == b"ok"
             # Also when the bad message is already buffered when iteration asks.
             await plain.publish("mixed.bad", b"x", headers=BAD)
             await plain.publish("mixed.good", b"ok2")
-            await plain.flush()
+            await flush_nats_py(plain)
             await asyncio.sleep(0.2)
             msg = await asyncio.wait_for(sub.__anext__(), 5)
             assert msg.data == b"ok2"
@@ -187,7 +187,7 @@ async def test_an_undecodable_flood_is_logged_at_most_once_a_second_with_counts(
             for _ in range(1000):
                 await plain.publish("flood.bad", b"x", headers=BAD)
             await plain.publish("flood.good", b"ok")
-            await plain.flush()
+            await flush_nats_py(plain)
             msg = await asyncio.wait_for(sub.__anext__(), 10)
             assert msg.data == b"ok"
             await asyncio.sleep(1.3)  # the held-back count is written a second later
@@ -213,7 +213,7 @@ async def test_an_iterating_responder_outlives_an_undecodable_request(
 
         service = asyncio.ensure_future(serve())
         await plain.publish("svc.echo", b"x", reply="reply.bad", headers=BAD)
-        await plain.flush()
+        await flush_nats_py(plain)
         reply = await bus.request("svc.echo", "still here", timeout=5)
         assert reply.data == b"still here"
         assert not service.done()
