@@ -6,7 +6,7 @@
 //!     cargo bench -p busbar-benches --bench fanout
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,25 +17,35 @@ use tokio::sync::broadcast;
 mod side_by_side;
 use side_by_side::{load_average, side_by_side};
 
-/// The system allocator, counting the bytes live, to weigh an idle subscription.
+/// The system allocator, counting the bytes live while [`COUNTING`] is on, to weigh an
+/// idle subscription. Off during the rates: a counter written by every allocation and
+/// free would bounce between the publisher's and the subscribers' cores, a cost of the
+/// bench, not of the code measured.
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+fn count(bytes: isize) {
+    if COUNTING.load(Relaxed) {
+        LIVE.fetch_add(bytes, Relaxed);
+    }
+}
 
 // SAFETY: forwards every call to `System` unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Relaxed);
+        count(layout.size() as isize);
         // SAFETY: the caller's contract is `System`'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Relaxed);
+        count(-(layout.size() as isize));
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        count(new_size as isize - layout.size() as isize);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -119,6 +129,7 @@ async fn idle_subscription_bytes() -> f64 {
     let bus = InMemoryBus::new(Config::default()).unwrap();
     // One first, so what a bus allocates once is not counted.
     let first = bus.subscribe("idle.0").await.unwrap();
+    COUNTING.store(true, Relaxed);
     let before = LIVE.load(Relaxed);
     let mut subs = Vec::with_capacity(SUBS);
     let held_by_vec = SUBS * std::mem::size_of::<busbar::Subscription>();
@@ -126,6 +137,7 @@ async fn idle_subscription_bytes() -> f64 {
         subs.push(bus.subscribe(&format!("idle.{}", i + 1)).await.unwrap());
     }
     let grown = LIVE.load(Relaxed) - before - held_by_vec as isize;
+    COUNTING.store(false, Relaxed);
     drop((first, subs));
     grown as f64 / SUBS as f64
 }

@@ -235,13 +235,16 @@ impl Inner {
         let mut chosen: SmallVec<[&Arc<Sender>; 4]> = SmallVec::new();
         for_one_per_group(&route.grouped, |member| chosen.push(member));
         let count = route.plain.len() + chosen.len();
+        if count == 0 {
+            return 0;
+        }
         let mut blocked: Option<Blocked> = None;
-        let mut msg = Some(msg);
+        // One message for all: each queue gets a reference to it, the last the original.
+        let mut msg = Some(Arc::new(msg));
         for (i, target) in route.plain.iter().chain(chosen).enumerate() {
-            // The last target takes the message itself; the others get clones.
-            let copy = if i + 1 == count { msg.take() } else { msg.clone() };
-            let Some(copy) = copy else { break };
-            if let Some(item) = self.try_push(target, copy) {
+            let shared = if i + 1 == count { msg.take() } else { msg.clone() };
+            let Some(shared) = shared else { break };
+            if let Some(item) = self.try_push(target, shared) {
                 blocked
                     .get_or_insert_with(Default::default)
                     .push((target.clone(), item));
@@ -263,8 +266,8 @@ impl Inner {
     }
 
     /// Queues without waiting; hands back the item when a `block`-mode buffer is full.
-    fn try_push(&self, target: &Sender, msg: Message) -> Option<Item> {
-        let pushed = target.queue.try_push(Payload::Ready(Ok(msg)));
+    fn try_push(&self, target: &Sender, msg: Arc<Message>) -> Option<Item> {
+        let pushed = target.queue.try_push(Payload::Ready(msg));
         self.counters.record(&pushed);
         match pushed {
             Pushed::Full(item) => Some(item),

@@ -15,29 +15,42 @@ use crate::envelope::Message;
 use crate::error::{Error, Result};
 use crate::subscription::{SubscriptionControl, SubscriptionStats};
 
-/// What a queue item carries: a message (or why one that arrived could not be read), or a
+/// What a queue item carries: a message, why one that arrived could not be read, or a
 /// message as it came from NATS, decoded only when the subscriber takes it, so that the
 /// task moving messages off the connection does the least work per message.
 ///
-/// The NATS message is boxed: at 184 bytes it made every item 200 bytes, and tokio's
-/// channel allocates its first block of 32 items when a subscription is created, so each
-/// idle subscription held 6.4 KB of empty slots (4.4 KB with the box, on both backends).
+/// Every variant is one pointer. A message is shared: fan-out queues one reference to
+/// it per subscription and copies nothing (the subscriber that takes the last reference
+/// takes the message itself). And tokio's channel allocates its first block of 32 items
+/// when a subscription is created, so the item's size is what an idle subscription holds:
+/// 32 × 136 bytes when a message was held inline, 32 × 24 now.
 pub(crate) enum Payload {
-    Ready(Result<Message>),
+    Ready(Arc<Message>),
+    Unreadable(Box<Error>),
     #[cfg(feature = "nats")]
     Nats(Box<async_nats::Message>),
 }
 
 impl Payload {
+    /// A message as a backend received it, or why it could not be read.
+    #[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
+    pub(crate) fn received(msg: Result<Message>) -> Self {
+        match msg {
+            Ok(msg) => Payload::Ready(Arc::new(msg)),
+            Err(e) => Payload::Unreadable(Box::new(e)),
+        }
+    }
+
     /// The bytes it holds while it waits in a queue: the payload and the headers (on NATS
     /// the header block as received). The payload is what `subscription_max_bytes` bounds.
+    /// The same every time it is asked: what it holds does not change while it is queued.
     fn bytes(&self) -> u64 {
         match self {
-            Payload::Ready(Ok(m)) => {
+            Payload::Ready(m) => {
                 let headers: usize = m.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
                 (m.data().len() + headers) as u64
             }
-            Payload::Ready(Err(_)) => 0,
+            Payload::Unreadable(_) => 0,
             #[cfg(feature = "nats")]
             Payload::Nats(m) => m.length.max(m.payload.len()) as u64,
         }
@@ -48,11 +61,17 @@ impl Payload {
 #[cfg(feature = "nats")]
 pub(crate) type Decoder = Arc<dyn Fn(async_nats::Message) -> Result<Message> + Send + Sync>;
 
-/// A payload, how many messages its subscription missed just before it, and its bytes.
+/// A payload and how many messages its subscription missed just before it.
 pub(crate) struct Item {
     payload: Payload,
     missed: u64,
-    pub(crate) bytes: u64,
+}
+
+impl Item {
+    /// The bytes it counts against `subscription_max_bytes` (see [`Payload::bytes`]).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.payload.bytes()
+    }
 }
 
 /// What happened to a message handed to [`QueueSender::try_push`].
@@ -195,20 +214,15 @@ impl QueueSender {
 
     /// `payload` as an item carrying `missed` messages missed just before it.
     pub(crate) fn item(payload: Payload, missed: u64) -> Item {
-        let bytes = payload.bytes();
-        Item {
-            payload,
-            missed,
-            bytes,
-        }
+        Item { payload, missed }
     }
 
     /// Queues `item` as it is (its gap included) if there is room now.
     pub(crate) fn try_queue(&self, item: Item) -> TryQueue {
-        if !self.reserve_bytes(item.bytes) {
+        let bytes = item.bytes();
+        if !self.reserve_bytes(bytes) {
             return TryQueue::Full(item);
         }
-        let bytes = item.bytes;
         // Counted before it can be received, so `stats()` never shows it taken but not queued.
         self.queued(1);
         let refused = match self.tx.try_send(item) {
@@ -352,7 +366,7 @@ impl QueueSender {
             _ = &mut stopped => return Pushed::Closed,
         };
         // A slot is ours; now the bytes (held back while the queue holds too many).
-        if !self.wait_bytes(item.bytes, stopped.as_mut()).await {
+        if !self.wait_bytes(item.bytes(), stopped.as_mut()).await {
             return Pushed::Closed;
         }
         self.queued(1);
@@ -492,7 +506,8 @@ pub(crate) struct QueueStream {
     rx: mpsc::Receiver<Item>,
     state: Arc<QueueState>,
     /// An item held back while the lag notice before it is yielded.
-    stashed: Option<Result<Message>>,
+    /// Boxed: it is rarely there, and every subscription holds the field.
+    stashed: Option<Box<Result<Message>>>,
     ended: bool,
     pattern: String,
     detach: Arc<dyn Detach>,
@@ -511,7 +526,9 @@ impl QueueStream {
     #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
     fn open(&self, payload: Payload) -> Result<Message> {
         let msg = match payload {
-            Payload::Ready(msg) => msg,
+            // The last reference takes the message itself; a fan-out's others copy it.
+            Payload::Ready(msg) => Ok(Arc::try_unwrap(msg).unwrap_or_else(|m| (*m).clone())),
+            Payload::Unreadable(e) => Err(*e),
             #[cfg(feature = "nats")]
             Payload::Nats(raw) => match &self.decode {
                 Some(decode) => decode(*raw),
@@ -548,19 +565,15 @@ impl Stream for QueueStream {
             return Poll::Ready(None);
         }
         if let Some(m) = this.stashed.take() {
-            return Poll::Ready(Some(m));
+            return Poll::Ready(Some(*m));
         }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(Item {
-                payload,
-                missed,
-                bytes,
-            })) => {
+            Poll::Ready(Some(Item { payload, missed })) => {
                 this.state.received.fetch_add(1, Relaxed);
-                this.state.release(bytes);
+                this.state.release(payload.bytes());
                 let msg = this.open(payload);
                 if missed > 0 {
-                    this.stashed = Some(msg);
+                    this.stashed = Some(Box::new(msg));
                     return Poll::Ready(Some(Err(this.lagged(missed))));
                 }
                 Poll::Ready(Some(msg))
@@ -594,6 +607,6 @@ mod tests {
     #[test]
     fn a_queue_item_stays_small() {
         let item = std::mem::size_of::<super::Item>();
-        assert!(item <= 136, "a queue item is {item} bytes");
+        assert!(item <= 24, "a queue item is {item} bytes");
     }
 }

@@ -524,7 +524,7 @@ struct Held {
 
 impl Held {
     fn push(&mut self, item: Item) {
-        self.bytes += item.bytes;
+        self.bytes += item.bytes();
         self.items.push_back(item);
     }
 
@@ -535,7 +535,7 @@ impl Held {
     /// Moves held items into the queue while they fit; false when the subscription is gone.
     fn flush_into(&mut self, queue: &QueueSender, counters: &Counters) -> bool {
         while let Some(item) = self.items.pop_front() {
-            let bytes = item.bytes;
+            let bytes = item.bytes();
             match queue.try_queue(item) {
                 TryQueue::Queued => {
                     self.bytes -= bytes;
@@ -569,7 +569,7 @@ async fn pump(
     let (capacity, max_bytes) = queue.bounds();
     let bounds = (capacity.max(HOLD_MESSAGES), max_bytes);
     loop {
-        let head = held.items.front().map(|i| i.bytes);
+        let head = held.items.front().map(Item::bytes);
         tokio::select! {
             biased;
             command = commands.recv(), if !draining => match command {

@@ -187,7 +187,7 @@ impl Pump {
                 }
                 // `block`: a message waits for room (cancel-safe: the item stays here, so a
                 // command is still heard); the broker holds what comes meanwhile.
-                room = queue.room(waiting.as_ref().map_or(0, |(item, _)| item.bytes)), if waiting.is_some() => {
+                room = queue.room(waiting.as_ref().map_or(0, |(item, _)| item.bytes())), if waiting.is_some() => {
                     let (item, delivery) = waiting.take().expect("a waiting message");
                     if !room {
                         break;
@@ -226,7 +226,7 @@ impl Pump {
                     }
                     let Some(bus) = self.bus.upgrade() else { break };
                     let data = std::mem::take(&mut delivery.data);
-                    let payload = Payload::Ready(bus.receive(&delivery, data));
+                    let payload = Payload::received(bus.receive(&delivery, data));
                     drop(bus);
                     match queue.try_push(payload) {
                         Pushed::Full(item) => waiting = Some((item, delivery)),
