@@ -1,11 +1,13 @@
 //! In-memory publish→deliver fan-out, side by side with a bare `tokio::sync::broadcast`
 //! channel doing the same work (one producer, N consumers, each accounting for every
 //! message), at 1, 4, 16 and 64 subscribers; then the memory an idle subscription holds
-//! on the in-memory bus. Rounds interleaved; prints medians and the median per-round ratio.
+//! on the in-memory bus, and on NATS beside a raw async-nats subscription (a private
+//! nats-server). Rounds interleaved; prints medians and the median per-round ratio.
 //!
 //!     cargo bench -p busbar-benches --bench fanout
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +15,8 @@ use std::time::Instant;
 use busbar::{Bytes, Config, Error, EventBus, InMemoryBus};
 use tokio::sync::broadcast;
 
+#[path = "../tests/support/nats_server.rs"]
+mod nats_server;
 #[path = "side_by_side.rs"]
 mod side_by_side;
 use side_by_side::{load_average, side_by_side};
@@ -123,23 +127,57 @@ async fn broadcast_round(subs: usize, payload: Bytes) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Bytes held per idle subscription: the growth of live heap over 1000 subscriptions.
-async fn idle_subscription_bytes() -> f64 {
+/// Bytes held per idle subscription: the growth of live heap while `subscribe` makes 1000
+/// more (after `settle`, which lets a connection's task finish its part), per subscription.
+/// One is made first, so what a bus or connection allocates once is not counted.
+async fn idle_bytes<S, F, Fut>(mut subscribe: F, settle: impl AsyncFnOnce()) -> f64
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = S>,
+{
     const SUBS: usize = 1000;
-    let bus = InMemoryBus::new(Config::default()).unwrap();
-    // One first, so what a bus allocates once is not counted.
-    let first = bus.subscribe("idle.0").await.unwrap();
+    let first = subscribe(0).await;
+    let mut subs = Vec::with_capacity(SUBS);
     COUNTING.store(true, Relaxed);
     let before = LIVE.load(Relaxed);
-    let mut subs = Vec::with_capacity(SUBS);
-    let held_by_vec = SUBS * std::mem::size_of::<busbar::Subscription>();
     for i in 0..SUBS {
-        subs.push(bus.subscribe(&format!("idle.{}", i + 1)).await.unwrap());
+        subs.push(subscribe(i + 1).await);
     }
-    let grown = LIVE.load(Relaxed) - before - held_by_vec as isize;
+    settle().await;
+    let grown = LIVE.load(Relaxed) - before;
     COUNTING.store(false, Relaxed);
     drop((first, subs));
     grown as f64 / SUBS as f64
+}
+
+async fn idle_subscription_bytes() -> f64 {
+    let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new(Config::default()).unwrap());
+    let subscribe = |i| {
+        let bus = bus.clone();
+        async move { bus.subscribe(&format!("idle.{i}")).await.unwrap() }
+    };
+    idle_bytes(subscribe, async || {}).await
+}
+
+/// The same on NATS: (raw async-nats, busbar), each on its own connection.
+async fn idle_nats_subscription_bytes(url: &str) -> (f64, f64) {
+    let raw = async_nats::connect(url).await.unwrap();
+    let subscribe = |i| {
+        let raw = raw.clone();
+        async move { raw.subscribe(format!("idle.raw.{i}")).await.unwrap() }
+    };
+    let raw_bytes = idle_bytes(subscribe, async || raw.flush().await.unwrap()).await;
+    let config = Config::default()
+        .with_backend(busbar::Backend::Nats)
+        .with_nats_url(url);
+    let bus: Arc<dyn EventBus> = busbar::connect(config).await.unwrap();
+    let subscribe = |i| {
+        let bus = bus.clone();
+        async move { bus.subscribe(&format!("idle.busbar.{i}")).await.unwrap() }
+    };
+    let busbar_bytes = idle_bytes(subscribe, async || bus.flush().await.unwrap()).await;
+    bus.close().await.unwrap();
+    (raw_bytes, busbar_bytes)
 }
 
 fn main() {
@@ -177,6 +215,16 @@ fn main() {
         "",
         rt.block_on(idle_subscription_bytes()),
         "bytes"
+    );
+    let server = nats_server::NatsServer::start();
+    let (raw, ours) = rt.block_on(idle_nats_subscription_bytes(&server.url()));
+    println!(
+        "{:<32} {:>14.0} {:>14.0} {:<8} {:>6.2}x",
+        "  on NATS (raw: async-nats)",
+        raw,
+        ours,
+        "bytes",
+        ours / raw
     );
     println!("\nload average at the end: {}", load_average());
 }
