@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use busbar::{Backend, Config, ConnectionEvent, ConsumerConfig, EventBus, StreamConfig};
+use busbar::{Backend, Config, ConnectionEvent, ConsumerConfig, EventBus, StreamConfig, Subscription};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -28,6 +28,17 @@ fn config(server: &NatsServer) -> Config {
 
 async fn bus(server: &NatsServer) -> Arc<dyn EventBus> {
     busbar::connect(config(server)).await.unwrap()
+}
+
+/// A private server, a bus subscribed to `pattern` (the subscription live at the server),
+/// and a raw peer to write to it by hand.
+async fn subscribed_to_a_raw_peer(pattern: &str) -> (NatsServer, Arc<dyn EventBus>, Subscription, RawPeer) {
+    let server = start().await;
+    let bus = bus(&server).await;
+    let sub = bus.subscribe(pattern).await.unwrap();
+    bus.flush().await.unwrap();
+    let peer = RawPeer::connect(&server).await;
+    (server, bus, sub, peer)
 }
 
 /// A NATS peer speaking the protocol by hand over a socket.
@@ -162,12 +173,8 @@ fn assert_never_disconnected(events: &mut tokio::sync::broadcast::Receiver<Conne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_header_blocks_surface_as_decode_errors_and_keep_the_connection() {
-    let server = start().await;
-    let bus = bus(&server).await;
+    let (_server, bus, mut sub, mut peer) = subscribed_to_a_raw_peer("hostile.>").await;
     let mut events = bus.connection_events().unwrap();
-    let mut sub = bus.subscribe("hostile.>").await.unwrap();
-    bus.flush().await.unwrap();
-    let mut peer = RawPeer::connect(&server).await;
     // One write: good and malformed messages interleaved, so anything a reset lost in
     // flight would be missing.
     let mut burst = Vec::new();
@@ -232,11 +239,7 @@ async fn malformed_header_blocks_surface_as_decode_errors_and_keep_the_connectio
 /// the pairs off the block; the map is not built).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_header_block_is_read_as_it_always_was() {
-    let server = start().await;
-    let bus = bus(&server).await;
-    let mut sub = bus.subscribe("foreign.>").await.unwrap();
-    bus.flush().await.unwrap();
-    let mut peer = RawPeer::connect(&server).await;
+    let (_server, bus, mut sub, mut peer) = subscribed_to_a_raw_peer("foreign.>").await;
     let block = "NATS/1.0\r\nCE-ID:   evt-7  \r\nce-type: com.example.thing\r\nX-Long: first\r\n second\r\nX-Rep: a\r\nX-Rep: b\r\nWard: Zürich 東京\r\n\r\n";
     peer.send(&RawPeer::hpub("foreign.one", None, block.as_bytes(), b"{}"))
         .await;
@@ -424,11 +427,7 @@ async fn forged_replies_and_statuses_are_refused_on_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_carrying_the_flush_header_is_not_hidden() {
-    let server = start().await;
-    let bus = bus(&server).await;
-    let mut sub = bus.subscribe("_INBOX.someone.>").await.unwrap();
-    bus.flush().await.unwrap();
-    let mut peer = RawPeer::connect(&server).await;
+    let (_server, _bus, mut sub, mut peer) = subscribed_to_a_raw_peer("_INBOX.someone.>").await;
     peer.send(&RawPeer::hpub(
         "_INBOX.someone.x",
         None,
