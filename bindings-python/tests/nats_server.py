@@ -11,14 +11,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Protocol
+
+from nats.aio.client import Client
 
 
-class _Flushes(Protocol):
-    async def flush(self, timeout: int = ...) -> None: ...
-
-
-async def flush_nats_py(nc: _Flushes) -> None:
+async def flush_nats_py(nc: Client) -> None:
     """Returns when the server has processed everything nats-py client `nc` sent before,
     which one `nc.flush()` does not promise in nats-py 2.16.0: its PING is written straight
     to the socket (`Client._send_ping`), while SUB, UNSUB and PUB wait in the client's
