@@ -23,6 +23,23 @@ function freePort() {
   })
 }
 
+/**
+ * A bus serving its endpoint on a free loopback port, and that port. A port found free can
+ * be taken before the bus binds it, so "Address already in use" is retried on a fresh port,
+ * a bounded number of times; any other error fails the test.
+ */
+async function connectServing() {
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort()
+    try {
+      return { bus: await busbar.connect({ metricsAddr: `127.0.0.1:${port}` }), port }
+    } catch (e) {
+      if (e.code !== 'backend' || !e.message.includes('Address already in use')) throw e
+    }
+  }
+  throw new Error('20 free ports in a row were taken before the bus could bind them')
+}
+
 function get(port, path) {
   return new Promise((resolve, reject) => {
     http
@@ -81,8 +98,7 @@ describe('metrics and health', () => {
   })
 
   it('serves /metrics and /readyz at metricsAddr until closed', async () => {
-    const port = await freePort()
-    const bus = await busbar.connect({ metricsAddr: `127.0.0.1:${port}` })
+    const { bus, port } = await connectServing()
     await bus.publish('a.b', '1')
     const metrics = await get(port, '/metrics')
     assert.equal(metrics.status, 200)

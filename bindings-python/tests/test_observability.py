@@ -91,9 +91,24 @@ def get(url: str) -> tuple[int, str]:
         return int(e.code), e.read().decode()
 
 
+async def connect_serving() -> tuple[busbar.Bus, int]:
+    """A bus serving its endpoint on a free loopback port, and that port.
+
+    A port found free can be taken before the bus binds it, so "Address already in use"
+    is retried on a fresh port, a bounded number of times; any other error fails the test.
+    """
+    for _ in range(20):
+        port = free_port()
+        try:
+            return await busbar.connect(metrics_addr=f"127.0.0.1:{port}"), port
+        except busbar.BackendError as e:
+            if "Address already in use" not in str(e):
+                raise
+    raise AssertionError("20 free ports in a row were taken before the bus could bind them")
+
+
 async def test_metrics_addr_serves_the_endpoint() -> None:
-    port = free_port()
-    bus = await busbar.connect(metrics_addr=f"127.0.0.1:{port}")
+    bus, port = await connect_serving()
     try:
         await bus.publish("a.b", b"1")
         status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")

@@ -19,6 +19,23 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Connects with `config` serving its endpoint on a free loopback port, and returns the
+/// bus and that port. A port found free can be taken by another process or test before the
+/// bus binds it (stop 27's CI run lost that race once), so a bind that fails with "Address
+/// already in use" is retried on a fresh port, a bounded number of times; any other error
+/// fails the test.
+async fn connect_serving(config: Config) -> (Arc<dyn EventBus>, u16) {
+    for _ in 0..20 {
+        let port = free_port();
+        match busbar::connect(config.clone().with_metrics_addr(addr(port))).await {
+            Ok(bus) => return (bus, port),
+            Err(e) if e.code() == "backend" && e.to_string().contains("Address already in use") => {}
+            Err(e) => panic!("connect serving 127.0.0.1:{port}: {e}"),
+        }
+    }
+    panic!("20 free ports in a row were taken before the bus could bind them");
+}
+
 /// The value of the sample line `series` (name and labels exactly as exposed).
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -149,10 +166,7 @@ async fn durable_settlements_are_counted_by_stream_and_consumer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_serves_metrics_and_health_until_the_bus_is_closed() {
-    let port = free_port();
-    let bus = busbar::connect(Config::default().with_metrics_addr(addr(port)))
-        .await
-        .unwrap();
+    let (bus, port) = connect_serving(Config::default()).await;
     bus.publish("x.y", "1".into()).await.unwrap();
     let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics").unwrap())
         .await
@@ -208,10 +222,7 @@ async fn a_taken_or_malformed_metrics_addr_fails_connect() {
 /// Debian's Prometheus scrapes the endpoint and its query API shows the workload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_endpoint() {
-    let port = free_port();
-    let bus = busbar::connect(Config::default().with_metrics_addr(addr(port)))
-        .await
-        .unwrap();
+    let (bus, port) = connect_serving(Config::default()).await;
     workload(&bus).await;
     tokio::task::spawn_blocking(move || {
         let prometheus = Prometheus::start(port);
@@ -258,12 +269,10 @@ mod nats {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readyz_follows_the_nats_connection() {
         let mut server = tokio::task::spawn_blocking(NatsServer::start).await.unwrap();
-        let port = free_port();
         let config = Config::default()
             .with_backend(Backend::Nats)
-            .with_nats_url(server.url())
-            .with_metrics_addr(addr(port));
-        let bus = busbar::connect(config).await.unwrap();
+            .with_nats_url(server.url());
+        let (bus, port) = connect_serving(config).await;
         let mut sub = bus.subscribe("wire.>").await.unwrap();
         bus.publish("wire.a", "12345".into()).await.unwrap();
         sub.next().await.unwrap().unwrap();
