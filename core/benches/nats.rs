@@ -290,10 +290,26 @@ pub(crate) fn main() {
     };
     let server = nats_server::NatsServer::start();
     let url = server.url();
+    if std::env::var_os("BUSBAR_BENCH_FUTURE_SIZES").is_some() {
+        // What `EventBus::publish` allocates per call (its boxed future), on NATS and in
+        // memory: kept small, it stays in the allocator's per-thread cache.
+        rt.block_on(async {
+            let bus = busbar(&url).await;
+            let f = bus.publish("bench.pub", Bytes::from_static(b"x"));
+            eprintln!("NATS publish future: {} bytes", std::mem::size_of_val(&*f));
+            f.await.unwrap();
+            let mem = busbar::connect(Config::default()).await.unwrap();
+            let f = mem.publish("bench.pub", Bytes::from_static(b"x"));
+            eprintln!("memory publish future: {} bytes", std::mem::size_of_val(&*f));
+            f.await.unwrap();
+        });
+        return;
+    }
     if std::env::var_os("BUSBAR_BENCH_PROFILE_PUBLISH").is_some() {
         // For a profiler: only busbar's 128 B publishes, a few rounds.
         for _ in 0..3 {
-            rt.block_on(publish_rate_busbar(&url, Bytes::from(vec![b'x'; 128])));
+            let rate = rt.block_on(publish_rate_busbar(&url, Bytes::from(vec![b'x'; 128])));
+            eprintln!("busbar publish 128 B: {rate:.0} msgs/s");
         }
         return;
     }

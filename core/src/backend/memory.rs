@@ -228,6 +228,20 @@ impl Inner {
     /// returns how many subscriptions it was meant for. In `block` mode it waits for
     /// room in full buffers, after queuing to all the others.
     async fn deliver(&self, route: &Route, msg: Message) -> usize {
+        let (count, blocked) = self.queue_now(route, msg);
+        if let Some(blocked) = blocked {
+            // Boxed, and in a statement of its own: the waiting future is large and rarely
+            // needed, and a future built inside an `async fn` takes room in that function's
+            // own future, which `EventBus::publish` allocates for every message.
+            let waiting = self.waiting_for_room(blocked);
+            waiting.await;
+        }
+        count
+    }
+
+    /// [`Inner::deliver`] up to its wait: queues `msg` where there is room, and
+    /// returns the count and the full `block`-mode buffers still to wait for.
+    fn queue_now(&self, route: &Route, msg: Message) -> (usize, Option<Blocked>) {
         self.counters.published.fetch_add(1, Relaxed);
         if self.inbox.owns(msg.subject()) {
             self.answer_waiter(&msg);
@@ -236,7 +250,7 @@ impl Inner {
         for_one_per_group(&route.grouped, |member| chosen.push(member));
         let count = route.plain.len() + chosen.len();
         if count == 0 {
-            return 0;
+            return (0, None);
         }
         let mut blocked: Option<Blocked> = None;
         // One message for all: each queue gets a reference to it, the last the original.
@@ -250,10 +264,14 @@ impl Inner {
                     .push((target.clone(), item));
             }
         }
-        if let Some(blocked) = blocked {
-            self.wait_for_room(blocked).await;
-        }
-        count
+        (count, blocked)
+    }
+
+    fn waiting_for_room(
+        &self,
+        blocked: Blocked,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.wait_for_room(blocked))
     }
 
     /// Hands a reply to the request waiting on its inbox if it carries the request's
