@@ -9,6 +9,9 @@ use futures_util::StreamExt;
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[cfg(feature = "nats")]
+#[path = "support/round_trip.rs"]
+mod round_trip;
 use nats_server::NatsServer;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -242,7 +245,7 @@ async fn what_was_published_before_close_reaches_the_server_when_the_process_end
     let server = start().await;
     let plain = async_nats::connect(server.url()).await.unwrap();
     let mut raw = plain.subscribe("exit.>").await.unwrap();
-    plain.flush().await.unwrap();
+    round_trip::round_trip(&plain).await;
     let url = server.url();
     // The "process": its own runtime, shut down the moment close returns.
     std::thread::spawn(move || {

@@ -56,6 +56,9 @@ fn text(m: &Message) -> String {
 #[cfg(feature = "nats")]
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[cfg(feature = "nats")]
+#[path = "support/round_trip.rs"]
+mod round_trip;
 
 #[path = "support/rabbitmq.rs"]
 mod rabbitmq_broker;
@@ -889,7 +892,7 @@ async fn the_jetstream_audit_sees_a_cut_tail_and_fails_closed() {
     let js = async_nats::jetstream::new(client.clone());
     js.delete_stream("AUDIT").await.unwrap();
     let mut raw = client.subscribe("patients.>").await.unwrap();
-    client.flush().await.unwrap();
+    round_trip::round_trip(&client).await;
     for _ in 0..5 {
         let err = bus
             .publish("patients.admitted", event().into())

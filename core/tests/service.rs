@@ -254,6 +254,9 @@ service_suite!(memory, memory_bus);
 #[cfg(feature = "nats")]
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[cfg(feature = "nats")]
+#[path = "support/round_trip.rs"]
+mod round_trip;
 
 #[cfg(feature = "nats")]
 async fn nats_bus() -> (Arc<dyn EventBus>, nats_server::NatsServer) {
@@ -314,7 +317,7 @@ async fn discovery_works_both_ways_with_async_nats_services() {
             request.respond(Ok((n + 1).to_string().into())).await.unwrap();
         }
     });
-    client.flush().await.unwrap();
+    round_trip::round_trip(&client).await;
     let found = discover(bus.as_ref(), Verb::Info, Some("adder"), GATHER)
         .await
         .unwrap();
