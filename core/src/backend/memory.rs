@@ -233,7 +233,7 @@ impl Inner {
             // Boxed, and in a statement of its own: the waiting future is large and rarely
             // needed, and a future built inside an `async fn` takes room in that function's
             // own future, which `EventBus::publish` allocates for every message.
-            let waiting = self.waiting_for_room(blocked);
+            let waiting = self.wait_for_room(blocked);
             waiting.await;
         }
         count
@@ -267,13 +267,6 @@ impl Inner {
         (count, blocked)
     }
 
-    fn waiting_for_room(
-        &self,
-        blocked: Blocked,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.wait_for_room(blocked))
-    }
-
     /// Hands a reply to the request waiting on its inbox if it carries the request's
     /// correlation id; counts it as rejected or late otherwise.
     fn answer_waiter(&self, msg: &Message) {
@@ -293,11 +286,17 @@ impl Inner {
         }
     }
 
-    /// Waits until each full subscription has room (or is unsubscribed), in turn.
-    async fn wait_for_room(&self, blocked: Blocked) {
-        for (target, item) in blocked {
-            self.counters.record(&target.queue.push_wait(item).await);
-        }
+    /// Waits until each full subscription has room (or is unsubscribed), in turn. Boxed
+    /// by a plain function (see [`Inner::deliver`]).
+    fn wait_for_room(
+        &self,
+        blocked: Blocked,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            for (target, item) in blocked {
+                self.counters.record(&target.queue.push_wait(item).await);
+            }
+        })
     }
 
     fn subscribe(self: &Arc<Self>, pattern: &str, group: Option<&str>) -> Result<Subscription> {
