@@ -91,22 +91,23 @@ impl Prometheus {
     /// A port found free can be taken before Prometheus binds it; when Prometheus exits
     /// saying so, it is started again on a fresh port (a bounded number of times).
     pub(crate) fn start(target: u16) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!("busbar-prometheus-{}-{target}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: busbar\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         for _ in 0..10 {
-            if let Some(server) = Self::try_start(&dir) {
+            if let Some(server) = Self::try_start(target) {
                 return server;
             }
         }
         panic!("10 free ports in a row were taken before prometheus could bind them");
     }
 
-    /// One try: `None` when Prometheus exited because its listen address was in use.
-    fn try_start(dir: &std::path::Path) -> Option<Prometheus> {
+    /// One try, its directory made afresh: `None` when Prometheus exited because its listen
+    /// address was in use (dropped, that try's directory is removed).
+    fn try_start(target: u16) -> Option<Prometheus> {
+        let dir = std::env::temp_dir().join(format!("busbar-prometheus-{}-{target}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: busbar\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(binary())
@@ -118,11 +119,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("spawning prometheus");
-        let mut server = Prometheus {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        };
+        let mut server = Prometheus { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http_get(port, "/-/ready") {
@@ -131,8 +128,6 @@ impl Prometheus {
             if let Some(status) = server.child.try_wait().unwrap() {
                 let log = server.log();
                 if log.contains("address already in use") {
-                    // Not dropped: Drop would remove the directory the next try needs.
-                    std::mem::forget(server);
                     return None;
                 }
                 panic!("prometheus exited with {status}; log:\n{log}");
