@@ -105,10 +105,14 @@ pub(crate) async fn acked_messages_survive_a_kill<B: Broker>(
         let id = format!("m{i:04}");
         failed_tries += publish_until_acked(&publisher, "fault.work", &id).await;
         acked.insert(id);
-        if i == n / 3 {
-            // Kill the broker mid-stream; it comes back on the same port and store while
-            // the publisher keeps retrying and the consumer waits.
-            let behind = acked.len() - processed.lock().unwrap().len();
+        // Kill the broker mid-stream, once the consumer lags by `behind_at_least` acked
+        // messages: from a third of the way on, as soon as it does, and at two thirds at the
+        // latest (how soon depends on the machine's load: a CI run once found it 62 behind
+        // at exactly a third). It comes back on the same port and store while the publisher
+        // keeps retrying and the consumer waits.
+        // (The consumer can hold a message whose ack the publisher has not recorded yet.)
+        let behind = acked.len().saturating_sub(processed.lock().unwrap().len());
+        if killed.is_none() && i >= n / 3 && (behind >= behind_at_least || i == 2 * n / 3) {
             assert!(
                 behind >= behind_at_least,
                 "the consumer should lag at the kill by at least {behind_at_least}, is {behind} behind"
