@@ -19,6 +19,36 @@ pub enum Backend {
     Nats,
     /// A RabbitMQ broker over AMQP 0-9-1 (a topic exchange per bus).
     RabbitMq,
+    /// A Kafka-protocol broker (Apache Kafka, Redpanda, tansu): a topic per bus.
+    Kafka,
+}
+
+/// How a Kafka bus spreads its records over the partitions of its topic (docs/design.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartitionBy {
+    /// Every record of one bus goes to one partition (picked at random when it connects):
+    /// each subscriber gets one publisher's messages in the order they were published,
+    /// as on NATS; a queue group spreads over publishers.
+    #[default]
+    Publisher,
+    /// The record key (the subject) picks the partition: one subject's messages keep
+    /// their order, messages on different subjects may be read in another order, and a
+    /// queue group spreads over subjects.
+    Subject,
+}
+
+impl FromStr for PartitionBy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        choose(
+            "kafka_partition_by",
+            s,
+            &[
+                ("publisher", PartitionBy::Publisher),
+                ("subject", PartitionBy::Subject),
+            ],
+        )
+    }
 }
 
 /// What a publisher does when a subscription's buffer is full (docs/design.md §4).
@@ -37,7 +67,7 @@ pub enum Backpressure {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// `backend` / `BUSBAR_BACKEND`: `memory` (default), `nats` or `rabbitmq`.
+    /// `backend` / `BUSBAR_BACKEND`: `memory` (default), `nats`, `rabbitmq` or `kafka`.
     pub backend: Backend,
     /// `nats_url` / `BUSBAR_NATS_URL`: where the NATS backend connects (one URL, or several
     /// separated by commas). A user and password or a token inside it are never printed:
@@ -93,6 +123,31 @@ pub struct Config {
     /// `amqp_require_tls` / `BUSBAR_AMQP_REQUIRE_TLS`: refuse an `amqp_url` without TLS
     /// (`amqp://` rather than `amqps://`).
     pub amqp_require_tls: bool,
+    /// `kafka_brokers` / `BUSBAR_KAFKA_BROKERS`: the Kafka backend's bootstrap brokers,
+    /// `host:port` separated by commas (default `127.0.0.1:9092`).
+    pub kafka_brokers: String,
+    /// `kafka_topic` / `BUSBAR_KAFKA_TOPIC`: the topic every subject of a Kafka bus is a
+    /// record on (default `busbar`); buses on one topic see each other's messages.
+    pub kafka_topic: String,
+    /// `kafka_partitions` / `BUSBAR_KAFKA_PARTITIONS`: partitions of `kafka_topic` when the
+    /// bus creates it (default 8): a queue group spreads over at most that many members.
+    pub kafka_partitions: u32,
+    /// `kafka_partition_by` / `BUSBAR_KAFKA_PARTITION_BY`: `publisher` (default: one
+    /// publisher's messages keep their order, as on NATS) or `subject` (one subject's
+    /// messages keep theirs, and a queue group spreads over subjects).
+    pub kafka_partition_by: PartitionBy,
+    /// `kafka_security_protocol` / `BUSBAR_KAFKA_SECURITY_PROTOCOL`: `plaintext` (default),
+    /// `ssl`, `sasl_plaintext` or `sasl_ssl` (TLS needs busbar built with `kafka-tls`).
+    pub kafka_security_protocol: String,
+    /// `kafka_sasl_mechanism` / `BUSBAR_KAFKA_SASL_MECHANISM`: `PLAIN`, `SCRAM-SHA-256` or
+    /// `SCRAM-SHA-512` (SCRAM needs `kafka-tls`), with `kafka_user` and `kafka_password`.
+    pub kafka_sasl_mechanism: Option<String>,
+    /// `kafka_user` / `BUSBAR_KAFKA_USER`: SASL user name.
+    pub kafka_user: Option<String>,
+    /// `kafka_password` / `BUSBAR_KAFKA_PASSWORD`: SASL password (never printed).
+    pub kafka_password: Option<String>,
+    /// `kafka_tls_ca` / `BUSBAR_KAFKA_TLS_CA`: PEM file of root certificates to trust.
+    pub kafka_tls_ca: Option<String>,
     /// `publish_timeout_ms` / `BUSBAR_PUBLISH_TIMEOUT_MS`: longest wait of a publish (and of
     /// `flush`) for the connection to take the message, and of a durable publish for the
     /// stream's acknowledgement, in milliseconds (default 5000). Past it the call fails with
@@ -222,6 +277,15 @@ impl fmt::Debug for Config {
             .field("amqp_tls_cert", &self.amqp_tls_cert)
             .field("amqp_tls_key", &self.amqp_tls_key)
             .field("amqp_require_tls", &self.amqp_require_tls)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_topic", &self.kafka_topic)
+            .field("kafka_partitions", &self.kafka_partitions)
+            .field("kafka_partition_by", &self.kafka_partition_by)
+            .field("kafka_security_protocol", &self.kafka_security_protocol)
+            .field("kafka_sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("kafka_user", &self.kafka_user)
+            .field("kafka_password", &secret(&self.kafka_password))
+            .field("kafka_tls_ca", &self.kafka_tls_ca)
             .field("publish_timeout_ms", &self.publish_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("connect_retries", &self.connect_retries)
@@ -289,6 +353,14 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Default `amqp_exchange`.
 pub const DEFAULT_AMQP_EXCHANGE: &str = "busbar";
+/// Default `kafka_brokers`.
+pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+/// Default `kafka_topic`.
+pub const DEFAULT_KAFKA_TOPIC: &str = "busbar";
+/// Default `kafka_partitions`.
+pub const DEFAULT_KAFKA_PARTITIONS: u32 = 8;
+/// Most `kafka_partitions` a bus creates its topic with.
+pub const MAX_KAFKA_PARTITIONS: u64 = 1024;
 
 /// The keys [`Config::set`] accepts; the environment variable is `BUSBAR_` + the key in capitals.
 pub const KEYS: &[&str] = &[
@@ -315,6 +387,15 @@ pub const KEYS: &[&str] = &[
     "amqp_tls_cert",
     "amqp_tls_key",
     "amqp_require_tls",
+    "kafka_brokers",
+    "kafka_topic",
+    "kafka_partitions",
+    "kafka_partition_by",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_user",
+    "kafka_password",
+    "kafka_tls_ca",
     "publish_timeout_ms",
     "connect_timeout_ms",
     "connect_retries",
@@ -353,6 +434,7 @@ pub const NUMBER_OR_FLAG_KEYS: &[&str] = &[
     "subscription_max_bytes",
     "nats_require_tls",
     "amqp_require_tls",
+    "kafka_partitions",
     "publish_timeout_ms",
     "connect_timeout_ms",
     "connect_retries",
@@ -433,6 +515,15 @@ impl Default for Config {
             amqp_tls_cert: None,
             amqp_tls_key: None,
             amqp_require_tls: false,
+            kafka_brokers: DEFAULT_KAFKA_BROKERS.to_owned(),
+            kafka_topic: DEFAULT_KAFKA_TOPIC.to_owned(),
+            kafka_partitions: DEFAULT_KAFKA_PARTITIONS,
+            kafka_partition_by: PartitionBy::Publisher,
+            kafka_security_protocol: "plaintext".to_owned(),
+            kafka_sasl_mechanism: None,
+            kafka_user: None,
+            kafka_password: None,
+            kafka_tls_ca: None,
             publish_timeout_ms: DEFAULT_PUBLISH_TIMEOUT_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             connect_retries: 0,
@@ -513,9 +604,13 @@ impl Config {
                 self.set("backend", "rabbitmq")?;
                 self.set("amqp_url", url)
             }
+            Some("kafka") => {
+                self.set("backend", "kafka")?;
+                self.set("kafka_brokers", &url["kafka://".len()..])
+            }
             // The URL itself is not quoted: it may hold a password.
             other => Err(Error::InvalidArgument(format!(
-                "a connect URL starts with nats:// (NATS) or amqp:// (RabbitMQ), not {}",
+                "a connect URL starts with nats:// (NATS), amqp:// (RabbitMQ) or kafka:// (Kafka), not {}",
                 other.map_or_else(
                     || "a URL without a scheme".to_owned(),
                     |s| crate::error::quote(&format!("{s}://"))
@@ -586,6 +681,73 @@ impl Config {
             "amqp_tls_cert" => self.amqp_tls_cert = non_empty(key, value)?,
             "amqp_tls_key" => self.amqp_tls_key = non_empty(key, value)?,
             "amqp_require_tls" => self.amqp_require_tls = boolean(key, value)?,
+            "kafka_brokers" => {
+                // host:port[,host:port...]: librdkafka would only log a malformed entry.
+                let ok = !value.trim().is_empty()
+                    && value.split(',').all(|b| {
+                        b.trim()
+                            .rsplit_once(':')
+                            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+                    });
+                if !ok {
+                    return Err(Error::InvalidArgument(format!(
+                        "kafka_brokers must be host:port entries separated by commas, not {}",
+                        crate::error::quote(value)
+                    )));
+                }
+                self.kafka_brokers = value.trim().to_owned();
+            }
+            "kafka_topic" => {
+                // Kafka's topic names; 200 leaves room under its 249 bytes for the group
+                // ids busbar derives from it.
+                let ok = !value.is_empty()
+                    && value.len() <= 200
+                    && value != "."
+                    && value != ".."
+                    && !value.starts_with("__")
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return Err(Error::InvalidArgument(format!(
+                        "kafka_topic must be 1 to 200 letters, digits, '-', '_' or '.' and not start with \"__\", not {}",
+                        crate::error::quote(value)
+                    )));
+                }
+                self.kafka_topic = value.to_owned();
+            }
+            "kafka_partitions" => self.kafka_partitions = whole(key, value, 1, MAX_KAFKA_PARTITIONS)? as u32,
+            "kafka_partition_by" => self.kafka_partition_by = parse(key, value)?,
+            "kafka_security_protocol" => {
+                self.kafka_security_protocol = choose(
+                    key,
+                    value,
+                    &[
+                        ("plaintext", "plaintext"),
+                        ("ssl", "ssl"),
+                        ("sasl_plaintext", "sasl_plaintext"),
+                        ("sasl_ssl", "sasl_ssl"),
+                    ],
+                )?
+                .to_owned()
+            }
+            "kafka_sasl_mechanism" => {
+                self.kafka_sasl_mechanism = Some(
+                    choose(
+                        key,
+                        value,
+                        &[
+                            ("plain", "PLAIN"),
+                            ("scram-sha-256", "SCRAM-SHA-256"),
+                            ("scram-sha-512", "SCRAM-SHA-512"),
+                        ],
+                    )?
+                    .to_owned(),
+                )
+            }
+            "kafka_user" => self.kafka_user = non_empty(key, value)?,
+            "kafka_password" => self.kafka_password = non_empty(key, value)?,
+            "kafka_tls_ca" => self.kafka_tls_ca = non_empty(key, value)?,
             "publish_timeout_ms" => {
                 self.publish_timeout_ms = match value.trim().parse::<u64>() {
                     Ok(ms) if (1..=MAX_PUBLISH_TIMEOUT_MS).contains(&ms) => ms,
@@ -1130,18 +1292,20 @@ impl FromStr for Backend {
                 ("memory", Backend::Memory),
                 ("nats", Backend::Nats),
                 ("rabbitmq", Backend::RabbitMq),
+                ("kafka", Backend::Kafka),
             ],
         )
     }
 }
 
 impl Backend {
-    /// `"memory"`, `"nats"` or `"rabbitmq"`: the name configuration takes.
+    /// `"memory"`, `"nats"`, `"rabbitmq"` or `"kafka"`: the name configuration takes.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
             Backend::Nats => "nats",
             Backend::RabbitMq => "rabbitmq",
+            Backend::Kafka => "kafka",
         }
     }
 }

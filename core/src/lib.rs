@@ -42,6 +42,8 @@ mod json_pointer;
 pub mod rate;
 pub mod throttle;
 
+#[cfg(feature = "kafka")]
+pub use backend::kafka;
 pub use backend::memory;
 #[cfg(feature = "nats")]
 pub use backend::nats;
@@ -50,7 +52,7 @@ pub use backend::rabbitmq;
 pub use batch::Batches;
 pub use bus::{collect_common, next_connection_event, publish_batch, BusStats, ConnectionEvent, EventBus};
 pub use bytes::Bytes;
-pub use config::{Backend, Backpressure, Config, ConfigValue, Overflow};
+pub use config::{Backend, Backpressure, Config, ConfigValue, Overflow, PartitionBy};
 pub use connect::{connect, connect_from_env, connect_parts, Connected};
 pub use durable::{
     Backoff, ConsumerConfig, ConsumerInfo, ConsumerOptions, DurableHandle, DurableMessage, DurableStats,

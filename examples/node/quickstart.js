@@ -52,12 +52,13 @@ async function main() {
   console.log(`   request id            ${requestId}`)
   console.log(`   reply correlation id  ${reply.correlationId ?? '-'}`)
 
-  // Nobody listens on `time.later`: the request fails at once instead of waiting.
+  // Nobody listens on `time.later`: the request fails at once (no_responders) instead of
+  // waiting; on Kafka, which cannot tell who listens, it fails after its timeout.
   try {
     await bus.request('time.later', 'hello?', { timeoutMs: 2000 })
     console.log('   unexpected reply from time.later')
   } catch (err) {
-    console.log(`   request to time.later failed at once: [${err.code}] ${err.message}`)
+    console.log(`   request to time.later failed: [${err.code}] ${err.message}`)
   }
 
   // Bad input gets a clear error, never a silent drop.

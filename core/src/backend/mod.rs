@@ -1,5 +1,5 @@
 //! The backends and their plumbing: the in-memory bus (with its durable log), NATS and
-//! JetStream, RabbitMQ, the subscription queue and the reply inbox they share, and [`connect`],
+//! JetStream, RabbitMQ, Kafka, the subscription queue and the reply inbox they share, and [`connect`],
 //! which builds the raw backend a [`Config`] names (no policy layer: see
 //! [`crate::connect`]).
 
@@ -7,14 +7,18 @@ use std::sync::Arc;
 
 use crate::bus::EventBus;
 use crate::config::{Backend, Config};
-#[cfg(not(all(feature = "nats", feature = "rabbitmq")))]
+#[cfg(not(all(feature = "nats", feature = "rabbitmq", feature = "kafka")))]
 use crate::error::Error;
 use crate::error::Result;
 
 pub(crate) mod counters;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+pub(crate) mod pumped;
 pub(crate) mod queue;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
@@ -40,6 +44,13 @@ pub(crate) async fn connect(config: &Config) -> Result<Arc<dyn EventBus>> {
         #[cfg(not(feature = "rabbitmq"))]
         Backend::RabbitMq => Err(Error::Backend {
             message: "backend \"rabbitmq\" needs busbar built with the \"rabbitmq\" feature; use backend \"memory\"".into(),
+            source: None,
+        }),
+        #[cfg(feature = "kafka")]
+        Backend::Kafka => Ok(Arc::new(kafka::KafkaBus::connect(config.clone()).await?)),
+        #[cfg(not(feature = "kafka"))]
+        Backend::Kafka => Err(Error::Backend {
+            message: "backend \"kafka\" needs busbar built with the \"kafka\" feature; use backend \"memory\"".into(),
             source: None,
         }),
     }

@@ -13,9 +13,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::backend::counters::Counters;
-use crate::backend::queue::{
-    self, BeforeDrain, Command, Item, Payload, PumpHandle, Pushed, QueueSender, QueueState, TryQueue,
-};
+use crate::backend::queue::{BeforeDrain, Command, Item, Payload, Pushed, QueueSender, TryQueue};
 use crate::backend::reply::{self, Inbox};
 use crate::bounds::MAX_HEADER_BLOCK;
 use crate::bus::ConnectionEvent;
@@ -475,31 +473,22 @@ impl Inner {
             .bounded(|| format!("subscribing to {pattern:?}"), subscribing)
             .await?
             .map_err(|e| backend(format!("subscribing to {pattern:?}"), e))?;
-        let state = Arc::new(QueueState::default());
-        self.counters.instruments.track(pattern, group, &state);
-        let (handle, command_rx) = PumpHandle::new(state.clone(), RoundTrip(Arc::downgrade(self)));
-        let handle = Arc::new(handle);
-        let (queue, mut stream) = queue::channel(
-            self.config.subscription_capacity,
-            self.config.subscription_max_bytes,
-            self.config.backpressure,
+        let (queue, command_rx, mut pending) = crate::backend::pumped::subscription(
+            &self.config,
+            &self.counters,
             pattern,
-            state,
-            handle.clone(),
+            group,
+            RoundTrip(Arc::downgrade(self)),
         );
         let bus = Arc::downgrade(self);
-        stream.decode_with(Arc::new(move |raw| match bus.upgrade() {
-            Some(bus) => bus.receive(raw),
-            None => Err(Error::Closed("bus")),
-        }));
-        self.counters.subscriptions.fetch_add(1, Relaxed);
+        pending
+            .stream
+            .decode_with(Arc::new(move |raw| match bus.upgrade() {
+                Some(bus) => bus.receive(raw),
+                None => Err(Error::Closed("bus")),
+            }));
         tokio::spawn(pump(subscriber, queue, command_rx, Arc::downgrade(self)));
-        Ok(Subscription::new(
-            Box::pin(stream),
-            handle,
-            pattern,
-            group.map(str::to_owned),
-        ))
+        Ok(pending.finish())
     }
 
     pub(super) async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {

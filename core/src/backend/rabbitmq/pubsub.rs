@@ -15,9 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connection::{backend, Attachment, Inner, Session};
 use super::{request, subjects};
-use crate::backend::queue::{
-    self, Command, Item, Payload, PumpHandle, Pushed, QueueSender, QueueState, TryQueue,
-};
+use crate::backend::queue::{Command, Item, Payload, Pushed, QueueSender, TryQueue};
 use crate::config::Backpressure;
 use crate::error::Result;
 use crate::subject::validate_queue_group;
@@ -74,26 +72,10 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
     };
     let seen = bus.generation.subscribe();
     let consumer = pump.attach(bus, &session).await.map_err(|e| backend(what(), e))?;
-    let state = Arc::new(QueueState::default());
-    bus.counters.instruments.track(pattern, group, &state);
-    let (handle, command_rx) = PumpHandle::new(state.clone(), ());
-    let handle = Arc::new(handle);
-    let (queue, stream) = queue::channel(
-        bus.config.subscription_capacity,
-        bus.config.subscription_max_bytes,
-        mode,
-        pattern,
-        state,
-        handle.clone(),
-    );
-    bus.counters.subscriptions.fetch_add(1, Relaxed);
+    let (queue, command_rx, pending) =
+        crate::backend::pumped::subscription(&bus.config, &bus.counters, pattern, group, ());
     tokio::spawn(pump.run(consumer, seen, queue, command_rx));
-    Ok(Subscription::new(
-        Box::pin(stream),
-        handle,
-        pattern,
-        group.map(str::to_owned),
-    ))
+    Ok(pending.finish())
 }
 
 struct Pump {
