@@ -158,7 +158,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * collected without being closed releases its resources then.
  */
 export declare class Bus {
-  /** `"memory"`, `"nats"` or `"rabbitmq"`. */
+  /** `"memory"`, `"nats"`, `"rabbitmq"` or `"kafka"`. */
   get backend(): string
   /**
    * Publishes `data` (Buffer, Uint8Array, string, or a value serialised as JSON) to
@@ -552,8 +552,8 @@ export interface ConnectionEvent {
  * then the defaults. Numbers and booleans may also be given as strings.
  */
 export interface ConnectOptions {
-  /** `"memory"` (default), `"nats"` or `"rabbitmq"`. */
-  backend?: 'memory' | 'nats' | 'rabbitmq'
+  /** `"memory"` (default), `"nats"`, `"rabbitmq"` or `"kafka"`. */
+  backend?: 'memory' | 'nats' | 'rabbitmq' | 'kafka'
   /** Server of the NATS backend, e.g. `nats://127.0.0.1:4222`, or a comma-separated list. */
   natsUrl?: string
   /** Broker of the RabbitMQ backend, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. */
@@ -596,6 +596,30 @@ export interface ConnectOptions {
   amqpTlsKey?: string
   /** Refuse an `amqpUrl` that is not `amqps://`. */
   amqpRequireTls?: boolean | string
+  /**
+   * Bootstrap brokers of the Kafka backend, `host:port` separated by commas
+   * (default `127.0.0.1:9092`).
+   */
+  kafkaBrokers?: string
+  /** The topic every subject of a Kafka bus is a record on (default `busbar`). */
+  kafkaTopic?: string
+  /** Partitions of `kafkaTopic` when the bus creates it (default 8). */
+  kafkaPartitions?: number | string
+  /**
+   * `"publisher"` (default: one publisher's messages keep their order) or `"subject"`
+   * (one subject's do, and a queue group spreads over subjects).
+   */
+  kafkaPartitionBy?: 'publisher' | 'subject'
+  /** `"plaintext"` (default), `"ssl"`, `"sasl_plaintext"` or `"sasl_ssl"`. */
+  kafkaSecurityProtocol?: string
+  /** `"PLAIN"`, `"SCRAM-SHA-256"` or `"SCRAM-SHA-512"`. */
+  kafkaSaslMechanism?: string
+  /** SASL user of the Kafka backend (with `kafkaPassword`). */
+  kafkaUser?: string
+  /** SASL password of the Kafka backend (never printed). */
+  kafkaPassword?: string
+  /** PEM file of root certificates to trust for Kafka over TLS. */
+  kafkaTlsCa?: string
   /**
    * Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
    * (0 = forever).

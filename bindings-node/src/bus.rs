@@ -266,7 +266,7 @@ impl Bus {
 
 #[napi]
 impl Bus {
-    /// `"memory"`, `"nats"` or `"rabbitmq"`.
+    /// `"memory"`, `"nats"`, `"rabbitmq"` or `"kafka"`.
     #[napi(getter, catch_unwind)]
     pub fn backend(&self) -> String {
         self.inner.backend().to_string()

@@ -11,8 +11,8 @@ use crate::args::{describe, string_arg, type_error};
 /// then the defaults. Numbers and booleans may also be given as strings.
 #[napi(object)]
 pub struct ConnectOptions {
-    /// `"memory"` (default), `"nats"` or `"rabbitmq"`.
-    #[napi(ts_type = "'memory' | 'nats' | 'rabbitmq'")]
+    /// `"memory"` (default), `"nats"`, `"rabbitmq"` or `"kafka"`.
+    #[napi(ts_type = "'memory' | 'nats' | 'rabbitmq' | 'kafka'")]
     pub backend: Option<String>,
     /// Server of the NATS backend, e.g. `nats://127.0.0.1:4222`, or a comma-separated list.
     pub nats_url: Option<String>,
@@ -61,6 +61,28 @@ pub struct ConnectOptions {
     /// Refuse an `amqpUrl` that is not `amqps://`.
     #[napi(ts_type = "boolean | string")]
     pub amqp_require_tls: Option<bool>,
+    /// Bootstrap brokers of the Kafka backend, `host:port` separated by commas
+    /// (default `127.0.0.1:9092`).
+    pub kafka_brokers: Option<String>,
+    /// The topic every subject of a Kafka bus is a record on (default `busbar`).
+    pub kafka_topic: Option<String>,
+    /// Partitions of `kafkaTopic` when the bus creates it (default 8).
+    #[napi(ts_type = "number | string")]
+    pub kafka_partitions: Option<u32>,
+    /// `"publisher"` (default: one publisher's messages keep their order) or `"subject"`
+    /// (one subject's do, and a queue group spreads over subjects).
+    #[napi(ts_type = "'publisher' | 'subject'")]
+    pub kafka_partition_by: Option<String>,
+    /// `"plaintext"` (default), `"ssl"`, `"sasl_plaintext"` or `"sasl_ssl"`.
+    pub kafka_security_protocol: Option<String>,
+    /// `"PLAIN"`, `"SCRAM-SHA-256"` or `"SCRAM-SHA-512"`.
+    pub kafka_sasl_mechanism: Option<String>,
+    /// SASL user of the Kafka backend (with `kafkaPassword`).
+    pub kafka_user: Option<String>,
+    /// SASL password of the Kafka backend (never printed).
+    pub kafka_password: Option<String>,
+    /// PEM file of root certificates to trust for Kafka over TLS.
+    pub kafka_tls_ca: Option<String>,
     /// Days a durable stream keeps messages when `declareStream` sets no `maxAgeMs`
     /// (0 = forever).
     #[napi(ts_type = "number | string")]

@@ -521,7 +521,7 @@ impl Bus {
         }
     }
 
-    /// `"memory"`, `"nats"` or `"rabbitmq"`.
+    /// `"memory"`, `"nats"`, `"rabbitmq"` or `"kafka"`.
     #[getter]
     fn backend(&self) -> String {
         self.bus.backend().to_string()

@@ -63,7 +63,10 @@ async function rejectsWith(promise, code) {
 
 /**
  * `known.closing`: a reason to skip the closing test on this backend (a known defect,
- * reported, never a silent difference).
+ * reported, never a silent difference). `known.noResponders = 'timeout'`: the backend
+ * answers a request nobody reads with `timeout` (Kafka, docs/design.md §5).
+ * `known.onePartitionPerPublisher`: a queue group gets one publisher's messages through
+ * one member (Kafka's default `kafkaPartitionBy`, docs/design.md §4).
  */
 function contract(name, options, known = {}) {
   describe(`contract on the ${name} bus`, () => {
@@ -186,7 +189,11 @@ function contract(name, options, known = {}) {
       }
       const all = [...a.got, ...b.got].map((m) => m.text()).sort()
       assert.deepEqual(all, Array.from({ length: 40 }, (_, i) => `image-${i}`).sort())
-      assert.ok(a.got.length > 0 && b.got.length > 0, `split ${a.got.length}/${b.got.length}`)
+      // Kafka hands one publisher's messages to one partition, so to one member: the
+      // Kafka suite checks the spread with kafkaPartitionBy 'subject' (docs/design.md §4).
+      if (!known.onePartitionPerPublisher) {
+        assert.ok(a.got.length > 0 && b.got.length > 0, `split ${a.got.length}/${b.got.length}`)
+      }
       await sa.unsubscribe()
       await sb.unsubscribe()
     })
@@ -228,8 +235,14 @@ function contract(name, options, known = {}) {
 
     it('rejects a request with no_responders at once and with timeout when nobody answers', async () => {
       const started = Date.now()
-      await rejectsWith(bus.request('nobody.home', 'x', { timeoutMs: 5000 }), 'no_responders')
-      assert.ok(Date.now() - started < 2000, 'no_responders did not wait for the timeout')
+      if (known.noResponders === 'timeout') {
+        // Kafka cannot tell that nobody reads a subject (docs/design.md §5): a timeout.
+        await rejectsWith(bus.request('nobody.home', 'x', { timeoutMs: 300 }), 'timeout')
+        assert.ok(Date.now() - started >= 300, 'the timeout came early')
+      } else {
+        await rejectsWith(bus.request('nobody.home', 'x', { timeoutMs: 5000 }), 'no_responders')
+        assert.ok(Date.now() - started < 2000, 'no_responders did not wait for the timeout')
+      }
       const silent = await bus.subscribe('silent')
       await rejectsWith(bus.request('silent', 'x', { timeoutMs: 100 }), 'timeout')
       await silent.unsubscribe()

@@ -76,7 +76,8 @@ _PublishItem = tuple[str, _Data] | tuple[str, _Data, _PublishOptions | None]
 """bytes-like as is, str as UTF-8, anything else serialised as JSON."""
 
 def connect(url: str | None = None, **kwargs: str | int | bool) -> Awaitable[Bus]:
-    """Connects: the in-memory bus unless `backend` / BUSBAR_BACKEND says "nats" or "rabbitmq"."""
+    """Connects: the in-memory bus unless `backend` / BUSBAR_BACKEND says "nats",
+    "rabbitmq" or "kafka"."""
 
 def subject_matches(pattern: str, subject: str) -> bool: ...
 def _set_trace_hook(hook: Callable[[], tuple[str, str | None] | None] | None) -> None: ...
