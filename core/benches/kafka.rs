@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 const ROUNDS: usize = 5;
 const PUBLISHES: usize = 50_000;
 const PUB_SUB: usize = 20_000;
-const REQUESTS: usize = 300;
+const REQUESTS: usize = 200;
 const PAYLOAD: usize = 128;
 const PARTITIONS: i32 = 8;
 
@@ -86,6 +86,8 @@ fn raw_consumer(brokers: &str, topic: &str) -> StreamConsumer {
 /// Publishes per second until the brokers acknowledged them all (busbar: `flush`).
 async fn publish_busbar(brokers: &str, payload: &Bytes) -> f64 {
     let bus = bus(brokers, &topic()).await;
+    bus.publish("bench.pub", payload.clone()).await.unwrap(); // warm-up, as for raw
+    bus.flush().await.unwrap();
     let start = Instant::now();
     for _ in 0..PUBLISHES {
         bus.publish("bench.pub", payload.clone()).await.unwrap();
@@ -100,6 +102,12 @@ async fn publish_raw(brokers: &str, payload: &Bytes) -> f64 {
     let topic = topic();
     create_topic(brokers, &topic).await;
     let producer = raw_producer(brokers);
+    // Warm-up: the producer learns the topic's metadata, as busbar's did at connect.
+    producer
+        .send(BaseRecord::to(&topic).key("bench.pub").payload(payload.as_ref()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
     let start = Instant::now();
     for _ in 0..PUBLISHES {
         producer
@@ -111,10 +119,46 @@ async fn publish_raw(brokers: &str, payload: &Bytes) -> f64 {
     PUBLISHES as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The raw client sending what busbar sends per record: the CloudEvents headers of a new
+/// event (busbar's own encoding, `busbar::kafka::envelope::headers`) beside the payload.
+async fn publish_raw_ce(brokers: &str, payload: &Bytes) -> f64 {
+    let topic = topic();
+    create_topic(brokers, &topic).await;
+    let producer = raw_producer(brokers);
+    let event = || {
+        busbar::Message::builder("bench.pub")
+            .data(payload.clone())
+            .build()
+            .unwrap()
+    };
+    producer
+        .send(BaseRecord::to(&topic).key("bench.pub").payload(payload.as_ref()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    for _ in 0..PUBLISHES {
+        let msg = event();
+        producer
+            .send(
+                BaseRecord::to(&topic)
+                    .key("bench.pub")
+                    .payload(payload.as_ref())
+                    .headers(busbar::kafka::envelope::headers(&msg)),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    PUBLISHES as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Messages per second from the first publish to the last one received.
 async fn pub_sub_busbar(brokers: &str, payload: &Bytes) -> f64 {
     let bus = bus(brokers, &topic()).await;
     let mut sub = bus.subscribe("bench.>").await.unwrap();
+    bus.publish("bench.warm", payload.clone()).await.unwrap(); // warm-up, as for raw
+    sub.next().await.unwrap().unwrap();
     let start = Instant::now();
     let publisher = {
         let (bus, payload) = (bus.clone(), payload.clone());
@@ -138,6 +182,12 @@ async fn pub_sub_raw(brokers: &str, payload: &Bytes) -> f64 {
     create_topic(brokers, &topic).await;
     let consumer = raw_consumer(brokers, &topic);
     let producer = raw_producer(brokers);
+    // Warm-up: one record through, so both clients know the topic and fetch.
+    producer
+        .send(BaseRecord::to(&topic).key("bench.warm").payload(payload.as_ref()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    consumer.recv().await.unwrap();
     let start = Instant::now();
     let publisher = {
         let (topic, payload) = (topic.clone(), payload.clone());
@@ -260,29 +310,32 @@ fn main() {
     runtime.block_on(async {
         let payload = Bytes::from(vec![b'x'; PAYLOAD]);
         let (mut pb, mut pr, mut sb, mut sr) = (vec![], vec![], vec![], vec![]);
+        let mut pc = vec![];
         for round in 0..ROUNDS {
             // Alternate which client goes first, so neither always meets a warmer broker.
             if round % 2 == 0 {
                 pb.push(publish_busbar(&brokers, &payload).await);
                 pr.push(publish_raw(&brokers, &payload).await);
+                pc.push(publish_raw_ce(&brokers, &payload).await);
                 sb.push(pub_sub_busbar(&brokers, &payload).await);
                 sr.push(pub_sub_raw(&brokers, &payload).await);
             } else {
+                pc.push(publish_raw_ce(&brokers, &payload).await);
                 pr.push(publish_raw(&brokers, &payload).await);
                 pb.push(publish_busbar(&brokers, &payload).await);
                 sr.push(pub_sub_raw(&brokers, &payload).await);
                 sb.push(pub_sub_busbar(&brokers, &payload).await);
             }
             eprintln!(
-                "round {round}: publish {:.0} / {:.0}, pub->sub {:.0} / {:.0} msg/s (busbar / raw)",
-                pb[round], pr[round], sb[round], sr[round]
+                "round {round}: publish {:.0} / {:.0} / {:.0}, pub->sub {:.0} / {:.0} msg/s (busbar / raw / raw with ce_ headers)",
+                pb[round], pr[round], pc[round], sb[round], sr[round]
             );
         }
         let (rb, rr) = (
             request_busbar(&brokers, &payload).await,
             request_raw(&brokers, &payload).await,
         );
-        let (pb, pr, sb, sr) = (median(pb), median(pr), median(sb), median(sr));
+        let (pb, pr, pc, sb, sr) = (median(pb), median(pr), median(pc), median(sb), median(sr));
         println!("Kafka (tansu 0.6.0, memory storage), {PAYLOAD}-byte payloads, median of {ROUNDS} rounds");
         println!("{:<28}{:>14}{:>14}{:>10}", "", "busbar", "raw rdkafka", "ratio");
         println!(
@@ -291,6 +344,13 @@ fn main() {
             pb,
             pr,
             pb / pr
+        );
+        println!(
+            "{:<28}{:>14.0}{:>14.0}{:>10.2}",
+            "publish, raw sends ce_ hdrs",
+            pb,
+            pc,
+            pb / pc
         );
         println!(
             "{:<28}{:>14.0}{:>14.0}{:>10.2}",
