@@ -382,7 +382,10 @@ pub(crate) trait Detach: Send + Sync {
 
 /// What a subscription's control asks of the task pumping a broker's messages into its
 /// queue (the NATS and RabbitMQ backends).
-#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")),
+    allow(dead_code)
+)]
 pub(crate) enum Command {
     /// Stop interest at the broker and deliver what is in flight; answer once stopped.
     Drain(oneshot::Sender<()>),
@@ -391,7 +394,10 @@ pub(crate) enum Command {
 
 /// What a backend does before it asks its pump to drain (NATS: a round trip through the
 /// server, so what it routed before is in the subscription's buffer).
-#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")),
+    allow(dead_code)
+)]
 #[async_trait::async_trait]
 pub(crate) trait BeforeDrain: Send + Sync {
     async fn before_drain(&self) -> Result<()>;
@@ -414,7 +420,10 @@ impl BeforeDrain for () {
 
 /// The control of a subscription fed by a pump task: commands go to the pump, stats come
 /// from the queue's state; dropping the stream unsubscribes once.
-#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")),
+    allow(dead_code)
+)]
 pub(crate) struct PumpHandle<B> {
     commands: mpsc::Sender<Command>,
     state: Arc<QueueState>,
@@ -422,7 +431,10 @@ pub(crate) struct PumpHandle<B> {
     detached: AtomicBool,
 }
 
-#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "nats", feature = "rabbitmq", feature = "kafka")),
+    allow(dead_code)
+)]
 impl<B: BeforeDrain> PumpHandle<B> {
     /// A handle on `state`, and the receiver of its commands for the pump.
     pub(crate) fn new(state: Arc<QueueState>, before_drain: B) -> (Self, mpsc::Receiver<Command>) {
