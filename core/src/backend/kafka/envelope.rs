@@ -78,9 +78,14 @@ pub(crate) fn subject<'a, H: Headers>(headers: Option<&'a H>, key: Option<&'a [u
     header(headers, "ce_subject").or_else(|| key.and_then(|k| std::str::from_utf8(k).ok()))
 }
 
-/// Whether the record is a bus's own marker (a flush's), which no reader delivers.
-pub(crate) fn is_marker<H: Headers>(headers: Option<&H>) -> bool {
-    headers.is_some_and(|h| h.iter().any(|h| h.key == MARKER))
+/// Whether `m` is a bus's position marker, which no reader delivers: no key, no value,
+/// and the one `busbar-marker` header. A record with that header beside anything else is
+/// no marker, so a peer cannot hide a message behind the header.
+pub(crate) fn is_marker<M: rdkafka::message::Message>(m: &M) -> bool {
+    m.key().is_none_or(<[u8]>::is_empty)
+        && m.payload().is_none_or(<[u8]>::is_empty)
+        && m.headers()
+            .is_some_and(|h| h.count() == 1 && h.get(0).key == MARKER)
 }
 
 /// The busbar message a record on `subject` carries, or a `decode` error naming the first

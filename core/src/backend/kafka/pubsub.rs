@@ -145,10 +145,21 @@ async fn start_group(bus: &Inner, consumer: &Arc<KafkaConsumer>, id: &str) -> Re
     if start.count() == 0 {
         return Ok(());
     }
+    // A synchronous commit waits for the group's coordinator: bounded here, so a hung
+    // broker fails the subscribe within connect_timeout_ms (the blocking call ends on
+    // librdkafka's own request timeout).
     let c = consumer.clone();
-    blocking(move || c.commit(&start, CommitMode::Sync))
-        .await?
-        .map_err(failed)
+    match tokio::time::timeout(limit, blocking(move || c.commit(&start, CommitMode::Sync))).await {
+        Ok(done) => done?.map_err(failed),
+        Err(_) => Err(Error::Backend {
+            message: format!(
+                "starting Kafka consumer group {}: the group's coordinator did not answer within connect_timeout_ms ({} ms)",
+                quote(id),
+                limit.as_millis()
+            ),
+            source: None,
+        }),
+    }
 }
 
 struct Pump {
@@ -305,7 +316,7 @@ impl Pump {
 /// is a marker, or names no valid subject: then counted `undecodable`), else the message
 /// or why it cannot be read.
 fn route<M: rdkafka::message::Message>(bus: &Inner, pattern: &str, m: &M) -> Option<Payload> {
-    if envelope::is_marker(m.headers()) {
+    if envelope::is_marker(m) {
         return None;
     }
     let subject = match envelope::subject(m.headers(), m.key()) {

@@ -63,7 +63,7 @@ async fn route_replies(consumer: Arc<KafkaConsumer>, mut closing: watch::Receive
         let Some(subject) = envelope::subject(m.headers(), m.key()) else {
             continue;
         };
-        if !bus.inbox.owns(subject) || envelope::is_marker(m.headers()) {
+        if !bus.inbox.owns(subject) || envelope::is_marker(&m) {
             continue;
         }
         let subject = subject.to_owned();
