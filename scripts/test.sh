@@ -38,10 +38,10 @@ step "Kafka: a tansu broker binary for the Kafka backend's tests (core/tests/kaf
 # tansu (an Apache-Kafka-compatible broker, crates.io) built once into a cache outside the
 # clone: a cold install took 15 min 14 s on a 2-core machine. The tests start private
 # brokers with it on free loopback ports (memory storage) and stop them by PID.
-TANSU_ROOT="${BUSBAR_TANSU_ROOT:-$HOME/.cache/busbar/tansu}"
-export BUSBAR_TANSU="$TANSU_ROOT/bin/tansu"
-if [ -x "$BUSBAR_TANSU" ]; then
-    echo "found $("$BUSBAR_TANSU" --version 2>/dev/null || echo "$BUSBAR_TANSU")"
+TANSU_ROOT="${TANSU_ROOT_DIR:-$HOME/.cache/busbar/tansu}"
+export TANSU_BIN="$TANSU_ROOT/bin/tansu"
+if [ -x "$TANSU_BIN" ]; then
+    echo "found $("$TANSU_BIN" --version 2>/dev/null || echo "$TANSU_BIN")"
 else
     echo "tansu not found: cargo install tansu 0.6.0 into $TANSU_ROOT (about 15 minutes, once)"
     cargo install tansu --version 0.6.0 --locked --features dynostore,postgres --root "$TANSU_ROOT" --quiet
@@ -108,7 +108,7 @@ done
 
 step "Rust: the quickstart and the PHI example run unchanged on Kafka (configuration only, a private tansu broker)"
 KAFKA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BUSBAR_TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+"$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ >/dev/null 2>&1 &
 KAFKA_PID=$!
 trap 'kill "$KAFKA_PID" 2>/dev/null || true' EXIT

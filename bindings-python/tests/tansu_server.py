@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def binary() -> str:
-    explicit = os.environ.get("BUSBAR_TANSU")
+    explicit = os.environ.get("TANSU_BIN")
     if explicit:
         return explicit
     cached = Path.home() / ".cache/busbar/tansu/bin/tansu"

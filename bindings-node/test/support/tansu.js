@@ -9,7 +9,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 function binary() {
-  if (process.env.BUSBAR_TANSU) return process.env.BUSBAR_TANSU
+  if (process.env.TANSU_BIN) return process.env.TANSU_BIN
   const cached = path.join(os.homedir(), '.cache/busbar/tansu/bin/tansu')
   return fs.existsSync(cached) ? cached : 'tansu'
 }

@@ -16,9 +16,9 @@ pub(crate) struct Tansu {
     child: Option<Child>,
 }
 
-/// The tansu binary: `BUSBAR_TANSU`, else scripts/test.sh's cache, else `tansu` on PATH.
+/// The tansu binary: `TANSU_BIN`, else scripts/test.sh's cache, else `tansu` on PATH.
 pub(crate) fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("BUSBAR_TANSU") {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
         return path.into();
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
