@@ -247,7 +247,8 @@ async fn a_plain_producer_publishes_and_answers_requests() {
             continue;
         };
         let r = r.unwrap();
-        let h = r.headers().unwrap();
+        // The topic also holds the plain records above (no headers): skipped.
+        let Some(h) = r.headers() else { continue };
         if header(h, "ce_subject") == Some("plain.svc") {
             break (
                 header(h, "reply-to").unwrap().to_owned(),
