@@ -148,7 +148,7 @@ class Runners:
         cc = os.environ.get("CC", "cc")
         ok, out = run(
             [cc, "-std=c11", "-Wall", "-Werror", "-Wno-unused-variable", f"-I{ROOT / 'include'}", str(src),
-             str(self.libbusbar), "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-o", str(exe)],
+             str(self.libbusbar), "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lz", "-o", str(exe)],
             self.tmp,
         )
         if not ok:

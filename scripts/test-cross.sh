@@ -20,7 +20,7 @@ cargo build --locked --quiet -p busbar-cross -p busbar-ffi
 step "build the C participant"
 mkdir -p "$TARGET_DIR/c"
 cc -std=c11 -g -O1 -Wall -Wextra -Werror -Iinclude -o "$TARGET_DIR/c/cross" tests/cross/c/cross.c \
-    "$TARGET_DIR/debug/libbusbar.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl
+    "$TARGET_DIR/debug/libbusbar.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lz
 
 step "16 publisher x reader pairs on a private nats-server"
 python3 tests/cross/run.py --rust "$TARGET_DIR/debug/busbar-cross" --c "$TARGET_DIR/c/cross" \
