@@ -255,7 +255,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 }
 
 /// The settings every client of a bus shares: brokers, security, client id.
-fn client_config(config: &Config) -> Result<ClientConfig> {
+fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka_brokers)
         .set("client.id", format!("busbar ({})", config.source))
@@ -278,7 +278,7 @@ fn client_config(config: &Config) -> Result<ClientConfig> {
     if let Some(ca) = &config.kafka_tls_ca {
         c.set("ssl.ca.location", ca);
     }
-    Ok(c)
+    c
 }
 
 /// A librdkafka setting refused (one this build cannot do, such as TLS without the
@@ -292,7 +292,7 @@ fn refused(what: &str, e: KafkaError) -> Error {
 pub(crate) async fn connect(config: Config) -> Result<Arc<Inner>> {
     let instruments = Arc::new(Instruments::default());
     let link = Arc::new(Link::new(instruments.clone()));
-    let mut pc = client_config(&config)?;
+    let mut pc = client_config(&config);
     pc.set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")
@@ -347,7 +347,7 @@ fn message_max_bytes(config: &Config) -> usize {
 async fn ensure_topic(config: &Config) -> Result<i32> {
     let limit = Duration::from_millis(config.connect_timeout_ms);
     let admin: Arc<AdminClient<rdkafka::client::DefaultClientContext>> = Arc::new(
-        client_config(config)?
+        client_config(config)
             .create()
             .map_err(|e| refused("creating the Kafka admin client", e))?,
     );
@@ -580,7 +580,7 @@ impl Inner {
     /// commits what its members took; `None`: a reader that assigns itself partitions and
     /// commits nothing).
     pub(crate) fn consumer(&self, group: Option<&str>) -> Result<Arc<KafkaConsumer>> {
-        let mut c = client_config(&self.config)?;
+        let mut c = client_config(&self.config);
         let grouped = group.is_some();
         let id = match group {
             Some(g) => g.to_owned(),

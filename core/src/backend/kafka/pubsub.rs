@@ -108,7 +108,7 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
 
 /// Assigns `consumer` every partition of the topic from the offsets `from` (the markers
 /// [`Inner::mark`] wrote).
-fn assign(bus: &Inner, consumer: &KafkaConsumer, from: &[i64]) -> rdkafka::error::KafkaResult<()> {
+pub(super) fn assign(bus: &Inner, consumer: &KafkaConsumer, from: &[i64]) -> rdkafka::error::KafkaResult<()> {
     let mut tpl = TopicPartitionList::with_capacity(from.len());
     for (p, &offset) in from.iter().enumerate() {
         tpl.add_partition_offset(&bus.topic, p as i32, Offset::Offset(offset))?;

@@ -11,7 +11,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::message::{Message as _, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::connection::{backend, closed, Inner, KafkaConsumer};
@@ -28,13 +27,8 @@ async fn listen(bus: &Arc<Inner>) -> Result<()> {
         return Ok(());
     }
     let consumer = bus.consumer(None)?;
-    let ends = bus.mark().await?;
-    let mut tpl = TopicPartitionList::with_capacity(ends.len());
-    for (p, &offset) in ends.iter().enumerate() {
-        tpl.add_partition_offset(&bus.topic, p as i32, Offset::Offset(offset))
-            .map_err(|e| backend("starting this bus's reply reader".into(), e))?;
-    }
-    rdkafka::consumer::Consumer::assign(&*consumer, &tpl)
+    let marks = bus.mark().await?;
+    super::pubsub::assign(bus, &consumer, &marks)
         .map_err(|e| backend("starting this bus's reply reader".into(), e))?;
     tokio::spawn(route_replies(
         consumer,
