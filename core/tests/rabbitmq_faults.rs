@@ -234,3 +234,86 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     }
     drop(node);
 }
+
+/// A hung node (its VM frozen with SIGSTOP: connections are accepted and bytes taken,
+/// nothing is answered) bounds every call: each fails with `backend` (a request with
+/// `backend` or `timeout`) within `publish_timeout_ms` (2 s here) or, for a connect,
+/// `connect_timeout_ms`, never hangs. Found by a CI run that sat in a fault test until its
+/// 90 minutes ran out; these are the calls that waited on the broker without a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_bounds_every_call() {
+    use busbar::{ConsumerConfig, StreamConfig};
+    let node = tokio::task::spawn_blocking(RabbitNode::start).await.unwrap();
+    let bus = bus_on(&node).await;
+    let mut sub = bus.subscribe("hung.x").await.unwrap();
+    bus.publish("hung.x", "before".into()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("delivered before the freeze")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.data()[..], b"before");
+
+    node.pause();
+    // Each call, with how long it may take: its bound plus a margin for a loaded machine.
+    let limit = Duration::from_secs(8);
+    macro_rules! bounded {
+        ($what:literal, $call:expr, $codes:pat) => {{
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(limit, $call)
+                .await
+                .unwrap_or_else(|_| panic!("{} hung on a frozen broker", $what));
+            let e = outcome
+                .err()
+                .unwrap_or_else(|| panic!("{} succeeded on a frozen broker", $what));
+            assert!(matches!(e.code(), $codes), "{}: {e}", $what);
+            eprintln!("{}: {} after {:?}", $what, e.code(), started.elapsed());
+        }};
+    }
+    // A plain publish is written to the socket, whose kernel buffer takes it: it may
+    // return, as on NATS (the flush below is what fails); it never hangs.
+    let publish = tokio::time::timeout(limit, bus.publish("hung.x", "during".into()))
+        .await
+        .expect("publish hung on a frozen broker");
+    assert!(
+        publish.as_ref().map_or_else(|e| e.code() == "backend", |()| true),
+        "{publish:?}"
+    );
+    bounded!("flush", bus.flush(), "backend");
+    bounded!("subscribe", bus.subscribe("hung.y"), "backend");
+    bounded!(
+        "queue_subscribe",
+        bus.queue_subscribe("hung.y", "workers"),
+        "backend"
+    );
+    bounded!(
+        "request",
+        bus.request("hung.svc", "q".into(), Duration::from_secs(2)),
+        "backend" | "timeout"
+    );
+    bounded!(
+        "declare_stream",
+        bus.declare_stream(StreamConfig::new("HUNG", ["hung.s.>"])),
+        "backend"
+    );
+    bounded!("stream_info", bus.stream_info("HUNG"), "backend");
+    let durable = bus.message("hung.s.1").data("d").build().unwrap();
+    bounded!("publish_durable", bus.publish_durable(durable), "backend");
+    bounded!(
+        "durable_subscribe",
+        bus.durable_subscribe(ConsumerConfig::new("HUNG", "worker")),
+        "backend"
+    );
+    bounded!("list_streams", bus.list_streams(), "backend");
+    let mut config = Config::default()
+        .with_backend(Backend::RabbitMq)
+        .with_amqp_url(node.url());
+    config.connect_timeout_ms = 2000;
+    bounded!("connect", busbar::connect(config), "backend");
+    bounded!("close", bus.close(), "backend");
+    // Closed all the same: later calls fail with `closed` at once.
+    let e = bus.publish("hung.x", "after".into()).await.unwrap_err();
+    assert_eq!(e.code(), "closed", "{e}");
+    node.resume();
+    drop(node);
+}

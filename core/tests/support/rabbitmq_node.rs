@@ -222,15 +222,32 @@ impl RabbitNode {
         self.launch();
     }
 
-    /// Sends `signal` to the node's VM and waits until its port is closed and its
-    /// launcher has exited.
+    /// Sends `signal` to the node's VM and waits until the VM has exited and its launcher
+    /// too. Every wait is bounded: a VM still running 60 s after the signal (a clean stop
+    /// that hangs) is SIGKILLed, and a launcher still running 10 s after its VM is ended,
+    /// so a test never hangs on its broker (a CI run once sat here until its time ran out).
     fn signal(&mut self, signal: &str) {
         let vm = self.pid.take();
         if let Some(pid) = vm {
-            let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            let kill = |signal: &str| {
+                let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
+            };
+            kill("-CONT"); // a paused VM handles SIGTERM only once it runs
+            kill(signal);
+            // Running unless gone or a zombie (state `Z`, after the name in parentheses).
+            let running = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+                    .unwrap_or(false)
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while running() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
+            }
+            if running() {
+                eprintln!("the RabbitMQ VM {pid} ignored {signal} for 60 s: SIGKILL");
+                kill("-KILL");
             }
         }
         if let Some(mut launcher) = self.launcher.take() {
@@ -238,8 +255,38 @@ impl RabbitNode {
             if vm.is_none() {
                 let _ = launcher.kill();
             }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(launcher.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if matches!(launcher.try_wait(), Ok(None)) {
+                eprintln!("the RabbitMQ launcher outlived its VM by 10 s: ending it");
+                let _ = launcher.kill();
+            }
             let _ = launcher.wait();
         }
+        // Its port is closed once the VM is gone; wait for the kernel to agree.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Freezes the node's VM (SIGSTOP): its sockets stay open and the kernel still accepts
+    /// connections and takes bytes, but nothing answers: a hung broker.
+    pub(crate) fn pause(&self) {
+        self.send("-STOP");
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.send("-CONT");
+    }
+
+    fn send(&self, signal: &str) {
+        let pid = self.pid.expect("the node is running").to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success(), "kill {signal} {pid} failed");
     }
 
     /// Starts the node again on the same folder and ports.

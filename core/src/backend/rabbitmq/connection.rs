@@ -164,9 +164,24 @@ impl From<lapin::Event> for ConnectionEvent {
 }
 
 /// Opens a connection to `config.amqp_url`, its two publishing channels, and declares
-/// the topic exchange `config.amqp_exchange`. Bounded by 5 s for the connection.
+/// the topic exchange `config.amqp_exchange`, all within `connect_timeout_ms`: a broker
+/// that accepts the TCP connection and then answers nothing fails it with `backend`.
 async fn open_session(config: &Config) -> Result<(Session, Events)> {
     let url = redact_url(&config.amqp_url);
+    let limit = Duration::from_millis(config.connect_timeout_ms);
+    match tokio::time::timeout(limit, open_session_unbounded(config, &url)).await {
+        Ok(opened) => opened,
+        Err(_) => Err(Error::Backend {
+            message: format!(
+                "connecting to RabbitMQ at {url}: no answer within connect_timeout_ms ({} ms)",
+                config.connect_timeout_ms
+            ),
+            source: None,
+        }),
+    }
+}
+
+async fn open_session_unbounded(config: &Config, url: &str) -> Result<(Session, Events)> {
     // No lapin recovery: it sometimes never completed after a broker died mid-publish
     // (lapin 4.12.3); `supervise` opens a new connection instead.
     let properties =
@@ -177,20 +192,10 @@ async fn open_session(config: &Config) -> Result<(Session, Events)> {
         .with_uri(uri)
         .with_properties(properties)
         .with_tls_config(tls);
-    let limit = Duration::from_millis(config.connect_timeout_ms);
-    let connection = match tokio::time::timeout(limit, builder.connect()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(backend(format!("connecting to RabbitMQ at {url}"), e)),
-        Err(_) => {
-            return Err(Error::Backend {
-                message: format!(
-                    "connecting to RabbitMQ at {url}: no answer within connect_timeout_ms ({} ms)",
-                    config.connect_timeout_ms
-                ),
-                source: None,
-            })
-        }
-    };
+    let connection = builder
+        .connect()
+        .await
+        .map_err(|e| backend(format!("connecting to RabbitMQ at {url}"), e))?;
     let events = Box::pin(connection.events_listener());
     let channel = || async {
         connection

@@ -96,21 +96,18 @@ impl Journal {
 
     /// Starts reading the journal (once per bus): declares it and consumes it from its
     /// first entry.
+    /// Bounded by `publish_timeout_ms`, like every call that waits on the broker.
     pub(super) async fn start(&self, bus: &Arc<Inner>) -> Result<()> {
-        self.reading
-            .get_or_try_init(|| async {
-                let seen = bus.generation.subscribe();
-                let session = bus.session();
-                let consumer = self
-                    .attach(bus, &session)
-                    .await
-                    .map_err(|e| backend(format!("reading the durable journal {:?}", self.queue), e))?;
-                let attachment = bus.attachments.enter(&session);
-                tokio::spawn(read(consumer, seen, attachment, Arc::downgrade(bus)));
-                Ok::<(), Error>(())
-            })
-            .await
-            .map(drop)
+        let what = || format!("reading the durable journal {:?}", self.queue);
+        let started = self.reading.get_or_try_init(|| async {
+            let seen = bus.generation.subscribe();
+            let session = bus.session();
+            let consumer = self.attach(bus, &session).await.map_err(|e| backend(what(), e))?;
+            let attachment = bus.attachments.enter(&session);
+            tokio::spawn(read(consumer, seen, attachment, Arc::downgrade(bus)));
+            Ok::<(), Error>(())
+        });
+        bus.bounded(what, started).await.map(drop)
     }
 
     /// Declares the journal on `session`, binds it again under every stream's subjects (a
@@ -182,11 +179,23 @@ impl Journal {
         self.rebind(bus, subjects, false).await
     }
 
+    /// Bounded by `publish_timeout_ms`.
     async fn rebind(&self, bus: &Inner, subjects: &[String], bind: bool) -> Result<()> {
         let what = || {
             let verb = if bind { "binding" } else { "unbinding" };
             format!("{verb} the durable journal {:?} to its subjects", self.queue)
         };
+        bus.bounded(what, self.rebind_unbounded(bus, subjects, bind, &what))
+            .await
+    }
+
+    async fn rebind_unbounded(
+        &self,
+        bus: &Inner,
+        subjects: &[String],
+        bind: bool,
+        what: &impl Fn() -> String,
+    ) -> Result<()> {
         let channel = bus
             .session()
             .connection

@@ -97,7 +97,12 @@ impl EventBus for RabbitBus {
         if !session.connection.status().connected() {
             return Ok(()); // lost, and no new one will be opened
         }
-        match session.connection.close(200, "busbar bus closed".into()).await {
+        // Bounded by `publish_timeout_ms`: a hung broker fails close with `backend`, and
+        // the bus is closed all the same.
+        let closing = session.connection.close(200, "busbar bus closed".into());
+        let what = || "closing the AMQP connection".to_owned();
+        let closed = async { Ok(closing.await) };
+        match self.inner.bounded(what, closed).await? {
             Ok(()) => Ok(()),
             // A channel still opening (a subscribe racing this close) makes lapin fail the
             // close with "invalid channel state" and drop the connection: it is gone all

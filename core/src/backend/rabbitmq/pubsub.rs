@@ -71,7 +71,8 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
         bus: Arc::downgrade(bus),
     };
     let seen = bus.generation.subscribe();
-    let consumer = pump.attach(bus, &session).await.map_err(|e| backend(what(), e))?;
+    let attached = async { pump.attach(bus, &session).await.map_err(|e| backend(what(), e)) };
+    let consumer = bus.bounded(&what, attached).await?;
     let (queue, command_rx, pending) =
         crate::backend::pumped::subscription(&bus.config, &bus.counters, pattern, group, ());
     tokio::spawn(pump.run(consumer, seen, queue, command_rx));

@@ -31,9 +31,13 @@ pub(super) async fn listen(bus: &Arc<Inner>) -> Result<()> {
     let seen = bus.generation.subscribe();
     let queue = format!("{}.inbox.{}", bus.config.amqp_exchange, reply::token());
     let session = bus.session();
-    let consumer = attach(bus, &session, &queue)
-        .await
-        .map_err(|e| backend("setting up this bus's reply queue".to_owned(), e))?;
+    let what = || "setting up this bus's reply queue".to_owned();
+    let attached = async {
+        attach(bus, &session, &queue)
+            .await
+            .map_err(|e| backend(what(), e))
+    };
+    let consumer = bus.bounded(what, attached).await?;
     let attachment = bus.attachments.enter(&session);
     tokio::spawn(route_replies(
         consumer,
