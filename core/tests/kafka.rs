@@ -511,3 +511,67 @@ async fn a_dead_broker_is_reported() {
     // in rd_kafka_metadata_cache_find); see docs/guide/kafka.md.
     drop(sub);
 }
+
+/// A frozen broker (SIGSTOP: connections accepted, bytes taken, nothing answered) bounds
+/// every call: each fails with `backend` (a request with `timeout`, which Kafka gives for
+/// any unanswered request) within `publish_timeout_ms` (2 s here), a connect within
+/// `connect_timeout_ms`, and never hangs. The RabbitMQ twin is in rabbitmq_faults.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_bounds_every_call() {
+    let broker = broker().await;
+    let mut config = config(&broker);
+    config.set("publish_timeout_ms", "2000").unwrap();
+    config.set("connect_timeout_ms", "2000").unwrap();
+    let bus = busbar::connect(config.clone()).await.unwrap();
+    let mut sub = bus.subscribe("frozen.x").await.unwrap();
+    bus.publish("frozen.x", "before".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().data(), "before");
+
+    broker.pause();
+    let limit = Duration::from_secs(10);
+    macro_rules! bounded {
+        ($what:literal, $call:expr, $codes:pat) => {{
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(limit, $call)
+                .await
+                .unwrap_or_else(|_| panic!("{} hung on a frozen broker", $what));
+            let e = outcome
+                .err()
+                .unwrap_or_else(|| panic!("{} succeeded on a frozen broker", $what));
+            assert!(matches!(e.code(), $codes), "{}: {e}", $what);
+            eprintln!("{}: {} after {:?}: {e}", $what, e.code(), started.elapsed());
+        }};
+    }
+    // A publish is handed to librdkafka's queue and returns; the flush is what fails.
+    tokio::time::timeout(limit, bus.publish("frozen.x", "during".into()))
+        .await
+        .expect("publish hung on a frozen broker")
+        .unwrap();
+    bounded!("flush", bus.flush(), "backend");
+    bounded!("subscribe", bus.subscribe("frozen.y"), "backend");
+    bounded!(
+        "queue_subscribe",
+        bus.queue_subscribe("frozen.y", "workers"),
+        "backend"
+    );
+    bounded!(
+        "request",
+        bus.request("frozen.svc", "q".into(), Duration::from_secs(2)),
+        "backend" | "timeout"
+    );
+    bounded!("drain", sub.drain(), "backend");
+    bounded!("connect", busbar::connect(config), "backend");
+    let started = Instant::now();
+    let closed = tokio::time::timeout(limit, bus.close())
+        .await
+        .expect("close hung on a frozen broker");
+    eprintln!("close: {closed:?} after {:?}", started.elapsed());
+    assert!(
+        closed.as_ref().map_or_else(|e| e.code() == "backend", |()| true),
+        "{closed:?}"
+    );
+    let e = bus.publish("frozen.x", "after".into()).await.unwrap_err();
+    assert_eq!(e.code(), "closed", "{e}");
+    broker.resume();
+    drop(broker);
+}

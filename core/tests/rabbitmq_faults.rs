@@ -267,7 +267,7 @@ async fn a_hung_node_bounds_every_call() {
                 .err()
                 .unwrap_or_else(|| panic!("{} succeeded on a frozen broker", $what));
             assert!(matches!(e.code(), $codes), "{}: {e}", $what);
-            eprintln!("{}: {} after {:?}", $what, e.code(), started.elapsed());
+            eprintln!("{}: {} after {:?}: {e}", $what, e.code(), started.elapsed());
         }};
     }
     // A plain publish is written to the socket, whose kernel buffer takes it: it may

@@ -120,6 +120,28 @@ impl Tansu {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): its port still accepts connections and takes bytes,
+    /// nothing answers. A hung broker.
+    pub(crate) fn pause(&self) {
+        self.send("-STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.send("-CONT");
+    }
+
+    fn send(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("the broker is running")
+            .id()
+            .to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the broker again on the same port and storage.
     pub(crate) fn restart(&mut self) {
         self.kill();
