@@ -561,15 +561,10 @@ async fn a_frozen_broker_bounds_every_call() {
     );
     bounded!("drain", sub.drain(), "backend");
     bounded!("connect", busbar::connect(config), "backend");
-    let started = Instant::now();
-    let closed = tokio::time::timeout(limit, bus.close())
-        .await
-        .expect("close hung on a frozen broker");
-    eprintln!("close: {closed:?} after {:?}", started.elapsed());
-    assert!(
-        closed.as_ref().map_or_else(|e| e.code() == "backend", |()| true),
-        "{closed:?}"
-    );
+    // A record still in the producer's queue at close: close waits for it (bounded) and
+    // says it was not delivered, closed all the same.
+    bus.publish("frozen.x", "at close".into()).await.unwrap();
+    bounded!("close", bus.close(), "backend");
     let e = bus.publish("frozen.x", "after".into()).await.unwrap_err();
     assert_eq!(e.code(), "closed", "{e}");
     broker.resume();
