@@ -253,6 +253,18 @@ async fn a_hung_node_bounds_every_call() {
         .unwrap()
         .unwrap();
     assert_eq!(&got.data()[..], b"before");
+    // A durable message taken before the freeze, settled during it.
+    durable_faults::declare_stream(&bus).await;
+    let mut durable_sub = bus
+        .durable_subscribe(ConsumerConfig::new("FAULT", "hung"))
+        .await
+        .unwrap();
+    durable_faults::publish_until_acked(&bus, "fault.hung", "d-1").await;
+    let taken = tokio::time::timeout(Duration::from_secs(10), durable_sub.next())
+        .await
+        .expect("a durable delivery before the freeze")
+        .unwrap()
+        .unwrap();
 
     node.pause();
     // Each call, with how long it may take: its bound plus a margin for a loaded machine.
@@ -305,6 +317,8 @@ async fn a_hung_node_bounds_every_call() {
         "backend"
     );
     bounded!("list_streams", bus.list_streams(), "backend");
+    bounded!("ack", taken.ack(), "backend");
+    bounded!("drain", sub.drain(), "backend");
     let mut config = Config::default()
         .with_backend(Backend::RabbitMq)
         .with_amqp_url(node.url());

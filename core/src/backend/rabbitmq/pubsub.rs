@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connection::{backend, Attachment, Inner, Session};
 use super::{request, subjects};
-use crate::backend::queue::{Command, Item, Payload, Pushed, QueueSender, TryQueue};
+use crate::backend::queue::{BeforeDrain, Command, Item, Payload, Pushed, QueueSender, TryQueue};
 use crate::config::Backpressure;
 use crate::error::Result;
 use crate::subject::validate_queue_group;
@@ -73,10 +73,40 @@ pub(super) async fn subscribe(bus: &Arc<Inner>, pattern: &str, group: Option<&st
     let seen = bus.generation.subscribe();
     let attached = async { pump.attach(bus, &session).await.map_err(|e| backend(what(), e)) };
     let consumer = bus.bounded(&what, attached).await?;
-    let (queue, command_rx, pending) =
-        crate::backend::pumped::subscription(&bus.config, &bus.counters, pattern, group, ());
+    let (queue, command_rx, pending) = crate::backend::pumped::subscription(
+        &bus.config,
+        &bus.counters,
+        pattern,
+        group,
+        Unbind(Arc::downgrade(bus)),
+    );
     tokio::spawn(pump.run(consumer, seen, queue, command_rx));
     Ok(pending.finish())
+}
+
+/// A drain waits for the pump to stop routing to the subscription (an unbind on the
+/// broker) at most `publish_timeout_ms`: a hung broker fails it with `backend`.
+struct Unbind(Weak<Inner>);
+
+#[async_trait::async_trait]
+impl BeforeDrain for Unbind {
+    async fn before_drain(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn wait_drained(&self, finished: tokio::sync::oneshot::Receiver<()>) -> Result<()> {
+        let unbound = async {
+            let _ = finished.await;
+            Ok(())
+        };
+        match self.0.upgrade() {
+            Some(bus) => {
+                bus.bounded(|| "draining a subscription".to_owned(), unbound)
+                    .await
+            }
+            None => unbound.await,
+        }
+    }
 }
 
 struct Pump {
