@@ -41,10 +41,10 @@ start=$(date +%s.%N)
 "$PY" -c 'import busbar; print("busbar", busbar.__version__, "from", busbar.__file__)'
 echo "install + import: $("$PY" -c "import time; print(round(time.time() - $start, 1))") s; wheel $(du -k "$WHEEL" | cut -f1) KiB"
 
-step "test tools (pytest, pytest-asyncio, nats-py, pika, opentelemetry-sdk, the CloudEvents SDK, mypy, ruff)"
+step "test tools (pytest, pytest-asyncio, nats-py, pika, confluent-kafka, opentelemetry-sdk, the CloudEvents SDK, mypy, ruff)"
 "$PY" -m pip install --quiet --disable-pip-version-check \
     "pytest>=8,<10" "pytest-asyncio>=1,<2" "nats-py==2.16.0" "pika>=1.3,<2" "opentelemetry-sdk>=1.30,<2" \
-    "cloudevents==2.2.0" \
+    "cloudevents==2.2.0" "confluent-kafka==2.16.1" \
     "mypy>=1.18,<3" "ruff>=0.14,<1" "typing_extensions>=4.15"
 
 step "ruff (lint + format check)"

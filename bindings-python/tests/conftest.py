@@ -1,7 +1,8 @@
-"""Fixtures: a private nats-server per test session (ephemeral loopback port, temporary
-store, stopped by its PID), and a `bus` fixture that runs a test on every backend (on
-RabbitMQ: the machine's broker, BUSBAR_TEST_AMQP_URL, on a topic exchange of the test's
-own, auto-deleted when the bus disconnects)."""
+"""Fixtures: a private nats-server and a private tansu (Kafka) broker per test session
+(ephemeral loopback ports, temporary stores, stopped by their PIDs), and a `bus` fixture
+that runs a test on every backend (on RabbitMQ: the machine's broker,
+BUSBAR_TEST_AMQP_URL, on a topic exchange of the test's own, auto-deleted when the bus
+disconnects)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from tansu_server import Tansu
 
 import busbar
 from nats_server import NatsServer
@@ -25,6 +27,16 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[Tansu]:
+    """A private Kafka-protocol broker for the Kafka tests (each uses topics of its own)."""
+    broker = Tansu()
+    try:
+        yield broker
+    finally:
+        broker.close()
 
 
 @pytest.fixture(params=["memory", "nats"])

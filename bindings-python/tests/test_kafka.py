@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from tansu_server import Tansu
 from test_bus import take
 
 import busbar
-
-
-@pytest.fixture(scope="module")
-def tansu() -> Iterator[Tansu]:
-    broker = Tansu()
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 @pytest.fixture
